@@ -1,0 +1,143 @@
+"""The JSONL event schema: the single interface between a run (or a parsed log) and watch / report / rules.
+
+One JSON object per line, each with a `type`:
+
+    {"type": "run", "step": 0, "info": {...}}
+        Run facts the rules need: planned_steps, gradient_accumulation_steps, world_size,
+        memory_bank_size, memory_bank_warmup_steps, logit_scale_max, targets (profile name), source.
+    {"type": "metrics", "step": N, "time": unix_seconds, "metrics": {name: float | null}}
+        One record per logging step. Names are the METRIC_* constants below; per-head names use
+        `<metric>/<head>` with head in HEADS. Non-finite values are written as null plus the name in
+        "nonfinite": [...] (JSON has no NaN).
+    {"type": "finding", "step": N, "finding": Finding.to_dict()}
+        One record per finding (see fgdiag.diagnostic).
+    {"type": "event", "step": N, "kind": KIND, "message": str, "data": {...}}
+        Point events: memory_bank_enabled (data: candidates_before, candidates_after), crash, oom,
+        resume, train_end.
+
+This module must stay importable without torch: watch and report use it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+HEADS = ("global", "region", "hardneg")
+
+# loss parts as the model names them (already weighted), plus the trainer's total
+LOSS = "loss"
+LOSS_PARTS = ("global_long_loss", "global_short_loss", "region_loss", "hard_negative_loss")
+# per head (suffix /<head>)
+LOGIT_SCALE = "logit_scale"  # raw, log space
+LOGIT_SCALE_EXP = "logit_scale_exp"  # exp(raw) = 1/temperature
+CANDIDATES = "candidates"  # K: softmax candidates per query
+CHANCE = "chance"  # ln K
+LOSS_OVER_CHANCE = "loss_over_chance"  # unweighted head loss / ln K
+LOGITS_MIN, LOGITS_MAX, LOGITS_MEAN, LOGITS_STD = "logits_min", "logits_max", "logits_mean", "logits_std"
+POS_MEAN, NEG_MEAN = "pos_logit_mean", "neg_logit_mean"
+COS_STD = "cos_std"  # spread of cosines across the logits matrix (collapse when tiny)
+LOSS_FLOOR = "loss_floor"  # ln(1 + (K-1) exp(-s * (c_pos - c_neg))) with the current spread
+HEAD_LOSS = "head_loss"  # unweighted loss of the head
+# memory bank
+MB_ACTIVE = "memory_bank/active"
+MB_ACTIVATED_STEP = "memory_bank/activated_step"
+MB_FILL = "memory_bank/fill"
+MB_PTR = "memory_bank/ptr"
+MB_OLDEST_AGE = "memory_bank/oldest_age"
+MB_DUP_SHARE = "memory_bank/duplicate_share"
+MB_KEY_NORM_MIN = "memory_bank/key_norm_min"
+MB_KEY_NORM_MAX = "memory_bank/key_norm_max"
+# regions / boxes
+REGIONS_VALID = "regions/valid"
+REGIONS_ZERO_NORM = "regions/zero_norm"
+REGIONS_NONFINITE = "regions/nonfinite"
+BOXES_DROPPED = "boxes/dropped"
+# optimisation
+GRAD_NORM = "grad_norm"
+GRAD_NORM_GROUP = "grad_norm_group"  # suffix /<param group name>
+LEARNING_RATE = "learning_rate"
+EPOCH = "epoch"
+
+
+def head_metric(metric: str, head: str) -> str:
+    return f"{metric}/{head}"
+
+
+def _clean(metrics: dict[str, Any]) -> tuple[dict[str, float | None], list[str]]:
+    out: dict[str, float | None] = {}
+    nonfinite: list[str] = []
+    for name, value in metrics.items():
+        if value is None:
+            out[name] = None
+            continue
+        value = float(value)
+        if math.isfinite(value):
+            out[name] = value
+        else:
+            out[name] = None
+            nonfinite.append(name)
+    return out, nonfinite
+
+
+def metrics_record(step: int, metrics: dict[str, Any], when: float | None = None) -> dict[str, Any]:
+    clean, nonfinite = _clean(metrics)
+    record: dict[str, Any] = {"type": "metrics", "step": int(step), "time": when or time.time(), "metrics": clean}
+    if nonfinite:
+        record["nonfinite"] = nonfinite
+    return record
+
+
+def finding_record(finding: Any) -> dict[str, Any]:
+    return {"type": "finding", "step": finding.step, "finding": finding.to_dict()}
+
+
+def event_record(step: int, kind: str, message: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"type": "event", "step": int(step), "kind": kind, "message": message, "data": data or {}}
+
+
+def run_record(info: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "run", "step": 0, "info": info}
+
+
+class EventWriter:
+    """Appends records to `<dir>/events.jsonl`, flushing each line so `watch` sees it at once."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh: TextIO | None = self.path.open("a", encoding="utf-8")
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self._fh is None:
+            raise ValueError(f"{self.path}: writer is closed")
+        self._fh.write(json.dumps(record, allow_nan=False) + "\n")
+        self._fh.flush()
+
+    def write_many(self, records: Iterable[dict[str, Any]]) -> None:
+        for record in records:
+            self.write(record)
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+def read_events(path: str | Path) -> Iterator[dict[str, Any]]:
+    """Yield well-formed records; malformed lines are skipped (watch counts them via its own parser)."""
+    with Path(path).open("r", encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line.startswith("{"):
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and "type" in record:
+                yield record
