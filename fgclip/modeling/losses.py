@@ -1,0 +1,148 @@
+"""One module per loss. Each returns its weighted `<name>_loss` and detached per-head statistics.
+
+Statistics stay device tensors (no `.item()`), so a step that does not log pays no host sync; the
+diagnostics read them on logging steps only. Logits are computed in float32 whatever the training dtype
+(at scale 100, bf16 logits are quantised to 0.5).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fgclip.modeling import dist
+from fgclip.modeling.memory_bank import RegionMemoryBank
+
+NEG_INF = float("-inf")
+
+
+@torch.no_grad()
+def logit_stats(logits: torch.Tensor, targets: torch.Tensor, scale: torch.Tensor, raw_scale: torch.Tensor,
+                candidates: torch.Tensor, loss: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Range of the logits actually fed to cross-entropy, positive vs negative means, cosine spread and the
+    floor the current temperature and spread put under the loss. Masked (-inf) entries are ignored."""
+    valid = torch.isfinite(logits)
+    pos_mask = torch.zeros_like(valid)
+    pos_mask[torch.arange(logits.shape[0], device=logits.device), targets] = True
+    neg_mask = valid & ~pos_mask
+    vals = logits[valid]
+    pos = logits[pos_mask]
+    neg = logits[neg_mask]
+    cos = vals / scale
+    nan = torch.full((), float("nan"), device=logits.device)
+    pos_mean = pos.mean() if pos.numel() else nan
+    neg_mean = neg.mean() if neg.numel() else nan
+    k = candidates.float()
+    gap = (pos_mean - neg_mean).nan_to_num(0.0)
+    # best achievable loss if every positive/negative sat at the current mean gap: ln(1 + (K-1) e^{-gap})
+    floor = torch.log1p((k - 1).clamp(min=0) * torch.exp(-gap))
+    return {
+        "logit_scale": raw_scale.detach().float(),
+        "logit_scale_exp": scale.detach().float(),
+        "logits_min": vals.min() if vals.numel() else nan,
+        "logits_max": vals.max() if vals.numel() else nan,
+        "logits_mean": vals.mean() if vals.numel() else nan,
+        "logits_std": vals.std() if vals.numel() > 1 else nan,
+        "pos_logit_mean": pos_mean,
+        "neg_logit_mean": neg_mean,
+        "cos_std": cos.std() if cos.numel() > 1 else nan,
+        "candidates": k,
+        "chance": torch.log(k.clamp(min=1)),
+        "head_loss": loss.detach().float(),
+        "loss_floor": floor,
+    }
+
+
+class GlobalContrastiveLoss(nn.Module):
+    """Symmetric InfoNCE between images and captions, gathered across ranks with gradients.
+
+    Each rank scores its local images against all ranks' texts (and local texts against all images);
+    targets are offset by rank * local batch, as in FG-CLIP and open_clip's local loss.
+    """
+
+    def __init__(self, name: str, weight: float):
+        super().__init__()
+        self.name = name
+        self.weight = weight
+
+    def forward(self, image: torch.Tensor, text: torch.Tensor, raw_scale: torch.Tensor):
+        image, text = image.float(), text.float()
+        scale = raw_scale.float().exp()
+        all_image, all_text = dist.gather_with_grad(image), dist.gather_with_grad(text)
+        n = image.shape[0]
+        targets = torch.arange(n, device=image.device) + dist.rank() * n
+        logits_i2t = scale * image @ all_text.T  # (B, B*W)
+        logits_t2i = scale * text @ all_image.T  # (B, B*W)
+        loss = (F.cross_entropy(logits_i2t, targets) + F.cross_entropy(logits_t2i, targets)) / 2
+        k = torch.tensor(all_text.shape[0], device=image.device)
+        stats = logit_stats(logits_i2t.detach(), targets, scale, raw_scale, k, loss)
+        return {f"{self.name}_loss": self.weight * loss}, stats
+
+
+class RegionContrastiveLoss(nn.Module):
+    """Symmetric InfoNCE between region (RoI) features and region-caption embeddings.
+
+    Candidates are the other valid regions of the local batch plus, once the memory bank is active, the
+    queued regions of earlier steps (with entries of the same caption masked out). The current regions are
+    enqueued after the logits are computed, so a query never meets itself among the negatives.
+    """
+
+    def __init__(self, weight: float):
+        super().__init__()
+        self.weight = weight
+
+    def forward(self, region: torch.Tensor, text: torch.Tensor, raw_scale: torch.Tensor,
+                caption_keys: torch.Tensor, bank: RegionMemoryBank | None = None):
+        region, text = region.float(), text.float()
+        scale = raw_scale.float().exp()
+        n = region.shape[0]
+        targets = torch.arange(n, device=region.device)
+        logits_i2t = scale * region @ text.T  # (N, N)
+        logits_t2i = scale * text @ region.T  # (N, N)
+        candidates = torch.full((), float(n), device=region.device)
+        if bank is not None:
+            q_image, q_text, usable = bank.negatives(caption_keys)  # (Kq, D), (Kq, D), (N, Kq)
+            queue_i2t = (scale * region @ q_text.float().T).masked_fill(~usable, NEG_INF)  # (N, Kq)
+            queue_t2i = (scale * text @ q_image.float().T).masked_fill(~usable, NEG_INF)  # (N, Kq)
+            logits_i2t = torch.cat([logits_i2t, queue_i2t], dim=1)  # (N, N + Kq)
+            logits_t2i = torch.cat([logits_t2i, queue_t2i], dim=1)  # (N, N + Kq)
+            candidates = candidates + usable.float().sum(dim=1).mean() if n else candidates
+        if n == 0:
+            loss = region.sum() * 0.0  # keeps the graph; "no region" is reported via regions/valid = 0
+        else:
+            loss = (F.cross_entropy(logits_i2t, targets) + F.cross_entropy(logits_t2i, targets)) / 2
+        stats = logit_stats(logits_i2t.detach(), targets, scale, raw_scale, candidates, loss)
+        if bank is not None:
+            stats.update({f"memory_bank/{k}": v for k, v in bank.stats(caption_keys).items()})
+            if bank.training:
+                bank.enqueue(region.detach(), text.detach(), caption_keys)
+        return {"region_loss": self.weight * loss}, stats
+
+
+class HardNegativeLoss(nn.Module):
+    """(1 + N)-way cross-entropy per hard box: its caption against N attribute-swapped negatives."""
+
+    def __init__(self, weight: float):
+        super().__init__()
+        self.weight = weight
+
+    def forward(self, region: torch.Tensor, texts: torch.Tensor, raw_scale: torch.Tensor):
+        # region (H, D); texts (H, 1 + N, D) with the positive first
+        region, texts = region.float(), texts.float()
+        scale = raw_scale.float().exp()
+        logits = scale * torch.einsum("hd,hkd->hk", region, texts)  # (H, 1 + N)
+        targets = torch.zeros(region.shape[0], dtype=torch.long, device=region.device)
+        if region.shape[0] == 0:
+            loss = region.sum() * 0.0
+        else:
+            loss = F.cross_entropy(logits, targets)
+        k = torch.tensor(float(texts.shape[1]), device=region.device)
+        stats = logit_stats(logits.detach(), targets, scale, raw_scale, k, loss)
+        return {"hard_negative_loss": self.weight * loss}, stats
+
+
+def chance_level(k: int) -> float:
+    return math.log(k)

@@ -1,0 +1,126 @@
+"""Queue of region negatives (image and text side) that survives checkpoints and counts optimizer steps.
+
+Everything that must survive a resume is a registered buffer: the queues, the caption keys used to mask
+duplicates, the optimizer step each entry was written at, the pointer, the fill count, the optimizer-step
+counter, the warm-up and the step it activated at. The trainer calls `optimizer_step_completed()` once per
+optimizer step, so warm-up means the same thing under any gradient accumulation (the fgclip-vad fork counted
+forward passes and never switched on in time).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from fgclip.modeling import dist
+
+MIN_KEY_NORM = 1e-6  # zero region features (empty boxes) must never become negatives
+
+
+class RegionMemoryBank(nn.Module):
+    def __init__(self, size: int, dim: int, warmup_steps: int, mask_duplicates: bool = True):
+        super().__init__()
+        self.size = size
+        self.dim = dim
+        self.mask_duplicates = mask_duplicates
+        self.register_buffer("image_queue", torch.zeros(size, dim))
+        self.register_buffer("text_queue", torch.zeros(size, dim))
+        self.register_buffer("caption_keys", torch.full((size,), -1, dtype=torch.long))
+        self.register_buffer("entry_step", torch.full((size,), -1, dtype=torch.long))
+        self.register_buffer("ptr", torch.zeros((), dtype=torch.long))
+        self.register_buffer("fill", torch.zeros((), dtype=torch.long))
+        self.register_buffer("optimizer_steps", torch.zeros((), dtype=torch.long))
+        self.register_buffer("activated_step", torch.full((), -1, dtype=torch.long))
+        self.register_buffer("warmup_steps", torch.full((), warmup_steps, dtype=torch.long))
+
+    def reset_buffers(self) -> None:
+        """Initial state (used by the model's weight init when a checkpoint lacks the bank)."""
+        self.image_queue.zero_()
+        self.text_queue.zero_()
+        self.caption_keys.fill_(-1)
+        self.entry_step.fill_(-1)
+        self.ptr.zero_()
+        self.fill.zero_()
+        self.optimizer_steps.zero_()
+        self.activated_step.fill_(-1)
+
+    @property
+    def active(self) -> torch.Tensor:
+        """Bool tensor (no host sync): True once warm-up optimizer steps have completed."""
+        return self.optimizer_steps >= self.warmup_steps
+
+    @torch.no_grad()
+    def optimizer_step_completed(self) -> None:
+        self.optimizer_steps += 1
+        newly = (self.activated_step < 0) & (self.optimizer_steps >= self.warmup_steps)
+        self.activated_step.copy_(torch.where(newly, self.optimizer_steps, self.activated_step))
+
+    def negatives(self, positive_keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queued (image, text) negatives and a (N, Kq) mask of usable entries per query.
+
+        An entry is usable when it is filled, the bank is active, and (with duplicate masking) its caption
+        differs from the query's. Shapes stay static (Kq = size) so nothing syncs with the host.
+        """
+        filled = torch.arange(self.size, device=self.ptr.device) < self.fill  # (Kq,)
+        usable = (filled & self.active).unsqueeze(0).expand(positive_keys.shape[0], -1)  # (N, Kq)
+        if self.mask_duplicates:
+            usable = usable & (self.caption_keys.unsqueeze(0) != positive_keys.unsqueeze(1))
+        return self.image_queue.detach().clone(), self.text_queue.detach().clone(), usable  # enqueue writes in place
+
+    @torch.no_grad()
+    def enqueue(self, image: torch.Tensor, text: torch.Tensor, keys: torch.Tensor) -> int:
+        """Write L2-normalised keys gathered from all ranks, after the logits were computed.
+
+        Rows whose image or text feature is zero or non-finite are skipped. Writes wrap around the queue,
+        so the batch need not divide the queue size. Returns the number of rows written.
+        """
+        image, text, keys = dist.gather_variable(image), dist.gather_variable(text), dist.gather_variable(keys)
+        ok = (
+            torch.isfinite(image).all(dim=1)
+            & torch.isfinite(text).all(dim=1)
+            & (image.norm(dim=1) > MIN_KEY_NORM)
+            & (text.norm(dim=1) > MIN_KEY_NORM)
+        )
+        image, text, keys = image[ok], text[ok], keys[ok]
+        n = image.shape[0]
+        if n == 0:
+            return 0
+        if n > self.size:  # keep the newest
+            image, text, keys = image[-self.size :], text[-self.size :], keys[-self.size :]
+            self.ptr.add_(n - self.size).remainder_(self.size)
+            n = self.size
+        index = (self.ptr + torch.arange(n, device=self.ptr.device)) % self.size  # (n,)
+        self.image_queue[index] = nn.functional.normalize(image.float(), dim=1).to(self.image_queue.dtype)
+        self.text_queue[index] = nn.functional.normalize(text.float(), dim=1).to(self.text_queue.dtype)
+        self.caption_keys[index] = keys
+        self.entry_step[index] = self.optimizer_steps
+        self.ptr.add_(n).remainder_(self.size)
+        self.fill.clamp_(max=self.size - n).add_(n)
+        return n
+
+    @torch.no_grad()
+    def stats(self, positive_keys: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Detached device tensors for the diagnostics (read on logging steps only)."""
+        filled = torch.arange(self.size, device=self.ptr.device) < self.fill
+        norms = self.image_queue.float().norm(dim=1)
+        big = torch.finfo(torch.float32).max
+        out = {
+            "active": self.active.float(),
+            "activated_step": self.activated_step.float(),
+            "fill": self.fill.float(),
+            "ptr": self.ptr.float(),
+            "oldest_age": torch.where(
+                filled.any(),
+                (self.optimizer_steps - torch.where(filled, self.entry_step, self.optimizer_steps)).max(),
+                torch.zeros_like(self.optimizer_steps),
+            ).float(),
+            "key_norm_min": torch.where(filled, norms, torch.full_like(norms, big)).min(),
+            "key_norm_max": torch.where(filled, norms, torch.zeros_like(norms)).max(),
+        }
+        if positive_keys is not None and positive_keys.numel():
+            dup = (self.caption_keys.unsqueeze(0) == positive_keys.unsqueeze(1)) & filled.unsqueeze(0)
+            out["duplicate_share"] = dup.float().sum() / (filled.float().sum() * positive_keys.numel()).clamp(min=1)
+        return out
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}, dim={self.dim}, mask_duplicates={self.mask_duplicates}"

@@ -1,0 +1,62 @@
+"""Region features: CLIPSelf/MaskCLIP value-only last block, torchvision `roi_align`, tracks over frames.
+
+The last vision block is re-run with self-attention replaced by its value path, so each patch token keeps
+its own content (with full attention the dense map is nearly inverted, FG-CLIP issue #21). RoIAlign then
+pools normalised xyxy boxes scaled to the patch grid (1x1 output, aligned=True, float32). A region of a
+video is a box track: its feature is the mean of its RoI features over the frames where it has a box; a
+region with no boxed frame produces no feature at all.
+"""
+
+from __future__ import annotations
+
+import torch
+from torchvision.ops import roi_align
+from transformers.models.clip.modeling_clip import CLIPEncoderLayer
+
+
+def value_only_block(layer: CLIPEncoderLayer, hidden: torch.Tensor) -> torch.Tensor:
+    """(N, 1 + P, C) input of the last block -> (N, 1 + P, C), attention replaced by v_proj -> out_proj."""
+    attn = layer.self_attn
+    x = hidden + attn.out_proj(attn.v_proj(layer.layer_norm1(hidden)))
+    return x + layer.mlp(layer.layer_norm2(x))
+
+
+def dense_grid(tokens: torch.Tensor) -> torch.Tensor:
+    """(N, 1 + P, C) tokens -> (N, C, h, w) patch grid (CLS dropped)."""
+    n, p1, c = tokens.shape
+    side = int(round((p1 - 1) ** 0.5))
+    if side * side != p1 - 1:
+        raise ValueError(f"{p1 - 1} patch tokens do not form a square grid")
+    return tokens[:, 1:].transpose(1, 2).reshape(n, c, side, side)  # (N, C, h, w)
+
+
+def pool_boxes(grid: torch.Tensor, frame_index: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """RoIAlign of normalised xyxy boxes (M, 4) on frames `frame_index` (M,) of grid (F, C, h, w) -> (M, C)."""
+    h, w = grid.shape[-2:]
+    scale = boxes.new_tensor([w, h, w, h], dtype=torch.float32)
+    rois = torch.cat([frame_index.float().unsqueeze(1), boxes.float() * scale], dim=1)  # (M, 5)
+    pooled = roi_align(grid.float(), rois, output_size=(1, 1), spatial_scale=1.0, sampling_ratio=-1, aligned=True)
+    return pooled.flatten(1)  # (M, C)
+
+
+def track_features(grid: torch.Tensor, boxes: torch.Tensor, box_frame_mask: torch.Tensor,
+                   frame_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean RoI feature of every region track over its boxed frames.
+
+    Args:
+        grid: (F, C, h, w) patch grids of the encoded frames.
+        boxes: (B, T, R, 4) normalised xyxy per frame and region.
+        box_frame_mask: (B, T, R) True where region r has a box on frame t (and the frame is real).
+        frame_index: (B, T) row of each (sample, frame) in `grid`, -1 for frames that were not encoded.
+    Returns:
+        features (B, R, C) and has_box (B, R); regions without any boxed frame are zeros and has_box False.
+    """
+    b, t, r, _ = boxes.shape
+    sel = box_frame_mask & (frame_index >= 0).unsqueeze(-1)  # (B, T, R)
+    bi, ti, ri = sel.nonzero(as_tuple=True)  # (M,) each
+    pooled = pool_boxes(grid, frame_index[bi, ti], boxes[bi, ti, ri])  # (M, C)
+    flat = bi * r + ri  # (M,) region slot
+    sums = pooled.new_zeros(b * r, pooled.shape[1]).index_add_(0, flat, pooled)  # (B*R, C)
+    counts = pooled.new_zeros(b * r).index_add_(0, flat, torch.ones_like(flat, dtype=pooled.dtype))  # (B*R,)
+    features = (sums / counts.clamp(min=1).unsqueeze(1)).reshape(b, r, -1)  # (B, R, C)
+    return features, (counts > 0).reshape(b, r)
