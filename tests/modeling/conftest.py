@@ -1,0 +1,54 @@
+"""A tiny CLIP built and saved locally (no hub): 32-px images, 8-px patches (4x4 grid), width 32."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import CLIPConfig, CLIPModel
+
+VOCAB, BOS, EOS = 100, 98, 99
+
+TEXT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, vocab_size=VOCAB,
+            max_position_embeddings=77, eos_token_id=EOS, bos_token_id=BOS, pad_token_id=EOS)
+VISION = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=32,
+              patch_size=8)
+
+
+def tiny_clip_config(**kw) -> CLIPConfig:
+    return CLIPConfig(text_config=TEXT, vision_config=VISION, projection_dim=16, logit_scale_init_value=4.6052, **kw)
+
+
+@pytest.fixture(scope="session")
+def clip_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    model = CLIPModel(tiny_clip_config()).eval()
+    path = tmp_path_factory.mktemp("tiny_clip")
+    model.save_pretrained(path)
+    return path
+
+
+def make_ids(n: int, length: int, seed: int, eos_at: int | None = None) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, BOS, (n, length), generator=g)
+    ids[:, 0] = BOS
+    ends = torch.randint(2, length, (n,), generator=g) if eos_at is None else torch.full((n,), eos_at)
+    for i, e in enumerate(ends.tolist()):
+        ids[i, e:] = EOS
+    return ids
+
+
+def make_image_batch(b: int = 3, r: int = 2, n_neg: int = 2, seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    boxes = torch.tensor([[0.0, 0.0, 1.0, 1.0], [0.1, 0.2, 0.6, 0.7]]).repeat(b, 1).reshape(b, 2, 4)[:, :r]
+    box_mask = torch.ones(b, r, dtype=torch.bool)
+    box_mask[-1, -1] = False
+    return {
+        "pixel_values": torch.randn(b, 3, 32, 32, generator=g),
+        "long_input_ids": make_ids(b, 120, seed + 1),
+        "short_input_ids": make_ids(b, 12, seed + 2),
+        "boxes": boxes.clone(),
+        "box_mask": box_mask,
+        "region_input_ids": make_ids(b * r, 9, seed + 3).reshape(b, r, 9),
+        "hard_input_ids": make_ids(b * r * (1 + n_neg), 9, seed + 4).reshape(b, r, 1 + n_neg, 9),
+        "hard_mask": torch.ones(b, r, dtype=torch.bool),
+    }
