@@ -1,0 +1,1 @@
+"""Training: HfArgumentParser arguments, param groups, the Trainer subclass, resume guard, presets."""

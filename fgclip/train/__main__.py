@@ -1,0 +1,3 @@
+from fgclip.train.main import main
+
+raise SystemExit(main())
