@@ -43,7 +43,8 @@ class FGCLIPConfig(CLIPConfig):
             a separate head initialised as a copy of `visual_projection` (fgclip-vad).
         memory_bank_size: queue length of region negatives (0 disables the bank).
         memory_bank_warmup_steps: optimizer steps before queued negatives join the loss.
-        memory_bank_mask_duplicates: mask queue entries whose caption equals the positive's caption.
+        memory_bank_mask_duplicates: mask negatives (in the batch and in the queue) whose caption equals the
+            positive's caption: they are false negatives.
         num_frames: frames per video clip (1 for images).
         temporal_pooling: "mean" (masked mean of frame features) or "attention" (learned attention pooling).
     """

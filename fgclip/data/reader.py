@@ -19,6 +19,7 @@ from fgclip.data.errors import DataFormatError, Location
 IMAGE_MARKERS = ("f_path", "bbox_info")
 VIDEO_MARKERS = ("video", "box_infos", "global_caption")
 DATA_FORMATS = ("image", "video", "auto")
+UPSTREAM_PREFIXES = ("grit-20m/data-12m/",)  # upstream strips this from f_path before joining image_folder
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ def iter_file_records(path: str | Path) -> Iterator[RawRecord]:
     """Records of one annotation file, each a dict, in file order."""
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8-sig")  # tolerates a byte-order mark
     except (OSError, UnicodeDecodeError) as exc:
         raise DataFormatError(source, f"cannot read file: {exc}") from None
     start = _skip_ws(text, 0)
@@ -165,4 +166,24 @@ def detect_format(records: list[RawRecord], data_format: str = "auto") -> str:
     return data_format
 
 
-__all__ = ["RawRecord", "annotation_files", "iter_file_records", "read_raw_records", "detect_format", "DATA_FORMATS"]
+def default_root(data_path: str | Path) -> Path:
+    """Media paths are relative to this when no root is given: the annotation file's folder."""
+    path = Path(data_path)
+    return path if path.is_dir() else path.parent
+
+
+def resolve_media(root: Path, name: str) -> Path:
+    """`root / name`, or with upstream's `grit-20m/data-12m/` prefix stripped when only that exists."""
+    path = Path(name) if Path(name).is_absolute() else root / name
+    if not path.exists():
+        for prefix in UPSTREAM_PREFIXES:
+            if name.startswith(prefix) and (root / name[len(prefix):]).exists():
+                return root / name[len(prefix):]
+    return path
+
+
+
+__all__ = [
+    "default_root",
+    "resolve_media",
+    "RawRecord", "annotation_files", "iter_file_records", "read_raw_records", "detect_format", "DATA_FORMATS"]

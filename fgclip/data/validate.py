@@ -14,9 +14,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from fgclip.data.boxes import TOLERANCE, Box, GridSize, check_policy, decide_box, region_failure
+from fgclip.data.boxes import TOLERANCE, Box, BoxDecision, GridSize, check_policy, decide_box, region_failure
 from fgclip.data.errors import Location
-from fgclip.data.schema import MISSING, ImageRecord, VideoRecord
+from fgclip.data.schema import MISSING, ImageRecord, Keyframe, VideoRecord
 
 MAX_ISSUES = 50  # issue examples kept in a report
 
@@ -132,19 +132,21 @@ class RecordValidator:
         self.tolerance = tolerance
         self.report = report if report is not None else ValidationReport(policy=policy)
 
-    def _box(self, values: Any, location: Location) -> Box | None:
+    def _box(self, values: Any, location: Location) -> BoxDecision:
         decision = decide_box(values, self.policy, grid_size=self.grid_size, location=location,
                               tolerance=self.tolerance)
         self.report.clipped += decision.clipped
         if decision.reason is not None:
             action = "repaired" if decision.repaired else "dropped"
             self.report.note(decision.reason, location, repr(values)[:80], action)
-        return decision.box
+        return decision
 
-    def _fail(self, reason: str, location: Location, detail: str) -> None:
+    def _fail(self, reason: str, location: Location, detail: str, whole_region: bool = True) -> None:
+        """Raise under "error"; otherwise count the dropped box (and the region, when it goes whole)."""
         region_failure(reason, self.policy, location, detail)
         self.report.note(reason, location, detail)
-        self.report.regions_dropped[reason] += 1
+        if whole_region:
+            self.report.regions_dropped[reason] += 1
 
     def image(self, record: ImageRecord) -> CleanImage:
         """Keep the boxes the policy accepts; count the rest."""
@@ -159,72 +161,68 @@ class RecordValidator:
                 self._fail("count_mismatch", loc.at(region.field), f"entry has no {missing}")
                 dropped += 1
                 continue
-            box = self._box(region.bbox, loc.at(f"{region.field}.bbox"))
-            if box is None:
-                report.regions_dropped["invalid_box"] += 1
+            decision = self._box(region.bbox, loc.at(f"{region.field}.bbox"))
+            if decision.box is None:
+                report.regions_dropped[decision.reason] += 1
                 dropped += 1
                 continue
-            regions.append(CleanImageRegion(box, region.short_expr, region.long_expr, region.negatives))
+            regions.append(CleanImageRegion(decision.box, region.short_expr, region.long_expr, region.negatives))
         return CleanImage(record, tuple(regions), dropped)
 
     def video(self, record: VideoRecord, frame_range: tuple[int, int] | None = None) -> CleanVideo:
         """Keep valid keyframes; `frame_range` ([start, end) of the decodable clip) enables the range check."""
         report, loc = self.report, record.location
         report.records += 1
-        abnormal = record.abnormal
         regions, dropped = [], 0
         for region in record.regions:
             report.regions += 1
             r = region.index
             if region.caption is None or region.keyframes is None:
                 report.boxes += 1
-                side = "region_captions" if region.caption is None else "box_infos"
-                self._fail("count_mismatch", loc.at(f"box_infos[{r}]" if side == "box_infos" else
-                                                    f"region_captions[{r}]"),
-                           f"{side}[{r}] is missing: region_captions and box_infos differ in length")
+                field = f"region_captions[{r}]" if region.caption is None else f"box_infos[{r}]"
+                self._fail("count_mismatch", loc.at(field),
+                           f"{field} is missing: region_captions and box_infos differ in length")
                 dropped += 1
-                continue
-            if not region.keyframes:
+            elif not region.keyframes:
                 report.boxes += 1
-                if abnormal:
-                    self._fail("no_keyframe", loc.at(f"box_infos[{r}]"),
-                               "region of an abnormal record has no keyframe")
+                if record.abnormal:
+                    self._fail("no_keyframe", loc.at(f"box_infos[{r}]"), "region of an abnormal record has no keyframe")
                     dropped += 1
-                else:
+                else:  # a normal region: the virtual full box on every frame
                     regions.append(CleanVideoRegion(region.caption, (), abnormal=False))
-                continue
-            kept: dict[int, Box] = {}
-            for kf in region.keyframes:
-                report.boxes += 1
-                where = loc.at(f"{kf.field}.bbox")
-                frame = kf.frame
-                if isinstance(frame, bool) or not isinstance(frame, int) or frame < 0:
-                    region_failure("malformed", self.policy, loc.at(f"{kf.field}.frame"), repr(frame))
-                    self.report.note("malformed", loc.at(f"{kf.field}.frame"), f"frame={frame!r}")
-                    dropped += 1
-                    continue
-                box = self._box(kf.bbox, where)
-                if box is None:
-                    dropped += 1
-                    continue
-                if frame_range is not None and not frame_range[0] <= frame < frame_range[1]:
-                    detail = f"frame {frame} outside the decodable frames [{frame_range[0]}, {frame_range[1]})"
-                    region_failure("keyframe_beyond_video", self.policy, loc.at(f"{kf.field}.frame"), detail)
-                    self.report.note("keyframe_beyond_video", loc.at(f"{kf.field}.frame"), detail)
-                    dropped += 1
-                    continue
-                if frame in kept:
-                    detail = f"a second keyframe on frame {frame}; the first one is kept"
-                    region_failure("duplicate_keyframe", self.policy, loc.at(f"{kf.field}.frame"), detail)
-                    self.report.note("duplicate_keyframe", loc.at(f"{kf.field}.frame"), detail)
-                    dropped += 1
-                    continue
-                kept[frame] = box
-            if not kept:
-                report.regions_dropped["no_valid_keyframe"] += 1
-                continue
-            regions.append(CleanVideoRegion(region.caption, tuple(sorted(kept.items())), abnormal=True))
+            else:
+                kept, lost = self._keyframes(region.keyframes, loc, frame_range)
+                dropped += lost
+                if kept:
+                    regions.append(CleanVideoRegion(region.caption, tuple(sorted(kept.items())), abnormal=True))
+                else:
+                    report.regions_dropped["no_valid_keyframe"] += 1
         return CleanVideo(record, tuple(regions), dropped, frame_range)
+
+    def _keyframes(
+        self, keyframes: tuple[Keyframe, ...], loc: Location, frame_range: tuple[int, int] | None
+    ) -> tuple[dict[int, Box], int]:
+        """(frame -> box of the keyframes kept, number dropped)."""
+        kept: dict[int, Box] = {}
+        lost = 0
+        for kf in keyframes:
+            self.report.boxes += 1
+            frame, where = kf.frame, loc.at(f"{kf.field}.frame")
+            if isinstance(frame, bool) or not isinstance(frame, int) or frame < 0:
+                self._fail("malformed", where, f"frame={frame!r} is not a frame number", whole_region=False)
+            elif (box := self._box(kf.bbox, loc.at(f"{kf.field}.bbox")).box) is None:
+                pass  # counted by _box
+            elif frame_range is not None and not frame_range[0] <= frame < frame_range[1]:
+                detail = f"frame {frame} outside the decodable frames [{frame_range[0]}, {frame_range[1]})"
+                self._fail("keyframe_beyond_video", where, detail, whole_region=False)
+            elif frame in kept:
+                detail = f"a second keyframe on frame {frame}; the first one is kept"
+                self._fail("duplicate_keyframe", where, detail, whole_region=False)
+            else:
+                kept[frame] = box
+                continue
+            lost += 1
+        return kept, lost
 
 
 __all__ = [

@@ -86,13 +86,15 @@ class RegionContrastiveLoss(nn.Module):
     """Symmetric InfoNCE between region (RoI) features and region-caption embeddings.
 
     Candidates are the other valid regions of the local batch plus, once the memory bank is active, the
-    queued regions of earlier steps (with entries of the same caption masked out). The current regions are
+    queued regions of earlier steps; with `mask_duplicates`, candidates whose caption equals the positive's
+    (in the batch or in the queue) are masked out: they are false negatives. The current regions are
     enqueued after the logits are computed, so a query never meets itself among the negatives.
     """
 
-    def __init__(self, weight: float):
+    def __init__(self, weight: float, mask_duplicates: bool = True):
         super().__init__()
         self.weight = weight
+        self.mask_duplicates = mask_duplicates
 
     def forward(self, region: torch.Tensor, text: torch.Tensor, raw_scale: torch.Tensor,
                 caption_keys: torch.Tensor, bank: RegionMemoryBank | None = None):
@@ -103,6 +105,13 @@ class RegionContrastiveLoss(nn.Module):
         logits_i2t = scale * region @ text.T  # (N, N)
         logits_t2i = scale * text @ region.T  # (N, N)
         candidates = torch.full((), float(n), device=region.device)
+        if self.mask_duplicates and n:
+            # another region with the same caption is not a negative (repeated captions are frequent)
+            same = caption_keys.unsqueeze(0) == caption_keys.unsqueeze(1)  # (N, N)
+            same.fill_diagonal_(False)
+            logits_i2t = logits_i2t.masked_fill(same, NEG_INF)
+            logits_t2i = logits_t2i.masked_fill(same, NEG_INF)
+            candidates = candidates - same.float().sum(dim=1).mean()
         if bank is not None:
             q_image, q_text, usable = bank.negatives(caption_keys)  # (Kq, D), (Kq, D), (N, Kq)
             queue_i2t = (scale * region @ q_text.float().T).masked_fill(~usable, NEG_INF)  # (N, Kq)

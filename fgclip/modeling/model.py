@@ -130,7 +130,7 @@ class FGCLIPModel(CLIPPreTrainedModel):
         )
         self.global_long_loss = GlobalContrastiveLoss("global_long", config.global_long_loss_weight)
         self.global_short_loss = GlobalContrastiveLoss("global_short", config.global_short_loss_weight)
-        self.region_loss = RegionContrastiveLoss(config.region_loss_weight)
+        self.region_loss = RegionContrastiveLoss(config.region_loss_weight, config.memory_bank_mask_duplicates)
         self.hard_negative_loss = HardNegativeLoss(config.hard_negative_loss_weight)
         self.loading_report: LoadingReport | None = None
         self.post_init()

@@ -70,7 +70,6 @@ class FGCLIPTrainingArguments(TrainingArguments):
     preset: str | None = field(default=None, metadata={"help": "embedded: generate data + tiny CLIP, train"})
     config: str | None = field(default=None, metadata={"help": "TOML/JSON file with these arguments"})
     remove_unused_columns: bool = False
-    report_to: str | list[str] | None = "none"
 
 
 FOREIGN_KEYS = {

@@ -54,9 +54,9 @@ def prepare_embedded(root: str | Path | None = None, seed: int = 0) -> dict[str,
     if marker.exists() and json.loads(marker.read_text()).get("settings") == settings:
         return json.loads(marker.read_text())["paths"]
     info = generate_embedded(root / "data", seed=seed, image_size=IMAGE_SIZE)
-    paths["data_path"] = str(info.image_annotations if hasattr(info, "image_annotations") else paths["data_path"])
-    texts = info.texts if hasattr(info, "texts") else []
-    tokenizer = build_tokenizer(root / "tokenizer", texts)
+    paths["data_path"] = str(info.images_json)
+    paths["video_data_path"] = str(info.videos_json) if info.videos_json else ""
+    tokenizer = build_tokenizer(root / "tokenizer", info.texts())
     build_tiny_clip(Path(paths["model_name_or_path"]), tokenizer, seed=seed)
     marker.write_text(json.dumps({"settings": settings, "paths": paths}, indent=2))
     return paths

@@ -92,7 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     if train_args.process_index == 0:
         logger.info("data: %d %s samples from %s", len(data.train_dataset), data.data_format, data_args.data_path)
     trainer = FGCLIPTrainer(model=model, args=train_args, train_dataset=data.train_dataset,
-                            data_collator=data.collator, callbacks=plugin_callbacks(train_args, model))
+                            data_collator=data.collator)
+    # plugin callbacks go right after DefaultFlowCallback, so what they add to the log dict reaches the
+    # report_to integrations and the printed log line
+    for callback in reversed(plugin_callbacks(train_args, model)):
+        trainer.callback_handler.callbacks.insert(1, callback)
     torch.manual_seed(train_args.seed)
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model()
