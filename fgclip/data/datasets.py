@@ -82,13 +82,22 @@ class ImageRegionDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def _region_text(self, region: CleanImageRegion) -> str:
+    epoch = 0
+    seed = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by accelerate's data loader: the short/long choice changes per epoch."""
+        self.epoch = int(epoch)
+
+    def _region_text(self, region: CleanImageRegion, index: int, slot: int) -> str:
         options = [t for t in (region.short_expr, region.long_expr) if t]
         if self.region_text == "long":
             return options[-1]
         if self.region_text == "short":
             return options[0]
-        return random.choice(options)  # upstream picks short or long per step; torch seeds `random` per worker
+        # upstream picks short or long at random per step; a choice derived from (seed, epoch, sample, region)
+        # instead of the global RNG keeps a resumed run identical (the loader prefetches past a checkpoint)
+        return random.Random(f"{self.seed}:{self.epoch}:{index}:{slot}").choice(options)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         item = self.items[index]
@@ -104,7 +113,7 @@ class ImageRegionDataset(Dataset):
             "long_caption": item.record.caption,
             "short_caption": item.record.short_caption,
             "boxes": boxes,
-            "region_texts": [self._region_text(r) for r in item.regions],
+            "region_texts": [self._region_text(r, index, j) for j, r in enumerate(item.regions)],
             "hard_texts": [(r.short_expr, *r.negatives) if r.short_expr and r.negatives else () for r in item.regions],
             "boxes_dropped": item.dropped,
         }

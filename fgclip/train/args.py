@@ -138,6 +138,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArgum
     if config_path is not None:
         layered += to_argv(read_config_file(config_path))
     full = layered + argv
+    if (_option_value(full, "fp16") or "").lower() in ("true", "1", "yes") or (
+            "--fp16" in full and _option_value(full, "fp16") in (None, "")):
+        from fgclip.train.main import FP16_REFUSAL
+
+        raise SystemExit(FP16_REFUSAL)
     if _option_value(full, "bf16") is None and _option_value(full, "fp16") is None and "--fp16" not in full:
         import torch
 

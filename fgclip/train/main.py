@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -101,6 +102,13 @@ def main(argv: list[str] | None = None) -> int:
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model()
     trainer.save_state()
+    checksums = trainer.memory_bank_checksums()
+    if train_args.process_index == 0 and checksums is not None:
+        agree = max(checksums) - min(checksums) <= 1e-6 * max(1.0, abs(checksums[0]))
+        (logger.info if agree else logger.warning)(
+            "memory bank checksums per rank: %s (%s)", checksums, "identical" if agree else "RANKS DISAGREE")
+        Path(train_args.output_dir, "memory_bank_ranks.json").write_text(
+            json.dumps({"checksums": checksums, "identical": agree}) + "\n")
     return 0
 
 

@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from transformers import Trainer, TrainerCallback
 
 from fgclip.train.optim import build_param_groups, describe_param_groups
@@ -67,7 +68,25 @@ class FGCLIPTrainer(Trainer):
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if self._part_count and "loss" in logs:
-            for name, total in self._part_sums.items():
-                logs[name] = round((total / self._part_count).item(), 6)  # host read on logging steps only
+            names = sorted(self._part_sums)
+            means = torch.stack([self._part_sums[n] for n in names]) / self._part_count
+            if dist.is_available() and dist.is_initialized():  # the mean over ranks, like the logged loss
+                dist.all_reduce(means)
+                means /= dist.get_world_size()
+            for name, value in zip(names, means.tolist(), strict=True):  # host read on logging steps only
+                logs[name] = round(value, 6)
             self._part_sums, self._part_count = {}, 0
         super().log(logs, start_time)
+
+    def memory_bank_checksums(self) -> list[float] | None:
+        """Sum of each rank's queue (all ranks must agree: the bank is gathered before enqueueing)."""
+        bank = getattr(unwrap(self.model), "memory_bank", None)
+        if bank is None:
+            return None
+        local = torch.stack([bank.image_queue.double().sum(), bank.text_queue.double().sum(),
+                             bank.ptr.double(), bank.fill.double()]).sum().reshape(1)
+        if not (dist.is_available() and dist.is_initialized()):
+            return local.tolist()
+        parts = [torch.zeros_like(local) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, local)
+        return [p.item() for p in parts]
