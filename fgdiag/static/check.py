@@ -1,0 +1,146 @@
+"""`check_paths`: the whole static check as one library call, shared by `fgdiag check-config`, `fgdiag run`
+and `fgclip.train`'s resume guard.
+
+Flow: read every input (fgdiag.static.inputs) -> resolve the effective settings of the planned run
+(settings) -> plan it (plan) -> judge (fgdiag.rules.config_rules, weight_rules) -> filter by --select/--ignore.
+Input problems raise `InputError` (exit 2); findings never do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from fgdiag.diagnostic import Finding, Severity, exit_code
+from fgdiag.rules import config_rules, registry
+from fgdiag.static import weight_rules
+from fgdiag.static.data_source import count_records, run_audit
+from fgdiag.static.inputs import Inputs, load_inputs, pretrained_source, resolve_near
+from fgdiag.static.plan import Plan, make_plan
+from fgdiag.static.settings import Settings, resolve
+from fgdiag.static.values import InputError, as_int
+
+
+def validate_codes(prefixes: Iterable[str] | None) -> list[str]:
+    """Split comma lists; every prefix must start at least one known code (ValueError otherwise)."""
+    known = registry.load_all()
+    out = []
+    for item in prefixes or []:
+        for prefix in item.split(","):
+            prefix = prefix.strip().upper()
+            if not prefix:
+                continue
+            if not any(code.startswith(prefix) for code in known):
+                raise ValueError(f"unknown rule code or prefix {prefix!r} (see `fgdiag explain`)")
+            out.append(prefix)
+    return out
+
+
+def _data(inputs: Inputs, settings: Settings | None, notes: list[str]) -> tuple[Path | None, bool]:
+    """The data set to size and audit, and whether the user named it on the command line."""
+    if inputs.data:
+        if len(inputs.data) > 1:
+            notes.append(f"{len(inputs.data)} data sets given; sized and audited the first")
+        return inputs.data[0], True
+    field = settings.values.get("data_path") if settings else None
+    if field is None or not isinstance(field.value, str) or "$" in field.value:
+        return None, False
+    bases = [Path(field.path).parent, Path(field.path).parent.parent, Path.cwd()] if field.path else [Path.cwd()]
+    found = resolve_near(field.value, bases)
+    if found is None:
+        notes.append(f"{field.location}: {field.value} is not readable here; data size from num_train_samples, "
+                     "data audit skipped")
+    return found, False
+
+
+def _data_size(path: Path | None, explicit: bool, report: dict[str, Any] | None, settings: Settings | None,
+               notes: list[str]) -> int | None:
+    if report is not None and isinstance(report.get("records"), int):
+        return report["records"]
+    if path is not None:
+        try:
+            return count_records(path)
+        except InputError:
+            if explicit:
+                raise
+            notes.append(f"{path}: not a readable data set; data size from num_train_samples")
+    samples = settings.fields.get("num_train_samples") if settings else None
+    return as_int(samples) if samples is not None else None
+
+
+def _summary(findings: list[Finding], inputs: Inputs, settings: Settings | None, plan: Plan | None,
+             notes: list[str]) -> dict[str, Any]:
+    counts = {sev.value: sum(1 for f in findings if f.severity is sev) for sev in
+              (Severity.ERROR, Severity.WARNING, Severity.INFO)}
+    return {
+        "errors": counts["error"],
+        "warnings": counts["warning"],
+        "infos": counts["info"],
+        "exit_code": exit_code(findings),
+        "inputs": inputs.listed,
+        "dialect": settings.dialect if settings else None,
+        "plan": plan.to_dict() if plan else None,
+        "checkpoints": weight_rules.checkpoint_rows(inputs.checkpoints),
+        "models": weight_rules.checkpoint_rows(inputs.models),
+        "notes": notes,
+        "quarantine": None,
+    }
+
+
+def check_paths(paths: Iterable[str | Path], select: Iterable[str] | None = None,
+                ignore: Iterable[str] | None = None, *, max_invalid_ratio: float = 0.05
+                ) -> tuple[list[Finding], dict[str, Any]]:
+    """Judge configs, scripts, model/output directories, checkpoints and data sets together.
+
+    Returns (findings sorted by location then code, summary dict; see the CLI docs for its keys).
+    Raises InputError for a missing, unreadable or unsafe input, ValueError for an unknown code prefix.
+    """
+    selected, ignored = validate_codes(select), validate_codes(ignore)
+    inputs = load_inputs([Path(p) for p in paths])
+    notes = list(inputs.notes)
+    if inputs.script is not None:
+        notes += inputs.script.notes + [f"{inputs.script.path}: unresolved {u}" for u in inputs.script.unresolved]
+    source, inferred = pretrained_source(inputs)
+    settings = plan = None
+    if inputs.has_config:
+        if inferred:
+            notes.append(inferred)
+        settings = resolve(inputs.values, anchor=inputs.anchor,
+                           entry=inputs.script.entry if inputs.script else "", source_info=source)
+        notes += settings.notes
+    data_path, explicit = _data(inputs, settings, notes)
+    report = None
+    if data_path is not None:
+        try:
+            report, skipped = run_audit(data_path)
+        except InputError as exc:
+            if explicit:
+                raise
+            report, skipped = None, f"{exc}; FGD301/FGD302 skipped"
+        if skipped:
+            notes.append(skipped)
+    data_size = _data_size(data_path, explicit, report, settings, notes)
+    findings: list[Finding] = []
+    if settings is not None:
+        plan = make_plan(settings, data_size)
+        findings += config_rules.head_scale_rules(settings)
+        findings += config_rules.clamp_rules(settings)
+        findings += config_rules.optimizer_scale_rules(settings)
+        findings += config_rules.precision_rules(settings)
+        findings += config_rules.bank_rules(settings, plan, notes)
+        regions = next((report[k] for k in ("regions", "boxes") if report and isinstance(report.get(k), int)),
+                       data_size * settings.boxes_per_sample if data_size else None)
+        findings += config_rules.queue_rules(settings, plan, regions)
+        findings += config_rules.lr_rules(settings)
+    if report is not None and data_path is not None:
+        findings += config_rules.data_rules(report, settings, plan, max_invalid_ratio, str(data_path))
+    expected = weight_rules.expected_from_settings(settings) if settings else {}
+    findings += weight_rules.stale_rules(inputs.checkpoints, expected)
+    findings += weight_rules.nonfinite_rules(inputs.models + inputs.checkpoints)
+    findings += weight_rules.new_parameter_rules(inputs.models + inputs.checkpoints, settings, notes)
+    findings += weight_rules.counter_rules(inputs.checkpoints, settings)
+    findings += weight_rules.source_scale_rules(inputs.models)
+    findings = registry.select(findings, selected, ignored)
+    findings.sort(key=lambda f: (f.location, f.code, f.message))
+    return findings, _summary(findings, inputs, settings, plan, list(dict.fromkeys(notes)))

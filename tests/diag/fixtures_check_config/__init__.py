@@ -1,0 +1,1 @@
+"""Fixtures of the check-config tests: static configs and scripts, plus builders of tiny checkpoints."""
