@@ -128,15 +128,15 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArgum
     from fgclip.train.presets import PRESETS
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    config_path = _option_value(argv, "config")
+    from_file = read_config_file(config_path) if config_path is not None else {}
     layered: list[str] = []
-    preset = _option_value(argv, "preset")
+    preset = _option_value(argv, "preset") or from_file.get("preset")
     if preset is not None:
         if preset not in PRESETS:
             raise SystemExit(f"--preset {preset!r}: unknown preset; known: {', '.join(PRESETS)}")
         layered += to_argv(PRESETS[preset])
-    config_path = _option_value(argv, "config")
-    if config_path is not None:
-        layered += to_argv(read_config_file(config_path))
+    layered += to_argv(from_file)
     full = layered + argv
     if (_option_value(full, "fp16") or "").lower() in ("true", "1", "yes") or (
             "--fp16" in full and _option_value(full, "fp16") in (None, "")):

@@ -47,15 +47,9 @@ def _resume_decision(train_args, model_config) -> str | bool | None:
     raise SystemExit(f"--resume_policy {train_args.resume_policy!r}: use refuse, ignore or resume")
 
 
-def main(argv: list[str] | None = None) -> int:
-    from fgclip.train.args import parse_args
-
-    model_args, data_args, train_args = parse_args(argv)
-    _setup_logging(train_args)
-    if train_args.fp16:
-        raise SystemExit(FP16_REFUSAL)
-
-    import torch
+def build_trainer(model_args, data_args, train_args, callbacks=()):
+    """Model, data and FGCLIPTrainer from parsed arguments (after the resume decision); plugin callbacks
+    from the `fgclip.callbacks` entry points come first, then `callbacks`."""
     from transformers import AutoTokenizer
 
     from fgclip.data.module import build_data_module
@@ -63,19 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     from fgclip.train.plugins import plugin_callbacks
     from fgclip.train.trainer import FGCLIPTrainer
 
-    if train_args.preset == "embedded":
-        from fgclip.train.embedded import prepare_embedded
-
-        paths = prepare_embedded()
-        model_args.model_name_or_path = model_args.model_name_or_path or paths["model_name_or_path"]
-        data_args.data_path = data_args.data_path or paths["data_path"]
-        data_args.image_root = data_args.image_root or paths["image_root"]
-    if not model_args.model_name_or_path or not data_args.data_path:
-        raise SystemExit("need --model_name_or_path and --data_path (or --preset embedded)")
-
-    overrides = model_args.config_overrides()
-    config = load_config(model_args.model_name_or_path, overrides)
-    resume = _resume_decision(train_args, config)
+    config = load_config(model_args.model_name_or_path, model_args.config_overrides())
     model = FGCLIPModel.from_pretrained(model_args.model_name_or_path, config=config)
     if train_args.process_index == 0:
         logger.info(model.loading_report.summary())
@@ -91,13 +73,46 @@ def main(argv: list[str] | None = None) -> int:
         long_text_max_positions=config.long_text_max_positions,
     )
     if train_args.process_index == 0:
-        logger.info("data: %d %s samples from %s", len(data.train_dataset), data.data_format, data_args.data_path)
+        logger.info("data: %d %s samples from %s; %s", len(data.train_dataset), data.data_format,
+                    data_args.data_path, data.report.summary())
     trainer = FGCLIPTrainer(model=model, args=train_args, train_dataset=data.train_dataset,
                             data_collator=data.collator)
     # plugin callbacks go right after DefaultFlowCallback, so what they add to the log dict reaches the
     # report_to integrations and the printed log line
-    for callback in reversed(plugin_callbacks(train_args, model)):
+    for callback in reversed([*plugin_callbacks(train_args, model), *callbacks]):
         trainer.callback_handler.callbacks.insert(1, callback)
+    return trainer
+
+
+def prepare(argv: list[str] | None = None):
+    """Parse arguments, resolve the embedded preset, apply the resume guard. Returns the three argument
+    objects and the checkpoint to resume from (None for a fresh start)."""
+    from fgclip.modeling import load_config
+    from fgclip.train.args import parse_args
+
+    model_args, data_args, train_args = parse_args(argv)
+    _setup_logging(train_args)
+    if train_args.fp16:
+        raise SystemExit(FP16_REFUSAL)
+    if train_args.preset == "embedded":
+        from fgclip.train.embedded import prepare_embedded
+
+        paths = prepare_embedded()
+        model_args.model_name_or_path = model_args.model_name_or_path or paths["model_name_or_path"]
+        data_args.data_path = data_args.data_path or paths["data_path"]
+        data_args.image_root = data_args.image_root or paths["image_root"]
+    if not model_args.model_name_or_path or not data_args.data_path:
+        raise SystemExit("need --model_name_or_path and --data_path (or --preset embedded)")
+    config = load_config(model_args.model_name_or_path, model_args.config_overrides())
+    resume = _resume_decision(train_args, config)
+    return model_args, data_args, train_args, resume
+
+
+def main(argv: list[str] | None = None, callbacks=()) -> int:
+    import torch
+
+    model_args, data_args, train_args, resume = prepare(argv)
+    trainer = build_trainer(model_args, data_args, train_args, callbacks)
     torch.manual_seed(train_args.seed)
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model()
