@@ -133,6 +133,9 @@ class FGCLIPModel(CLIPPreTrainedModel):
         self.region_loss = RegionContrastiveLoss(config.region_loss_weight, config.memory_bank_mask_duplicates)
         self.hard_negative_loss = HardNegativeLoss(config.hard_negative_loss_weight)
         self.loading_report: LoadingReport | None = None
+        # "fused": every 77-position text of a step in one de-duplicated tower call; "separate": upstream's
+        # four calls (kept for benchmarks and parity tests; same values)
+        self.text_path = "fused"
         self.post_init()
         self._derive_new_weights(
             ["long_position_embedding.weight", "text_long_projection.weight", "roi_projection.weight"]
@@ -249,6 +252,9 @@ class FGCLIPModel(CLIPPreTrainedModel):
         sizes = [g.shape[0] for g in groups]
         if sum(sizes) == 0:
             return [g.new_zeros((0, self.projection_dim), dtype=torch.float32) for g in groups]
+        if self.text_path == "separate":  # upstream's layout: one tower call per group, no de-duplication
+            return [F.normalize(self.get_text_features(g).float(), dim=-1) if g.shape[0]
+                    else g.new_zeros((0, self.projection_dim), dtype=torch.float32) for g in groups]
         pad_id = self.config.text_config.eos_token_id
         length = max(g.shape[-1] for g in groups)
         ids = torch.cat([text.pad_to(g, length, pad_id) for g in groups], dim=0)  # (M, L)

@@ -154,3 +154,14 @@ def test_text_tower_runs_once_for_all_short_texts(clip_dir):
         model(**make_image_batch())
     handle.remove()
     assert len(calls) == 1  # the long captions go through encode_text, all 77-position texts in one call
+
+
+def test_fused_text_path_equals_separate_calls(clip_dir):
+    model = FGCLIPModel.from_pretrained(clip_dir).eval()
+    batch = make_image_batch()
+    with torch.no_grad():
+        fused = model(**batch)
+        model.text_path = "separate"
+        separate = model(**batch)
+    for name, value in fused.losses.items():
+        assert abs(value.item() - separate.losses[name].item()) < 1e-5, name
