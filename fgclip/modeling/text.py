@@ -8,6 +8,8 @@ under CLIP's causal mask the padding after the first EOS never reaches the poole
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from transformers.masking_utils import create_causal_mask
 from transformers.models.clip.modeling_clip import CLIPTextModel
@@ -36,6 +38,20 @@ def first_eos(input_ids: torch.Tensor, eos_token_id: int) -> torch.Tensor:
     return (input_ids == eos_token_id).int().argmax(dim=-1)
 
 
+_MASK_PARAMS = inspect.signature(create_causal_mask).parameters
+
+
+def _mask_kwargs(config, hidden: torch.Tensor) -> dict:
+    """create_causal_mask's arguments across transformers 5.x (the cache argument was renamed)."""
+    kwargs = {"config": config, "inputs_embeds": hidden, "attention_mask": None}
+    for name in ("cache", "past_key_values"):
+        if name in _MASK_PARAMS:
+            kwargs[name] = None
+    if "cache_position" in _MASK_PARAMS:
+        kwargs["cache_position"] = torch.arange(hidden.shape[1], device=hidden.device)
+    return kwargs
+
+
 def encode_text(text_model: CLIPTextModel, input_ids: torch.Tensor, position_table: torch.Tensor) -> torch.Tensor:
     """Pooled (first-EOS) final-layer-normed states of CLIP's text tower, with the given position table.
 
@@ -46,7 +62,7 @@ def encode_text(text_model: CLIPTextModel, input_ids: torch.Tensor, position_tab
     if length > position_table.shape[0]:
         raise ValueError(f"text of {length} tokens exceeds the position table ({position_table.shape[0]} rows)")
     hidden = text_model.embeddings.token_embedding(input_ids) + position_table[:length].unsqueeze(0)  # (M, L, C)
-    mask = create_causal_mask(config=text_model.config, inputs_embeds=hidden, attention_mask=None, cache=None)
+    mask = create_causal_mask(**_mask_kwargs(text_model.config, hidden))
     hidden = text_model.encoder(inputs_embeds=hidden, attention_mask=mask, is_causal=True).last_hidden_state
     hidden = text_model.final_layer_norm(hidden)  # (M, L, C)
     eos = first_eos(input_ids, text_model.config.eos_token_id).to(hidden.device)
