@@ -13,7 +13,7 @@ One JSON object per line, each with a `type`:
         One record per finding (see fgdiag.diagnostic).
     {"type": "event", "step": N, "kind": KIND, "message": str, "data": {...}}
         Point events: memory_bank_enabled (data: candidates_before, candidates_after), crash, oom,
-        resume, train_end.
+        resume, train_end, memory_bank_full (data: queue).
 
 This module must stay importable without torch: watch and report use it.
 """
@@ -52,6 +52,7 @@ MB_OLDEST_AGE = "memory_bank/oldest_age"
 MB_DUP_SHARE = "memory_bank/duplicate_share"
 MB_KEY_NORM_MIN = "memory_bank/key_norm_min"
 MB_KEY_NORM_MAX = "memory_bank/key_norm_max"
+MB_SIZE = "memory_bank/size"  # queue capacity; memory_bank/fill counts the filled entries
 # regions / boxes
 REGIONS_VALID = "regions/valid"
 REGIONS_ZERO_NORM = "regions/zero_norm"
@@ -64,8 +65,36 @@ LEARNING_RATE = "learning_rate"
 EPOCH = "epoch"
 
 
+# point-event kinds (records of type "event")
+EVENT_MB_ENABLED = "memory_bank_enabled"
+EVENT_MB_FULL = "memory_bank_full"
+EVENT_CRASH = "crash"
+EVENT_OOM = "oom"
+EVENT_RESUME = "resume"
+EVENT_TRAIN_END = "train_end"
+
+PER_HEAD = (LOGIT_SCALE, LOGIT_SCALE_EXP, CANDIDATES, CHANCE, LOSS_OVER_CHANCE, LOGITS_MIN, LOGITS_MAX,
+            LOGITS_MEAN, LOGITS_STD, POS_MEAN, NEG_MEAN, COS_STD, LOSS_FLOOR, HEAD_LOSS)
+GLOBAL_METRICS = frozenset((LOSS, *LOSS_PARTS, MB_ACTIVE, MB_ACTIVATED_STEP, MB_FILL, MB_PTR, MB_OLDEST_AGE,
+                            MB_DUP_SHARE, MB_KEY_NORM_MIN, MB_KEY_NORM_MAX, MB_SIZE, REGIONS_VALID,
+                            REGIONS_ZERO_NORM, REGIONS_NONFINITE, BOXES_DROPPED, GRAD_NORM, LEARNING_RATE, EPOCH))
+
+
 def head_metric(metric: str, head: str) -> str:
     return f"{metric}/{head}"
+
+
+def is_metric_name(name: str) -> bool:
+    """True for the names this schema defines: plain metrics, `<per-head metric>/<head>` and
+    `grad_norm_group/<group>`. Parsers use it to drop foreign keys instead of inventing columns."""
+    if name in GLOBAL_METRICS:
+        return True
+    base, _, suffix = name.partition("/")
+    if not suffix:
+        return False
+    if base == GRAD_NORM_GROUP:
+        return True
+    return base in PER_HEAD and suffix in HEADS
 
 
 def _clean(metrics: dict[str, Any]) -> tuple[dict[str, float | None], list[str]]:

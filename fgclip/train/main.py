@@ -63,6 +63,8 @@ def build_trainer(model_args, data_args, train_args, callbacks=()):
         logger.info(model.loading_report.summary())
     if train_args.gradient_checkpointing:
         train_args.gradient_checkpointing_kwargs = {"use_reentrant": False}
+    if train_args.compile_text_tower:
+        model.text_model.compile(dynamic=True)  # in place: parameter names (and checkpoints) unchanged
     tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name_or_path or model_args.model_name_or_path)
     vision = config.vision_config
     data = build_data_module(

@@ -1,0 +1,82 @@
+"""Follow a growing file like `tail -F`: it may appear later, be truncated (copytruncate) or rotated
+(renamed and recreated). Polling keeps it portable and dependency-free; each poll is a stat and a read.
+
+`poll()` returns a list of (kind, data) with kind in {"data", "reset"}: "reset" means the file was truncated
+or replaced, so a half-read line must be dropped. The rest of a rotated file is read before the new one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import BinaryIO
+
+READ_MAX = 1 << 22
+
+
+class Follower:
+    def __init__(self, path: str | Path, *, from_start: bool = True):
+        self.path = Path(path)
+        self.from_start = from_start
+        self._fh: BinaryIO | None = None
+        self._ino: tuple[int, int] | None = None
+        self._pos = 0
+        self.resets = 0
+
+    @property
+    def is_open(self) -> bool:
+        return self._fh is not None
+
+    def _open(self) -> bool:
+        try:
+            fh = self.path.open("rb")
+        except OSError:
+            return False
+        st = os.fstat(fh.fileno())
+        self._fh, self._ino = fh, (st.st_dev, st.st_ino)
+        self._pos = 0 if self.from_start else st.st_size
+        fh.seek(self._pos)
+        self.from_start = True  # a file that appears or is recreated later is read from its start
+        return True
+
+    def _read_all(self, out: list[tuple[str, bytes]]) -> None:
+        assert self._fh is not None
+        while True:
+            data = self._fh.read(READ_MAX)
+            if not data:
+                return
+            self._pos += len(data)
+            out.append(("data", data))
+            if len(data) < READ_MAX:
+                return
+
+    def poll(self) -> list[tuple[str, bytes]]:
+        out: list[tuple[str, bytes]] = []
+        if self._fh is None and not self._open():
+            return out
+        assert self._fh is not None
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            st = None  # rotated away and not recreated yet: keep reading the old one
+        if st is not None and (st.st_dev, st.st_ino) != self._ino:
+            self._read_all(out)  # the tail of the rotated file
+            self._fh.close()
+            self._fh = None
+            self.resets += 1
+            out.append(("reset", b""))
+            if self._open():
+                self._read_all(out)
+            return out
+        if st is not None and st.st_size < self._pos:
+            self._fh.seek(0)
+            self._pos = 0
+            self.resets += 1
+            out.append(("reset", b""))
+        self._read_all(out)
+        return out
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None

@@ -1,0 +1,158 @@
+"""transformers Trainer output: the logged dict lines, the final `train_runtime` line, tqdm bars and
+`trainer_state.json`.
+
+Dict lines are Python reprs (`{'loss': 2.3, 'grad_norm': nan}`) or JSON; values may be `nan`, `inf`,
+`np.float64(1.2)` or `tensor(...)`. A linear scan for `'key': value` pairs reads them without eval;
+`json.loads` and then `ast.literal_eval` (short lines only) are fallbacks for shapes the scan rejects.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from typing import Any
+
+from fgdiag import events as ev
+from fgdiag.logs.values import NotANumber, to_float
+
+# a key in quotes followed by a colon; values are whatever lies between two keys
+_KEY_RE = re.compile(r"""(['"])([A-Za-z_][\w./\-]{0,80})\1\s*:\s*""")
+# tqdm: ` 42%|████▏     | 100/240 [01:00<01:24,  1.66it/s]` (also `?it/s`, `s/it`)
+BAR_RE = re.compile(r"(\d+)/(\d+) \[[^\[\]]{0,80}?(?:it/s|s/it)[^\[\]]{0,20}\]")
+LITERAL_EVAL_MAX = 4096
+
+# Trainer keys -> event metric names
+HF_KEYS = {
+    "loss": ev.LOSS,
+    "grad_norm": ev.GRAD_NORM,
+    "learning_rate": ev.LEARNING_RATE,
+    "epoch": ev.EPOCH,
+}
+TRAIN_END_KEYS = ("train_runtime", "train_loss", "train_samples_per_second", "train_steps_per_second")
+
+
+class DictLine:
+    """What one dict line held: metrics for a logging step, or the end-of-training summary."""
+
+    __slots__ = ("metrics", "end", "skipped")
+
+    def __init__(self) -> None:
+        self.metrics: dict[str, float | None] = {}
+        self.end: dict[str, float] | None = None
+        self.skipped: list[str] = []
+
+
+def _scan_pairs(body: str) -> list[tuple[str, str]] | None:
+    """Split `'k': v, 'k2': v2` into raw (key, value text) pairs; None when no key is found."""
+    keys = list(_KEY_RE.finditer(body))
+    if not keys:
+        return None
+    pairs = []
+    for i, m in enumerate(keys):
+        end = keys[i + 1].start() if i + 1 < len(keys) else len(body)
+        value = body[m.end():end].strip().rstrip(",").rstrip("}").strip()
+        pairs.append((m.group(2), value))
+    return pairs
+
+
+def _fallback(text: str) -> dict[str, Any] | None:
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        data = None
+    if data is None and len(text) <= LITERAL_EVAL_MAX:
+        try:
+            data = ast.literal_eval(text)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            data = None
+    return data if isinstance(data, dict) else None
+
+
+def _assign(out: DictLine, key: str, value: float | None) -> None:
+    name = HF_KEYS.get(key)
+    if name is None and ev.is_metric_name(key):
+        name = key
+    if name is not None:
+        out.metrics[name] = value
+    elif key in TRAIN_END_KEYS:
+        if out.end is None:
+            out.end = {}
+        if value is not None:
+            out.end[key] = value
+    else:
+        out.skipped.append(key)
+
+
+def parse_dict_line(text: str) -> DictLine | None:
+    """Read a Trainer dict line (text starts at `{`). None when it is not one (no known key)."""
+    text = text.strip()
+    pairs = _scan_pairs(text[1:])
+    out = DictLine()
+    if pairs is not None:
+        for key, raw in pairs:
+            try:
+                value = to_float(raw)
+            except NotANumber:
+                continue
+            _assign(out, key, value)
+    else:
+        data = _fallback(text)
+        if data is None:
+            return None
+        for key, raw in data.items():
+            if isinstance(raw, (int, float)) or raw is None:
+                _assign(out, str(key), None if raw is None else float(raw))
+    _drop_end_epoch(out)
+    if not out.metrics and out.end is None:
+        return None
+    return out
+
+
+def _drop_end_epoch(line: DictLine) -> None:
+    """The end-of-training line repeats `epoch`; it is not a logging step."""
+    if line.end is not None and ev.LOSS not in line.metrics and ev.GRAD_NORM not in line.metrics:
+        line.metrics = {}
+
+
+def last_bar(text: str) -> tuple[int, int, int] | None:
+    """(n, total, end offset) of the last tqdm bar in `text`, or None."""
+    found = None
+    for m in BAR_RE.finditer(text):
+        found = m
+    if found is None:
+        return None
+    return int(found.group(1)), int(found.group(2)), found.end()
+
+
+def read_trainer_state(data: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[int, dict[str, float | None]]],
+                                                        dict[str, float] | None]:
+    """(run info, rows by step, train-end summary) from a parsed `trainer_state.json`."""
+    info: dict[str, Any] = {"source": "trainer_state"}
+    for src, dst in (("max_steps", "planned_steps"), ("logging_steps", "logging_steps"),
+                     ("train_batch_size", "train_batch_size")):
+        if isinstance(data.get(src), (int, float)) and data[src] > 0:
+            info[dst] = int(data[src])
+    rows: list[tuple[int, dict[str, float | None]]] = []
+    end: dict[str, float] | None = None
+    for entry in data.get("log_history") or []:
+        if not isinstance(entry, dict) or not isinstance(entry.get("step"), (int, float)):
+            continue
+        line = DictLine()
+        for key, raw in entry.items():
+            if key == "step":
+                continue
+            if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+                _assign(line, str(key), float(raw))
+            elif isinstance(raw, str):
+                try:
+                    value = to_float(raw)
+                except NotANumber:
+                    continue
+                _assign(line, str(key), value)
+        _drop_end_epoch(line)
+        if line.end is not None:
+            end = line.end
+        if line.metrics:
+            rows.append((int(entry["step"]), line.metrics))
+    return info, rows, end

@@ -1,0 +1,253 @@
+"""A log being read and judged: reader + RuleEngine + the accumulated rows, events and findings.
+
+`watch` feeds it bytes as the file grows; `read_log` feeds it a whole file. Both get the same judgement.
+The pandas frame is built only when `LogRead.metrics` is first touched, so `watch --json` never imports pandas.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fgdiag import events as ev
+from fgdiag.diagnostic import Finding, Severity
+from fgdiag.logs import hf
+from fgdiag.logs.reader import LogReader
+from fgdiag.rules.runtime_rules import RuleEngine, RuleParams
+
+CHUNK = 1 << 22
+
+
+class LogReadError(OSError):
+    """The input cannot be read at all (missing, a directory without logs, not readable)."""
+
+
+@dataclass
+class LogRead:
+    """Everything read from one log. `rows` maps step -> metrics; `metrics` is the same as a DataFrame."""
+
+    path: str
+    rows: dict[int, dict[str, float | None]] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    not_judged: list[dict[str, str]] = field(default_factory=list)
+    run_info: dict[str, Any] = field(default_factory=dict)
+    formats: list[str] = field(default_factory=list)
+    lines: int = 0
+    unparsed: int = 0
+    malformed: list[tuple[int, str, str]] = field(default_factory=list)
+    targets: Any = None
+    target_results: list[dict[str, Any]] = field(default_factory=list)
+    latest: dict[str, float] = field(default_factory=dict)  # last value of every metric (None-free)
+    notes: list[str] = field(default_factory=list)
+    _frame: Any = None
+
+    @property
+    def metrics(self) -> Any:
+        """pandas DataFrame indexed by step (sorted), one column per metric name; NaN where absent."""
+        if self._frame is None:
+            import pandas as pd
+
+            steps = sorted(self.rows)
+            frame = pd.DataFrame.from_records([self.rows[s] for s in steps], index=steps)
+            frame.index.name = "step"
+            self._frame = frame.astype("float64") if len(frame.columns) else frame
+        return self._frame
+
+    @property
+    def steps(self) -> list[int]:
+        return sorted(self.rows)
+
+    @property
+    def last_step(self) -> int | None:
+        return max(self.rows) if self.rows else None
+
+    def series(self, name: str) -> list[tuple[int, float]]:
+        """(step, value) of one metric, in step order, without gaps."""
+        out = []
+        for step in sorted(self.rows):
+            value = self.rows[step].get(name)
+            if value is not None:
+                out.append((step, value))
+        return out
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity is Severity.ERROR]
+
+
+class LogSession:
+    """Incremental reading + judging. `feed`/`flush` return the findings that are new."""
+
+    def __init__(self, path: str = "", *, run_info: Mapping[str, Any] | None = None, targets: Any = None,
+                 candidates: float | None = None, logging_steps: int | None = None,
+                 params: RuleParams | None = None):
+        self.path = path
+        self.user_info = dict(run_info or {})
+        if candidates is not None:
+            self.user_info["candidates"] = candidates
+        if logging_steps is not None:
+            self.user_info["logging_steps"] = logging_steps
+        self.reader = LogReader(logging_steps=logging_steps, source=path)
+        self.engine = RuleEngine(self.user_info, targets, params)
+        self.targets = targets
+        self.rows: dict[int, dict[str, float | None]] = {}
+        self.events: list[dict[str, Any]] = []
+        self.findings: list[Finding] = []
+        self.row_updates = 0
+
+    def run_info(self) -> dict[str, Any]:
+        return {**self.reader.run_info, **self.user_info}
+
+    def feed(self, data: bytes) -> list[Finding]:
+        self.reader.feed(data)
+        return self._pump()
+
+    def flush(self, final: bool = False) -> list[Finding]:
+        self.reader.flush(final)
+        new = self._pump()
+        if final:
+            new += self._add(self.engine.finish())
+        return new
+
+    def reset_partial(self) -> None:
+        """The file was truncated or replaced: drop a half-read line (rows already read stay)."""
+        self.reader._pending = b""
+        self.reader._skip_to_newline = False
+
+    def feed_rows(self, rows: Iterable[tuple[int, dict[str, float | None]]], info: Mapping[str, Any] | None = None,
+                  end: Mapping[str, float] | None = None) -> list[Finding]:
+        """Rows that come with their steps (trainer_state.json)."""
+        if info:
+            self.reader.run_info.update(info)
+        self.engine.run_info.update(self.run_info())
+        new: list[Finding] = []
+        for step, row in rows:
+            self.rows.setdefault(step, {}).update(row)
+            self.row_updates += 1
+            new += self._add(self.engine.observe(step, row))
+        if end is not None:
+            self.events.append(ev.event_record(max(self.rows, default=0), ev.EVENT_TRAIN_END, "training finished",
+                                               dict(end)))
+        return new
+
+    def _pump(self) -> list[Finding]:
+        out = self.reader.drain_ordered()
+        if not out and not self.reader.recorded_findings:
+            return []
+        self.engine.run_info.update(self.run_info())
+        new: list[Finding] = []
+        if self.reader.recorded_findings:
+            new += self._add(self.reader.recorded_findings)
+            self.reader.recorded_findings = []
+        for kind, item in out:
+            if kind == "event":
+                self.events.append(item)
+                new += self._add(self.engine.event(item["step"], item["kind"], item.get("data")))
+                continue
+            step, row = item
+            known = self.rows.get(step)
+            if known is not None:
+                known.update(row)
+                row = known
+            else:
+                self.rows[step] = row
+            self.row_updates += 1
+            found = self.engine.observe(step, row)
+            if found:
+                new += self._add(found)
+        return new
+
+    def _add(self, findings: list[Finding]) -> list[Finding]:
+        if not findings:
+            return []
+        seen = {(f.code, f.step, f.message) for f in self.findings}
+        fresh = [f for f in findings if (f.code, f.step, f.message) not in seen]
+        self.findings.extend(fresh)
+        return fresh
+
+    def _latest(self) -> dict[str, float]:
+        """Last non-missing value of every metric: walk the rows backwards until every name has one."""
+        names = set().union(*self.rows.values()) if self.rows else set()
+        out: dict[str, float] = {}
+        for step in sorted(self.rows, reverse=True):
+            for name, value in self.rows[step].items():
+                if value is not None and name not in out:
+                    out[name] = value
+            if len(out) == len(names):
+                break
+        return out
+
+    def result(self) -> LogRead:
+        r = self.reader
+        return LogRead(path=self.path, rows=dict(sorted(self.rows.items())), events=list(self.events),
+                       findings=list(self.findings), not_judged=self.engine.not_judged(), run_info=self.run_info(),
+                       formats=sorted(r.formats), lines=r.lines, unparsed=r.unparsed, malformed=list(r.malformed),
+                       targets=self.targets, target_results=list(self.engine.target_results),
+                       latest=self._latest(),
+                       notes=list(r.notes))
+
+
+def resolve(path: str | Path) -> Path:
+    """A file, or a run directory: its (fgdiag/)events.jsonl, else the newest checkpoint's trainer_state.json."""
+    p = Path(path)
+    if p.is_dir():
+        for name in ("events.jsonl", "fgdiag/events.jsonl", "trainer_state.json"):
+            if (p / name).is_file():
+                return p / name
+        states = sorted(p.glob("checkpoint-*/trainer_state.json"),
+                        key=lambda q: int(q.parent.name.split("-")[-1]) if q.parent.name.split("-")[-1].isdigit() else -1)
+        if states:
+            return states[-1]
+        raise LogReadError(f"{p}: a directory without events.jsonl, fgdiag/events.jsonl or "
+                           "checkpoint-*/trainer_state.json")
+    if not p.exists():
+        raise LogReadError(f"{p}: no such file")
+    return p
+
+
+def _trainer_state(session: LogSession, path: Path) -> bool:
+    """Read a trainer_state.json whole; False when the file is not one (then it is read as a log)."""
+    if path.stat().st_size > 256 << 20:
+        return False
+    try:
+        data = json.loads(path.read_text(encoding="utf-8", errors="replace"))
+    except (ValueError, RecursionError):
+        return False
+    if not isinstance(data, dict) or "log_history" not in data:
+        return False
+    info, rows, end = hf.read_trainer_state(data)
+    session.reader.formats.add("trainer_state")
+    session.feed_rows(rows, info, end)
+    return True
+
+
+def read_log(path: str | Path, *, run_info: Mapping[str, Any] | None = None, targets: Any = None,
+             candidates: float | None = None, logging_steps: int | None = None,
+             params: RuleParams | None = None) -> LogRead:
+    """Read and judge a whole log (any supported format, a trainer_state.json, events.jsonl or a run dir).
+
+    targets: a TargetProfile, or a profile name/path (see fgdiag.targets). Raises LogReadError when the
+    input cannot be read; lines that cannot be parsed are counted, never raised.
+    """
+    if isinstance(targets, (str, Path)):
+        from fgdiag.targets import get_profile
+
+        targets = get_profile(targets)
+    p = resolve(path)
+    session = LogSession(str(p), run_info=run_info, targets=targets, candidates=candidates,
+                         logging_steps=logging_steps, params=params)
+    try:
+        if p.name.endswith(".json") and _trainer_state(session, p):
+            session.flush(final=True)
+            return session.result()
+        with p.open("rb") as fh:
+            while chunk := fh.read(CHUNK):
+                session.feed(chunk)
+    except OSError as exc:
+        raise LogReadError(f"{p}: cannot read: {exc.strerror or exc}") from None
+    session.flush(final=True)
+    return session.result()
