@@ -102,6 +102,7 @@ class FGDiagCallback(TrainerCallback):
             "logit_scale_max": getattr(cfg, "logit_scale_max", None),
             "finegrained_logit_scale_init": getattr(cfg, "finegrained_logit_scale_init", None),
             "targets": self.targets_name,
+            "logit_scales_weight_decay": self._scale_weight_decay(),
         }
         self.writer.write(ev.run_record(info))
         profile = get_profile(self.targets_name) if self.targets_name else None
@@ -201,6 +202,16 @@ class FGDiagCallback(TrainerCallback):
             where = f"step {finding.step}" if finding.step is not None else finding.location
             print(f"[fgdiag] {finding.severity.value.upper()} {finding.code} ({where}): {finding.message}",
                   flush=True)
+
+    def _scale_weight_decay(self) -> float | None:
+        """Largest weight decay applied to any logit scale (None when unknown)."""
+        model, optimizer = self._model, self._optimizer
+        if model is None or optimizer is None:
+            return None
+        scales = [getattr(model, n, None) for n in SCALE_NAMES.values()]
+        decays = [g.get("weight_decay", 0.0) for g in optimizer.param_groups
+                  if any(p is s for p in g["params"] for s in scales if s is not None)]
+        return max(decays) if decays else None
 
     def _static_checks(self, args) -> list:
         """Scales trainable, in the optimizer exactly once, free of weight decay (FGD103)."""

@@ -382,7 +382,7 @@ class FGCLIPModel(CLIPPreTrainedModel):
                 add(*self.region_loss(region_emb, region_text_emb, self.logit_scale_finegrained, keys, self.memory_bank),
                     head="region")
                 if hard_ids is not None:
-                    hard_texts = hard_emb.reshape(hard_rows.shape[0], hard_ids.shape[1], -1)  # (H, 1 + N, D)
+                    hard_texts = hard_emb.reshape(hard_rows.shape[0], hard_ids.shape[1], hard_emb.shape[-1])  # (H, 1+N, D)
                     add(*self.hard_negative_loss(region_emb[hard_rows], hard_texts, self.logit_scale_hardneg),
                         head="hardneg")
         loss = torch.stack(list(losses.values())).sum() if losses else None

@@ -22,7 +22,7 @@ from fgdiag.rules import registry
 
 LN_100 = math.log(100.0)
 CLIP_INIT = 2.6592  # ln(1/0.07), CLIP's from-scratch init
-RUNTIME_CODES = ("FGD101", "FGD102", "FGD103", "FGD201", "FGD301", "FGD501", "FGD601", "FGD602", "FGD603",
+RUNTIME_CODES = ("FGD101", "FGD102", "FGD103", "FGD201", "FGD301", "FGD302", "FGD501", "FGD601", "FGD602", "FGD603",
                  "FGD604", "FGD701")
 REGION_LOSS = ev.head_metric(ev.HEAD_LOSS, "region")
 NONFINITE_WATCH = (ev.LOSS, *ev.LOSS_PARTS, ev.GRAD_NORM)
@@ -63,6 +63,8 @@ class RuleParams:
     cos_std_min: float = 0.005  # collapse: cosine spread / logits std nearly zero
     logits_std_min: float = 0.05
     collapse_points: int = 3
+    collapse_chance_share: float = 0.9  # ...and only while the head's loss stays >= 90 % of ln K
+    duplicate_share_max: float = 0.5  # D5: most queued entries share the positive's caption
     head_gap: float = 1.0  # B5/FGD101: heads more than 1.0 apart in log space
     clip_init_tol: float = 0.01
     global_at_clamp_tol: float = 0.02  # bf16 stores ln 100 as 4.59375
@@ -287,7 +289,8 @@ class RuleEngine:
                 self._mb_off_step = step
         out: list[Finding] = []
         for check in (self._nonfinite, self._scales_init, self._scales_clamp, self._scales_frozen,
-                      self._memory_bank, self._regions, self._gradients, self._chance, self._collapse,
+                      self._memory_bank, self._regions, self._gradients, self._chance, self._false_negatives,
+                      self._collapse,
                       self._targets):
             check(step, metrics, out)
         return out
@@ -447,8 +450,8 @@ class RuleEngine:
                            "optimizer steps below the clamp with lr > 0: it is frozen, missing from the optimizer "
                            "or stored in bf16", step, evidence={"head": head, "raw": first[1], "steps": step - first[0]})
             warm = self._warm
-            if step <= warm or not self._heavy:
-                continue
+            if step <= warm or not self._heavy or self.run_info.get("logit_scales_weight_decay") == 0:
+                continue  # a scale the optimizer does not decay may fall: that is the gradient
             w = max(self._w, 10)
             sr = self._s(ev.head_metric(ev.LOGIT_SCALE, head))
             tail = [v for s, v in zip(sr.steps[-w:], sr.values[-w:], strict=True) if s > warm]
@@ -477,6 +480,14 @@ class RuleEngine:
         else:
             return self._not("FGD201", "FGD201: not judged: no memory-bank warm-up in the run info and no target "
                                        "profile; pass --targets")
+        planned = self._planned()
+        if _finite(warm) and planned and int(warm) >= planned and self._mb_active_step is None:
+            self._judged.add("FGD201")
+            if self._gate("FGD201", True, once=True):
+                self._emit(out, "FGD201", f"memory bank cannot activate within the planned run: warm-up "
+                           f"{int(warm)} optimizer steps >= {planned} planned", step,
+                           evidence={"warmup": int(warm), "planned": planned})
+            return None
         if step <= expected and self._mb_active_step is None:
             return self._not("FGD201", f"FGD201: not judged: the log ends before step {expected}")
         self._judged.add("FGD201")
@@ -600,6 +611,22 @@ class RuleEngine:
                        f"{above} of {w} logging steps {lo}-{hi} (mean ln K {mean_c:.4f})", step,
                        evidence={"loss": mean_loss, "chance": mean_c, "from": lo, "to": hi})
 
+    def _false_negatives(self, step: int, m: Mapping[str, float | None], out: list[Finding]) -> None:
+        """FGD302: the queue (or the batch) is full of the positive's own caption."""
+        p = self.params
+        share = m.get(ev.MB_DUP_SHARE)
+        k, valid = m.get(ev.head_metric(ev.CANDIDATES, "region")), m.get(ev.REGIONS_VALID)
+        queue_dups = _finite(share) and share > p.duplicate_share_max
+        batch_dups = _finite(k) and _finite(valid) and valid >= 4 and k <= 1.5
+        if not (_finite(share) or _finite(k)):
+            return self._not("FGD302", "FGD302: not judged: no duplicate share or candidate count in this log")
+        self._judged.add("FGD302")
+        if self._gate("FGD302", queue_dups or batch_dups):
+            what = (f"{share:.0%} of the queued negatives carry the positive's caption" if queue_dups else
+                    f"only {k:.1f} candidates for {valid:.0f} regions: every other caption equals the positive's")
+            self._emit(out, "FGD302", f"{what}: repeated captions are false negatives and leave no negatives",
+                       step, evidence={"duplicate_share": share, "candidates": k, "regions": valid})
+
     def _collapse(self, step: int, m: Mapping[str, float | None], out: list[Finding]) -> None:
         p = self.params
         for head, base, name in COLLAPSE_NAMES:
@@ -611,6 +638,14 @@ class RuleEngine:
                 self._judged.add("FGD603")
                 pts = self.series[name].values[-p.collapse_points:]
                 tiny = len(pts) >= p.collapse_points and all(math.isfinite(v) and v < limit for v in pts)
+                # a tight spread is collapse only while the head stays at chance and stops improving over a
+                # whole window; early in training (tiny models, small batches) spreads are tight but loss falls
+                ratio = self.series.get(ev.head_metric(ev.LOSS_OVER_CHANCE, head))
+                if tiny and ratio is not None and ratio.values:
+                    w = max(p.collapse_points, self._w)
+                    recent = [v for v in ratio.values[-w:] if math.isfinite(v)]
+                    tiny = (len(recent) >= w and min(recent) >= p.collapse_chance_share
+                            and recent[0] - recent[-1] < 0.05 * recent[0])
                 if self._gate(f"FGD603/{name}", tiny):
                     self._emit(out, "FGD603", f"{base} of the {head} head is {pts[-1]:.4g} (< {limit:g}) on the last "
                                f"{len(pts)} logging steps: embeddings collapsed or logits constant", step,
