@@ -173,7 +173,8 @@ class FGDiagCallback(TrainerCallback):
     def _print_lines(self, step: int, metrics: dict[str, float]) -> None:
         from fgdiag.render.lines import format_logit_scale, format_memory_bank_enabled, format_step_summary
 
-        lines = []
+        # the summary line first: it carries the step, so a log reader files the lines after it under it
+        lines = [format_step_summary(step, metrics)]
         for head in ev.HEADS:
             raw = metrics.get(ev.head_metric(ev.LOGIT_SCALE, head))
             if raw is not None:
@@ -189,7 +190,6 @@ class FGDiagCallback(TrainerCallback):
             self._mb_announced = True
         if k is not None and metrics.get(ev.MB_ACTIVE, 0.0) != 1.0:
             self._last_candidates = k
-        lines.append(format_step_summary(step, metrics))
         if self.echo:
             for line in lines:
                 print(line, flush=True)

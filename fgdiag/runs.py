@@ -150,8 +150,10 @@ def summary_json(runs: dict[str, RunResult], report_dir: Path) -> dict[str, Any]
 
 def write_outputs(runs: dict[str, RunResult], out: Path, targets: str | None) -> Path:
     from fgdiag.render.report import write_report
+    from fgdiag.targets import get_profile
 
     report_dir = out / "report"
+    targets = get_profile(targets) if isinstance(targets, str) else targets
     write_report({name: r.read for name, r in runs.items()} if len(runs) > 1 else next(iter(runs.values())).read,
                  report_dir, title="fgdiag run", targets=targets)
     if len(runs) > 1:

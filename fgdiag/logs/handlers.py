@@ -281,6 +281,7 @@ def summary(r: LogReader, line: str) -> bool:
     r.formats.add("fgdiag")
     r._commit_fwd()
     r._at(parsed[0])
+    r._summary_step = parsed[0]  # the Trainer's dict line printed next belongs to this step
     for name, value in parsed[1].items():
         r._put(name, value)
     return True

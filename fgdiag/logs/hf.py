@@ -70,6 +70,8 @@ def _fallback(text: str) -> dict[str, Any] | None:
 
 
 def _assign(out: DictLine, key: str, value: float | None) -> None:
+    if key.startswith("fgdiag/"):  # what FGDiagCallback adds to the Trainer's log dict
+        key = key[len("fgdiag/"):]
     name = HF_KEYS.get(key)
     if name is None and ev.is_metric_name(key):
         name = key
@@ -119,10 +121,16 @@ def last_bar(text: str) -> tuple[int, int, int] | None:
     """(n, total, end offset) of the last tqdm bar in `text`, or None."""
     found = None
     for m in BAR_RE.finditer(text):
+        before = text[max(0, m.start() - 80):m.start()].rsplit("\r", 1)[-1]
+        if _LABELLED_BAR_RE.search(before):
+            continue  # `Loading weights: 100%|...| 78/78`, `Writing model shards: ...`: not the training bar
         found = m
     if found is None:
         return None
     return int(found.group(1)), int(found.group(2)), found.end()
+
+
+_LABELLED_BAR_RE = re.compile(r"[A-Za-z]{3,}[^|%\r]*:\s*\d+%\|[^|]*\|\s*$")
 
 
 def read_trainer_state(data: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[int, dict[str, float | None]]],

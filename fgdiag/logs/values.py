@@ -21,6 +21,8 @@ def to_float(text: str) -> float | None:
     `tensor(1.2, device='cuda:0')` or `float32(3)` are unwrapped to their first argument.
     """
     text = text.strip()
+    if len(text) >= 2 and text[0] in "'\"" and text[-1] == text[0]:
+        text = text[1:-1].strip()  # transformers 5 prints log values as formatted strings: {'loss': '24.07'}
     try:
         return float(text)
     except ValueError:

@@ -51,6 +51,7 @@ class RuleParams:
     clamp_tol: float = 1e-3  # B2: raw >= clamp - 1e-3 counts as saturated
     unclamped_tol: float = 1e-4  # B2: raw > clamp + 1e-4 (exp > 100.01) is unclamped
     saturated_share: float = 0.95
+    saturated_steps: int = 500  # ...of the last 500 steps (half of a shorter run)
     flat_rel: float = 0.02  # loss changed by < 2 % over the window: flat
     flat_floor: float = 0.1  # a loss below this is converged, not flat
     learned_drop: float = 0.2  # a loss 20 % below its post-warm-up value has learned: a plateau is not "flat"
@@ -398,7 +399,11 @@ class RuleEngine:
                            step, severity=Severity.ERROR, evidence={"head": head, "raw": value, "clamp": clamp})
             if step <= self._warm or not self._heavy:
                 continue
-            w = self._w
+            # B2: saturation is judged over a long span (500 steps, or half of a shorter run): over a few dozen
+            # steps a noisy loss at the clamp looks flat in every healthy run
+            planned = self._planned()
+            span = min(p.saturated_steps, planned * 0.5) if planned else p.saturated_steps
+            w = max(self._w, math.ceil(span / max(self.interval(), 1.0)))
             pts = self._s(ev.head_metric(ev.LOGIT_SCALE, head)).values[-w:]
             if len(pts) < w:
                 pts = [math.log(v) for v in self._s(ev.head_metric(ev.LOGIT_SCALE_EXP, head)).values[-w:] if v > 0]
