@@ -104,3 +104,18 @@ def test_resume_guard_refuses_stale_checkpoints_and_deletes_nothing(embedded, tm
     saved = FGCLIPModel.from_pretrained(out / "checkpoint-200")
     assert saved.logit_scale_finegrained.item() == pytest.approx(2.6592, abs=1e-4)
     assert torch.isfinite(saved.logit_scale).all()
+
+
+def test_video_records_train_end_to_end(embedded, tmp_path):
+    """UCF-style video records (PyAV-decoded clips, keyframe tracks) through the same entry point."""
+    videos = str(Path(embedded["data_path"]).with_name("videos.json"))
+    out = tmp_path / "video"
+    assert main(["--preset", "embedded", "--output_dir", str(out), "--data_path", videos, "--data_format", "video",
+                 "--num_frames", "4", "--temporal_pooling", "attention", "--max_steps", "4",
+                 "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "1", "--logging_steps", "2",
+                 "--memory_bank_warmup_steps", "2", "--save_steps", "1000", "--disable_tqdm", "true",
+                 "--dataloader_pin_memory", "false"]) == 0
+    logs = [e for e in log_history(out) if "loss" in e]
+    assert len(logs) == 2 and all(math.isfinite(e["region_loss"]) for e in logs)
+    model = FGCLIPModel.from_pretrained(out)
+    assert model.temporal_pool is not None and model.memory_bank.activated_step.item() == 2
