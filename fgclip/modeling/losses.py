@@ -23,32 +23,41 @@ NEG_INF = float("-inf")
 def logit_stats(logits: torch.Tensor, targets: torch.Tensor, scale: torch.Tensor, raw_scale: torch.Tensor,
                 candidates: torch.Tensor, loss: torch.Tensor) -> dict[str, torch.Tensor]:
     """Range of the logits actually fed to cross-entropy, positive vs negative means, cosine spread and the
-    floor the current temperature and spread put under the loss. Masked (-inf) entries are ignored."""
-    valid = torch.isfinite(logits)
-    pos_mask = torch.zeros_like(valid)
-    pos_mask[torch.arange(logits.shape[0], device=logits.device), targets] = True
-    neg_mask = valid & ~pos_mask
-    vals = logits[valid]
-    pos = logits[pos_mask]
-    neg = logits[neg_mask]
-    cos = vals / scale
-    nan = torch.full((), float("nan"), device=logits.device)
-    pos_mean = pos.mean() if pos.numel() else nan
-    neg_mean = neg.mean() if neg.numel() else nan
+    floor the current temperature and spread put under the loss. Masked (-inf) entries are ignored.
+
+    Only masked reductions (no boolean indexing), so computing them never waits for the device: the
+    diagnostics read them on logging steps only.
+    """
+    x = logits.float()
+    valid = torch.isfinite(x)  # (N, K)
+    n_valid = valid.sum()
+    zero = torch.zeros((), device=x.device)
+    nan = torch.full((), float("nan"), device=x.device)
+    xv = torch.where(valid, x, zero)
+    mean = xv.sum() / n_valid.clamp(min=1)
+    var = torch.where(valid, (x - mean) ** 2, zero).sum() / (n_valid - 1).clamp(min=1)
+    std = torch.where(n_valid > 1, var.sqrt(), nan)
+    has = n_valid > 0
+    rows = x.shape[0]
+    pos = x.gather(1, targets.view(-1, 1)).squeeze(1) if rows else x.new_zeros(0)  # (N,)
+    pos_mean = torch.where(torch.tensor(rows > 0, device=x.device), pos.sum() / max(rows, 1), nan)
+    n_neg = n_valid - rows
+    neg_mean = torch.where(n_neg > 0, (xv.sum() - pos.sum()) / n_neg.clamp(min=1), nan)
     k = candidates.float()
     gap = (pos_mean - neg_mean).nan_to_num(0.0)
     # best achievable loss if every positive/negative sat at the current mean gap: ln(1 + (K-1) e^{-gap})
     floor = torch.log1p((k - 1).clamp(min=0) * torch.exp(-gap))
+    big = torch.finfo(torch.float32).max
     return {
         "logit_scale": raw_scale.detach().float(),
         "logit_scale_exp": scale.detach().float(),
-        "logits_min": vals.min() if vals.numel() else nan,
-        "logits_max": vals.max() if vals.numel() else nan,
-        "logits_mean": vals.mean() if vals.numel() else nan,
-        "logits_std": vals.std() if vals.numel() > 1 else nan,
+        "logits_min": torch.where(has, torch.where(valid, x, big).amin() if x.numel() else zero, nan),
+        "logits_max": torch.where(has, torch.where(valid, x, -big).amax() if x.numel() else zero, nan),
+        "logits_mean": torch.where(has, mean, nan),
+        "logits_std": std,
         "pos_logit_mean": pos_mean,
         "neg_logit_mean": neg_mean,
-        "cos_std": cos.std() if cos.numel() > 1 else nan,
+        "cos_std": std / scale.float(),
         "candidates": k,
         "chance": torch.log(k.clamp(min=1)),
         "head_loss": loss.detach().float(),

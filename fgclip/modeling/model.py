@@ -274,8 +274,11 @@ class FGCLIPModel(CLIPPreTrainedModel):
             b, t = pixel_values.shape[0], 1
             frame_mask = torch.ones(b, 1, dtype=torch.bool, device=pixel_values.device)
             frames = pixel_values
-        frame_index = torch.full((b, t), -1, dtype=torch.long, device=pixel_values.device)
-        frame_index[frame_mask] = torch.arange(frames.shape[0], device=pixel_values.device)
+        if video:
+            frame_index = torch.full((b, t), -1, dtype=torch.long, device=pixel_values.device)
+            frame_index[frame_mask] = torch.arange(frames.shape[0], device=pixel_values.device)
+        else:  # one frame per sample: row i of the grid is sample i (no mask op, no device sync)
+            frame_index = torch.arange(b, device=pixel_values.device).unsqueeze(1)  # (B, 1)
         out = self.vision_model(pixel_values=frames, output_hidden_states=need_dense)
         per_frame = self.visual_projection(out.pooler_output)  # (F, D)
         if video:

@@ -43,6 +43,9 @@ def track_features(grid: torch.Tensor, boxes: torch.Tensor, box_frame_mask: torc
                    frame_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean RoI feature of every region track over its boxed frames.
 
+    Every (sample, frame, region) slot is pooled and the mask applied afterwards, so shapes stay static and
+    nothing waits for the device (no nonzero / boolean indexing).
+
     Args:
         grid: (F, C, h, w) patch grids of the encoded frames.
         boxes: (B, T, R, 4) normalised xyxy per frame and region.
@@ -53,10 +56,10 @@ def track_features(grid: torch.Tensor, boxes: torch.Tensor, box_frame_mask: torc
     """
     b, t, r, _ = boxes.shape
     sel = box_frame_mask & (frame_index >= 0).unsqueeze(-1)  # (B, T, R)
-    bi, ti, ri = sel.nonzero(as_tuple=True)  # (M,) each
-    pooled = pool_boxes(grid, frame_index[bi, ti], boxes[bi, ti, ri])  # (M, C)
-    flat = bi * r + ri  # (M,) region slot
-    sums = pooled.new_zeros(b * r, pooled.shape[1]).index_add_(0, flat, pooled)  # (B*R, C)
-    counts = pooled.new_zeros(b * r).index_add_(0, flat, torch.ones_like(flat, dtype=pooled.dtype))  # (B*R,)
-    features = (sums / counts.clamp(min=1).unsqueeze(1)).reshape(b, r, -1)  # (B, R, C)
-    return features, (counts > 0).reshape(b, r)
+    rows = frame_index.clamp(min=0).unsqueeze(-1).expand(b, t, r)  # (B, T, R)
+    safe = torch.where(sel.unsqueeze(-1), boxes, torch.zeros_like(boxes))  # padding may hold anything
+    pooled = pool_boxes(grid, rows.reshape(-1), safe.reshape(-1, 4)).reshape(b, t, r, -1)  # (B, T, R, C)
+    pooled = torch.where(sel.unsqueeze(-1), pooled, torch.zeros_like(pooled))
+    counts = sel.sum(dim=1)  # (B, R)
+    features = pooled.sum(dim=1) / counts.clamp(min=1).unsqueeze(-1).to(pooled.dtype)  # (B, R, C)
+    return features, counts > 0

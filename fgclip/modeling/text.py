@@ -69,14 +69,26 @@ def encode_text(text_model: CLIPTextModel, input_ids: torch.Tensor, position_tab
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), eos]  # (M, C)
 
 
+_HASH_WEIGHTS: dict[tuple[int, str], torch.Tensor] = {}
+
+
+def _hash_weights(length: int, device: torch.device) -> torch.Tensor:
+    """Per-position multipliers of the caption hash, made once per (length, device): no copy per step."""
+    key = (length, str(device))
+    if key not in _HASH_WEIGHTS:
+        gen = torch.Generator().manual_seed(_HASH_SEED)
+        full = torch.randint(1, 2**31 - 1, (max(length, 256),), generator=gen)
+        _HASH_WEIGHTS[key] = full[:length].to(device)
+    return _HASH_WEIGHTS[key]
+
+
 def caption_keys(input_ids: torch.Tensor, eos_token_id: int) -> torch.Tensor:
     """Integer key per text, equal for equal token sequences whatever the padding (for duplicate masking)."""
     flat = input_ids.reshape(-1, input_ids.shape[-1])  # (M, L)
     length = flat.shape[-1]
     positions = torch.arange(length, device=flat.device)
     live = positions.unsqueeze(0) <= first_eos(flat, eos_token_id).unsqueeze(1)  # (M, L)
-    gen = torch.Generator().manual_seed(_HASH_SEED)
-    weights = torch.randint(1, 2**31 - 1, (length,), generator=gen).to(flat.device)  # fixed per position
+    weights = _hash_weights(length, flat.device)  # fixed per position
     keys = ((flat.long() + 1) * weights * live).sum(dim=1)
     return keys.reshape(input_ids.shape[:-1])
 
