@@ -43,20 +43,25 @@ def build_tiny_clip(out_dir: Path, tokenizer, seed: int = 0) -> Path:
 
 def prepare_embedded(root: str | Path | None = None, seed: int = 0) -> dict[str, str]:
     """Generate (or reuse) the embedded data and tiny CLIP; returns data_path, image_root, model dir."""
+    from filelock import FileLock  # a dependency of transformers (huggingface_hub)
+
     from fgclip.data.synthetic import generate_embedded
     from fgclip.data.tokenizer import build_tokenizer
 
     root = Path(root) if root is not None else default_root()
+    root.mkdir(parents=True, exist_ok=True)
     marker = root / "READY"
     settings = {"version": EMBEDDED_VERSION, "seed": seed, "image_size": IMAGE_SIZE}
     paths = {"data_path": str(root / "data" / "images.json"), "image_root": str(root / "data"),
              "model_name_or_path": str(root / "tiny-clip")}
-    if marker.exists() and json.loads(marker.read_text()).get("settings") == settings:
-        return json.loads(marker.read_text())["paths"]
-    info = generate_embedded(root / "data", seed=seed, image_size=IMAGE_SIZE)
-    paths["data_path"] = str(info.images_json)
-    paths["video_data_path"] = str(info.videos_json) if info.videos_json else ""
-    tokenizer = build_tokenizer(root / "tokenizer", info.texts())
-    build_tiny_clip(Path(paths["model_name_or_path"]), tokenizer, seed=seed)
-    marker.write_text(json.dumps({"settings": settings, "paths": paths}, indent=2))
+    # torchrun starts every rank at once: one generates, the others wait for its marker
+    with FileLock(str(root / "generate.lock")):
+        if marker.exists() and json.loads(marker.read_text()).get("settings") == settings:
+            return json.loads(marker.read_text())["paths"]
+        info = generate_embedded(root / "data", seed=seed, image_size=IMAGE_SIZE)
+        paths["data_path"] = str(info.images_json)
+        paths["video_data_path"] = str(info.videos_json) if info.videos_json else ""
+        tokenizer = build_tokenizer(root / "tokenizer", info.texts())
+        build_tiny_clip(Path(paths["model_name_or_path"]), tokenizer, seed=seed)
+        marker.write_text(json.dumps({"settings": settings, "paths": paths}, indent=2))
     return paths
