@@ -198,7 +198,6 @@ def main() -> None:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-6)
     off_ms = timed(step_fn(model, fused, opt), it, wu)
     probe, grads = ModelStatsProbe(), GradNormProbe()
-    probe.attach(model)
     counter = {"n": 0}
 
     def with_diag():
@@ -223,7 +222,6 @@ def main() -> None:
         opt.step()
         model.zero_grad(set_to_none=True)
 
-    probe.detach()
     offs, ons = [], []
     for _ in range(3):  # alternate, 40 steps each (4 of them logging steps)
         offs.append(timed(without_diag, 2 * it, wu))

@@ -22,7 +22,6 @@ from fgdiag.probes.model_stats import GradNormProbe, ModelStatsProbe, read_scala
 SWITCH = "ENABLE_RUNTIME_DIAG"
 OFF = {"", "0", "false", "no", "off"}
 ON = {"1", "true", "yes", "on"}
-SCALE_NAMES = {"global": "logit_scale", "region": "logit_scale_finegrained", "hardneg": "logit_scale_hardneg"}
 
 
 def parse_switch(value: str | None) -> int | None:
@@ -53,6 +52,14 @@ def _unwrap(model: Any) -> Any:
     while hasattr(model, "module"):
         model = model.module
     return model
+
+
+def _scales(model: Any) -> dict[str, tuple[str, Any]]:
+    """head -> (parameter name, parameter), from the model's own `logit_scales()` (fgclip models)."""
+    if model is None or not hasattr(model, "logit_scales"):
+        return {}
+    names = {id(p): n for n, p in model.named_parameters()}
+    return {head: (names.get(id(p), head), p) for head, p in model.logit_scales().items()}
 
 
 class FGDiagCallback(TrainerCallback):
@@ -149,11 +156,8 @@ class FGDiagCallback(TrainerCallback):
         for name, value in self.grad_probe.latest.items():
             tensors[f"{ev.GRAD_NORM_GROUP}/{name}"] = value
         model = self._model
-        if model is not None:
-            for head, pname in SCALE_NAMES.items():
-                param = getattr(model, pname, None)
-                if param is not None:
-                    tensors[ev.head_metric(ev.LOGIT_SCALE, head)] = param.detach()
+        for head, (_, param) in _scales(model).items():
+            tensors[ev.head_metric(ev.LOGIT_SCALE, head)] = param.detach()
         metrics = read_scalars(tensors)  # the one host sync of this logging step
         self.grad_probe.latest = {}
         for head in ev.HEADS:
@@ -208,9 +212,9 @@ class FGDiagCallback(TrainerCallback):
         model, optimizer = self._model, self._optimizer
         if model is None or optimizer is None:
             return None
-        scales = [getattr(model, n, None) for n in SCALE_NAMES.values()]
+        scales = [p for _, p in _scales(model).values()]
         decays = [g.get("weight_decay", 0.0) for g in optimizer.param_groups
-                  if any(p is s for p in g["params"] for s in scales if s is not None)]
+                  if any(p is s for p in g["params"] for s in scales)]
         return max(decays) if decays else None
 
     def _static_checks(self, args) -> list:
@@ -222,10 +226,7 @@ class FGDiagCallback(TrainerCallback):
         if model is None or optimizer is None:
             return out
         rule = get("FGD103")
-        for head, pname in SCALE_NAMES.items():
-            param = getattr(model, pname, None)
-            if param is None:
-                continue
+        for head, (pname, param) in _scales(model).items():
             groups = [g for g in optimizer.param_groups if any(p is param for p in g["params"])]
             count = sum(sum(1 for p in g["params"] if p is param) for g in groups)
             if not param.requires_grad:

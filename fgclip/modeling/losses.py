@@ -7,8 +7,6 @@ diagnostics read them on logging steps only. Logits are computed in float32 what
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -160,7 +158,3 @@ class HardNegativeLoss(nn.Module):
         k = torch.tensor(float(texts.shape[1]), device=region.device)
         stats = logit_stats(logits.detach(), targets, scale, raw_scale, k, loss)
         return {"hard_negative_loss": self.weight * loss}, stats
-
-
-def chance_level(k: int) -> float:
-    return math.log(k)

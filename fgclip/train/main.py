@@ -23,14 +23,12 @@ def _setup_logging(train_args) -> None:
 
 def _resume_decision(train_args, model_config) -> str | bool | None:
     """None: fresh start; True: resume newest checkpoint. Raises SystemExit on stale checkpoints."""
-    from fgclip.train.resume import checkpoints, refusal_message, stale_checkpoints
+    from fgclip.train.resume import CONFIG_FIELDS, checkpoints, refusal_message, stale_checkpoints
 
     found = checkpoints(train_args.output_dir)
     if not found:
         return None
-    expected = {f: getattr(model_config, f) for f in ("finegrained_logit_scale_init", "hardneg_logit_scale_init",
-                                                      "logit_scale_max", "memory_bank_size",
-                                                      "memory_bank_warmup_steps")}
+    expected = {f: getattr(model_config, f) for f in CONFIG_FIELDS}
     stale = stale_checkpoints(train_args.output_dir, expected)
     if train_args.resume_policy == "ignore":
         if stale or found:

@@ -113,24 +113,40 @@ def register(app: typer.Typer) -> None:
 
 
 class _live_view:
-    """A rich Live dashboard fed from the run's events.jsonl, or quiet progress lines on stderr."""
+    """A rich Live dashboard fed from the run's events.jsonl, or quiet progress lines on stderr.
+
+    Each run's file is followed incrementally (a Follower feeding one LogSession): a poll reads only what
+    was appended since the last one.
+    """
 
     def __init__(self, enabled: bool, targets: str | None):
         self.enabled = enabled
         self.targets = targets
         self._live = None
         self._last_print = 0.0
+        self._runs: dict[str, tuple] = {}
+
+    def _read(self, name: str, events_path: Path):
+        from fgdiag.logs.follow import Follower
+        from fgdiag.logs.session import LogSession
+        from fgdiag.targets import get_profile
+
+        if name not in self._runs:
+            profile = get_profile(self.targets) if self.targets else None
+            self._runs[name] = (Follower(events_path), LogSession(str(events_path), targets=profile))
+        follower, session = self._runs[name]
+        for kind, data in follower.poll():
+            if kind == "reset":
+                session.reset_partial()
+            else:
+                session.feed(data)
+        session.flush(False)
+        return session.result()
 
     def update(self, name: str, events_path: Path, seconds: float) -> None:
         if not events_path.exists():
             return
-        from fgdiag import read_log
-        from fgdiag.logs.session import LogReadError
-
-        try:
-            read = read_log(events_path, targets=self.targets)
-        except LogReadError:
-            return
+        read = self._read(name, events_path)
         if self.enabled:
             from rich.live import Live
 
@@ -153,3 +169,5 @@ class _live_view:
         if self._live is not None:
             self._live.stop()
             self._live = None
+        for follower, _ in self._runs.values():
+            follower.close()

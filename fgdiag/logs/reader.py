@@ -50,6 +50,7 @@ class LogReader:
 
     def __init__(self, *, logging_steps: int | None = None, source: str = "", fast: bool = True):
         self.source = source
+        self._summary_step: int | None = None  # step of our last `[fgdiag] step N` line (dict lines follow it)
         self.fast = fast  # whole-group fast path for fgclip-vad blocks (same rows as the per-line path)
         self.logging_steps = logging_steps
         self.lines = 0

@@ -43,7 +43,7 @@ def hf_step(r: LogReader) -> int:
     """The bar's step when it moved since the last dict line; else logging lines x logging_steps (or a count)."""
     every = r.logging_steps
     last = r._hf_last_step
-    ours = getattr(r, "_summary_step", None)
+    ours = r._summary_step
     if ours is not None and (last is None or ours > last):
         return ours  # our runtime layer printed `[fgdiag] step N` just before the Trainer's dict line
     if r._bar_n is not None and (last is None or r._bar_n > last):
