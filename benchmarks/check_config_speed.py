@@ -33,10 +33,23 @@ VIT_B16 = {
     "model_type": "clip",
     "projection_dim": 512,
     "logit_scale_init_value": 2.6592,
-    "text_config": {"vocab_size": 49408, "hidden_size": 512, "intermediate_size": 2048, "num_hidden_layers": 12,
-                    "num_attention_heads": 8, "max_position_embeddings": 77},
-    "vision_config": {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
-                      "num_attention_heads": 12, "image_size": 224, "patch_size": 16, "num_channels": 3},
+    "text_config": {
+        "vocab_size": 49408,
+        "hidden_size": 512,
+        "intermediate_size": 2048,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 8,
+        "max_position_embeddings": 77,
+    },
+    "vision_config": {
+        "hidden_size": 768,
+        "intermediate_size": 3072,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 12,
+        "image_size": 224,
+        "patch_size": 16,
+        "num_channels": 3,
+    },
 }
 CONFIG = """\
 [model]
@@ -61,8 +74,11 @@ bf16 = true
 
 def tensors(seed: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
-    out = {name: rng.standard_normal(shape, dtype=np.float32) * 0.02
-           for name, shape in clip_state_shapes(VIT_B16).items() if shape}
+    out = {
+        name: rng.standard_normal(shape, dtype=np.float32) * 0.02
+        for name, shape in clip_state_shapes(VIT_B16).items()
+        if shape
+    }
     out["logit_scale"] = np.array(LN_100, dtype=np.float32)
     return out
 
@@ -70,7 +86,8 @@ def tensors(seed: int) -> dict[str, np.ndarray]:
 def heads(step: int) -> dict[str, np.ndarray]:
     scalar = lambda v, t=np.float32: np.array(v, dtype=t)  # noqa: E731
     return {
-        "logit_scale_finegrained": scalar(LN_100), "logit_scale_hardneg": scalar(LN_100),
+        "logit_scale_finegrained": scalar(LN_100),
+        "logit_scale_hardneg": scalar(LN_100),
         "text_long_projection.weight": np.zeros((512, 512), np.float32),
         "long_position_embedding.weight": np.zeros((248, 512), np.float32),
         "roi_projection.weight": np.zeros((512, 768), np.float32),
@@ -78,8 +95,10 @@ def heads(step: int) -> dict[str, np.ndarray]:
         "memory_bank.text_queue": np.zeros((128, 512), np.float32),
         "memory_bank.caption_keys": np.zeros((128,), np.int64),
         "memory_bank.entry_step": np.zeros((128,), np.int64),
-        "memory_bank.ptr": scalar(0, np.int64), "memory_bank.fill": scalar(128, np.int64),
-        "memory_bank.optimizer_steps": scalar(step, np.int64), "memory_bank.activated_step": scalar(6, np.int64),
+        "memory_bank.ptr": scalar(0, np.int64),
+        "memory_bank.fill": scalar(128, np.int64),
+        "memory_bank.optimizer_steps": scalar(step, np.int64),
+        "memory_bank.activated_step": scalar(6, np.int64),
         "memory_bank.warmup_steps": scalar(6, np.int64),
     }
 
@@ -112,10 +131,20 @@ def main() -> int:
     try:
         started = time.perf_counter()
         config, source, output, total = build(root)
-        print(f"built {root}: 1 model dir + 3 checkpoints, {total / 1e9:.2f} GB of safetensors "
-              f"in {time.perf_counter() - started:.1f} s")
-        command = [sys.executable, "-m", "fgdiag.cli.app", "check-config", str(config), str(source), str(output),
-                   "--json"]
+        print(
+            f"built {root}: 1 model dir + 3 checkpoints, {total / 1e9:.2f} GB of safetensors "
+            f"in {time.perf_counter() - started:.1f} s"
+        )
+        command = [
+            sys.executable,
+            "-m",
+            "fgdiag.cli.app",
+            "check-config",
+            str(config),
+            str(source),
+            str(output),
+            "--json",
+        ]
         times = []
         for run in range(args.runs):
             started = time.perf_counter()
@@ -126,10 +155,14 @@ def main() -> int:
                 print(f"check-config exited {done.returncode}; expected 0 on this clean setup")
                 return 1
             summary = json.loads(done.stdout)["summary"]
-            print(f"run {run + 1}: {times[-1]:.2f} s  (exit {done.returncode}, {len(summary['checkpoints'])} "
-                  f"checkpoints + {len(summary['models'])} model scanned, {summary['warnings']} warnings)")
-        print(f"check-config, whole process: median {statistics.median(times):.2f} s, best {min(times):.2f} s "
-              f"(target <= 2 s)")
+            print(
+                f"run {run + 1}: {times[-1]:.2f} s  (exit {done.returncode}, {len(summary['checkpoints'])} "
+                f"checkpoints + {len(summary['models'])} model scanned, {summary['warnings']} warnings)"
+            )
+        print(
+            f"check-config, whole process: median {statistics.median(times):.2f} s, best {min(times):.2f} s "
+            f"(target <= 2 s)"
+        )
         return 0
     finally:
         if args.keep:

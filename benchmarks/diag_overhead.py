@@ -54,6 +54,7 @@ def count_fgdiag_reads(clock: StepClock) -> tuple[Counter, callable]:
             if caller.startswith("fgdiag"):
                 counts[clock.step] += 1
             return original(self, *a, **k)
+
         return reader
 
     for name in READS:
@@ -62,13 +63,29 @@ def count_fgdiag_reads(clock: StepClock) -> tuple[Counter, callable]:
     def restore():
         for name, fn in originals.items():
             setattr(torch.Tensor, name, fn)
+
     return counts, restore
 
 
 def one_run(out: str, steps: int, logging_steps: int, diag: bool):
-    argv = ["--preset", "embedded", "--output_dir", out, "--max_steps", str(steps), "--logging_steps",
-            str(logging_steps), "--save_steps", "100000", "--disable_tqdm", "true", "--report_to", "none",
-            "--dataloader_pin_memory", "false"]
+    argv = [
+        "--preset",
+        "embedded",
+        "--output_dir",
+        out,
+        "--max_steps",
+        str(steps),
+        "--logging_steps",
+        str(logging_steps),
+        "--save_steps",
+        "100000",
+        "--disable_tqdm",
+        "true",
+        "--report_to",
+        "none",
+        "--dataloader_pin_memory",
+        "false",
+    ]
     model_args, data_args, train_args, _ = prepare(argv)
     clock = StepClock()
     callbacks = [clock] + ([FGDiagCallback(echo=False)] if diag else [])

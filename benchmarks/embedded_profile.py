@@ -29,16 +29,40 @@ def main() -> None:
             out = Path(tmp) / f"seed{seed}"
             env = {**os.environ, "ENABLE_RUNTIME_DIAG": "1"}
             start = time.monotonic()
-            subprocess.run([sys.executable, "-m", "fgclip.train", "--preset", "embedded", "--output_dir", str(out),
-                            "--seed", str(seed), "--disable_tqdm", "true"], env=env, check=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "fgclip.train",
+                    "--preset",
+                    "embedded",
+                    "--output_dir",
+                    str(out),
+                    "--seed",
+                    str(seed),
+                    "--disable_tqdm",
+                    "true",
+                ],
+                env=env,
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             wall = time.monotonic() - start
-            records = [json.loads(line) for line in (out / "fgdiag" / "events.jsonl").read_text().splitlines()]
+            records = [
+                json.loads(line) for line in (out / "fgdiag" / "events.jsonl").read_text().splitlines()
+            ]
             metrics = {r["step"]: r["metrics"] for r in records if r["type"] == "metrics"}
-            enabled = [r["step"] for r in records if r["type"] == "event" and r["kind"] == "memory_bank_enabled"]
+            enabled = [
+                r["step"] for r in records if r["type"] == "event" and r["kind"] == "memory_bank_enabled"
+            ]
             findings = [r["finding"]["code"] for r in records if r["type"] == "finding"]
-            row = {"seed": seed, "wall_s": round(wall, 1), "memory_bank_enabled": enabled[0] if enabled else None,
-                   "findings": findings}
+            row = {
+                "seed": seed,
+                "wall_s": round(wall, 1),
+                "memory_bank_enabled": enabled[0] if enabled else None,
+                "findings": findings,
+            }
             for step in CHECKPOINTS:
                 m = metrics.get(step, {})
                 row[f"region@{step}"] = round(m.get("head_loss/region", float("nan")), 3)

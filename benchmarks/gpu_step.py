@@ -30,10 +30,18 @@ BOS, EOS, VOCAB = 49406, 49407, 49408
 T0 = time.perf_counter()
 
 
-VIT = dict(text_config=dict(eos_token_id=EOS, bos_token_id=BOS, pad_token_id=EOS),
-           vision_config=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
-                              num_attention_heads=12, image_size=224, patch_size=16),
-           projection_dim=512)
+VIT = dict(
+    text_config=dict(eos_token_id=EOS, bos_token_id=BOS, pad_token_id=EOS),
+    vision_config=dict(
+        hidden_size=768,
+        intermediate_size=3072,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        image_size=224,
+        patch_size=16,
+    ),
+    projection_dim=512,
+)
 
 
 def vit_b16() -> dict:
@@ -66,7 +74,9 @@ def fg_batch(b: int, fixed: bool, device, seed: int = 0) -> dict:
         "boxes": torch.tensor([0.1, 0.1, 0.6, 0.6]).repeat(b, r, 1) + 0.05 * torch.rand(b, r, 4, generator=g),
         "box_mask": torch.ones(b, r, dtype=torch.bool),
         "region_input_ids": texts(b * r, 12, 77 if fixed else None, g, pool).reshape(b, r, -1),
-        "hard_input_ids": texts(b * r * (1 + neg), 12, 77 if fixed else None, g, pool).reshape(b, r, 1 + neg, -1),
+        "hard_input_ids": texts(b * r * (1 + neg), 12, 77 if fixed else None, g, pool).reshape(
+            b, r, 1 + neg, -1
+        ),
         "hard_mask": torch.ones(b, r, dtype=torch.bool),
     }
     return {k: v.to(device) for k, v in batch.items()}
@@ -101,6 +111,7 @@ def step_fn(model, batch, opt=None):
             opt.step()
         model.zero_grad(set_to_none=True)
         return out
+
     return run
 
 
@@ -109,33 +120,58 @@ def main() -> None:
     parser.add_argument("--out", default="gpu_step.json")
     parser.add_argument("--iters", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--cpu-smoke", action="store_true", help="tiny towers on the CPU: checks the script runs")
+    parser.add_argument(
+        "--cpu-smoke", action="store_true", help="tiny towers on the CPU: checks the script runs"
+    )
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile measurement")
     args = parser.parse_args()
     global DEV
     if args.cpu_smoke:
         DEV = "cpu"
-        VIT.update(text_config=dict(eos_token_id=EOS, bos_token_id=BOS, pad_token_id=EOS, hidden_size=32,
-                                    intermediate_size=64, num_hidden_layers=1, num_attention_heads=2),
-                   vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                      num_attention_heads=2, image_size=224, patch_size=32), projection_dim=16)
+        VIT.update(
+            text_config=dict(
+                eos_token_id=EOS,
+                bos_token_id=BOS,
+                pad_token_id=EOS,
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=1,
+                num_attention_heads=2,
+            ),
+            vision_config=dict(
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=1,
+                num_attention_heads=2,
+                image_size=224,
+                patch_size=32,
+            ),
+            projection_dim=16,
+        )
     device = torch.device(DEV)
     torch.backends.cuda.matmul.allow_tf32 = True
-    res: dict = {"device": torch.cuda.get_device_name(0) if DEV == "cuda" else "cpu (smoke)",
-                 "torch": torch.__version__}
+    res: dict = {
+        "device": torch.cuda.get_device_name(0) if DEV == "cuda" else "cpu (smoke)",
+        "torch": torch.__version__,
+    }
     it, wu = (2, 1) if args.cpu_smoke else (args.iters, args.warmup)
 
     # plain CLIPModel
     clip = CLIPModel(CLIPConfig(**vit_b16())).to(device)
     for b in (32, 128):
         g = torch.Generator().manual_seed(1)
-        batch = {"pixel_values": torch.randn(b, 3, 224, 224, generator=g).to(device),
-                 "input_ids": texts(b, 24, 77, g).to(device), "return_loss": True}
+        batch = {
+            "pixel_values": torch.randn(b, 3, 224, 224, generator=g).to(device),
+            "input_ids": texts(b, 24, 77, g).to(device),
+            "return_loss": True,
+        }
         res[f"clipmodel_step_ms_b{b}"] = timed(step_fn(clip, batch), it, wu)
     del clip
     torch.cuda.empty_cache()
 
-    cfg = FGCLIPConfig(**vit_b16(), region_head="roi_projection", memory_bank_size=128, memory_bank_warmup_steps=0)
+    cfg = FGCLIPConfig(
+        **vit_b16(), region_head="roi_projection", memory_bank_size=128, memory_bank_warmup_steps=0
+    )
     model = FGCLIPModel(cfg).to(device).train()
     model.optimizer_step_completed()
     fused, fixed = fg_batch(32, fixed=False, device=device), fg_batch(32, fixed=True, device=device)
@@ -165,7 +201,9 @@ def main() -> None:
     model.text_path = "separate"
     res["fgclip_step_ms_b32_upstream_layout"] = timed(step_fn(model, fixed), it, wu)
     model.text_path = "fused"
-    res["speedup_vs_upstream_layout"] = res["fgclip_step_ms_b32_upstream_layout"] / res["fgclip_step_ms_b32_fused"]
+    res["speedup_vs_upstream_layout"] = (
+        res["fgclip_step_ms_b32_upstream_layout"] / res["fgclip_step_ms_b32_fused"]
+    )
     res["fgclip_samples_per_s_b32"] = 32 / res["fgclip_step_ms_b32_fused"] * 1000
     res["clipmodel_samples_per_s_b32"] = 32 / res["clipmodel_step_ms_b32"] * 1000
 
@@ -185,13 +223,23 @@ def main() -> None:
                 outs = model._encode_short_texts(groups)
             (long.float().sum() + sum(o.sum() for o in outs)).backward()
             model.zero_grad(set_to_none=True)
+
         return run
+
     res["text_side_ms_fused"] = timed(text_side(fused, "fused"), it, wu)
     res["text_side_ms_upstream_layout"] = timed(text_side(fixed, "separate"), it, wu)
     model.text_path = "fused"
-    res["unique_short_texts"] = int(torch.unique(torch.cat([
-        torch.nn.functional.pad(t.reshape(-1, t.shape[-1]), (0, 77 - t.shape[-1]), value=EOS)
-        for t in (fused["short_input_ids"], fused["region_input_ids"], fused["hard_input_ids"])]), dim=0).shape[0])
+    res["unique_short_texts"] = int(
+        torch.unique(
+            torch.cat(
+                [
+                    torch.nn.functional.pad(t.reshape(-1, t.shape[-1]), (0, 77 - t.shape[-1]), value=EOS)
+                    for t in (fused["short_input_ids"], fused["region_input_ids"], fused["hard_input_ids"])
+                ]
+            ),
+            dim=0,
+        ).shape[0]
+    )
     res["all_short_texts"] = 32 + 32 * 4 + 32 * 4 * 11
 
     # diagnostics on vs off: probes attached, scalars read every 10th step

@@ -1,6 +1,6 @@
 """FGCLIPModel vs transformers' CLIPModel on the same saved weights (tiny CLIP built locally, no hub).
 
-    python benchmarks/parity.py
+python benchmarks/parity.py
 """
 
 from __future__ import annotations
@@ -16,10 +16,24 @@ from fgclip.modeling.text import encode_text
 
 def main() -> None:
     torch.manual_seed(0)
-    text = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256, vocab_size=1000,
-                eos_token_id=999, bos_token_id=998, pad_token_id=999)
-    vision = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256, image_size=64,
-                  patch_size=8)
+    text = dict(
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=256,
+        vocab_size=1000,
+        eos_token_id=999,
+        bos_token_id=998,
+        pad_token_id=999,
+    )
+    vision = dict(
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=256,
+        image_size=64,
+        patch_size=8,
+    )
     clip = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=64)).eval()
     with tempfile.TemporaryDirectory() as tmp:
         clip.save_pretrained(tmp)
@@ -28,9 +42,13 @@ def main() -> None:
     ids = torch.randint(0, 998, (16, 30))
     ids[:, 0] = 998
     for i in range(16):
-        ids[i, 5 + i:] = 999
+        ids[i, 5 + i :] = 999
     with torch.no_grad():
-        img = (ours.get_image_features(pixels) - clip.get_image_features(pixel_values=pixels).pooler_output).abs().max()
+        img = (
+            (ours.get_image_features(pixels) - clip.get_image_features(pixel_values=pixels).pooler_output)
+            .abs()
+            .max()
+        )
         ref = clip.get_text_features(input_ids=ids).pooler_output
         txt = (ours.get_text_features(ids) - ref).abs().max()
         table = ours.text_model.embeddings.position_embedding.weight

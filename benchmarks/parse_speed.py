@@ -28,8 +28,10 @@ import time
 from pathlib import Path
 
 GA = 8
-WARNING = ("/opt/conda/lib/python3.11/site-packages/transformers/trainer.py:2073: UserWarning: To copy construct "
-           "from a tensor, it is recommended to use sourceTensor.detach().clone()")
+WARNING = (
+    "/opt/conda/lib/python3.11/site-packages/transformers/trainer.py:2073: UserWarning: To copy construct "
+    "from a tensor, it is recommended to use sourceTensor.detach().clone()"
+)
 
 
 def micro_batch(rng: random.Random, step: int, batch: int, steps: int, bank: bool) -> list[str]:
@@ -55,8 +57,10 @@ def micro_batch(rng: random.Random, step: int, batch: int, steps: int, bank: boo
     if batch % GA == 0:
         bar = f"\r{100 * (step + 1) // steps:3d}%|██▏       | {step + 1}/{steps} [01:00<1:15:07, 19.02s/it]"
     mb = f" | MB: {k}/128 ✓" if bank else ""
-    lines.append(f"{bar}[Epoch 0][Step {step}][Batch {batch}] Loss: {1.4 + 0.5 * region:.6f} | Global: 1.400000 | "
-                 f"Region: {region:.6f} | Hard: 0.000000{mb} | LR: 4.17e-07 | Time: 0.77s")
+    lines.append(
+        f"{bar}[Epoch 0][Step {step}][Batch {batch}] Loss: {1.4 + 0.5 * region:.6f} | Global: 1.400000 | "
+        f"Region: {region:.6f} | Hard: 0.000000{mb} | LR: 4.17e-07 | Time: 0.77s"
+    )
     return lines
 
 
@@ -74,10 +78,17 @@ def generate(path: Path, n_lines: int, seed: int = 0) -> int:
                 batch += 1
                 chunk += micro_batch(rng, step, batch, steps, bank=step >= 7)
                 if batch % 10 == 0:
-                    chunk += ["", "=" * 100, f"[统计] 最近10个batch平均Loss: {rng.uniform(1, 3):.6f}", "=" * 100]
+                    chunk += [
+                        "",
+                        "=" * 100,
+                        f"[统计] 最近10个batch平均Loss: {rng.uniform(1, 3):.6f}",
+                        "=" * 100,
+                    ]
             if (step + 1) % 10 == 0:
-                chunk.append(f"{{'loss': {rng.uniform(1, 3):.4f}, 'grad_norm': {rng.uniform(100, 900):.1f}, "
-                             f"'learning_rate': 4.17e-07, 'epoch': {step / steps * 5:.2f}}}")
+                chunk.append(
+                    f"{{'loss': {rng.uniform(1, 3):.4f}, 'grad_norm': {rng.uniform(100, 900):.1f}, "
+                    f"'learning_rate': 4.17e-07, 'epoch': {step / steps * 5:.2f}}}"
+                )
             if step % 50 == 0:
                 chunk.append(WARNING)
             remaining = n_lines - written - 1
@@ -86,8 +97,10 @@ def generate(path: Path, n_lines: int, seed: int = 0) -> int:
             written += len(chunk)
             if written >= n_lines - 1:
                 break
-        fh.write("{'train_runtime': 4067.2, 'train_samples_per_second': 1.9, 'train_steps_per_second': 0.06, "
-                 "'train_loss': 2.1, 'epoch': 5.0}\n")
+        fh.write(
+            "{'train_runtime': 4067.2, 'train_samples_per_second': 1.9, 'train_steps_per_second': 0.06, "
+            "'train_loss': 2.1, 'epoch': 5.0}\n"
+        )
     return written + 1
 
 
@@ -125,11 +138,13 @@ def run_watch(path: Path) -> tuple[float, dict]:
 
 def heavy_imports(path: Path) -> list[str]:
     """Modules the watch process imported that it must not (checked in a fresh interpreter)."""
-    code = ("import sys, runpy\n"
-            f"sys.argv = ['fgdiag', 'watch', '--once', '--json', {str(path)!r}]\n"
-            "try:\n    runpy.run_module('fgdiag.cli.app', run_name='__main__')\nexcept SystemExit:\n    pass\n"
-            "bad = [m for m in ('torch', 'pandas', 'matplotlib', 'numpy') if m in sys.modules]\n"
-            "sys.stderr.write('HEAVY=' + ','.join(bad) + '\\n')\n")
+    code = (
+        "import sys, runpy\n"
+        f"sys.argv = ['fgdiag', 'watch', '--once', '--json', {str(path)!r}]\n"
+        "try:\n    runpy.run_module('fgdiag.cli.app', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+        "bad = [m for m in ('torch', 'pandas', 'matplotlib', 'numpy') if m in sys.modules]\n"
+        "sys.stderr.write('HEAVY=' + ','.join(bad) + '\\n')\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     marker = [ln for ln in proc.stderr.splitlines() if ln.startswith("HEAVY=")]
     if not marker:
@@ -157,9 +172,11 @@ def main() -> int:
         found = naive_parse(path)
         naive = time.perf_counter() - start
         rate, naive_rate = n / elapsed, n / naive
-        print(f"fgdiag watch --once --json: {elapsed:.2f} s (whole process, best of 3; median {median:.2f} s) = "
-              f"{rate:,.0f} lines/s; {summary['steps']} steps, verdict {summary['verdict']}, "
-              f"{summary['unparsed']} lines not recognised")
+        print(
+            f"fgdiag watch --once --json: {elapsed:.2f} s (whole process, best of 3; median {median:.2f} s) = "
+            f"{rate:,.0f} lines/s; {summary['steps']} steps, verdict {summary['verdict']}, "
+            f"{summary['unparsed']} lines not recognised"
+        )
         print(f"naive ast.literal_eval parser: {naive:.2f} s = {naive_rate:,.0f} lines/s ({found:,} records)")
         print(f"speed-up: {naive / elapsed:.1f}x")
         ok = rate >= 500_000 and naive / elapsed >= 5 and "torch" not in heavy

@@ -34,4 +34,11 @@ IMAGE_KEYS = (
     "box_mask",
     "region_input_ids",
 )
-OPTIONAL_KEYS = ("hard_input_ids", "hard_mask", "region_labels", "boxes_dropped", "frame_mask", "box_frame_mask")
+OPTIONAL_KEYS = (
+    "hard_input_ids",
+    "hard_mask",
+    "region_labels",
+    "boxes_dropped",
+    "frame_mask",
+    "box_frame_mask",
+)

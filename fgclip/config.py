@@ -83,13 +83,19 @@ class FGCLIPConfig(CLIPConfig):
             if not isinstance(value, (int, float)) or not math.isfinite(value):
                 fail(field, "must be a finite number (raw log-space scale, e.g. 4.6052 = ln 100)")
             if value < 0:
-                fail(field, "a negative raw scale means temperature > 1; use a log-space value such as 4.6052")
+                fail(
+                    field, "a negative raw scale means temperature > 1; use a log-space value such as 4.6052"
+                )
             if 0 < value < 0.6:
                 fail(field, "looks like a temperature (e.g. 0.07), but this field is log-space: use ln(1/T)")
         if self.logit_scale_max is not None:
             if not isinstance(self.logit_scale_max, (int, float)) or not math.isfinite(self.logit_scale_max):
                 fail("logit_scale_max", "must be a finite raw scale or None")
-            for field in ("finegrained_logit_scale_init", "hardneg_logit_scale_init", "global_logit_scale_init"):
+            for field in (
+                "finegrained_logit_scale_init",
+                "hardneg_logit_scale_init",
+                "global_logit_scale_init",
+            ):
                 value = getattr(self, field)
                 if value is not None and value > self.logit_scale_max + 1e-3:  # 4.6052 vs ln 100 = 4.60517
                     fail(field, f"initialised above the clamp logit_scale_max={self.logit_scale_max}")

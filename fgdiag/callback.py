@@ -36,7 +36,9 @@ def parse_switch(value: str | None) -> int | None:
     try:
         n = int(text)
     except ValueError:
-        raise ValueError(f"{SWITCH}={value!r}: use 1/true/yes, a positive interval, or 0/false/no/empty") from None
+        raise ValueError(
+            f"{SWITCH}={value!r}: use 1/true/yes, a positive interval, or 0/false/no/empty"
+        ) from None
     return n if n > 0 else None
 
 
@@ -65,8 +67,13 @@ def _scales(model: Any) -> dict[str, tuple[str, Any]]:
 class FGDiagCallback(TrainerCallback):
     """Runtime diagnostics for fgclip models in a transformers Trainer."""
 
-    def __init__(self, interval: int = 1, targets: str | None = None, events_path: str | Path | None = None,
-                 echo: bool = True):
+    def __init__(
+        self,
+        interval: int = 1,
+        targets: str | None = None,
+        events_path: str | Path | None = None,
+        echo: bool = True,
+    ):
         self.interval = max(1, int(interval))
         self.targets_name = targets
         self.events_path = events_path
@@ -94,7 +101,9 @@ class FGDiagCallback(TrainerCallback):
         from fgdiag.rules.runtime_rules import RuleEngine
         from fgdiag.targets import get_profile
 
-        path = Path(self.events_path) if self.events_path else Path(args.output_dir) / "fgdiag" / "events.jsonl"
+        path = (
+            Path(self.events_path) if self.events_path else Path(args.output_dir) / "fgdiag" / "events.jsonl"
+        )
         self.writer = ev.EventWriter(path)
         cfg = getattr(self._model, "config", None)
         info = {
@@ -129,8 +138,13 @@ class FGDiagCallback(TrainerCallback):
         if (self._logs_seen - 1) % self.interval:
             return
         metrics = self._measure(logs, state.global_step)
-        logs.update({f"fgdiag/{k}": v for k, v in metrics.items()
-                     if k not in logs and v is not None and math.isfinite(v)})
+        logs.update(
+            {
+                f"fgdiag/{k}": v
+                for k, v in metrics.items()
+                if k not in logs and v is not None and math.isfinite(v)
+            }
+        )
         if not self._is_main or self.writer is None:
             return
         self.writer.write(ev.metrics_record(state.global_step, metrics))
@@ -164,7 +178,10 @@ class FGDiagCallback(TrainerCallback):
             raw = metrics.get(ev.head_metric(ev.LOGIT_SCALE, head))
             if raw is not None:
                 metrics[ev.head_metric(ev.LOGIT_SCALE_EXP, head)] = math.exp(min(raw, 700.0))
-            loss, chance = metrics.get(ev.head_metric(ev.HEAD_LOSS, head)), metrics.get(ev.head_metric(ev.CHANCE, head))
+            loss, chance = (
+                metrics.get(ev.head_metric(ev.HEAD_LOSS, head)),
+                metrics.get(ev.head_metric(ev.CHANCE, head)),
+            )
             if loss is not None and chance:
                 metrics[ev.head_metric(ev.LOSS_OVER_CHANCE, head)] = loss / chance
         if model is not None and getattr(model, "memory_bank", None) is not None:
@@ -186,11 +203,18 @@ class FGDiagCallback(TrainerCallback):
         k = metrics.get(ev.head_metric(ev.CANDIDATES, "region"))
         if not self._mb_announced and metrics.get(ev.MB_ACTIVE) == 1.0:
             activated = int(metrics.get(ev.MB_ACTIVATED_STEP, step))
-            before = self._last_candidates if self._last_candidates is not None else metrics.get(ev.REGIONS_VALID)
-            line = format_memory_bank_enabled(activated, int(before) if before else None, int(k) if k else None)
+            before = (
+                self._last_candidates if self._last_candidates is not None else metrics.get(ev.REGIONS_VALID)
+            )
+            line = format_memory_bank_enabled(
+                activated, int(before) if before else None, int(k) if k else None
+            )
             lines.append(line)
-            self.writer.write(ev.event_record(activated, ev.EVENT_MB_ENABLED, line,
-                                              {"candidates_before": before, "candidates_after": k}))
+            self.writer.write(
+                ev.event_record(
+                    activated, ev.EVENT_MB_ENABLED, line, {"candidates_before": before, "candidates_after": k}
+                )
+            )
             self._mb_announced = True
         if k is not None and metrics.get(ev.MB_ACTIVE, 0.0) != 1.0:
             self._last_candidates = k
@@ -204,8 +228,10 @@ class FGDiagCallback(TrainerCallback):
             self.writer.write(ev.finding_record(finding))
         if self.echo:
             where = f"step {finding.step}" if finding.step is not None else finding.location
-            print(f"[fgdiag] {finding.severity.value.upper()} {finding.code} ({where}): {finding.message}",
-                  flush=True)
+            print(
+                f"[fgdiag] {finding.severity.value.upper()} {finding.code} ({where}): {finding.message}",
+                flush=True,
+            )
 
     def _scale_weight_decay(self) -> float | None:
         """Largest weight decay applied to any logit scale (None when unknown)."""
@@ -213,8 +239,11 @@ class FGDiagCallback(TrainerCallback):
         if model is None or optimizer is None:
             return None
         scales = [p for _, p in _scales(model).values()]
-        decays = [g.get("weight_decay", 0.0) for g in optimizer.param_groups
-                  if any(p is s for p in g["params"] for s in scales)]
+        decays = [
+            g.get("weight_decay", 0.0)
+            for g in optimizer.param_groups
+            if any(p is s for p in g["params"] for s in scales)
+        ]
         return max(decays) if decays else None
 
     def _static_checks(self, args) -> list:
@@ -230,11 +259,18 @@ class FGDiagCallback(TrainerCallback):
             groups = [g for g in optimizer.param_groups if any(p is param for p in g["params"])]
             count = sum(sum(1 for p in g["params"] if p is param) for g in groups)
             if not param.requires_grad:
-                out.append(rule.finding(f"{pname} ({head}) has requires_grad=False: frozen", location=pname, step=0))
+                out.append(
+                    rule.finding(f"{pname} ({head}) has requires_grad=False: frozen", location=pname, step=0)
+                )
             elif count != 1:
-                out.append(rule.finding(f"{pname} ({head}) appears {count} times in the optimizer", location=pname,
-                                        step=0))
+                out.append(
+                    rule.finding(
+                        f"{pname} ({head}) appears {count} times in the optimizer", location=pname, step=0
+                    )
+                )
             elif any(g.get("weight_decay", 0) > 0 for g in groups):
                 wd = max(g.get("weight_decay", 0) for g in groups)
-                out.append(rule.finding(f"{pname} ({head}) is under weight decay {wd}", location=pname, step=0))
+                out.append(
+                    rule.finding(f"{pname} ({head}) is under weight decay {wd}", location=pname, step=0)
+                )
         return out

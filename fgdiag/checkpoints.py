@@ -31,11 +31,23 @@ LN_100 = math.log(100.0)
 CLIP_INIT = 2.6592  # ln(1/0.07); bf16 stores it as 2.65625
 SCALE_HEADS = ("logit_scale", "logit_scale_finegrained", "logit_scale_hardneg")
 CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                "pytorch_model.bin.index.json")
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 SCALE_TOLERANCE = 1e-3
-TORCH_DTYPES = {"torch.float32": "F32", "torch.float16": "F16", "torch.bfloat16": "BF16", "torch.float64": "F64",
-                "torch.int64": "I64", "torch.int32": "I32", "torch.bool": "BOOL", "torch.uint8": "U8"}
+TORCH_DTYPES = {
+    "torch.float32": "F32",
+    "torch.float16": "F16",
+    "torch.bfloat16": "BF16",
+    "torch.float64": "F64",
+    "torch.int64": "I64",
+    "torch.int32": "I32",
+    "torch.bool": "BOOL",
+    "torch.uint8": "U8",
+}
 
 
 def is_ln100(value: float) -> bool:
@@ -77,7 +89,11 @@ def weight_files(path: Path) -> list[Path]:
                 return [path / shard for shard in shards]
             return [candidate]
     found = sorted(path.glob("*.safetensors")) or sorted([*path.glob("*.bin"), *path.glob("*.pt")])
-    return [f for f in found if f.name not in {"training_args.bin", "optimizer.pt", "scheduler.pt", "rng_state.pth"}]
+    return [
+        f
+        for f in found
+        if f.name not in {"training_args.bin", "optimizer.pt", "scheduler.pt", "rng_state.pth"}
+    ]
 
 
 def _torch_state(path: Path) -> dict[str, Any]:
@@ -96,8 +112,11 @@ def _torch_state(path: Path) -> dict[str, Any]:
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # weights_only refusal, corrupt archive, truncated file
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(path, f"unreadable or unsafe: torch.load(weights_only=True) refused it ({first[:200]}); "
-                         "nothing in it was executed") from None
+        raise InputError(
+            path,
+            f"unreadable or unsafe: torch.load(weights_only=True) refused it ({first[:200]}); "
+            "nothing in it was executed",
+        ) from None
     if isinstance(obj, dict):
         for key in ("state_dict", "model", "module"):
             if isinstance(obj.get(key), dict):
@@ -131,8 +150,13 @@ class WeightSet:
                     weights._add(name, file, meta, meta.dtype, meta.shape)
             else:
                 for name, tensor in _torch_state(file).items():
-                    weights._add(name, file, tensor, TORCH_DTYPES.get(str(tensor.dtype), str(tensor.dtype)),
-                                 tuple(tensor.shape))
+                    weights._add(
+                        name,
+                        file,
+                        tensor,
+                        TORCH_DTYPES.get(str(tensor.dtype), str(tensor.dtype)),
+                        tuple(tensor.shape),
+                    )
         return weights
 
     def _add(self, name: str, file: Path, handle: Any, dtype: str, shape: tuple[int, ...]) -> None:
@@ -156,8 +180,12 @@ class WeightSet:
             else:
                 import torch
 
-                bad = sorted(n for n in names if self._where[n][1].is_floating_point()
-                             and not bool(torch.isfinite(self._where[n][1]).all()))
+                bad = sorted(
+                    n
+                    for n in names
+                    if self._where[n][1].is_floating_point()
+                    and not bool(torch.isfinite(self._where[n][1]).all())
+                )
             if bad:
                 out[file] = bad
         return out
@@ -207,7 +235,9 @@ def checkpoint_step(path: Path) -> int | None:
 def list_checkpoints(output_dir: Path) -> list[Path]:
     """`checkpoint-*` directories in numeric order (checkpoint-900 before checkpoint-1000), others last."""
     found = [p for p in output_dir.glob("checkpoint-*") if p.is_dir()]
-    numeric = sorted((p for p in found if CHECKPOINT_DIR.match(p.name)), key=lambda p: int(p.name.split("-")[1]))
+    numeric = sorted(
+        (p for p in found if CHECKPOINT_DIR.match(p.name)), key=lambda p: int(p.name.split("-")[1])
+    )
     return numeric + sorted(p for p in found if not CHECKPOINT_DIR.match(p.name))
 
 
@@ -216,7 +246,9 @@ def read_checkpoint(path: Path) -> CheckpointInfo:
     weights = WeightSet.open(path)
     names = normalise_keys(list(weights.shapes))
     saved = set(weights.shapes)
-    if {"training_steps", "queue_ptr_normal"} & saved or any(n.startswith("region_image_queue") for n in saved):
+    if {"training_steps", "queue_ptr_normal"} & saved or any(
+        n.startswith("region_image_queue") for n in saved
+    ):
         naming = "fork"
     elif "logit_scale_finegraind" in saved or "text_filip_projection.weight" in saved:
         naming = "upstream"
@@ -224,8 +256,11 @@ def read_checkpoint(path: Path) -> CheckpointInfo:
         naming = "fgclip"
     else:
         naming = "clip"
-    scales = {head: Scale(weights.scalar(names[head]), weights.dtypes[names[head]], names[head])
-              for head in SCALE_HEADS if head in names}
+    scales = {
+        head: Scale(weights.scalar(names[head]), weights.dtypes[names[head]], names[head])
+        for head in SCALE_HEADS
+        if head in names
+    }
     bank_size = warmup = passes = None
     if "memory_bank.image_queue" in names:
         bank_size = weights.shapes[names["memory_bank.image_queue"]][0]  # (K, D)
@@ -239,8 +274,17 @@ def read_checkpoint(path: Path) -> CheckpointInfo:
     config = _read_json(path / "config.json") if path.is_dir() else None
     if warmup is None and config and isinstance(config.get("memory_bank_warmup_steps"), int):
         warmup = config["memory_bank_warmup_steps"]
-    return CheckpointInfo(path, weights, naming, scales, bank_size, warmup, passes,
-                          checkpoint_step(path) if path.is_dir() else None, config)
+    return CheckpointInfo(
+        path,
+        weights,
+        naming,
+        scales,
+        bank_size,
+        warmup,
+        passes,
+        checkpoint_step(path) if path.is_dir() else None,
+        config,
+    )
 
 
 def _describe(value: float, dtype: str = "") -> str:
@@ -257,34 +301,75 @@ def stale_differences(info: CheckpointInfo, expected: dict[str, Any]) -> list[di
             continue
         target = round_to(float(want), have.dtype)
         if abs(have.value - target) > SCALE_TOLERANCE + drift:
-            diffs.append({"field": head, "saved": have.value, "expected": float(want),
-                          "reason": f"{head} saved {_describe(have.value, have.dtype)}, configured {want:.5g}"})
+            diffs.append(
+                {
+                    "field": head,
+                    "saved": have.value,
+                    "expected": float(want),
+                    "reason": f"{head} saved {_describe(have.value, have.dtype)}, configured {want:.5g}",
+                }
+            )
     glob = info.scales.get("logit_scale")
     for head in SCALE_HEADS[1:]:
         have = info.scales.get(head)
-        if glob and have and is_ln100(glob.value) and is_clip_init(have.value) and not any(
-                d["field"] == head for d in diffs):
-            diffs.append({"field": head, "saved": have.value, "expected": glob.value,
-                          "reason": f"{head} saved {_describe(have.value, have.dtype)} is CLIP's from-scratch init "
-                          f"while logit_scale is {glob.value:.5g} (ln 100): resuming restores the FGD101 bug"})
+        if (
+            glob
+            and have
+            and is_ln100(glob.value)
+            and is_clip_init(have.value)
+            and not any(d["field"] == head for d in diffs)
+        ):
+            diffs.append(
+                {
+                    "field": head,
+                    "saved": have.value,
+                    "expected": glob.value,
+                    "reason": f"{head} saved {_describe(have.value, have.dtype)} is CLIP's from-scratch init "
+                    f"while logit_scale is {glob.value:.5g} (ln 100): resuming restores the FGD101 bug",
+                }
+            )
     config = info.config or {}
-    for key, head in (("finegrained_logit_scale_init", "logit_scale_finegrained"),
-                      ("hardneg_logit_scale_init", "logit_scale_hardneg")):
+    for key, head in (
+        ("finegrained_logit_scale_init", "logit_scale_finegrained"),
+        ("hardneg_logit_scale_init", "logit_scale_hardneg"),
+    ):
         want, have = expected.get(head), config.get(key)
         if want is not None and isinstance(have, (int, float)) and abs(have - float(want)) > SCALE_TOLERANCE:
-            diffs.append({"field": key, "saved": have, "expected": float(want),
-                          "reason": f"trained with {key} = {have:.5g} (its config.json), configured {want:.5g}"})
+            diffs.append(
+                {
+                    "field": key,
+                    "saved": have,
+                    "expected": float(want),
+                    "reason": f"trained with {key} = {have:.5g} (its config.json), configured {want:.5g}",
+                }
+            )
     if "memory_bank_size" in expected:
         want_k = int(expected["memory_bank_size"] or 0)
         have_k = info.memory_bank_size or 0
         if have_k != want_k:
-            diffs.append({"field": "memory_bank_size", "saved": have_k, "expected": want_k,
-                          "reason": f"memory bank of {have_k} entries saved, configured {want_k}"})
+            diffs.append(
+                {
+                    "field": "memory_bank_size",
+                    "saved": have_k,
+                    "expected": want_k,
+                    "reason": f"memory bank of {have_k} entries saved, configured {want_k}",
+                }
+            )
     want_w = expected.get("memory_bank_warmup_steps")
-    if want_w is not None and info.memory_bank_warmup_steps is not None and int(want_w) != info.memory_bank_warmup_steps:
-        diffs.append({"field": "memory_bank_warmup_steps", "saved": info.memory_bank_warmup_steps,
-                      "expected": int(want_w), "reason": f"memory-bank warm-up {info.memory_bank_warmup_steps} "
-                      f"optimizer steps saved, configured {int(want_w)}"})
+    if (
+        want_w is not None
+        and info.memory_bank_warmup_steps is not None
+        and int(want_w) != info.memory_bank_warmup_steps
+    ):
+        diffs.append(
+            {
+                "field": "memory_bank_warmup_steps",
+                "saved": info.memory_bank_warmup_steps,
+                "expected": int(want_w),
+                "reason": f"memory-bank warm-up {info.memory_bank_warmup_steps} "
+                f"optimizer steps saved, configured {int(want_w)}",
+            }
+        )
     return diffs
 
 

@@ -73,11 +73,44 @@ EVENT_OOM = "oom"
 EVENT_RESUME = "resume"
 EVENT_TRAIN_END = "train_end"
 
-PER_HEAD = (LOGIT_SCALE, LOGIT_SCALE_EXP, CANDIDATES, CHANCE, LOSS_OVER_CHANCE, LOGITS_MIN, LOGITS_MAX,
-            LOGITS_MEAN, LOGITS_STD, POS_MEAN, NEG_MEAN, COS_STD, LOSS_FLOOR, HEAD_LOSS)
-GLOBAL_METRICS = frozenset((LOSS, *LOSS_PARTS, MB_ACTIVE, MB_ACTIVATED_STEP, MB_FILL, MB_PTR, MB_OLDEST_AGE,
-                            MB_DUP_SHARE, MB_KEY_NORM_MIN, MB_KEY_NORM_MAX, MB_SIZE, REGIONS_VALID,
-                            REGIONS_ZERO_NORM, REGIONS_NONFINITE, BOXES_DROPPED, GRAD_NORM, LEARNING_RATE, EPOCH))
+PER_HEAD = (
+    LOGIT_SCALE,
+    LOGIT_SCALE_EXP,
+    CANDIDATES,
+    CHANCE,
+    LOSS_OVER_CHANCE,
+    LOGITS_MIN,
+    LOGITS_MAX,
+    LOGITS_MEAN,
+    LOGITS_STD,
+    POS_MEAN,
+    NEG_MEAN,
+    COS_STD,
+    LOSS_FLOOR,
+    HEAD_LOSS,
+)
+GLOBAL_METRICS = frozenset(
+    (
+        LOSS,
+        *LOSS_PARTS,
+        MB_ACTIVE,
+        MB_ACTIVATED_STEP,
+        MB_FILL,
+        MB_PTR,
+        MB_OLDEST_AGE,
+        MB_DUP_SHARE,
+        MB_KEY_NORM_MIN,
+        MB_KEY_NORM_MAX,
+        MB_SIZE,
+        REGIONS_VALID,
+        REGIONS_ZERO_NORM,
+        REGIONS_NONFINITE,
+        BOXES_DROPPED,
+        GRAD_NORM,
+        LEARNING_RATE,
+        EPOCH,
+    )
+)
 
 
 def head_metric(metric: str, head: str) -> str:
@@ -115,7 +148,12 @@ def _clean(metrics: dict[str, Any]) -> tuple[dict[str, float | None], list[str]]
 
 def metrics_record(step: int, metrics: dict[str, Any], when: float | None = None) -> dict[str, Any]:
     clean, nonfinite = _clean(metrics)
-    record: dict[str, Any] = {"type": "metrics", "step": int(step), "time": when or time.time(), "metrics": clean}
+    record: dict[str, Any] = {
+        "type": "metrics",
+        "step": int(step),
+        "time": when or time.time(),
+        "metrics": clean,
+    }
     if nonfinite:
         record["nonfinite"] = nonfinite
     return record

@@ -72,20 +72,25 @@ def quarantine(items: list[Candidate], now: float | None = None) -> list[dict[st
         entries = []
         for item in group:
             target = folder / item.path.name
-            entries.append({
-                "original_path": str(item.path.resolve()),
-                "quarantined_path": str(target.resolve()),
-                "codes": sorted({f.code for f in item.findings}),
-                "reasons": [f.message for f in item.findings],
-                "differences": [d for f in item.findings for d in f.evidence.get("differences", [])],
-                "restore": f"mv {shlex.quote(str(target.resolve()))} {shlex.quote(str(item.path.resolve()))}",
-                "status": "pending",
-            })
-        manifest = {"tool": "fgdiag check-config --quarantine", "created_utc": stamp,
-                    "output_dir": str(output_dir.resolve()),
-                    "note": "Nothing was deleted. To restore, run each entry's `restore` command "
-                            "(or os.rename(quarantined_path, original_path)).",
-                    "entries": entries}
+            entries.append(
+                {
+                    "original_path": str(item.path.resolve()),
+                    "quarantined_path": str(target.resolve()),
+                    "codes": sorted({f.code for f in item.findings}),
+                    "reasons": [f.message for f in item.findings],
+                    "differences": [d for f in item.findings for d in f.evidence.get("differences", [])],
+                    "restore": f"mv {shlex.quote(str(target.resolve()))} {shlex.quote(str(item.path.resolve()))}",
+                    "status": "pending",
+                }
+            )
+        manifest = {
+            "tool": "fgdiag check-config --quarantine",
+            "created_utc": stamp,
+            "output_dir": str(output_dir.resolve()),
+            "note": "Nothing was deleted. To restore, run each entry's `restore` command "
+            "(or os.rename(quarantined_path, original_path)).",
+            "entries": entries,
+        }
         _write_manifest(folder, manifest)
         for item, entry in zip(group, entries, strict=True):
             try:
@@ -94,7 +99,12 @@ def quarantine(items: list[Candidate], now: float | None = None) -> list[dict[st
             except OSError as exc:
                 entry["status"] = f"not moved: {exc}"
         _write_manifest(folder, manifest)
-        records.append({"folder": str(folder), "manifest": str(folder / MANIFEST),
-                        "moved": [e["original_path"] for e in entries if e["status"] == "moved"],
-                        "failed": [e["original_path"] for e in entries if e["status"] != "moved"]})
+        records.append(
+            {
+                "folder": str(folder),
+                "manifest": str(folder / MANIFEST),
+                "moved": [e["original_path"] for e in entries if e["status"] == "moved"],
+                "failed": [e["original_path"] for e in entries if e["status"] != "moved"],
+            }
+        )
     return records

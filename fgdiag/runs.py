@@ -18,8 +18,14 @@ from pathlib import Path
 from typing import Any
 
 # the seed's broken settings: new heads at CLIP's from-scratch temperature, a warm-up the run never reaches
-SEED_SETTINGS = ("--finegrained_logit_scale_init", "2.6592", "--hardneg_logit_scale_init", "2.6592",
-                 "--memory_bank_warmup_steps", "100000")
+SEED_SETTINGS = (
+    "--finegrained_logit_scale_init",
+    "2.6592",
+    "--hardneg_logit_scale_init",
+    "2.6592",
+    "--memory_bank_warmup_steps",
+    "100000",
+)
 
 
 @dataclass
@@ -40,14 +46,18 @@ def train_command(config: str | None, out_dir: Path, extra: list[str]) -> list[s
     return cmd + ["--output_dir", str(out_dir), "--disable_tqdm", "true", *extra]
 
 
-def run_training(name: str, cmd: list[str], out_dir: Path, live: Any = None, targets: str | None = None,
-                 poll: float = 1.0) -> RunResult:
+def run_training(
+    name: str, cmd: list[str], out_dir: Path, live: Any = None, targets: str | None = None, poll: float = 1.0
+) -> RunResult:
     """Run one training child process, its output to `<out_dir>/training.log`; refresh `live` meanwhile."""
     out_dir.mkdir(parents=True, exist_ok=True)
     log_path = out_dir / "training.log"
     events_path = out_dir / "fgdiag" / "events.jsonl"
-    env = {**os.environ, "ENABLE_RUNTIME_DIAG": os.environ.get("ENABLE_RUNTIME_DIAG") or "1",
-           "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "ENABLE_RUNTIME_DIAG": os.environ.get("ENABLE_RUNTIME_DIAG") or "1",
+        "PYTHONUNBUFFERED": "1",
+    }
     if targets:
         env["FGDIAG_TARGETS"] = targets
     start = time.monotonic()
@@ -106,20 +116,37 @@ def comparison_rows(runs: dict[str, RunResult]) -> list[tuple[str, list[str]]]:
         rows.append((label, [fn(name, read) for name, read in reads.items()]))
 
     row("logit_scale (region, raw) at start", lambda n, r: fmt(_at(r, "logit_scale/region", min(r.rows))))
-    row("temperature exp(scale) at start", lambda n, r: fmt(_at(r, "logit_scale_exp/region", min(r.rows)), ".2f"))
-    row("region logits range at end", lambda n, r: (
-        f"[{fmt(_at(r, 'logits_min/region', last_steps[n]), '.1f')}, "
-        f"{fmt(_at(r, 'logits_max/region', last_steps[n]), '.1f')}]"))
-    row("memory bank switched on", lambda n, r: next(
-        (f"step {int(e['step'])}" for e in r.events if e.get("kind") == "memory_bank_enabled"), "never"))
+    row(
+        "temperature exp(scale) at start",
+        lambda n, r: fmt(_at(r, "logit_scale_exp/region", min(r.rows)), ".2f"),
+    )
+    row(
+        "region logits range at end",
+        lambda n, r: (
+            f"[{fmt(_at(r, 'logits_min/region', last_steps[n]), '.1f')}, "
+            f"{fmt(_at(r, 'logits_max/region', last_steps[n]), '.1f')}]"
+        ),
+    )
+    row(
+        "memory bank switched on",
+        lambda n, r: next(
+            (f"step {int(e['step'])}" for e in r.events if e.get("kind") == "memory_bank_enabled"), "never"
+        ),
+    )
     row("candidates K at end", lambda n, r: fmt(_at(r, "candidates/region", last_steps[n]), ".0f"))
     row("chance ln K at end", lambda n, r: fmt(_at(r, "chance/region", last_steps[n])))
     for step in (50, 200, 400):
-        row(f"region loss (unweighted) @ step {step}", lambda n, r, s=step: fmt(_at(r, "head_loss/region", s)))
-    row("region loss / ln K at end", lambda n, r: fmt(_at(r, "loss_over_chance/region", last_steps[n]), ".3f"))
+        row(
+            f"region loss (unweighted) @ step {step}", lambda n, r, s=step: fmt(_at(r, "head_loss/region", s))
+        )
+    row(
+        "region loss / ln K at end", lambda n, r: fmt(_at(r, "loss_over_chance/region", last_steps[n]), ".3f")
+    )
     row("first step region loss < 1.0", lambda n, r: fmt(_first_step(r, "head_loss/region", 1.0)))
-    row("findings (errors)", lambda n, r: ", ".join(sorted({f.code for f in r.findings
-                                                           if f.severity.value == "error"})) or "none")
+    row(
+        "findings (errors)",
+        lambda n, r: ", ".join(sorted({f.code for f in r.findings if f.severity.value == "error"})) or "none",
+    )
     row("wall time (s)", lambda n, r: fmt(runs[n].seconds, ".1f"))
     return rows
 
@@ -140,11 +167,15 @@ def summary_json(runs: dict[str, RunResult], report_dir: Path) -> dict[str, Any]
             "returncode": r.returncode,
             "seconds": round(r.seconds, 1),
             "last_step": max(r.read.rows) if r.read and r.read.rows else None,
-            "findings": [{"code": f.code, "severity": f.severity.value, "step": f.step, "message": f.message}
-                         for f in r.findings],
+            "findings": [
+                {"code": f.code, "severity": f.severity.value, "step": f.step, "message": f.message}
+                for f in r.findings
+            ],
         }
     if len(runs) > 1:
-        out["comparison"] = {label: dict(zip(runs, cells, strict=True)) for label, cells in comparison_rows(runs)}
+        out["comparison"] = {
+            label: dict(zip(runs, cells, strict=True)) for label, cells in comparison_rows(runs)
+        }
     return out
 
 
@@ -154,12 +185,18 @@ def write_outputs(runs: dict[str, RunResult], out: Path, targets: str | None) ->
 
     report_dir = out / "report"
     targets = get_profile(targets) if isinstance(targets, str) else targets
-    write_report({name: r.read for name, r in runs.items()} if len(runs) > 1 else next(iter(runs.values())).read,
-                 report_dir, title="fgdiag run", targets=targets)
+    write_report(
+        {name: r.read for name, r in runs.items()} if len(runs) > 1 else next(iter(runs.values())).read,
+        report_dir,
+        title="fgdiag run",
+        targets=targets,
+    )
     if len(runs) > 1:
         table = comparison_markdown(runs)
-        (report_dir / "comparison.md").write_text("# Seed configuration vs fixed configuration (measured)\n\n"
-                                                  + table, encoding="utf-8")
-    (out / "summary.json").write_text(json.dumps(summary_json(runs, report_dir), indent=2) + "\n",
-                                      encoding="utf-8")
+        (report_dir / "comparison.md").write_text(
+            "# Seed configuration vs fixed configuration (measured)\n\n" + table, encoding="utf-8"
+        )
+    (out / "summary.json").write_text(
+        json.dumps(summary_json(runs, report_dir), indent=2) + "\n", encoding="utf-8"
+    )
     return report_dir

@@ -76,8 +76,10 @@ class TargetProfile:
             "logit_scale": self.logit_scale,
             "logit_scale_tolerance": self.logit_scale_tolerance,
             "memory_bank_active_by": self.memory_bank_active_by,
-            "checkpoints": [{"metric": c.metric, "step": c.step, "below" if c.below else "above": c.threshold}
-                            for c in self.checkpoints],
+            "checkpoints": [
+                {"metric": c.metric, "step": c.step, "below" if c.below else "above": c.threshold}
+                for c in self.checkpoints
+            ],
         }
 
 
@@ -117,11 +119,22 @@ def parse_profile(data: dict[str, Any], source: str, default_name: str) -> Targe
     entries = data.get("checkpoints", [])
     if not isinstance(entries, list):
         raise TargetError(f"{source}: field 'checkpoints' must be an array of tables ([[checkpoints]])")
-    checkpoints = tuple(sorted((_checkpoint(e, f"{source}: checkpoints[{i}]") for i, e in enumerate(entries)),
-                               key=lambda c: (c.step, c.metric)))
+    checkpoints = tuple(
+        sorted(
+            (_checkpoint(e, f"{source}: checkpoints[{i}]") for i, e in enumerate(entries)),
+            key=lambda c: (c.step, c.metric),
+        )
+    )
     active_by = _number(data, "memory_bank_active_by", source, integer=True)
     tolerance = _number(data, "logit_scale_tolerance", source)
-    known = {"name", "description", "logit_scale", "logit_scale_tolerance", "memory_bank_active_by", "checkpoints"}
+    known = {
+        "name",
+        "description",
+        "logit_scale",
+        "logit_scale_tolerance",
+        "memory_bank_active_by",
+        "checkpoints",
+    }
     return TargetProfile(
         name=name.strip(),
         description=str(data.get("description", "")),
@@ -174,4 +187,6 @@ def get_profile(name_or_path: str | Path) -> TargetProfile:
     if path.suffix == ".toml" or path.exists():
         return load_profile(path)
     known = ", ".join(sorted(profiles)) or "none"
-    raise TargetError(f"unknown target profile {text!r}: built-in profiles are {known}, or pass a path to a .toml")
+    raise TargetError(
+        f"unknown target profile {text!r}: built-in profiles are {known}, or pass a path to a .toml"
+    )

@@ -95,14 +95,20 @@ def audit(
                 missing.append(record.f_path)
             clean = validator.image(record)
             global_captions[record.caption] += 1
-            region_captions.update(r.short_expr or r.long_expr for r in record.regions if r.short_expr or r.long_expr)
-            hard_boxes += sum(1 for r in clean.regions if r.short_expr and len(r.negatives) >= num_hard_negatives)
+            region_captions.update(
+                r.short_expr or r.long_expr for r in record.regions if r.short_expr or r.long_expr
+            )
+            hard_boxes += sum(
+                1 for r in clean.regions if r.short_expr and len(r.negatives) >= num_hard_negatives
+            )
         else:
             record = parse_video_record(raw)
             media.append(record.video)
             frame_range = None
             if check_media:
-                frame_range = _probe(resolve_media(root, record.video), record.timestamps, missing, media_errors)
+                frame_range = _probe(
+                    resolve_media(root, record.video), record.timestamps, missing, media_errors
+                )
             clean = validator.video(record, frame_range)
             abnormal += record.abnormal
             global_captions[record.global_caption] += 1

@@ -32,6 +32,8 @@ from fgclip.data.validate import (
 )
 
 REGION_TEXTS = ("short", "long", "random")
+
+
 def _truncate(regions: tuple, max_boxes: int | None, report: ValidationReport) -> tuple:
     if max_boxes is not None and len(regions) > max_boxes:
         report.truncated_regions += len(regions) - max_boxes
@@ -114,7 +116,9 @@ class ImageRegionDataset(Dataset):
             "short_caption": item.record.short_caption,
             "boxes": boxes,
             "region_texts": [self._region_text(r, index, j) for j, r in enumerate(item.regions)],
-            "hard_texts": [(r.short_expr, *r.negatives) if r.short_expr and r.negatives else () for r in item.regions],
+            "hard_texts": [
+                (r.short_expr, *r.negatives) if r.short_expr and r.negatives else () for r in item.regions
+            ],
             "boxes_dropped": item.dropped,
         }
 
@@ -182,8 +186,12 @@ class VideoRegionDataset(Dataset):
             keyframes = tuple(kf for kf in region.keyframes if kf[0] < decoded_end)
             lost = len(region.keyframes) - len(keyframes)
             if lost:
-                region_failure("keyframe_beyond_video", self.policy, item.record.location.at("box_infos"),
-                               f"{lost} keyframe(s) at or after frame {decoded_end}, where decoding ended")
+                region_failure(
+                    "keyframe_beyond_video",
+                    self.policy,
+                    item.record.location.at("box_infos"),
+                    f"{lost} keyframe(s) at or after frame {decoded_end}, where decoding ended",
+                )
                 dropped += lost
                 region = CleanVideoRegion(region.caption, keyframes, True)
             if region.keyframes or not region.abnormal:
@@ -197,7 +205,9 @@ class VideoRegionDataset(Dataset):
         frames = read_frames(self.paths[index], wanted)
         real = [i for i in wanted if i in frames]
         if not real:
-            raise DataFormatError(item.record.location.at("video"), f"no frame of [{start}, {end}) could be decoded")
+            raise DataFormatError(
+                item.record.location.at("video"), f"no frame of [{start}, {end}) could be decoded"
+            )
         regions, dropped = self._decoded_regions(item, real, len(wanted))
         pad = self.num_frames - len(real)
         pixels = torch.stack([self.transform(frames[i]) for i in real])  # (T_real, 3, H, W)
@@ -207,7 +217,9 @@ class VideoRegionDataset(Dataset):
         box_frame_mask = torch.zeros((self.num_frames, len(regions)), dtype=torch.bool)  # (T, R_i)
         for r, region in enumerate(regions):
             track, mask = region_track(region.keyframes, real)
-            boxes[: len(real), r] = torch.tensor([b if m else NO_BOX for b, m in zip(track, mask, strict=True)])
+            boxes[: len(real), r] = torch.tensor(
+                [b if m else NO_BOX for b, m in zip(track, mask, strict=True)]
+            )
             box_frame_mask[: len(real), r] = torch.tensor(mask)
         return {
             "index": index,

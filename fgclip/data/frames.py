@@ -39,7 +39,9 @@ def _open_container(path: Path):  # noqa: ANN202 - av.container.InputContainer, 
     try:
         import av
     except ImportError as exc:  # pragma: no cover - av is in the `video` extra
-        raise DataFormatError(str(path), "decoding video files needs PyAV: pip install 'fgdiag[video]'") from exc
+        raise DataFormatError(
+            str(path), "decoding video files needs PyAV: pip install 'fgdiag[video]'"
+        ) from exc
     try:
         return av.open(str(path))
     except (OSError, ValueError, av.FFmpegError) as exc:

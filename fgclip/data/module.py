@@ -44,8 +44,13 @@ def make_dataset(
     check_policy(box_policy)
     records = read_raw_records(data_path)
     kind = detect_format(records, data_format)
-    common = dict(box_policy=box_policy, grid_size=grid_size, image_size=image_size,
-                  max_boxes_per_sample=max_boxes_per_sample, raw_records=records)
+    common = dict(
+        box_policy=box_policy,
+        grid_size=grid_size,
+        image_size=image_size,
+        max_boxes_per_sample=max_boxes_per_sample,
+        raw_records=records,
+    )
     if kind == "image":
         return ImageRegionDataset(data_path, image_root, region_text=region_text, **common)
     return VideoRegionDataset(data_path, image_root, num_frames=num_frames, **common)
@@ -69,12 +74,20 @@ def build_data_module(
 ) -> DataModule:
     """Dataset and collator that agree on `max_boxes_per_sample`; see `data_kwargs_from_config`."""
     dataset = make_dataset(
-        data_path, image_root=image_root, data_format=data_format, box_policy=box_policy,
-        image_size=image_size, max_boxes_per_sample=max_boxes_per_sample, num_frames=num_frames,
-        grid_size=grid_size, region_text=region_text,
+        data_path,
+        image_root=image_root,
+        data_format=data_format,
+        box_policy=box_policy,
+        image_size=image_size,
+        max_boxes_per_sample=max_boxes_per_sample,
+        num_frames=num_frames,
+        grid_size=grid_size,
+        region_text=region_text,
     )
     collator = RegionCollator(
-        tokenizer, max_boxes_per_sample=max_boxes_per_sample, num_hard_negatives=num_hard_negatives,
+        tokenizer,
+        max_boxes_per_sample=max_boxes_per_sample,
+        num_hard_negatives=num_hard_negatives,
         long_max_length=long_text_max_positions,
         short_max_length=short_text_max_length or min(77, _text_positions(tokenizer)),
     )

@@ -48,7 +48,9 @@ def annotation_files(path: str | Path) -> list[Path]:
                 continue
             listed = Path(name) if Path(name).is_absolute() else path.parent / name
             if not listed.is_file():
-                raise DataFormatError(Location(str(path), line=number), f"listed file {name!r} does not exist")
+                raise DataFormatError(
+                    Location(str(path), line=number), f"listed file {name!r} does not exist"
+                )
             files.append(listed)
         return files
     return [path]
@@ -144,7 +146,7 @@ def read_raw_records(path: str | Path) -> list[RawRecord]:
 
 
 def detect_format(records: list[RawRecord], data_format: str = "auto") -> str:
-    """"image" or "video": the requested format checked against the first record, or guessed from its keys."""
+    """ "image" or "video": the requested format checked against the first record, or guessed from its keys."""
     if data_format not in DATA_FORMATS:
         raise ValueError(f"data_format={data_format!r}: must be one of {DATA_FORMATS}")
     if not records:
@@ -162,7 +164,9 @@ def detect_format(records: list[RawRecord], data_format: str = "auto") -> str:
             )
         return guessed
     if guessed is not None and guessed != data_format:
-        raise DataFormatError(first.location, f"data_format={data_format!r} but the record looks like {guessed} data")
+        raise DataFormatError(
+            first.location, f"data_format={data_format!r} but the record looks like {guessed} data"
+        )
     return data_format
 
 
@@ -177,13 +181,18 @@ def resolve_media(root: Path, name: str) -> Path:
     path = Path(name) if Path(name).is_absolute() else root / name
     if not path.exists():
         for prefix in UPSTREAM_PREFIXES:
-            if name.startswith(prefix) and (root / name[len(prefix):]).exists():
-                return root / name[len(prefix):]
+            if name.startswith(prefix) and (root / name[len(prefix) :]).exists():
+                return root / name[len(prefix) :]
     return path
-
 
 
 __all__ = [
     "default_root",
     "resolve_media",
-    "RawRecord", "annotation_files", "iter_file_records", "read_raw_records", "detect_format", "DATA_FORMATS"]
+    "RawRecord",
+    "annotation_files",
+    "iter_file_records",
+    "read_raw_records",
+    "detect_format",
+    "DATA_FORMATS",
+]

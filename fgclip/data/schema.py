@@ -72,7 +72,9 @@ class VideoRecord:
         return any(region.keyframes for region in self.regions)
 
 
-def _text(data: dict[str, Any], key: str, location: Location, required: bool = True, prefix: str = "") -> str | None:
+def _text(
+    data: dict[str, Any], key: str, location: Location, required: bool = True, prefix: str = ""
+) -> str | None:
     value = data.get(key, MISSING)
     if value is MISSING or value is None:
         if required:
@@ -124,7 +126,9 @@ def _timestamps(value: Any, loc: Location) -> tuple[float, float] | None:
     if value is None:
         return None
     ok = isinstance(value, (list, tuple)) and len(value) == 2
-    ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+    ok = ok and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value
+    )
     if not ok or not 0 <= value[0] < value[1]:
         raise DataFormatError(loc.at("timestamps"), f"expected null or [start, end] seconds, found {value!r}")
     return float(value[0]), float(value[1])
@@ -151,9 +155,14 @@ def parse_video_record(raw: RawRecord) -> VideoRecord:
             if not isinstance(entries, list):
                 raise DataFormatError(loc.at(f"box_infos[{r}]"), "expected a list of {frame, bbox} keyframes")
             keyframes = tuple(
-                Keyframe(f"box_infos[{r}][{k}]", *(
-                    (e.get("frame", MISSING), e.get("bbox", MISSING)) if isinstance(e, dict) else (MISSING, e)
-                ))
+                Keyframe(
+                    f"box_infos[{r}][{k}]",
+                    *(
+                        (e.get("frame", MISSING), e.get("bbox", MISSING))
+                        if isinstance(e, dict)
+                        else (MISSING, e)
+                    ),
+                )
                 for k, e in enumerate(entries)
             )
         regions.append(VideoRegion(r, caption, keyframes))

@@ -26,8 +26,17 @@ from fgclip.data.synthetic_render import (
     write_video,
 )
 
-IMAGE_DEFECTS = ("malformed", "non_finite", "wrong_space", "inverted", "zero_area", "out_of_range", "sub_cell",
-                 "count_mismatch", "clipped")
+IMAGE_DEFECTS = (
+    "malformed",
+    "non_finite",
+    "wrong_space",
+    "inverted",
+    "zero_area",
+    "out_of_range",
+    "sub_cell",
+    "count_mismatch",
+    "clipped",
+)
 VIDEO_DEFECTS = ("no_keyframe", "keyframe_beyond_video")
 NUM_NEGATIVES = 10
 QUADRANTS = ("top left", "top right", "bottom left", "bottom right")
@@ -106,13 +115,15 @@ def _image_record(i: int, size: int, rng: random.Random, images_dir: Path) -> di
         negs = {} if i % 8 == 7 else _negatives(colour, shape, taken, rng)
         if i % 16 == 3 and r == 0:  # fewer negatives than needed: flagged, but not a hard box
             negs = dict(list(negs.items())[:4])
-        bbox_info.append({
-            "bbox": normalised(box, (size, size)),
-            "short_expr": f"{colour} {shape}",
-            "long_expr": f"{_a(big)} {colour} {shape} in the {place}",
-            "flag_short_neg": int(bool(negs)),
-            "short_expr_negs": negs,
-        })
+        bbox_info.append(
+            {
+                "bbox": normalised(box, (size, size)),
+                "short_expr": f"{colour} {shape}",
+                "long_expr": f"{_a(big)} {colour} {shape} in the {place}",
+                "flag_short_neg": int(bool(negs)),
+                "short_expr_negs": negs,
+            }
+        )
     things = [_a(f"{c} {s}") for c, s, *_ in regions]
     described = " ".join(f"there is {_a(big)} {c} {s} in the {place}." for c, s, big, place, _ in regions)
     return {
@@ -145,8 +156,10 @@ def _video(i: int, size: int, frames: int, fps: int, rng: random.Random, contain
             x, y = round(x0 + w * (x1 - x0)), round(y0 + w * (y1 - y0))
             path.append((x, y, x + side - 1, y + side - 1))
         tracks.append((path, _direction(x1 - x0, y1 - y0)))
-    images = [render((size, size), background, [(s, c, t[0][f]) for (c, s), t in zip(combos, tracks, strict=True)])
-              for f in range(frames)]
+    images = [
+        render((size, size), background, [(s, c, t[0][f]) for (c, s), t in zip(combos, tracks, strict=True)])
+        for f in range(frames)
+    ]
     stem = f"videos/clip_{i:04d}"
     if container == "mp4":
         name = stem + ".mp4"
@@ -157,8 +170,13 @@ def _video(i: int, size: int, frames: int, fps: int, rng: random.Random, contain
     if not abnormal:
         things = _join([_a(f"{c} {s}") for c, s in combos])
         stamps = [0.25, (frames - 2) / fps] if i % 4 == 1 else None
-        return {"video": name, "global_caption": f"a calm scene with {things} on a {background} background",
-                "region_captions": [f"a still scene with {things}"], "box_infos": [[]], "timestamps": stamps}
+        return {
+            "video": name,
+            "global_caption": f"a calm scene with {things} on a {background} background",
+            "region_captions": [f"a still scene with {things}"],
+            "box_infos": [[]],
+            "timestamps": stamps,
+        }
     captions, box_infos = [], []
     for r, ((colour, shape), (path, way)) in enumerate(zip(combos, tracks, strict=True)):
         captions.append(f"{_a(colour)} {shape} moving {way}")
@@ -169,8 +187,13 @@ def _video(i: int, size: int, frames: int, fps: int, rng: random.Random, contain
             keys = sorted({*range(first, last, 3), last})
         box_infos.append([{"frame": f, "bbox": normalised(path[f], (size, size))} for f in keys])
     moving = _join([f"{_a(c)} {s} moves {t[1]}" for (c, s), t in zip(combos, tracks, strict=True)])
-    return {"video": name, "global_caption": f"{moving} on a {background} background",
-            "region_captions": captions, "box_infos": box_infos, "timestamps": None}
+    return {
+        "video": name,
+        "global_caption": f"{moving} on a {background} background",
+        "region_captions": captions,
+        "box_infos": box_infos,
+        "timestamps": None,
+    }
 
 
 def _bad_box(reason: str, box: list[float], size: int) -> Any:
@@ -187,8 +210,14 @@ def _bad_box(reason: str, box: list[float], size: int) -> Any:
     }[reason]
 
 
-def _plant(images: list[dict], videos: list[dict], defects: dict[str, int], size: int, frames: int,
-           rng: random.Random) -> None:
+def _plant(
+    images: list[dict],
+    videos: list[dict],
+    defects: dict[str, int],
+    size: int,
+    frames: int,
+    rng: random.Random,
+) -> None:
     unknown = set(defects) - set(IMAGE_DEFECTS) - set(VIDEO_DEFECTS)
     if unknown:
         raise ValueError(f"unknown defects {sorted(unknown)}: choose from {IMAGE_DEFECTS + VIDEO_DEFECTS}")

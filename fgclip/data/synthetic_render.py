@@ -59,7 +59,12 @@ def normalised(box: PixelBox, size: tuple[int, int]) -> list[float]:
     """Inclusive pixel corners -> normalised xyxy covering those pixels."""
     width, height = size
     x0, y0, x1, y1 = box
-    return [round(x0 / width, 6), round(y0 / height, 6), round((x1 + 1) / width, 6), round((y1 + 1) / height, 6)]
+    return [
+        round(x0 / width, 6),
+        round(y0 / height, 6),
+        round((x1 + 1) / width, 6),
+        round((y1 + 1) / height, 6),
+    ]
 
 
 def write_video(path: Path, frames: Sequence[Image.Image], fps: int) -> Path:

@@ -64,14 +64,18 @@ def write_clip_vocab(out_dir: str | Path, merges: list[tuple[str, str]]) -> int:
     return len(vocab)
 
 
-def build_tokenizer(out_dir: str | Path, corpus_texts: Iterable[str], *, vocab_size: int = DEFAULT_VOCAB_SIZE) -> Any:
+def build_tokenizer(
+    out_dir: str | Path, corpus_texts: Iterable[str], *, vocab_size: int = DEFAULT_VOCAB_SIZE
+) -> Any:
     """Learn a CLIP BPE vocabulary of at most `vocab_size` tokens from `corpus_texts`, save it, return it.
 
     The saved folder loads with `AutoTokenizer.from_pretrained(out_dir)`; `len(tokenizer)` is the vocabulary
     size to put in the text config (`vocab_size`), with `bos_token_id`/`eos_token_id`/`pad_token_id` from it.
     """
     if vocab_size < 514 + 1:
-        raise ValueError(f"vocab_size={vocab_size}: needs at least 515 (512 byte tokens, 2 specials, 1 merge)")
+        raise ValueError(
+            f"vocab_size={vocab_size}: needs at least 515 (512 byte tokens, 2 specials, 1 merge)"
+        )
     merges = learn_merges(corpus_texts, vocab_size - 514)
     write_clip_vocab(out_dir, merges)
     from transformers import CLIPTokenizer

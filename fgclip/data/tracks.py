@@ -34,7 +34,9 @@ def box_at(keyframes: Sequence[tuple[int, Box]], frame: int) -> Box:
     return tuple((1.0 - w) * a + w * b for a, b in zip(b0, b1, strict=True))  # type: ignore[return-value]
 
 
-def region_track(keyframes: Sequence[tuple[int, Box]], sampled: Sequence[int]) -> tuple[list[Box], list[bool]]:
+def region_track(
+    keyframes: Sequence[tuple[int, Box]], sampled: Sequence[int]
+) -> tuple[list[Box], list[bool]]:
     """(box per sampled frame, mask per sampled frame) for one region; `keyframes` sorted by frame."""
     count = len(sampled)
     if not keyframes:

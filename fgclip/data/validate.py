@@ -77,8 +77,15 @@ class ValidationReport:
             self.repaired += 1
         if len(self.issues) < MAX_ISSUES:
             self.issues.append(
-                {"file": location.source, "line": location.line, "index": location.index,
-                 "field": location.field, "reason": reason, "detail": detail, "action": action}
+                {
+                    "file": location.source,
+                    "line": location.line,
+                    "index": location.index,
+                    "field": location.field,
+                    "reason": reason,
+                    "detail": detail,
+                    "action": action,
+                }
             )
 
     @property
@@ -133,8 +140,9 @@ class RecordValidator:
         self.report = report if report is not None else ValidationReport(policy=policy)
 
     def _box(self, values: Any, location: Location) -> BoxDecision:
-        decision = decide_box(values, self.policy, grid_size=self.grid_size, location=location,
-                              tolerance=self.tolerance)
+        decision = decide_box(
+            values, self.policy, grid_size=self.grid_size, location=location, tolerance=self.tolerance
+        )
         self.report.clipped += decision.clipped
         if decision.reason is not None:
             action = "repaired" if decision.repaired else "dropped"
@@ -166,7 +174,9 @@ class RecordValidator:
                 report.regions_dropped[decision.reason] += 1
                 dropped += 1
                 continue
-            regions.append(CleanImageRegion(decision.box, region.short_expr, region.long_expr, region.negatives))
+            regions.append(
+                CleanImageRegion(decision.box, region.short_expr, region.long_expr, region.negatives)
+            )
         return CleanImage(record, tuple(regions), dropped)
 
     def video(self, record: VideoRecord, frame_range: tuple[int, int] | None = None) -> CleanVideo:
@@ -180,13 +190,20 @@ class RecordValidator:
             if region.caption is None or region.keyframes is None:
                 report.boxes += 1
                 field = f"region_captions[{r}]" if region.caption is None else f"box_infos[{r}]"
-                self._fail("count_mismatch", loc.at(field),
-                           f"{field} is missing: region_captions and box_infos differ in length")
+                self._fail(
+                    "count_mismatch",
+                    loc.at(field),
+                    f"{field} is missing: region_captions and box_infos differ in length",
+                )
                 dropped += 1
             elif not region.keyframes:
                 report.boxes += 1
                 if record.abnormal:
-                    self._fail("no_keyframe", loc.at(f"box_infos[{r}]"), "region of an abnormal record has no keyframe")
+                    self._fail(
+                        "no_keyframe",
+                        loc.at(f"box_infos[{r}]"),
+                        "region of an abnormal record has no keyframe",
+                    )
                     dropped += 1
                 else:  # a normal region: the virtual full box on every frame
                     regions.append(CleanVideoRegion(region.caption, (), abnormal=False))
@@ -194,7 +211,9 @@ class RecordValidator:
                 kept, lost = self._keyframes(region.keyframes, loc, frame_range)
                 dropped += lost
                 if kept:
-                    regions.append(CleanVideoRegion(region.caption, tuple(sorted(kept.items())), abnormal=True))
+                    regions.append(
+                        CleanVideoRegion(region.caption, tuple(sorted(kept.items())), abnormal=True)
+                    )
                 else:
                     report.regions_dropped["no_valid_keyframe"] += 1
         return CleanVideo(record, tuple(regions), dropped, frame_range)

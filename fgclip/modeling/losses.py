@@ -18,8 +18,14 @@ NEG_INF = float("-inf")
 
 
 @torch.no_grad()
-def logit_stats(logits: torch.Tensor, targets: torch.Tensor, scale: torch.Tensor, raw_scale: torch.Tensor,
-                candidates: torch.Tensor, loss: torch.Tensor) -> dict[str, torch.Tensor]:
+def logit_stats(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    scale: torch.Tensor,
+    raw_scale: torch.Tensor,
+    candidates: torch.Tensor,
+    loss: torch.Tensor,
+) -> dict[str, torch.Tensor]:
     """Range of the logits actually fed to cross-entropy, positive vs negative means, cosine spread and the
     floor the current temperature and spread put under the loss. Masked (-inf) entries are ignored.
 
@@ -103,8 +109,14 @@ class RegionContrastiveLoss(nn.Module):
         self.weight = weight
         self.mask_duplicates = mask_duplicates
 
-    def forward(self, region: torch.Tensor, text: torch.Tensor, raw_scale: torch.Tensor,
-                caption_keys: torch.Tensor, bank: RegionMemoryBank | None = None):
+    def forward(
+        self,
+        region: torch.Tensor,
+        text: torch.Tensor,
+        raw_scale: torch.Tensor,
+        caption_keys: torch.Tensor,
+        bank: RegionMemoryBank | None = None,
+    ):
         region, text = region.float(), text.float()
         scale = raw_scale.float().exp()
         n = region.shape[0]

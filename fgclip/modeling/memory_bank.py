@@ -65,7 +65,11 @@ class RegionMemoryBank(nn.Module):
         usable = (filled & self.active).unsqueeze(0).expand(positive_keys.shape[0], -1)  # (N, Kq)
         if self.mask_duplicates:
             usable = usable & (self.caption_keys.unsqueeze(0) != positive_keys.unsqueeze(1))
-        return self.image_queue.detach().clone(), self.text_queue.detach().clone(), usable  # enqueue writes in place
+        return (
+            self.image_queue.detach().clone(),
+            self.text_queue.detach().clone(),
+            usable,
+        )  # enqueue writes in place
 
     @torch.no_grad()
     def enqueue(self, image: torch.Tensor, text: torch.Tensor, keys: torch.Tensor) -> int:
@@ -74,7 +78,11 @@ class RegionMemoryBank(nn.Module):
         Rows whose image or text feature is zero or non-finite are skipped. Writes wrap around the queue,
         so the batch need not divide the queue size. Returns the number of rows written.
         """
-        image, text, keys = dist.gather_variable(image), dist.gather_variable(text), dist.gather_variable(keys)
+        image, text, keys = (
+            dist.gather_variable(image),
+            dist.gather_variable(text),
+            dist.gather_variable(keys),
+        )
         ok = (
             torch.isfinite(image).all(dim=1)
             & torch.isfinite(text).all(dim=1)
@@ -119,7 +127,9 @@ class RegionMemoryBank(nn.Module):
         }
         if positive_keys is not None and positive_keys.numel():
             dup = (self.caption_keys.unsqueeze(0) == positive_keys.unsqueeze(1)) & filled.unsqueeze(0)
-            out["duplicate_share"] = dup.float().sum() / (filled.float().sum() * positive_keys.numel()).clamp(min=1)
+            out["duplicate_share"] = dup.float().sum() / (filled.float().sum() * positive_keys.numel()).clamp(
+                min=1
+            )
         return out
 
     def extra_repr(self) -> str:

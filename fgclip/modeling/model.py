@@ -57,11 +57,16 @@ class LoadingReport:
         for name in self.newly_initialized:
             lines.append(f"  new: {name} ({self.derived.get(name, 'initialised from the config')})")
         if self.unexpected_new:
-            lines.append(f"  WARNING {len(self.unexpected_new)} tensors beyond the expected new heads are random: "
-                         + ", ".join(self.unexpected_new[:8]) + (" ..." if len(self.unexpected_new) > 8 else ""))
+            lines.append(
+                f"  WARNING {len(self.unexpected_new)} tensors beyond the expected new heads are random: "
+                + ", ".join(self.unexpected_new[:8])
+                + (" ..." if len(self.unexpected_new) > 8 else "")
+            )
         if self.unused_checkpoint_keys:
-            lines.append(f"  {len(self.unused_checkpoint_keys)} checkpoint tensors unused: "
-                         + ", ".join(self.unused_checkpoint_keys[:8]))
+            lines.append(
+                f"  {len(self.unused_checkpoint_keys)} checkpoint tensors unused: "
+                + ", ".join(self.unused_checkpoint_keys[:8])
+            )
         return "\n".join(lines)
 
 
@@ -121,16 +126,24 @@ class FGCLIPModel(CLIPPreTrainedModel):
             if config.region_head == "roi_projection"
             else None
         )
-        self.temporal_pool = AttentionPool(self.projection_dim) if config.temporal_pooling == "attention" else None
+        self.temporal_pool = (
+            AttentionPool(self.projection_dim) if config.temporal_pooling == "attention" else None
+        )
         self.memory_bank = (
-            RegionMemoryBank(config.memory_bank_size, self.projection_dim, config.memory_bank_warmup_steps,
-                             config.memory_bank_mask_duplicates)
+            RegionMemoryBank(
+                config.memory_bank_size,
+                self.projection_dim,
+                config.memory_bank_warmup_steps,
+                config.memory_bank_mask_duplicates,
+            )
             if config.memory_bank_size > 0
             else None
         )
         self.global_long_loss = GlobalContrastiveLoss("global_long", config.global_long_loss_weight)
         self.global_short_loss = GlobalContrastiveLoss("global_short", config.global_short_loss_weight)
-        self.region_loss = RegionContrastiveLoss(config.region_loss_weight, config.memory_bank_mask_duplicates)
+        self.region_loss = RegionContrastiveLoss(
+            config.region_loss_weight, config.memory_bank_mask_duplicates
+        )
         self.hard_negative_loss = HardNegativeLoss(config.hard_negative_loss_weight)
         self.loading_report: LoadingReport | None = None
         # "fused": every 77-position text of a step in one de-duplicated tower call; "separate": upstream's
@@ -172,11 +185,15 @@ class FGCLIPModel(CLIPPreTrainedModel):
         how: dict[str, str] = {}
         if "long_position_embedding.weight" in names:
             table = self.text_model.embeddings.position_embedding.weight
-            self.long_position_embedding.weight.copy_(text.stretch_positions(
-                table, self.config.long_text_keep_positions, self.config.long_text_max_positions))
+            self.long_position_embedding.weight.copy_(
+                text.stretch_positions(
+                    table, self.config.long_text_keep_positions, self.config.long_text_max_positions
+                )
+            )
             how["long_position_embedding.weight"] = (
                 f"4x stretch of text_model.embeddings.position_embedding.weight keeping "
-                f"{self.config.long_text_keep_positions} rows")
+                f"{self.config.long_text_keep_positions} rows"
+            )
         if "text_long_projection.weight" in names:
             self.text_long_projection.weight.copy_(self.text_projection.weight)
             how["text_long_projection.weight"] = "copy of text_projection.weight"
@@ -199,7 +216,9 @@ class FGCLIPModel(CLIPPreTrainedModel):
         want_info = kwargs.pop("output_loading_info", False)
         config = kwargs.pop("config", None)
         if config is None:
-            hub_kwargs = {k: kwargs[k] for k in ("cache_dir", "revision", "token", "local_files_only") if k in kwargs}
+            hub_kwargs = {
+                k: kwargs[k] for k in ("cache_dir", "revision", "token", "local_files_only") if k in kwargs
+            }
             config = load_config(str(pretrained_model_name_or_path), overrides, **hub_kwargs)
         model, info = super().from_pretrained(
             pretrained_model_name_or_path, *args, config=config, output_loading_info=True, **kwargs
@@ -217,8 +236,11 @@ class FGCLIPModel(CLIPPreTrainedModel):
 
     # ------------------------------------------------------------------ trainer hooks
     def logit_scales(self) -> dict[str, nn.Parameter]:
-        return {"global": self.logit_scale, "region": self.logit_scale_finegrained,
-                "hardneg": self.logit_scale_hardneg}
+        return {
+            "global": self.logit_scale,
+            "region": self.logit_scale_finegrained,
+            "hardneg": self.logit_scale_hardneg,
+        }
 
     @torch.no_grad()
     def clamp_logit_scales(self) -> None:
@@ -253,8 +275,12 @@ class FGCLIPModel(CLIPPreTrainedModel):
         if sum(sizes) == 0:
             return [g.new_zeros((0, self.projection_dim), dtype=torch.float32) for g in groups]
         if self.text_path == "separate":  # upstream's layout: one tower call per group, no de-duplication
-            return [F.normalize(self.get_text_features(g).float(), dim=-1) if g.shape[0]
-                    else g.new_zeros((0, self.projection_dim), dtype=torch.float32) for g in groups]
+            return [
+                F.normalize(self.get_text_features(g).float(), dim=-1)
+                if g.shape[0]
+                else g.new_zeros((0, self.projection_dim), dtype=torch.float32)
+                for g in groups
+            ]
         pad_id = self.config.text_config.eos_token_id
         length = max(g.shape[-1] for g in groups)
         ids = torch.cat([text.pad_to(g, length, pad_id) for g in groups], dim=0)  # (M, L)
@@ -284,8 +310,11 @@ class FGCLIPModel(CLIPPreTrainedModel):
         if video:
             dense = per_frame.new_zeros(b, t, per_frame.shape[-1])
             dense[frame_mask] = per_frame  # (B, T, D)
-            pooled = (self.temporal_pool(dense, frame_mask) if self.temporal_pool is not None
-                      else masked_mean(dense, frame_mask))  # (B, D)
+            pooled = (
+                self.temporal_pool(dense, frame_mask)
+                if self.temporal_pool is not None
+                else masked_mean(dense, frame_mask)
+            )  # (B, D)
         else:
             pooled = per_frame
         grid = None
@@ -330,7 +359,9 @@ class FGCLIPModel(CLIPPreTrainedModel):
 
         long_emb = None
         if long_input_ids is not None:
-            long_emb = F.normalize(self.get_text_features(long_input_ids, long=True).float(), dim=-1)  # (B, D)
+            long_emb = F.normalize(
+                self.get_text_features(long_input_ids, long=True).float(), dim=-1
+            )  # (B, D)
 
         # regions: features of every valid region track, then their captions and hard negatives
         region_emb = region_ids = None
@@ -342,9 +373,14 @@ class FGCLIPModel(CLIPPreTrainedModel):
                 frame_boxes = box_mask.unsqueeze(1)  # (B, 1, R)
             else:
                 boxes_t = boxes  # (B, T, R, 4)
-                frame_boxes = box_frame_mask if box_frame_mask is not None else box_mask.unsqueeze(1).expand(
-                    -1, boxes.shape[1], -1)
-            feats, has_box = regions.track_features(grid, boxes_t, frame_boxes & box_mask.unsqueeze(1), frame_index)
+                frame_boxes = (
+                    box_frame_mask
+                    if box_frame_mask is not None
+                    else box_mask.unsqueeze(1).expand(-1, boxes.shape[1], -1)
+                )
+            feats, has_box = regions.track_features(
+                grid, boxes_t, frame_boxes & box_mask.unsqueeze(1), frame_index
+            )
             valid = box_mask & has_box  # (B, R)
             raw = feats[valid]  # (N, C)
             norms = raw.float().norm(dim=-1)
@@ -365,7 +401,11 @@ class FGCLIPModel(CLIPPreTrainedModel):
             stats["boxes/dropped"] = boxes_dropped.float().sum()
 
         # every 77-position text of the step in one tower call
-        groups = [short_input_ids if short_input_ids is not None else pixel_values.new_zeros((0, 1), dtype=torch.long)]
+        groups = [
+            short_input_ids
+            if short_input_ids is not None
+            else pixel_values.new_zeros((0, 1), dtype=torch.long)
+        ]
         groups.append(region_ids if region_ids is not None else groups[0][:0])
         groups.append(hard_ids.reshape(-1, hard_ids.shape[-1]) if hard_ids is not None else groups[0][:0])
         short_emb, region_text_emb, hard_emb = self._encode_short_texts(groups)
@@ -382,12 +422,20 @@ class FGCLIPModel(CLIPPreTrainedModel):
                     stats["head_loss/global_short"] = head_stats["head_loss"]
             if region_emb is not None:
                 keys = text.caption_keys(region_ids, self.config.text_config.eos_token_id)  # (N,)
-                add(*self.region_loss(region_emb, region_text_emb, self.logit_scale_finegrained, keys, self.memory_bank),
-                    head="region")
+                add(
+                    *self.region_loss(
+                        region_emb, region_text_emb, self.logit_scale_finegrained, keys, self.memory_bank
+                    ),
+                    head="region",
+                )
                 if hard_ids is not None:
-                    hard_texts = hard_emb.reshape(hard_rows.shape[0], hard_ids.shape[1], hard_emb.shape[-1])  # (H, 1+N, D)
-                    add(*self.hard_negative_loss(region_emb[hard_rows], hard_texts, self.logit_scale_hardneg),
-                        head="hardneg")
+                    hard_texts = hard_emb.reshape(
+                        hard_rows.shape[0], hard_ids.shape[1], hard_emb.shape[-1]
+                    )  # (H, 1+N, D)
+                    add(
+                        *self.hard_negative_loss(region_emb[hard_rows], hard_texts, self.logit_scale_hardneg),
+                        head="hardneg",
+                    )
         loss = torch.stack(list(losses.values())).sum() if losses else None
         return FGCLIPOutput(
             loss=loss,

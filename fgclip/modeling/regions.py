@@ -35,12 +35,15 @@ def pool_boxes(grid: torch.Tensor, frame_index: torch.Tensor, boxes: torch.Tenso
     h, w = grid.shape[-2:]
     scale = boxes.new_tensor([w, h, w, h], dtype=torch.float32)
     rois = torch.cat([frame_index.float().unsqueeze(1), boxes.float() * scale], dim=1)  # (M, 5)
-    pooled = roi_align(grid.float(), rois, output_size=(1, 1), spatial_scale=1.0, sampling_ratio=-1, aligned=True)
+    pooled = roi_align(
+        grid.float(), rois, output_size=(1, 1), spatial_scale=1.0, sampling_ratio=-1, aligned=True
+    )
     return pooled.flatten(1)  # (M, C)
 
 
-def track_features(grid: torch.Tensor, boxes: torch.Tensor, box_frame_mask: torch.Tensor,
-                   frame_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def track_features(
+    grid: torch.Tensor, boxes: torch.Tensor, box_frame_mask: torch.Tensor, frame_index: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean RoI feature of every region track over its boxed frames.
 
     Every (sample, frame, region) slot is pooled and the mask applied afterwards, so shapes stay static and

@@ -18,7 +18,9 @@ class AttentionPool(nn.Module):
 
     def __init__(self, dim: int):
         super().__init__()
-        self.score = nn.Sequential(nn.Linear(dim, max(dim // 2, 1)), nn.ReLU(), nn.Linear(max(dim // 2, 1), 1))
+        self.score = nn.Sequential(
+            nn.Linear(dim, max(dim // 2, 1)), nn.ReLU(), nn.Linear(max(dim // 2, 1), 1)
+        )
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         logits = self.score(x).squeeze(-1).float()  # (B, T)

@@ -52,7 +52,9 @@ def _mask_kwargs(config, hidden: torch.Tensor) -> dict:
     return kwargs
 
 
-def encode_text(text_model: CLIPTextModel, input_ids: torch.Tensor, position_table: torch.Tensor) -> torch.Tensor:
+def encode_text(
+    text_model: CLIPTextModel, input_ids: torch.Tensor, position_table: torch.Tensor
+) -> torch.Tensor:
     """Pooled (first-EOS) final-layer-normed states of CLIP's text tower, with the given position table.
 
     With the tower's own 77-row table this is exactly `CLIPTextModel(...).pooler_output` (a test holds it
@@ -60,8 +62,12 @@ def encode_text(text_model: CLIPTextModel, input_ids: torch.Tensor, position_tab
     """
     length = input_ids.shape[-1]
     if length > position_table.shape[0]:
-        raise ValueError(f"text of {length} tokens exceeds the position table ({position_table.shape[0]} rows)")
-    hidden = text_model.embeddings.token_embedding(input_ids) + position_table[:length].unsqueeze(0)  # (M, L, C)
+        raise ValueError(
+            f"text of {length} tokens exceeds the position table ({position_table.shape[0]} rows)"
+        )
+    hidden = text_model.embeddings.token_embedding(input_ids) + position_table[:length].unsqueeze(
+        0
+    )  # (M, L, C)
     mask = create_causal_mask(**_mask_kwargs(text_model.config, hidden))
     hidden = text_model.encoder(inputs_embeds=hidden, attention_mask=mask, is_causal=True).last_hidden_state
     hidden = text_model.final_layer_norm(hidden)  # (M, L, C)

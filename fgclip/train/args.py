@@ -24,9 +24,15 @@ else:  # pragma: no cover
 class ModelArguments:
     """Where the towers come from, plus overrides of FGCLIPConfig fields (None keeps the checkpoint's)."""
 
-    model_name_or_path: str | None = field(default=None, metadata={"help": "CLIP or FG-CLIP checkpoint (dir or hub id)"})
-    tokenizer_name_or_path: str | None = field(default=None, metadata={"help": "defaults to model_name_or_path"})
-    finegrained_logit_scale_init: float | None = field(default=None, metadata={"help": "raw region scale (ln 100)"})
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "CLIP or FG-CLIP checkpoint (dir or hub id)"}
+    )
+    tokenizer_name_or_path: str | None = field(
+        default=None, metadata={"help": "defaults to model_name_or_path"}
+    )
+    finegrained_logit_scale_init: float | None = field(
+        default=None, metadata={"help": "raw region scale (ln 100)"}
+    )
     hardneg_logit_scale_init: float | None = field(default=None, metadata={"help": "raw hard-negative scale"})
     logit_scale_max: float | None = field(default=None, metadata={"help": "clamp after each optimizer step"})
     global_long_loss_weight: float | None = None
@@ -44,14 +50,21 @@ class ModelArguments:
 
     def config_overrides(self) -> dict[str, Any]:
         skip = {"model_name_or_path", "tokenizer_name_or_path"}
-        return {f.name: getattr(self, f.name) for f in fields(self)
-                if f.name not in skip and getattr(self, f.name) is not None}
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name not in skip and getattr(self, f.name) is not None
+        }
 
 
 @dataclass
 class DataArguments:
-    data_path: str | None = field(default=None, metadata={"help": "annotation JSON/JSONL (image or video records)"})
-    image_root: str | None = field(default=None, metadata={"help": "folder the records' paths are relative to"})
+    data_path: str | None = field(
+        default=None, metadata={"help": "annotation JSON/JSONL (image or video records)"}
+    )
+    image_root: str | None = field(
+        default=None, metadata={"help": "folder the records' paths are relative to"}
+    )
     data_format: str = field(default="auto", metadata={"help": "image | video | auto"})
     box_policy: str = field(default="drop", metadata={"help": "drop | clip | error"})
 
@@ -61,15 +74,27 @@ class FGCLIPTrainingArguments(TrainingArguments):
     """TrainingArguments plus FG-CLIP's learning rates, resume policy and presets."""
 
     head_learning_rate: float | None = field(
-        default=None, metadata={"help": "lr of new heads (roi_projection, long-text projection and positions); "
-                                        "default: learning_rate"})
+        default=None,
+        metadata={
+            "help": "lr of new heads (roi_projection, long-text projection and positions); "
+            "default: learning_rate"
+        },
+    )
     logit_scale_learning_rate: float | None = field(default=None, metadata={"help": "lr of the logit scales"})
     resume_policy: str = field(
-        default="refuse", metadata={"help": "refuse: stop on stale checkpoints; ignore: start fresh beside them; "
-                                            "resume: resume from the newest checkpoint"})
+        default="refuse",
+        metadata={
+            "help": "refuse: stop on stale checkpoints; ignore: start fresh beside them; "
+            "resume: resume from the newest checkpoint"
+        },
+    )
     compile_text_tower: bool = field(
-        default=False, metadata={"help": "torch.compile the text tower (GPU: removes per-call overhead; "
-                                         "H100 step 113 -> 89 ms at batch 32)"})
+        default=False,
+        metadata={
+            "help": "torch.compile the text tower (GPU: removes per-call overhead; "
+            "H100 step 113 -> 89 ms at batch 32)"
+        },
+    )
     preset: str | None = field(default=None, metadata={"help": "embedded: generate data + tiny CLIP, train"})
     config: str | None = field(default=None, metadata={"help": "TOML/JSON file with these arguments"})
     remove_unused_columns: bool = False
@@ -126,7 +151,9 @@ def _option_value(argv: list[str], name: str) -> str | None:
     return None
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, FGCLIPTrainingArguments]:
+def parse_args(
+    argv: list[str] | None = None,
+) -> tuple[ModelArguments, DataArguments, FGCLIPTrainingArguments]:
     """Parse with precedence defaults < preset < config file < command line."""
     from fgclip.train.presets import PRESETS
 
@@ -142,7 +169,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArgum
     layered += to_argv(from_file)
     full = layered + argv
     if (_option_value(full, "fp16") or "").lower() in ("true", "1", "yes") or (
-            "--fp16" in full and _option_value(full, "fp16") in (None, "")):
+        "--fp16" in full and _option_value(full, "fp16") in (None, "")
+    ):
         from fgclip.train.main import FP16_REFUSAL
 
         raise SystemExit(FP16_REFUSAL)

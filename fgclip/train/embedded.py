@@ -18,7 +18,10 @@ WIDTH = 64
 
 
 def default_root() -> Path:
-    return Path(os.environ.get("FGCLIP_HOME", Path.home() / ".cache" / "fgclip")) / f"embedded-v{EMBEDDED_VERSION}"
+    return (
+        Path(os.environ.get("FGCLIP_HOME", Path.home() / ".cache" / "fgclip"))
+        / f"embedded-v{EMBEDDED_VERSION}"
+    )
 
 
 def build_tiny_clip(out_dir: Path, tokenizer, seed: int = 0) -> Path:
@@ -27,13 +30,29 @@ def build_tiny_clip(out_dir: Path, tokenizer, seed: int = 0) -> Path:
     from transformers import CLIPConfig, CLIPModel
 
     torch.manual_seed(seed)
-    text = dict(hidden_size=WIDTH, num_hidden_layers=2, num_attention_heads=4, intermediate_size=4 * WIDTH,
-                vocab_size=len(tokenizer), max_position_embeddings=77, eos_token_id=tokenizer.eos_token_id,
-                bos_token_id=tokenizer.bos_token_id, pad_token_id=tokenizer.pad_token_id)
-    vision = dict(hidden_size=WIDTH, num_hidden_layers=2, num_attention_heads=4, intermediate_size=4 * WIDTH,
-                  image_size=IMAGE_SIZE, patch_size=PATCH_SIZE)
+    text = dict(
+        hidden_size=WIDTH,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=4 * WIDTH,
+        vocab_size=len(tokenizer),
+        max_position_embeddings=77,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    vision = dict(
+        hidden_size=WIDTH,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=4 * WIDTH,
+        image_size=IMAGE_SIZE,
+        patch_size=PATCH_SIZE,
+    )
     # a CLIP checkpoint ships with logit_scale = ln 100; the tiny one does too, like the models users fine-tune
-    config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=WIDTH, logit_scale_init_value=4.6052)
+    config = CLIPConfig(
+        text_config=text, vision_config=vision, projection_dim=WIDTH, logit_scale_init_value=4.6052
+    )
     model = CLIPModel(config)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
@@ -52,8 +71,11 @@ def prepare_embedded(root: str | Path | None = None, seed: int = 0) -> dict[str,
     root.mkdir(parents=True, exist_ok=True)
     marker = root / "READY"
     settings = {"version": EMBEDDED_VERSION, "seed": seed, "image_size": IMAGE_SIZE}
-    paths = {"data_path": str(root / "data" / "images.json"), "image_root": str(root / "data"),
-             "model_name_or_path": str(root / "tiny-clip")}
+    paths = {
+        "data_path": str(root / "data" / "images.json"),
+        "image_root": str(root / "data"),
+        "model_name_or_path": str(root / "tiny-clip"),
+    }
     # torchrun starts every rank at once: one generates, the others wait for its marker
     with FileLock(str(root / "generate.lock")):
         if marker.exists() and json.loads(marker.read_text()).get("settings") == settings:

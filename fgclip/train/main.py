@@ -10,13 +10,17 @@ from pathlib import Path
 
 logger = logging.getLogger("fgclip.train")
 
-FP16_REFUSAL = ("fp16 is refused: with logit scale exp(4.6052) = 100 the similarity logits reach +-100 and "
-                "fp16 softmax/exp overflow (FG-CLIP's README reports NaN). Use --bf16 true on GPU, fp32 on CPU.")
+FP16_REFUSAL = (
+    "fp16 is refused: with logit scale exp(4.6052) = 100 the similarity logits reach +-100 and "
+    "fp16 softmax/exp overflow (FG-CLIP's README reports NaN). Use --bf16 true on GPU, fp32 on CPU."
+)
 
 
 def _setup_logging(train_args) -> None:
     level = logging.INFO if train_args.process_index == 0 else logging.WARNING  # only rank 0 talks
-    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stdout)
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stdout
+    )
     logger.setLevel(level)
     logging.getLogger("fgclip").setLevel(level)
 
@@ -33,8 +37,11 @@ def _resume_decision(train_args, model_config) -> str | bool | None:
     if train_args.resume_policy == "ignore":
         if stale or found:
             fresh = Path(train_args.output_dir) / f"fresh-{time.strftime('%Y%m%d-%H%M%S')}"
-            logger.warning("resume_policy=ignore: %d existing checkpoint(s) left untouched; this run writes to %s",
-                           len(found), fresh)
+            logger.warning(
+                "resume_policy=ignore: %d existing checkpoint(s) left untouched; this run writes to %s",
+                len(found),
+                fresh,
+            )
             train_args.output_dir = str(fresh)
         return None
     if stale:
@@ -63,20 +70,34 @@ def build_trainer(model_args, data_args, train_args, callbacks=()):
         train_args.gradient_checkpointing_kwargs = {"use_reentrant": False}
     if train_args.compile_text_tower:
         model.text_model.compile(dynamic=True)  # in place: parameter names (and checkpoints) unchanged
-    tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name_or_path or model_args.model_name_or_path)
+    tokenizer = AutoTokenizer.from_pretrained(
+        model_args.tokenizer_name_or_path or model_args.model_name_or_path
+    )
     vision = config.vision_config
     data = build_data_module(
-        data_args.data_path, tokenizer=tokenizer, image_root=data_args.image_root,
-        data_format=data_args.data_format, box_policy=data_args.box_policy, image_size=vision.image_size,
-        max_boxes_per_sample=config.max_boxes_per_sample, num_hard_negatives=config.num_hard_negatives,
-        num_frames=config.num_frames, grid_size=vision.image_size // vision.patch_size,
+        data_args.data_path,
+        tokenizer=tokenizer,
+        image_root=data_args.image_root,
+        data_format=data_args.data_format,
+        box_policy=data_args.box_policy,
+        image_size=vision.image_size,
+        max_boxes_per_sample=config.max_boxes_per_sample,
+        num_hard_negatives=config.num_hard_negatives,
+        num_frames=config.num_frames,
+        grid_size=vision.image_size // vision.patch_size,
         long_text_max_positions=config.long_text_max_positions,
     )
     if train_args.process_index == 0:
-        logger.info("data: %d %s samples from %s; %s", len(data.train_dataset), data.data_format,
-                    data_args.data_path, data.report.summary())
-    trainer = FGCLIPTrainer(model=model, args=train_args, train_dataset=data.train_dataset,
-                            data_collator=data.collator)
+        logger.info(
+            "data: %d %s samples from %s; %s",
+            len(data.train_dataset),
+            data.data_format,
+            data_args.data_path,
+            data.report.summary(),
+        )
+    trainer = FGCLIPTrainer(
+        model=model, args=train_args, train_dataset=data.train_dataset, data_collator=data.collator
+    )
     # plugin callbacks go right after DefaultFlowCallback, so what they add to the log dict reaches the
     # report_to integrations and the printed log line
     for callback in reversed([*plugin_callbacks(train_args, model), *callbacks]):
@@ -121,9 +142,11 @@ def main(argv: list[str] | None = None, callbacks=()) -> int:
     if train_args.process_index == 0 and checksums is not None:
         agree = max(checksums) - min(checksums) <= 1e-6 * max(1.0, abs(checksums[0]))
         (logger.info if agree else logger.warning)(
-            "memory bank checksums per rank: %s (%s)", checksums, "identical" if agree else "RANKS DISAGREE")
+            "memory bank checksums per rank: %s (%s)", checksums, "identical" if agree else "RANKS DISAGREE"
+        )
         Path(train_args.output_dir, "memory_bank_ranks.json").write_text(
-            json.dumps({"checksums": checksums, "identical": agree}) + "\n")
+            json.dumps({"checksums": checksums, "identical": agree}) + "\n"
+        )
     return 0
 
 

@@ -25,9 +25,13 @@ def group_of(name: str, param: nn.Parameter) -> str:
     return f"{'heads' if head else 'towers'}_{'decay' if decay else 'no_decay'}"
 
 
-def build_param_groups(model: nn.Module, learning_rate: float, weight_decay: float,
-                       head_learning_rate: float | None = None,
-                       logit_scale_learning_rate: float | None = None) -> list[dict[str, Any]]:
+def build_param_groups(
+    model: nn.Module,
+    learning_rate: float,
+    weight_decay: float,
+    head_learning_rate: float | None = None,
+    logit_scale_learning_rate: float | None = None,
+) -> list[dict[str, Any]]:
     """Optimizer param groups with a `name` key each; empty groups are left out."""
     lrs = {
         "towers": learning_rate,
@@ -40,13 +44,18 @@ def build_param_groups(model: nn.Module, learning_rate: float, weight_decay: flo
             continue
         key = group_of(name, param)
         family = key if key == "logit_scales" else key.split("_", 1)[0]
-        group = groups.setdefault(key, {
-            "name": key,
-            "params": [],
-            "param_names": [],
-            "lr": lrs[family],
-            "weight_decay": weight_decay if key.endswith("_decay") and not key.endswith("no_decay") else 0.0,
-        })
+        group = groups.setdefault(
+            key,
+            {
+                "name": key,
+                "params": [],
+                "param_names": [],
+                "lr": lrs[family],
+                "weight_decay": weight_decay
+                if key.endswith("_decay") and not key.endswith("no_decay")
+                else 0.0,
+            },
+        )
         group["params"].append(param)
         group["param_names"].append(name)
     order = ["towers_decay", "towers_no_decay", "heads_decay", "heads_no_decay", "logit_scales"]
@@ -58,6 +67,8 @@ def describe_param_groups(groups: list[dict[str, Any]]) -> str:
     parts = []
     for g in groups:
         count = sum(p.numel() for p in g["params"])
-        parts.append(f"{g['name']}({len(g['params'])} tensors, {count:,} params, lr {g['lr']:.2e}, "
-                     f"wd {g['weight_decay']:g})")
+        parts.append(
+            f"{g['name']}({len(g['params'])} tensors, {count:,} params, lr {g['lr']:.2e}, "
+            f"wd {g['weight_decay']:g})"
+        )
     return "param groups: " + " | ".join(parts)

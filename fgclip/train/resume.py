@@ -16,8 +16,13 @@ SCALE_KEYS = {  # our name -> names used by upstream FG-CLIP / the fgclip-vad fo
     "logit_scale_finegrained": ("logit_scale_finegrained", "logit_scale_finegraind"),
     "logit_scale_hardneg": ("logit_scale_hardneg",),
 }
-CONFIG_FIELDS = ("finegrained_logit_scale_init", "hardneg_logit_scale_init", "logit_scale_max",
-                 "memory_bank_size", "memory_bank_warmup_steps")
+CONFIG_FIELDS = (
+    "finegrained_logit_scale_init",
+    "hardneg_logit_scale_init",
+    "logit_scale_max",
+    "memory_bank_size",
+    "memory_bank_warmup_steps",
+)
 SCALE_TOLERANCE = 1.0  # log space: training moves a scale far less than 2.6592 -> 4.6052
 
 
@@ -26,8 +31,11 @@ def checkpoints(output_dir: str | Path) -> list[Path]:
     root = Path(output_dir)
     if not root.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in root.iterdir()
-             if p.is_dir() and (m := re.fullmatch(r"checkpoint-(\d+)", p.name))]
+    found = [
+        (int(m.group(1)), p)
+        for p in root.iterdir()
+        if p.is_dir() and (m := re.fullmatch(r"checkpoint-(\d+)", p.name))
+    ]
     return [p for _, p in sorted(found)]
 
 
@@ -80,7 +88,11 @@ def compare(checkpoint: Path, expected: dict[str, object]) -> list[Mismatch]:
         init_field = "finegrained_logit_scale_init" if "finegrained" in ours else "hardneg_logit_scale_init"
         target = expected.get(init_field)
         for name in alts:
-            if name in scalars and isinstance(target, (int, float)) and abs(scalars[name] - target) > SCALE_TOLERANCE:
+            if (
+                name in scalars
+                and isinstance(target, (int, float))
+                and abs(scalars[name] - target) > SCALE_TOLERANCE
+            ):
                 out.append(Mismatch(checkpoint, name, round(scalars[name], 6), target))
     return out
 

@@ -83,8 +83,18 @@ class FGCLIPTrainer(Trainer):
         bank = getattr(unwrap(self.model), "memory_bank", None)
         if bank is None:
             return None
-        local = torch.stack([bank.image_queue.double().sum(), bank.text_queue.double().sum(),
-                             bank.ptr.double(), bank.fill.double()]).sum().reshape(1)
+        local = (
+            torch.stack(
+                [
+                    bank.image_queue.double().sum(),
+                    bank.text_queue.double().sum(),
+                    bank.ptr.double(),
+                    bank.fill.double(),
+                ]
+            )
+            .sum()
+            .reshape(1)
+        )
         if not (dist.is_available() and dist.is_initialized()):
             return local.tolist()
         parts = [torch.zeros_like(local) for _ in range(dist.get_world_size())]

@@ -20,7 +20,6 @@ app = typer.Typer(
 )
 
 
-
 @app.callback()
 def _root() -> None:
     """fgdiag: find the silent failures of FG-CLIP-style training."""

@@ -28,8 +28,13 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _finding_json(finding: Any) -> dict[str, Any]:
-    return {"code": finding.code, "severity": finding.severity.value, "message": finding.message,
-            "location": finding.location, "help": finding.help}
+    return {
+        "code": finding.code,
+        "severity": finding.severity.value,
+        "message": finding.message,
+        "location": finding.location,
+        "help": finding.help,
+    }
 
 
 def _render_text(findings: list[Any], summary: dict[str, Any]) -> None:
@@ -48,11 +53,19 @@ def _render_text(findings: list[Any], summary: dict[str, Any]) -> None:
     record = summary.get("quarantine")
     if record:
         for folder in record.get("folders", []):
-            console.print(Text(f"quarantine: moved {len(folder['moved'])} checkpoint(s) to {folder['folder']} "
-                               f"(manifest {folder['manifest']})"))
+            console.print(
+                Text(
+                    f"quarantine: moved {len(folder['moved'])} checkpoint(s) to {folder['folder']} "
+                    f"(manifest {folder['manifest']})"
+                )
+            )
             for failed in folder["failed"]:
-                console.print(Text(f"quarantine: could not move {failed} (see the manifest)", style="bold red"))
-    tally = f"{summary['errors']} error(s), {summary['warnings']} warning(s) in {len(summary['inputs'])} input(s)"
+                console.print(
+                    Text(f"quarantine: could not move {failed} (see the manifest)", style="bold red")
+                )
+    tally = (
+        f"{summary['errors']} error(s), {summary['warnings']} warning(s) in {len(summary['inputs'])} input(s)"
+    )
     console.print(Text(tally, style=STYLE["error"] if summary["errors"] else "green"))
 
 
@@ -66,8 +79,11 @@ def _quarantine(findings: list[Any], yes: bool, summary: dict[str, Any]) -> None
         return
     for item in items:
         typer.echo(f"stale: {item.path} ({', '.join(f.code for f in item.findings)})", err=True)
-    if not yes and not typer.confirm(f"Move {len(items)} stale checkpoint(s) into <output_dir>/quarantine/? "
-                                     "Nothing is deleted", default=False, err=True):
+    if not yes and not typer.confirm(
+        f"Move {len(items)} stale checkpoint(s) into <output_dir>/quarantine/? Nothing is deleted",
+        default=False,
+        err=True,
+    ):
         summary["quarantine"] = {"folders": [], "declined": True}
         summary["notes"].append("--quarantine declined: nothing moved")
         return
@@ -77,20 +93,36 @@ def _quarantine(findings: list[Any], yes: bool, summary: dict[str, Any]) -> None
 def register(app: typer.Typer) -> None:
     @app.command("check-config")
     def check_config(
-        paths: Annotated[list[Path], typer.Argument(
-            help="Configs (.toml/.json), launch scripts (.sh), model dirs, output dirs with checkpoint-*, "
-                 "checkpoints, weight files, data sets; judged together")],
+        paths: Annotated[
+            list[Path],
+            typer.Argument(
+                help="Configs (.toml/.json), launch scripts (.sh), model dirs, output dirs with checkpoint-*, "
+                "checkpoints, weight files, data sets; judged together"
+            ),
+        ],
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
-        select: Annotated[list[str] | None, typer.Option(
-            "--select", help="Only these codes or prefixes (comma-separated, e.g. FGD1,FGD401)")] = None,
-        ignore: Annotated[list[str] | None, typer.Option(
-            "--ignore", help="Drop these codes or prefixes (comma-separated)")] = None,
-        do_quarantine: Annotated[bool, typer.Option(
-            "--quarantine", help="Move stale checkpoints (FGD401) into <output_dir>/quarantine/<time>/ with a "
-                                 "MANIFEST.json; never deletes")] = False,
+        select: Annotated[
+            list[str] | None,
+            typer.Option("--select", help="Only these codes or prefixes (comma-separated, e.g. FGD1,FGD401)"),
+        ] = None,
+        ignore: Annotated[
+            list[str] | None, typer.Option("--ignore", help="Drop these codes or prefixes (comma-separated)")
+        ] = None,
+        do_quarantine: Annotated[
+            bool,
+            typer.Option(
+                "--quarantine",
+                help="Move stale checkpoints (FGD401) into <output_dir>/quarantine/<time>/ with a "
+                "MANIFEST.json; never deletes",
+            ),
+        ] = False,
         yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before quarantining")] = False,
-        max_invalid_ratio: Annotated[float, typer.Option(
-            "--max-invalid-ratio", help="FGD301 threshold on the data audit's invalid-box ratio")] = 0.05,
+        max_invalid_ratio: Annotated[
+            float,
+            typer.Option(
+                "--max-invalid-ratio", help="FGD301 threshold on the data audit's invalid-box ratio"
+            ),
+        ] = 0.05,
     ) -> None:
         """Check a training configuration, its launch script, checkpoints and data before step 0."""
         from fgdiag.diagnostic import exit_code
@@ -98,8 +130,10 @@ def register(app: typer.Typer) -> None:
         from fgdiag.static.values import InputError
 
         if do_quarantine and not yes and not _interactive():
-            raise _fail("--quarantine needs a confirmation: stdin is not a terminal, pass --yes to move stale "
-                        "checkpoints without asking (nothing is ever deleted)")
+            raise _fail(
+                "--quarantine needs a confirmation: stdin is not a terminal, pass --yes to move stale "
+                "checkpoints without asking (nothing is ever deleted)"
+            )
         try:
             findings, summary = check_paths(paths, select, ignore, max_invalid_ratio=max_invalid_ratio)
         except InputError as exc:
@@ -109,7 +143,9 @@ def register(app: typer.Typer) -> None:
         if do_quarantine:
             _quarantine(findings, yes, summary)
         if as_json:
-            typer.echo(json.dumps({"findings": [_finding_json(f) for f in findings], "summary": summary}, indent=2))
+            typer.echo(
+                json.dumps({"findings": [_finding_json(f) for f in findings], "summary": summary}, indent=2)
+            )
         else:
             _render_text(findings, summary)
         raise typer.Exit(exit_code(findings))

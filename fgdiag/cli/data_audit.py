@@ -24,8 +24,14 @@ def _progress_callback(stack: Any):  # noqa: ANN202 - returns (callback or None)
     if not console.is_terminal:
         return None
     bar = stack.enter_context(
-        Progress(TextColumn("auditing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                 console=console, transient=True)
+        Progress(
+            TextColumn("auditing"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        )
     )
     task = None
 
@@ -65,12 +71,15 @@ def render_text(result: dict[str, Any], max_invalid_ratio: float) -> str:
         lines.append(f"  {group} captions: {rep['distinct']} distinct of {rep['total']}; top: {top}")
     if "test_overlap" in result:
         o = result["test_overlap"]
-        lines.append(f"  test overlap: {o['overlapping_records']} records ({o['overlapping_media']} media) "
-                     f"appear in {o['test_list']}")
+        lines.append(
+            f"  test overlap: {o['overlapping_records']} records ({o['overlapping_media']} media) "
+            f"appear in {o['test_list']}"
+        )
     for issue in result["issues"][:5]:
         where = issue["file"] + (f":{issue['line']}" if issue["line"] else "")
-        lines.append(f"  e.g. {where} (record {issue['index']}) {issue['field']}: {issue['reason']} "
-                     f"{issue['detail']}")
+        lines.append(
+            f"  e.g. {where} (record {issue['index']}) {issue['field']}: {issue['reason']} {issue['detail']}"
+        )
     verdict = "ok" if result["invalid_ratio"] <= max_invalid_ratio else "FAIL"
     lines.append(f"{verdict}: invalid ratio {result['invalid_ratio']:.4f} (limit {max_invalid_ratio})")
     return "\n".join(lines)
@@ -82,12 +91,14 @@ def register(app: typer.Typer) -> None:
         data: Annotated[Path, typer.Argument(help="Annotation file (.json/.jsonl/.txt list) or folder")],
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
         test_list: Annotated[
-            Path | None, typer.Option("--test-list", help="Test split: media paths, one a line, or annotations")
+            Path | None,
+            typer.Option("--test-list", help="Test split: media paths, one a line, or annotations"),
         ] = None,
         policy: Annotated[str, typer.Option("--policy", help="Box policy: drop | clip | error")] = "drop",
         data_format: Annotated[str, typer.Option("--format", help="image | video | auto")] = "auto",
         grid_size: Annotated[
-            int, typer.Option("--grid-size", help="Feature grid (image_size // patch; 14 = ViT-B/16@224); 0: off")
+            int,
+            typer.Option("--grid-size", help="Feature grid (image_size // patch; 14 = ViT-B/16@224); 0: off"),
         ] = 14,
         image_root: Annotated[
             Path | None, typer.Option("--image-root", help="Media folder (default: the annotation folder)")
@@ -110,7 +121,9 @@ def register(app: typer.Typer) -> None:
         from fgclip.data.errors import BoxValidationError, DataFormatError
 
         if policy not in POLICIES:
-            typer.echo(f"fgdiag data-audit: --policy {policy!r}: choose one of {', '.join(POLICIES)}", err=True)
+            typer.echo(
+                f"fgdiag data-audit: --policy {policy!r}: choose one of {', '.join(POLICIES)}", err=True
+            )
             raise typer.Exit(2)
         if test_list is not None and not test_list.exists():
             typer.echo(f"fgdiag data-audit: {test_list}: test list does not exist", err=True)
@@ -118,9 +131,15 @@ def register(app: typer.Typer) -> None:
         try:
             with ExitStack() as stack:
                 result = audit(
-                    data, data_format=data_format, policy=policy, grid_size=grid_size or None,
-                    image_root=image_root, check_media=check_media, test_list=test_list,
-                    max_boxes_per_sample=max_boxes, progress=_progress_callback(stack),
+                    data,
+                    data_format=data_format,
+                    policy=policy,
+                    grid_size=grid_size or None,
+                    image_root=image_root,
+                    check_media=check_media,
+                    test_list=test_list,
+                    max_boxes_per_sample=max_boxes,
+                    progress=_progress_callback(stack),
                 )
         except BoxValidationError as exc:
             typer.echo(f"fgdiag data-audit: {exc}", err=True)
@@ -136,6 +155,7 @@ def register(app: typer.Typer) -> None:
         if failed:
             typer.echo(
                 f"fgdiag data-audit: invalid-box ratio {result['invalid_ratio']:.4f} is above "
-                f"--max-invalid-ratio {max_invalid_ratio}", err=True,
+                f"--max-invalid-ratio {max_invalid_ratio}",
+                err=True,
             )
             raise typer.Exit(1)

@@ -20,8 +20,15 @@ def register(app: typer.Typer) -> None:
         rules = load_all()
         if code is None:
             if as_json:
-                typer.echo(json.dumps([{"code": r.code, "name": r.name, "severity": r.severity.value,
-                                        "family": r.family} for r in rules.values()], indent=2))
+                typer.echo(
+                    json.dumps(
+                        [
+                            {"code": r.code, "name": r.name, "severity": r.severity.value, "family": r.family}
+                            for r in rules.values()
+                        ],
+                        indent=2,
+                    )
+                )
             else:
                 for rule in sorted(rules.values(), key=lambda r: r.code):
                     typer.echo(f"{rule.code}  {rule.severity.value:<7}  {rule.name}")
@@ -32,8 +39,20 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"fgdiag explain: {exc.args[0]}", err=True)
             raise typer.Exit(2) from None
         if as_json:
-            typer.echo(json.dumps({"code": rule.code, "name": rule.name, "severity": rule.severity.value,
-                                   "family": rule.family, "what": rule.what, "why": rule.why,
-                                   "example": rule.example, "fix": rule.fix}, indent=2))
+            typer.echo(
+                json.dumps(
+                    {
+                        "code": rule.code,
+                        "name": rule.name,
+                        "severity": rule.severity.value,
+                        "family": rule.family,
+                        "what": rule.what,
+                        "why": rule.why,
+                        "example": rule.example,
+                        "fix": rule.fix,
+                    },
+                    indent=2,
+                )
+            )
         else:
             typer.echo(rule.explain())

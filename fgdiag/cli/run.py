@@ -32,12 +32,22 @@ def register(app: typer.Typer) -> None:
     @app.command("run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
     def run(
         ctx: typer.Context,
-        config: Annotated[str | None, typer.Argument(help="training config (TOML/JSON); default: embedded")] = None,
-        out: Annotated[Path, typer.Option("--out", help="output folder (runs, report)")] = Path("runs/fgdiag-run"),
-        compare: Annotated[str | None, typer.Option("--compare", help="'seed': also run the seed's broken "
-                                                    "settings and compare")] = None,
-        force: Annotated[bool, typer.Option("--force", help="train even if check-config finds errors")] = False,
-        targets: Annotated[str | None, typer.Option("--targets", help="target profile (name or path)")] = None,
+        config: Annotated[
+            str | None, typer.Argument(help="training config (TOML/JSON); default: embedded")
+        ] = None,
+        out: Annotated[Path, typer.Option("--out", help="output folder (runs, report)")] = Path(
+            "runs/fgdiag-run"
+        ),
+        compare: Annotated[
+            str | None,
+            typer.Option("--compare", help="'seed': also run the seed's broken settings and compare"),
+        ] = None,
+        force: Annotated[
+            bool, typer.Option("--force", help="train even if check-config finds errors")
+        ] = False,
+        targets: Annotated[
+            str | None, typer.Option("--targets", help="target profile (name or path)")
+        ] = None,
         live: Annotated[bool, typer.Option("--live/--no-live", help="live dashboard on a terminal")] = True,
         as_json: Annotated[bool, typer.Option("--json", help="print a JSON summary")] = False,
     ) -> None:
@@ -89,8 +99,11 @@ def register(app: typer.Typer) -> None:
                 result = R.run_training(name, cmd, out / name, live=show.update, targets=targets)
                 if result.returncode != 0:
                     tail = result.log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-15:]
-                    err(f"fgdiag run: training '{name}' failed (exit {result.returncode}); "
-                        f"log: {result.log_path}\n" + "\n".join(tail), err=True)
+                    err(
+                        f"fgdiag run: training '{name}' failed (exit {result.returncode}); "
+                        f"log: {result.log_path}\n" + "\n".join(tail),
+                        err=True,
+                    )
                     raise typer.Exit(1)
                 results[name] = R.judge(result, targets)
         finally:
@@ -162,8 +175,11 @@ class _live_view:
             self._last_print = seconds
             step = max(read.rows)
             region = read.rows[step].get("head_loss/region")
-            typer.echo(f"[fgdiag run] {name}: step {step}, region loss "
-                       f"{region if region is None else round(region, 4)}, {seconds:.0f} s", err=True)
+            typer.echo(
+                f"[fgdiag run] {name}: step {step}, region loss "
+                f"{region if region is None else round(region, 4)}, {seconds:.0f} s",
+                err=True,
+            )
 
     def stop(self) -> None:
         if self._live is not None:

@@ -48,8 +48,12 @@ def print_dashboard(read: Any, status: str = "") -> None:
     from fgdiag.render.dashboard import render_dashboard, snapshot_from
 
     plain = plain_console()
-    console = Console(no_color=plain, highlight=False, force_terminal=None if not plain else False,
-                      width=None if not plain else 110)
+    console = Console(
+        no_color=plain,
+        highlight=False,
+        force_terminal=None if not plain else False,
+        width=None if not plain else 110,
+    )
     console.print(render_dashboard(snapshot_from(read, status=status)))
 
 
@@ -57,8 +61,9 @@ def _finding_line(f: Any) -> str:
     return f"step {f.step} {f.code} {f.severity.value}: {f.message}"
 
 
-def follow(session: Any, path: Path, *, interval: float, max_seconds: float | None, stop_at_end: bool,
-           on_update: Any) -> None:
+def follow(
+    session: Any, path: Path, *, interval: float, max_seconds: float | None, stop_at_end: bool, on_update: Any
+) -> None:
     """Poll the file until interrupted, `max_seconds` passed, or (stop_at_end) the run ended or crashed and
     the file went quiet. `on_update(new_findings, new_rows)` is called after every poll that read data."""
     from fgdiag.logs.follow import Follower
@@ -98,20 +103,41 @@ def follow(session: Any, path: Path, *, interval: float, max_seconds: float | No
 def register(app: typer.Typer) -> None:
     @app.command("watch")
     def watch(
-        log: Annotated[Path, typer.Argument(help="Training log, events.jsonl, trainer_state.json or a run directory")],
+        log: Annotated[
+            Path, typer.Argument(help="Training log, events.jsonl, trainer_state.json or a run directory")
+        ],
         once: Annotated[bool, typer.Option("--once", help="Read what is there, print, exit")] = False,
-        as_json: Annotated[bool, typer.Option("--json", help="Print the JSON summary (implies --once)")] = False,
-        targets: Annotated[str | None, typer.Option("--targets", help="Target profile: a name (fgdiag targets) or a "
-                                                    "TOML path")] = None,
-        candidates: Annotated[float | None, typer.Option("--candidates", help="Candidates per query K when the log "
-                                                         "does not show it (region chance level = ln K)")] = None,
-        logging_steps: Annotated[int | None, typer.Option("--logging-steps", help="Trainer logging_steps, for logs "
-                                                          "without a progress bar")] = None,
-        interval: Annotated[float, typer.Option("--interval", help="Seconds between polls of the file")] = 0.2,
-        max_seconds: Annotated[float | None, typer.Option("--max-seconds", help="Stop following after this many "
-                                                          "seconds")] = None,
-        stop_at_end: Annotated[bool, typer.Option("--stop-at-end/--keep-following", help="Stop once the log shows "
-                                                  "the end of training or a crash")] = True,
+        as_json: Annotated[
+            bool, typer.Option("--json", help="Print the JSON summary (implies --once)")
+        ] = False,
+        targets: Annotated[
+            str | None,
+            typer.Option("--targets", help="Target profile: a name (fgdiag targets) or a TOML path"),
+        ] = None,
+        candidates: Annotated[
+            float | None,
+            typer.Option(
+                "--candidates",
+                help="Candidates per query K when the log does not show it (region chance level = ln K)",
+            ),
+        ] = None,
+        logging_steps: Annotated[
+            int | None,
+            typer.Option("--logging-steps", help="Trainer logging_steps, for logs without a progress bar"),
+        ] = None,
+        interval: Annotated[
+            float, typer.Option("--interval", help="Seconds between polls of the file")
+        ] = 0.2,
+        max_seconds: Annotated[
+            float | None, typer.Option("--max-seconds", help="Stop following after this many seconds")
+        ] = None,
+        stop_at_end: Annotated[
+            bool,
+            typer.Option(
+                "--stop-at-end/--keep-following",
+                help="Stop once the log shows the end of training or a crash",
+            ),
+        ] = True,
     ) -> None:
         """Follow a training log like tail -F and judge it live: losses against chance and targets, logit
         scales, logit ranges, memory bank, findings."""
@@ -120,8 +146,10 @@ def register(app: typer.Typer) -> None:
 
         profile = load_targets(targets)
         if log.name.endswith(".json") and not once and not as_json:
-            typer.echo(f"fgdiag watch: {log.name} is rewritten whole at each save, not appended: reading it once",
-                       err=True)
+            typer.echo(
+                f"fgdiag watch: {log.name} is rewritten whole at each save, not appended: reading it once",
+                err=True,
+            )
             once = True
         if once or as_json:
             try:
@@ -153,7 +181,9 @@ def register(app: typer.Typer) -> None:
         raise typer.Exit(summary_dict(read)["exit_code"])
 
 
-def _follow_plain(session: Any, log: Path, interval: float, max_seconds: float | None, stop_at_end: bool) -> None:
+def _follow_plain(
+    session: Any, log: Path, interval: float, max_seconds: float | None, stop_at_end: bool
+) -> None:
     from fgdiag.render.lines import format_step_summary
 
     printed: set[int] = set()
@@ -175,18 +205,24 @@ def _follow_plain(session: Any, log: Path, interval: float, max_seconds: float |
                 typer.echo(format_step_summary(step, session.rows[step]))
         sys.stdout.flush()
 
-    follow(session, log, interval=interval, max_seconds=max_seconds, stop_at_end=stop_at_end, on_update=update)
+    follow(
+        session, log, interval=interval, max_seconds=max_seconds, stop_at_end=stop_at_end, on_update=update
+    )
     for new in (session.flush(final=True),):
         for f in new:
             typer.echo(_finding_line(f))
     read = session.result()
     from fgdiag.render.summary import verdict
 
-    typer.echo(f"verdict: {verdict(read.rows, read.events, read.findings)} ({len(read.findings)} findings, "
-               f"last step {read.last_step})")
+    typer.echo(
+        f"verdict: {verdict(read.rows, read.events, read.findings)} ({len(read.findings)} findings, "
+        f"last step {read.last_step})"
+    )
 
 
-def _follow_live(session: Any, log: Path, interval: float, max_seconds: float | None, stop_at_end: bool) -> None:
+def _follow_live(
+    session: Any, log: Path, interval: float, max_seconds: float | None, stop_at_end: bool
+) -> None:
     from rich.console import Console
     from rich.live import Live
 
@@ -197,11 +233,23 @@ def _follow_live(session: Any, log: Path, interval: float, max_seconds: float | 
     def view(status: str) -> Any:
         return render_dashboard(snapshot_from(session.result(), status=status))
 
-    with Live(view("waiting for data" if log.exists() else "waiting for the file"), console=console,
-              refresh_per_second=4, transient=False) as live:
+    with Live(
+        view("waiting for data" if log.exists() else "waiting for the file"),
+        console=console,
+        refresh_per_second=4,
+        transient=False,
+    ) as live:
+
         def update(new: list[Any], rows: int) -> None:
             live.update(view("following"))
 
-        follow(session, log, interval=interval, max_seconds=max_seconds, stop_at_end=stop_at_end, on_update=update)
+        follow(
+            session,
+            log,
+            interval=interval,
+            max_seconds=max_seconds,
+            stop_at_end=stop_at_end,
+            on_update=update,
+        )
         session.flush(final=True)
         live.update(view("stopped"))

@@ -9,8 +9,10 @@ from __future__ import annotations
 import re
 
 TB_HEADER = "Traceback (most recent call last)"
-EXCEPTION_RE = re.compile(r"^([A-Za-z_][\w.]*?(?:Error|Exception|Interrupt|Exit|Failure|Warning|Killed)\w*)"
-                          r"(?::\s?(.*))?$")
+EXCEPTION_RE = re.compile(
+    r"^([A-Za-z_][\w.]*?(?:Error|Exception|Interrupt|Exit|Failure|Warning|Killed)\w*)"
+    r"(?::\s?(.*))?$"
+)
 CONTINUATION = ("During handling of the above exception", "The above exception was the direct cause")
 OOM_MARKERS = ("CUDA out of memory", "OutOfMemoryError", "CUDA error: out of memory", "HIP out of memory")
 
@@ -31,7 +33,7 @@ class Traceback:
 
     def line(self, text: str) -> tuple[str, str] | None:
         stripped = text.strip()
-        if not stripped or text[:1] in (" ", "\t") or stripped.startswith(("File \"", "^", "~")):
+        if not stripped or text[:1] in (" ", "\t") or stripped.startswith(('File "', "^", "~")):
             self.frames += 1
             return None
         if stripped.startswith(CONTINUATION) or stripped.startswith(TB_HEADER):

@@ -46,8 +46,19 @@ GROUP_RE = re.compile(
 RH = "region"
 NAN, INF = math.nan, math.inf
 R_VALID, R_ZERO, R_BAD = ev.REGIONS_VALID, ev.REGIONS_ZERO_NORM, ev.REGIONS_NONFINITE
-AVERAGED = tuple(ev.head_metric(b, RH) for b in (ev.LOGITS_MIN, ev.LOGITS_MAX, ev.LOGITS_MEAN, ev.LOGITS_STD,
-                                                 ev.HEAD_LOSS, ev.CANDIDATES, ev.CHANCE, ev.COS_STD))
+AVERAGED = tuple(
+    ev.head_metric(b, RH)
+    for b in (
+        ev.LOGITS_MIN,
+        ev.LOGITS_MAX,
+        ev.LOGITS_MEAN,
+        ev.LOGITS_STD,
+        ev.HEAD_LOSS,
+        ev.CANDIDATES,
+        ev.CHANCE,
+        ev.COS_STD,
+    )
+)
 LOSS, GLOBAL, HARD = ev.LOSS, ev.head_metric(ev.HEAD_LOSS, "global"), ev.head_metric(ev.HEAD_LOSS, "hardneg")
 
 
@@ -64,11 +75,11 @@ def feed_text(r: LogReader, text: str) -> None:
         if start and text[start - 1] != "\n":
             continue
         if start > pos:
-            r._lines(text[pos:start - 1].split("\n"))
+            r._lines(text[pos : start - 1].split("\n"))
         ends = text[end - 1] == "\n"
         n_lines = text.count("\n", start, end) + (0 if ends else 1)
         if r._tb is not None or not group(r, m, r.lines + n_lines):
-            r._lines(text[start:end - 1 if ends else end].split("\n"))
+            r._lines(text[start : end - 1 if ends else end].split("\n"))
         else:
             r.lines += n_lines
             r.lineno = r.lines
@@ -81,7 +92,9 @@ def feed_text(r: LogReader, text: str) -> None:
 
 _BANKS: dict[str, tuple[float, float, float] | None] = {}
 _SCALES: dict[str, tuple[str, float, float] | str] = {}
-SCALE_NAMES = {h: (ev.head_metric(ev.LOGIT_SCALE, h), ev.head_metric(ev.LOGIT_SCALE_EXP, h)) for h in ev.HEADS}
+SCALE_NAMES = {
+    h: (ev.head_metric(ev.LOGIT_SCALE, h), ev.head_metric(ev.LOGIT_SCALE_EXP, h)) for h in ev.HEADS
+}
 MB_PTR, MB_FILL, MB_SIZE, MB_ACTIVE, LR = ev.MB_PTR, ev.MB_FILL, ev.MB_SIZE, ev.MB_ACTIVE, ev.LEARNING_RATE
 
 
@@ -108,8 +121,27 @@ def _scale(line: str) -> tuple[str, float, float] | str:
 def _group(r: LogReader, m: re.Match[str], last_line: int) -> bool:
     """Apply one matched group exactly as the per-line handlers would; False (nothing applied) when a part is
     not canonical, so the per-line path handles the group instead."""
-    (valid_line, img_line, txt_line, l_min, l_max, l_mean, l_std, scale_line, bank1, bank2, any_line, loss_line,
-     prefix, step, total, glob, region, hard, lr) = m.groups()
+    (
+        valid_line,
+        img_line,
+        txt_line,
+        l_min,
+        l_max,
+        l_mean,
+        l_std,
+        scale_line,
+        bank1,
+        bank2,
+        any_line,
+        loss_line,
+        prefix,
+        step,
+        total,
+        glob,
+        region,
+        hard,
+        lr,
+    ) = m.groups()
     cache = _CACHE
     valid = cache.get(valid_line) or _cached(valid_line, _valid)
     img = cache.get(img_line) or _cached(img_line, _norms)
@@ -139,32 +171,84 @@ def _group(r: LogReader, m: re.Match[str], last_line: int) -> bool:
     active = 1.0 if (filled > 0 or r._mb_enabled) else 0.0
     bad = img[3] + txt[3] + ("=True" in any_line)
     head, raw, exp = scale
-    r._fraw.append((valid, img[0], img[1], img[2], bad, l_min, l_max, l_mean, l_std, total, glob, region, hard,
-                    filled, size, ptr, active, lr, head, raw, exp))
+    r._fraw.append(
+        (
+            valid,
+            img[0],
+            img[1],
+            img[2],
+            bad,
+            l_min,
+            l_max,
+            l_mean,
+            l_std,
+            total,
+            glob,
+            region,
+            hard,
+            filled,
+            size,
+            ptr,
+            active,
+            lr,
+            head,
+            raw,
+            exp,
+        )
+    )
     return True
 
 
 def fold(r: LogReader, raw: list[tuple]) -> None:
     """Add raw fast-path groups to the reader's step accumulators, converting whole columns at once
     (map(float, column) runs in C); the per-forward rules are those of the line path (see _group)."""
-    (valid, lo, hi, mean, bad, l_min, l_max, l_mean, l_std, total, glob, region, hard, filled, size, ptr, active,
-     lr, head, raw_s, exp) = zip(*raw, strict=True)
+    (
+        valid,
+        lo,
+        hi,
+        mean,
+        bad,
+        l_min,
+        l_max,
+        l_mean,
+        l_std,
+        total,
+        glob,
+        region,
+        hard,
+        filled,
+        size,
+        ptr,
+        active,
+        lr,
+        head,
+        raw_s,
+        exp,
+    ) = zip(*raw, strict=True)
     f, log = float, math.log
     count = len(raw)
     n = valid
     std = [v if v == v and v != INF and v != -INF else NAN for v in map(f, l_std)]
     k = [a + b if a else NAN for a, b in zip(n, filled, strict=True)]
     new_sums = {  # present in every forward: summed straight from the strings
-        R_VALID: sum(n), R_BAD: f(sum(bad)), AVERAGED[0]: sum(map(f, l_min)), AVERAGED[1]: sum(map(f, l_max)),
-        AVERAGED[2]: sum(map(f, l_mean)), LOSS: sum(map(f, total)), GLOBAL: sum(map(f, glob)),
+        R_VALID: sum(n),
+        R_BAD: f(sum(bad)),
+        AVERAGED[0]: sum(map(f, l_min)),
+        AVERAGED[1]: sum(map(f, l_max)),
+        AVERAGED[2]: sum(map(f, l_mean)),
+        LOSS: sum(map(f, total)),
+        GLOBAL: sum(map(f, glob)),
         HARD: sum(map(f, hard)),
-        R_ZERO: sum([vad.zero_norm_count(a, b, c, m) for a, b, c, m in zip(lo, hi, mean, n, strict=True) if a < 1e-6]),
+        R_ZERO: sum(
+            [vad.zero_norm_count(a, b, c, m) for a, b, c, m in zip(lo, hi, mean, n, strict=True) if a < 1e-6]
+        ),
     }
     new_cnt = dict.fromkeys(new_sums, count)
     for name, vals in (  # NaN marks "absent in this forward"
         (AVERAGED[3], [v for v in std if v == v]),
         (AVERAGED[4], [v for v in map(f, region) if v != 0.0]),  # 0.0: no region; a NaN loss stays NaN
-        (AVERAGED[5], [v for v in k if v == v]), (AVERAGED[6], [log(x) for x in k if x > 1]),
+        (AVERAGED[5], [v for v in k if v == v]),
+        (AVERAGED[6], [log(x) for x in k if x > 1]),
         (AVERAGED[7], [s / e for s, h, e in zip(std, head, exp, strict=True) if s == s and h == RH and e]),
     ):
         if vals:

@@ -18,8 +18,9 @@ if TYPE_CHECKING:
     from fgdiag.logs.reader import LogReader
 
 RH = "region"
-L_MIN, L_MAX, L_MEAN, L_STD = (ev.head_metric(n, RH) for n in (ev.LOGITS_MIN, ev.LOGITS_MAX, ev.LOGITS_MEAN,
-                                                                ev.LOGITS_STD))
+L_MIN, L_MAX, L_MEAN, L_STD = (
+    ev.head_metric(n, RH) for n in (ev.LOGITS_MIN, ev.LOGITS_MAX, ev.LOGITS_MEAN, ev.LOGITS_STD)
+)
 
 
 # --- fgclip-vad [DIAG] block ---------------------------------------------------------------------------------
@@ -48,7 +49,7 @@ def diag_header(r: LogReader, line: str) -> bool:
 def _valid(line: str) -> float | None:
     i = line.find("valid_count=")
     try:
-        return float(line[i + 12:].split(" ", 1)[0].split("|", 1)[0]) if i >= 0 else None
+        return float(line[i + 12 :].split(" ", 1)[0].split("|", 1)[0]) if i >= 0 else None
     except ValueError:
         return None
 
@@ -143,7 +144,12 @@ def _pairs_into_fwd(r: LogReader, text: str) -> bool:
     return True
 
 
-_LOSS_NAMES = (ev.LOSS, ev.head_metric(ev.HEAD_LOSS, "global"), vad.REGION_LOSS, ev.head_metric(ev.HEAD_LOSS, "hardneg"))
+_LOSS_NAMES = (
+    ev.LOSS,
+    ev.head_metric(ev.HEAD_LOSS, "global"),
+    vad.REGION_LOSS,
+    ev.head_metric(ev.HEAD_LOSS, "hardneg"),
+)
 
 
 def _fast_losses(r: LogReader, values: tuple[str, ...]) -> bool:
@@ -173,7 +179,7 @@ def parse_deferred_loss(r: LogReader) -> None:
     m = vad.LOSS_FAST_RE.search(line)
     if m is not None and _fast_losses(r, m.groups()):
         return
-    if not _pairs_into_fwd(r, line[line.find("]") + 1:]):
+    if not _pairs_into_fwd(r, line[line.find("]") + 1 :]):
         r.unparsed += 1
         if r.malformed and r.malformed[-1][2] == line[:120]:
             r.malformed[-1] = (lineno, *r.malformed[-1][1:])
@@ -197,7 +203,7 @@ def batch_line(r: LogReader, line: str) -> bool:
     if m is None:
         return r._malformed("[Epoch][Step]", line)
     r.formats.add("fgclip-vad")
-    ok = _pairs_into_fwd(r, line[m.end():])
+    ok = _pairs_into_fwd(r, line[m.end() :])
     if ok:
         r._loss_text = None
     r._commit_fwd(int(m.group(2)) + 1)
@@ -327,8 +333,9 @@ def _record(r: LogReader, record: dict[str, Any]) -> bool:
         data = record.get("data") if isinstance(record.get("data"), dict) else {}
         if record.get("kind") == ev.EVENT_MB_ENABLED:
             r._mb_enabled = True
-        r._event(ev.event_record(step, str(record.get("kind", "event")), str(record.get("message", "")),
-                                         data))
+        r._event(
+            ev.event_record(step, str(record.get("kind", "event")), str(record.get("message", "")), data)
+        )
         return True
     if kind == "finding":
         r.recorded_findings.append(Finding.from_dict(record["finding"]))
@@ -364,8 +371,11 @@ def fast_table() -> dict[str, Any]:
     for ch in "=-*#~":
         table[ch * 12] = decoration
     stats = "[统计] 最近10个batch平均Loss"  # the fork's moving average of 10 micro-batches: not a step metric
-    for variant in (stats, stats.encode("utf-8").decode("cp1252", "replace"),
-                    stats.encode("utf-8").decode("cp1252", "ignore")):
+    for variant in (
+        stats,
+        stats.encode("utf-8").decode("cp1252", "replace"),
+        stats.encode("utf-8").decode("cp1252", "ignore"),
+    ):
         table[variant[:12]] = ignore
     return table
 
@@ -384,8 +394,15 @@ def _logit_scale(r: LogReader, line: str) -> bool:
 
 FAST_LOGIT = {"  - logit_sc": _logit_scale, "logit_scale ": _logit_scale}
 TAGS = (
-    ("[DIAG]", diag_header), ("[Epoch ", batch_line), ("[ACCUMULATED]", accumulated), ("[LOSS]", loss_line),
-    ("[MB-FORWARD]", mb_forward), ("[Memory Bank]", memory_bank), ("[MEMORY BANK]", memory_bank_legacy),
-    ("[MICRO-BATCH]", loss_line), ("[fgdiag] step ", summary), ("[DEBUG Region]", debug_region),
+    ("[DIAG]", diag_header),
+    ("[Epoch ", batch_line),
+    ("[ACCUMULATED]", accumulated),
+    ("[LOSS]", loss_line),
+    ("[MB-FORWARD]", mb_forward),
+    ("[Memory Bank]", memory_bank),
+    ("[MEMORY BANK]", memory_bank_legacy),
+    ("[MICRO-BATCH]", loss_line),
+    ("[fgdiag] step ", summary),
+    ("[DEBUG Region]", debug_region),
     ("[RUNTIME DIAG]", ignore),
 )

@@ -51,7 +51,7 @@ def _scan_pairs(body: str) -> list[tuple[str, str]] | None:
     pairs = []
     for i, m in enumerate(keys):
         end = keys[i + 1].start() if i + 1 < len(keys) else len(body)
-        value = body[m.end():end].strip().rstrip(",").rstrip("}").strip()
+        value = body[m.end() : end].strip().rstrip(",").rstrip("}").strip()
         pairs.append((m.group(2), value))
     return pairs
 
@@ -71,7 +71,7 @@ def _fallback(text: str) -> dict[str, Any] | None:
 
 def _assign(out: DictLine, key: str, value: float | None) -> None:
     if key.startswith("fgdiag/"):  # what FGDiagCallback adds to the Trainer's log dict
-        key = key[len("fgdiag/"):]
+        key = key[len("fgdiag/") :]
     name = HF_KEYS.get(key)
     if name is None and ev.is_metric_name(key):
         name = key
@@ -121,7 +121,7 @@ def last_bar(text: str) -> tuple[int, int, int] | None:
     """(n, total, end offset) of the last tqdm bar in `text`, or None."""
     found = None
     for m in BAR_RE.finditer(text):
-        before = text[max(0, m.start() - 80):m.start()].rsplit("\r", 1)[-1]
+        before = text[max(0, m.start() - 80) : m.start()].rsplit("\r", 1)[-1]
         if _LABELLED_BAR_RE.search(before):
             continue  # `Loading weights: 100%|...| 78/78`, `Writing model shards: ...`: not the training bar
         found = m
@@ -133,12 +133,16 @@ def last_bar(text: str) -> tuple[int, int, int] | None:
 _LABELLED_BAR_RE = re.compile(r"[A-Za-z]{3,}[^|%\r]*:\s*\d+%\|[^|]*\|\s*$")
 
 
-def read_trainer_state(data: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[int, dict[str, float | None]]],
-                                                        dict[str, float] | None]:
+def read_trainer_state(
+    data: dict[str, Any],
+) -> tuple[dict[str, Any], list[tuple[int, dict[str, float | None]]], dict[str, float] | None]:
     """(run info, rows by step, train-end summary) from a parsed `trainer_state.json`."""
     info: dict[str, Any] = {"source": "trainer_state"}
-    for src, dst in (("max_steps", "planned_steps"), ("logging_steps", "logging_steps"),
-                     ("train_batch_size", "train_batch_size")):
+    for src, dst in (
+        ("max_steps", "planned_steps"),
+        ("logging_steps", "logging_steps"),
+        ("train_batch_size", "train_batch_size"),
+    ):
         if isinstance(data.get(src), (int, float)) and data[src] > 0:
             info[dst] = int(data[src])
     rows: list[tuple[int, dict[str, float | None]]] = []

@@ -38,11 +38,20 @@ def _h(name: str) -> str:
     return ev.head_metric(name, RH)
 
 
-C_REGION, CH_REGION, STD_REGION, EXP_REGION, COS_REGION = (_h(n) for n in (ev.CANDIDATES, ev.CHANCE, ev.LOGITS_STD,
-                                                                        ev.LOGIT_SCALE_EXP, ev.COS_STD))
+C_REGION, CH_REGION, STD_REGION, EXP_REGION, COS_REGION = (
+    _h(n) for n in (ev.CANDIDATES, ev.CHANCE, ev.LOGITS_STD, ev.LOGIT_SCALE_EXP, ev.COS_STD)
+)
 # state-like metrics of a forward group: a step keeps the last value (a mean of pointers means nothing)
-LAST_NAMES = frozenset((ev.MB_PTR, ev.MB_FILL, ev.MB_SIZE, ev.MB_ACTIVE, ev.LEARNING_RATE,
-                        *(ev.head_metric(b, h) for b in (ev.LOGIT_SCALE, ev.LOGIT_SCALE_EXP) for h in ev.HEADS)))
+LAST_NAMES = frozenset(
+    (
+        ev.MB_PTR,
+        ev.MB_FILL,
+        ev.MB_SIZE,
+        ev.MB_ACTIVE,
+        ev.LEARNING_RATE,
+        *(ev.head_metric(b, h) for b in (ev.LOGIT_SCALE, ev.LOGIT_SCALE_EXP) for h in ev.HEADS),
+    )
+)
 
 
 class LogReader:
@@ -50,7 +59,9 @@ class LogReader:
 
     def __init__(self, *, logging_steps: int | None = None, source: str = "", fast: bool = True):
         self.source = source
-        self._summary_step: int | None = None  # step of our last `[fgdiag] step N` line (dict lines follow it)
+        self._summary_step: int | None = (
+            None  # step of our last `[fgdiag] step N` line (dict lines follow it)
+        )
         self.fast = fast  # whole-group fast path for fgclip-vad blocks (same rows as the per-line path)
         self.logging_steps = logging_steps
         self.lines = 0
@@ -95,7 +106,7 @@ class LogReader:
             cut = data.find(b"\n")
             if cut < 0:
                 return
-            data, self._skip_to_newline = data[cut + 1:], False
+            data, self._skip_to_newline = data[cut + 1 :], False
         buf = self._pending + data if self._pending else data
         cut = buf.rfind(b"\n")
         if cut < 0:
@@ -105,7 +116,7 @@ class LogReader:
                 self.lines += 1
                 self.unparsed += 1
             return
-        self._pending = buf[cut + 1:]
+        self._pending = buf[cut + 1 :]
         self.feed_text(buf[:cut].decode("utf-8", "replace"))
 
     def feed_text(self, text: str) -> None:
@@ -187,11 +198,11 @@ class LogReader:
         if c == "[" and line.startswith("[rank"):
             m = RANK_RE.match(line)
             if m:
-                return self._prefixed(line[m.end():], rank=int(m.group(1)))
+                return self._prefixed(line[m.end() :], rank=int(m.group(1)))
         elif c.isalnum() and ": " in line[:80]:
             m = HOST_RE.match(line)
             if m and not crash.EXCEPTION_RE.match(line):
-                return self._prefixed(line[m.end():], host=m.group(1))
+                return self._prefixed(line[m.end() :], host=m.group(1))
         handler = FAST.get(line[:12])
         if handler is not None:
             return handler(self, line) is not False
@@ -199,7 +210,7 @@ class LogReader:
             bar = hf.last_bar(line)
             if bar is not None:
                 self._on_bar(bar[0], bar[1])
-                rest = line[bar[2]:]
+                rest = line[bar[2] :]
                 if rest.strip():
                     self._segment(rest)
                 return True
@@ -208,7 +219,7 @@ class LogReader:
                 i = line.find(tag)
                 if i >= 0:
                     return handler(self, line[i:]) is not False
-        if "{" in line and ("'" in line or '"' in line) and _trainer.dict_line(self, line[line.find("{"):]):
+        if "{" in line and ("'" in line or '"' in line) and _trainer.dict_line(self, line[line.find("{") :]):
             return True
         if "logit_scale (" in line:
             return _trainer.logit_scale(self, line)
@@ -247,8 +258,10 @@ class LogReader:
         if primary:
             return self._slow(rest) or True
         if crash.TB_HEADER in rest or crash.is_oom(rest):
-            self._crash_event("oom" if crash.is_oom(rest) else "crash",
-                              f"{'rank ' + str(rank) if rank is not None else host}: {rest.strip()[:400]}")
+            self._crash_event(
+                "oom" if crash.is_oom(rest) else "crash",
+                f"{'rank ' + str(rank) if rank is not None else host}: {rest.strip()[:400]}",
+            )
         return True
 
     # --- accumulation ------------------------------------------------------------------------------------
@@ -257,8 +270,14 @@ class LogReader:
             self._emit_row()
             self._row_step = step
         if step < self.max_step - 1:
-            self._event(ev.event_record(step, ev.EVENT_RESUME, f"step went back from {self.max_step} to "
-                                                f"{step} (resumed or restarted run)", {"from": self.max_step}))
+            self._event(
+                ev.event_record(
+                    step,
+                    ev.EVENT_RESUME,
+                    f"step went back from {self.max_step} to {step} (resumed or restarted run)",
+                    {"from": self.max_step},
+                )
+            )
             self.max_step = step
         self.step = step
         if step > self.max_step:

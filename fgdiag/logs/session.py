@@ -82,9 +82,16 @@ class LogRead:
 class LogSession:
     """Incremental reading + judging. `feed`/`flush` return the findings that are new."""
 
-    def __init__(self, path: str = "", *, run_info: Mapping[str, Any] | None = None, targets: Any = None,
-                 candidates: float | None = None, logging_steps: int | None = None,
-                 params: RuleParams | None = None):
+    def __init__(
+        self,
+        path: str = "",
+        *,
+        run_info: Mapping[str, Any] | None = None,
+        targets: Any = None,
+        candidates: float | None = None,
+        logging_steps: int | None = None,
+        params: RuleParams | None = None,
+    ):
         self.path = path
         self.user_info = dict(run_info or {})
         if candidates is not None:
@@ -118,8 +125,12 @@ class LogSession:
         self.reader._pending = b""
         self.reader._skip_to_newline = False
 
-    def feed_rows(self, rows: Iterable[tuple[int, dict[str, float | None]]], info: Mapping[str, Any] | None = None,
-                  end: Mapping[str, float] | None = None) -> list[Finding]:
+    def feed_rows(
+        self,
+        rows: Iterable[tuple[int, dict[str, float | None]]],
+        info: Mapping[str, Any] | None = None,
+        end: Mapping[str, float] | None = None,
+    ) -> list[Finding]:
         """Rows that come with their steps (trainer_state.json)."""
         if info:
             self.reader.run_info.update(info)
@@ -130,8 +141,9 @@ class LogSession:
             self.row_updates += 1
             new += self._add(self.engine.observe(step, row))
         if end is not None:
-            self.events.append(ev.event_record(max(self.rows, default=0), ev.EVENT_TRAIN_END, "training finished",
-                                               dict(end)))
+            self.events.append(
+                ev.event_record(max(self.rows, default=0), ev.EVENT_TRAIN_END, "training finished", dict(end))
+            )
         return new
 
     def _pump(self) -> list[Finding]:
@@ -183,12 +195,22 @@ class LogSession:
 
     def result(self) -> LogRead:
         r = self.reader
-        return LogRead(path=self.path, rows=dict(sorted(self.rows.items())), events=list(self.events),
-                       findings=list(self.findings), not_judged=self.engine.not_judged(), run_info=self.run_info(),
-                       formats=sorted(r.formats), lines=r.lines, unparsed=r.unparsed, malformed=list(r.malformed),
-                       targets=self.targets, target_results=list(self.engine.target_results),
-                       latest=self._latest(),
-                       notes=list(r.notes))
+        return LogRead(
+            path=self.path,
+            rows=dict(sorted(self.rows.items())),
+            events=list(self.events),
+            findings=list(self.findings),
+            not_judged=self.engine.not_judged(),
+            run_info=self.run_info(),
+            formats=sorted(r.formats),
+            lines=r.lines,
+            unparsed=r.unparsed,
+            malformed=list(r.malformed),
+            targets=self.targets,
+            target_results=list(self.engine.target_results),
+            latest=self._latest(),
+            notes=list(r.notes),
+        )
 
 
 def resolve(path: str | Path) -> Path:
@@ -198,12 +220,15 @@ def resolve(path: str | Path) -> Path:
         for name in ("events.jsonl", "fgdiag/events.jsonl", "trainer_state.json"):
             if (p / name).is_file():
                 return p / name
-        states = sorted(p.glob("checkpoint-*/trainer_state.json"),
-                        key=lambda q: int(q.parent.name.split("-")[-1]) if q.parent.name.split("-")[-1].isdigit() else -1)
+        states = sorted(
+            p.glob("checkpoint-*/trainer_state.json"),
+            key=lambda q: int(q.parent.name.split("-")[-1]) if q.parent.name.split("-")[-1].isdigit() else -1,
+        )
         if states:
             return states[-1]
-        raise LogReadError(f"{p}: a directory without events.jsonl, fgdiag/events.jsonl or "
-                           "checkpoint-*/trainer_state.json")
+        raise LogReadError(
+            f"{p}: a directory without events.jsonl, fgdiag/events.jsonl or checkpoint-*/trainer_state.json"
+        )
     if not p.exists():
         raise LogReadError(f"{p}: no such file")
     return p
@@ -225,9 +250,15 @@ def _trainer_state(session: LogSession, path: Path) -> bool:
     return True
 
 
-def read_log(path: str | Path, *, run_info: Mapping[str, Any] | None = None, targets: Any = None,
-             candidates: float | None = None, logging_steps: int | None = None,
-             params: RuleParams | None = None) -> LogRead:
+def read_log(
+    path: str | Path,
+    *,
+    run_info: Mapping[str, Any] | None = None,
+    targets: Any = None,
+    candidates: float | None = None,
+    logging_steps: int | None = None,
+    params: RuleParams | None = None,
+) -> LogRead:
     """Read and judge a whole log (any supported format, a trainer_state.json, events.jsonl or a run dir).
 
     targets: a TargetProfile, or a profile name/path (see fgdiag.targets). Raises LogReadError when the
@@ -238,8 +269,14 @@ def read_log(path: str | Path, *, run_info: Mapping[str, Any] | None = None, tar
 
         targets = get_profile(targets)
     p = resolve(path)
-    session = LogSession(str(p), run_info=run_info, targets=targets, candidates=candidates,
-                         logging_steps=logging_steps, params=params)
+    session = LogSession(
+        str(p),
+        run_info=run_info,
+        targets=targets,
+        candidates=candidates,
+        logging_steps=logging_steps,
+        params=params,
+    )
     try:
         if p.name.endswith(".json") and _trainer_state(session, p):
             session.flush(final=True)

@@ -16,8 +16,10 @@ if TYPE_CHECKING:
     from fgdiag.logs.reader import LogReader
 
 LOADED_SCALE_RE = re.compile(r"Loaded logit_scale = ([-+\w.]+)")
-STEP_NOTE = ("Trainer dict lines without a progress bar: steps are logging-line numbers, not optimizer steps "
-             "(pass --logging-steps)")
+STEP_NOTE = (
+    "Trainer dict lines without a progress bar: steps are logging-line numbers, not optimizer steps "
+    "(pass --logging-steps)"
+)
 
 
 def dict_line(r: LogReader, text: str) -> bool:

@@ -15,17 +15,24 @@ from fgdiag.logs.values import NotANumber, to_float
 
 REGION_LOSS = ev.head_metric(ev.HEAD_LOSS, "region")
 PAIR_NAMES = {
-    "total": ev.LOSS, "loss": ev.LOSS, "avgloss": ev.LOSS,
+    "total": ev.LOSS,
+    "loss": ev.LOSS,
+    "avgloss": ev.LOSS,
     "global": ev.head_metric(ev.HEAD_LOSS, "global"),
     "region": REGION_LOSS,
-    "hard": ev.head_metric(ev.HEAD_LOSS, "hardneg"), "hardneg": ev.head_metric(ev.HEAD_LOSS, "hardneg"),
+    "hard": ev.head_metric(ev.HEAD_LOSS, "hardneg"),
+    "hardneg": ev.head_metric(ev.HEAD_LOSS, "hardneg"),
     "lr": ev.LEARNING_RATE,
 }
 BATCH_RE = re.compile(r"\[Epoch (\d+)\]\[Step (\d+)\](?:\[Batch (\d+)\])?")
 # the fork's fixed field order, read in one match; other layouts fall back to parse_pairs
-BATCH_FAST_RE = re.compile(r"\[Epoch (\d+)\]\[Step (\d+)\]\[Batch \d+\] (?:AvgLoss|Loss): (\S+) \| Global: (\S+) \| "
-                           r"Region: (\S+) \| Hard(?:Neg)?: (\S+)(?: \| MB: (\d+)/(\d+)[^|]*?(?= \||$))?(?: \| LR: (\S+))?")
-LOSS_FAST_RE = re.compile(r"\] (?:Total|AvgLoss|Loss): (\S+) \| Global: (\S+) \| Region: (\S+) \| Hard(?:Neg)?: (\S+)")
+BATCH_FAST_RE = re.compile(
+    r"\[Epoch (\d+)\]\[Step (\d+)\]\[Batch \d+\] (?:AvgLoss|Loss): (\S+) \| Global: (\S+) \| "
+    r"Region: (\S+) \| Hard(?:Neg)?: (\S+)(?: \| MB: (\d+)/(\d+)[^|]*?(?= \||$))?(?: \| LR: (\S+))?"
+)
+LOSS_FAST_RE = re.compile(
+    r"\] (?:Total|AvgLoss|Loss): (\S+) \| Global: (\S+) \| Region: (\S+) \| Hard(?:Neg)?: (\S+)"
+)
 PAIR_RE = re.compile(r"(\w+): ?([^\s|]+)")
 STATS4_RE = re.compile(r"min=([^,\s]*), max=([^,\s]*), mean=([^,\s]*)(?:, std=([^,\s]*))?")
 KV_RE = re.compile(r"(\w+)=([^,\s|]+)")
@@ -35,8 +42,13 @@ MB_PTR_RE = re.compile(r"Ptr: (\d+)/(\d+)")
 MB_FIRST_FULL_RE = re.compile(r"Ptr: \d+\D+\d+.*?(\d+)\s*$")
 MB_FULL_QUEUE_RE = re.compile(r"\[MEMORY BANK\]\[(\w+)\]")
 TABLE_HEADER_RE = re.compile(r"^Epoch\s+Global_Step\s+Batch\s+Loss\b")
-TABLE_NAMES = {"loss": ev.LOSS, "loss_global": ev.head_metric(ev.HEAD_LOSS, "global"), "loss_region": REGION_LOSS,
-               "loss_hard": ev.head_metric(ev.HEAD_LOSS, "hardneg"), "lr": ev.LEARNING_RATE}
+TABLE_NAMES = {
+    "loss": ev.LOSS,
+    "loss_global": ev.head_metric(ev.HEAD_LOSS, "global"),
+    "loss_region": REGION_LOSS,
+    "loss_hard": ev.head_metric(ev.HEAD_LOSS, "hardneg"),
+    "lr": ev.LEARNING_RATE,
+}
 
 
 def parse_pairs(text: str) -> tuple[dict[str, float], tuple[float, float] | None]:

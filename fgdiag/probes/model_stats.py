@@ -42,7 +42,9 @@ class GradNormProbe:
             if not grads:
                 continue
             norms = torch._foreach_norm(grads)
-            out[str(group.get("name", f"group{index}"))] = torch.linalg.vector_norm(torch.stack(norms).float())
+            out[str(group.get("name", f"group{index}"))] = torch.linalg.vector_norm(
+                torch.stack(norms).float()
+            )
         self.latest = out
 
 
@@ -51,5 +53,7 @@ def read_scalars(tensors: dict[str, torch.Tensor]) -> dict[str, float]:
     if not tensors:
         return {}
     names = list(tensors)
-    values = torch.stack([tensors[n].detach().float().reshape(()).to(tensors[names[0]].device) for n in names])
+    values = torch.stack(
+        [tensors[n].detach().float().reshape(()).to(tensors[names[0]].device) for n in names]
+    )
     return dict(zip(names, values.cpu().tolist(), strict=True))

@@ -19,8 +19,12 @@ from fgdiag.render.summary import verdict as _verdict
 
 BLOCKS = "▁▂▃▄▅▆▇█"
 HISTORY = 120
-LOSS_LINES = (("loss", ev.LOSS), ("region", ev.head_metric(ev.HEAD_LOSS, "region")),
-              ("global", ev.head_metric(ev.HEAD_LOSS, "global")), ("hardneg", ev.head_metric(ev.HEAD_LOSS, "hardneg")))
+LOSS_LINES = (
+    ("loss", ev.LOSS),
+    ("region", ev.head_metric(ev.HEAD_LOSS, "region")),
+    ("global", ev.head_metric(ev.HEAD_LOSS, "global")),
+    ("hardneg", ev.head_metric(ev.HEAD_LOSS, "hardneg")),
+)
 VERDICT_STYLE = {"healthy": "green", "warnings": "yellow", "failing": "red", "crashed": "red", "empty": "dim"}
 SEVERITY_STYLE = {"error": "red", "warning": "yellow", "info": "cyan"}
 
@@ -46,7 +50,9 @@ class DashboardSnapshot:
     steps: int = 0
     trends: tuple[Trend, ...] = ()
     scales: tuple[tuple[str, float, float], ...] = ()  # head, raw, exp
-    logits: tuple[tuple[str, float | None, float | None, float | None, float | None], ...] = ()  # min max std cos
+    logits: tuple[
+        tuple[str, float | None, float | None, float | None, float | None], ...
+    ] = ()  # min max std cos
     memory_bank: Mapping[str, float | None] = field(default_factory=dict)
     optimizer: Mapping[str, float | None] = field(default_factory=dict)
     findings: tuple[Finding, ...] = ()
@@ -66,10 +72,20 @@ def _latest(rows: Mapping[int, Mapping[str, float | None]], steps: Sequence[int]
     return None
 
 
-def build_snapshot(rows: Mapping[int, Mapping[str, float | None]], events: Iterable[Mapping[str, Any]] = (),
-                   findings: Iterable[Finding] = (), not_judged: Iterable[Mapping[str, str]] = (), *,
-                   targets: Any = None, title: str = "", status: str = "", planned_steps: int | None = None,
-                   lines: int = 0, unparsed: int = 0, formats: Iterable[str] = ()) -> DashboardSnapshot:
+def build_snapshot(
+    rows: Mapping[int, Mapping[str, float | None]],
+    events: Iterable[Mapping[str, Any]] = (),
+    findings: Iterable[Finding] = (),
+    not_judged: Iterable[Mapping[str, str]] = (),
+    *,
+    targets: Any = None,
+    title: str = "",
+    status: str = "",
+    planned_steps: int | None = None,
+    lines: int = 0,
+    unparsed: int = 0,
+    formats: Iterable[str] = (),
+) -> DashboardSnapshot:
     """Snapshot from plain data: rows by step, event records, findings and not-judged notes."""
     steps = sorted(rows)
     recent = steps[-HISTORY:]
@@ -85,8 +101,11 @@ def build_snapshot(rows: Mapping[int, Mapping[str, float | None]], events: Itera
             due = [c for c in targets.checkpoints if c.metric == name]
             nxt = next((c for c in due if steps and c.step >= steps[-1]), due[-1] if due else None)
             target = None if nxt is None else f"{'<' if nxt.below else '>'}{nxt.threshold:g}@{nxt.step}"
-        trends.append(Trend(label, name, _latest(rows, steps, name), hist,
-                            chance if label == "region" else None, target))
+        trends.append(
+            Trend(
+                label, name, _latest(rows, steps, name), hist, chance if label == "region" else None, target
+            )
+        )
     scales = []
     for head in ev.HEADS:
         raw = _latest(rows, steps, ev.head_metric(ev.LOGIT_SCALE, head))
@@ -97,38 +116,76 @@ def build_snapshot(rows: Mapping[int, Mapping[str, float | None]], events: Itera
             scales.append((head, raw, exp if exp is not None else (math.exp(raw) if raw < 700 else math.inf)))
     logits = []
     for head in ev.HEADS:
-        vals = tuple(_latest(rows, steps, ev.head_metric(b, head))
-                     for b in (ev.LOGITS_MIN, ev.LOGITS_MAX, ev.LOGITS_STD, ev.COS_STD))
+        vals = tuple(
+            _latest(rows, steps, ev.head_metric(b, head))
+            for b in (ev.LOGITS_MIN, ev.LOGITS_MAX, ev.LOGITS_STD, ev.COS_STD)
+        )
         if any(v is not None for v in vals):
             logits.append((head, *vals))
-    bank = {k: _latest(rows, steps, n) for k, n in (("active", ev.MB_ACTIVE), ("fill", ev.MB_FILL),
-                                                      ("size", ev.MB_SIZE),
-                                                      ("candidates", ev.head_metric(ev.CANDIDATES, "region")))}
+    bank = {
+        k: _latest(rows, steps, n)
+        for k, n in (
+            ("active", ev.MB_ACTIVE),
+            ("fill", ev.MB_FILL),
+            ("size", ev.MB_SIZE),
+            ("candidates", ev.head_metric(ev.CANDIDATES, "region")),
+        )
+    }
     enabled = [e for e in events if e.get("kind") == ev.EVENT_MB_ENABLED]
     if enabled:
         bank["enabled_at"] = float(enabled[0].get("step", 0))
         bank["active"] = bank.get("active") or 1.0
-    optimizer = {"grad_norm": _latest(rows, steps, ev.GRAD_NORM), "lr": _latest(rows, steps, ev.LEARNING_RATE)}
-    point_events = tuple((int(e.get("step", 0)), str(e.get("kind", "")), str(e.get("message", "")))
-                         for e in events if e.get("kind") != ev.EVENT_MB_FULL)[-6:]
+    optimizer = {
+        "grad_norm": _latest(rows, steps, ev.GRAD_NORM),
+        "lr": _latest(rows, steps, ev.LEARNING_RATE),
+    }
+    point_events = tuple(
+        (int(e.get("step", 0)), str(e.get("kind", "")), str(e.get("message", "")))
+        for e in events
+        if e.get("kind") != ev.EVENT_MB_FULL
+    )[-6:]
     return DashboardSnapshot(
-        title=title, status=status, last_step=steps[-1] if steps else None, planned_steps=planned_steps,
-        steps=len(steps), trends=tuple(trends), scales=tuple(scales), logits=tuple(logits),
+        title=title,
+        status=status,
+        last_step=steps[-1] if steps else None,
+        planned_steps=planned_steps,
+        steps=len(steps),
+        trends=tuple(trends),
+        scales=tuple(scales),
+        logits=tuple(logits),
         memory_bank={k: v for k, v in bank.items() if v is not None},
-        optimizer={k: v for k, v in optimizer.items() if v is not None}, findings=tuple(findings),
-        not_judged=tuple(n["reason"] for n in not_judged), events=point_events,
-        verdict=_verdict(rows, events, findings), lines=lines, unparsed=unparsed, formats=tuple(formats))
+        optimizer={k: v for k, v in optimizer.items() if v is not None},
+        findings=tuple(findings),
+        not_judged=tuple(n["reason"] for n in not_judged),
+        events=point_events,
+        verdict=_verdict(rows, events, findings),
+        lines=lines,
+        unparsed=unparsed,
+        formats=tuple(formats),
+    )
 
 
 def snapshot_from(read: Any, *, status: str = "") -> DashboardSnapshot:
     """Snapshot of a LogRead (or anything with the same attributes)."""
     notes = [{"code": "", "reason": n} for n in getattr(read, "notes", [])]
-    return build_snapshot(read.rows, read.events, read.findings, [*read.not_judged, *notes], targets=read.targets,
-                          title=read.path, status=status, planned_steps=read.run_info.get("planned_steps"),
-                          lines=read.lines, unparsed=read.unparsed, formats=read.formats)
+    return build_snapshot(
+        read.rows,
+        read.events,
+        read.findings,
+        [*read.not_judged, *notes],
+        targets=read.targets,
+        title=read.path,
+        status=status,
+        planned_steps=read.run_info.get("planned_steps"),
+        lines=read.lines,
+        unparsed=read.unparsed,
+        formats=read.formats,
+    )
 
 
-def sparkline(values: Sequence[float], width: int = 40, lo: float | None = None, hi: float | None = None) -> str:
+def sparkline(
+    values: Sequence[float], width: int = 40, lo: float | None = None, hi: float | None = None
+) -> str:
     """Block characters for the last `width` finite values; non-finite values draw as `!`."""
     vals = list(values)[-width:]
     finite = [v for v in vals if math.isfinite(v)]
@@ -162,19 +219,31 @@ def render_dashboard(snap: DashboardSnapshot, *, spark_width: int = 40) -> Any:
     progress = f"step {snap.last_step if snap.last_step is not None else '-'}"
     if snap.planned_steps:
         progress += f"/{snap.planned_steps}"
-    head = Text.assemble((f"fgdiag watch  {snap.title}", "bold"), f"  {progress}  ",
-                         (snap.verdict.upper(), VERDICT_STYLE.get(snap.verdict, "")),
-                         f"  {snap.status}" if snap.status else "")
+    head = Text.assemble(
+        (f"fgdiag watch  {snap.title}", "bold"),
+        f"  {progress}  ",
+        (snap.verdict.upper(), VERDICT_STYLE.get(snap.verdict, "")),
+        f"  {snap.status}" if snap.status else "",
+    )
     parts: list[Any] = [head]
     if snap.trends:
         t = Table(title="losses", title_justify="left", expand=False, box=None, padding=(0, 1))
         for col in ("", "last", "trend", "chance ln K", "target"):
             t.add_column(col)
         for tr in snap.trends:
-            lo = min([v for v in tr.history if math.isfinite(v)] + ([tr.chance] if tr.chance else []), default=None)
-            hi = max([v for v in tr.history if math.isfinite(v)] + ([tr.chance] if tr.chance else []), default=None)
-            t.add_row(tr.label, _f(tr.value), sparkline(tr.history, spark_width, lo, hi),
-                      _f(tr.chance) if tr.chance is not None else "", tr.target or "")
+            lo = min(
+                [v for v in tr.history if math.isfinite(v)] + ([tr.chance] if tr.chance else []), default=None
+            )
+            hi = max(
+                [v for v in tr.history if math.isfinite(v)] + ([tr.chance] if tr.chance else []), default=None
+            )
+            t.add_row(
+                tr.label,
+                _f(tr.value),
+                sparkline(tr.history, spark_width, lo, hi),
+                _f(tr.chance) if tr.chance is not None else "",
+                tr.target or "",
+            )
         parts.append(t)
     side = Table(box=None, padding=(0, 1), title="scales / logits / memory bank", title_justify="left")
     for col in ("", "value"):
@@ -182,7 +251,10 @@ def render_dashboard(snap: DashboardSnapshot, *, spark_width: int = 40) -> Any:
     for head, raw, exp in snap.scales:
         side.add_row(f"logit_scale {head}", f"{_f(raw, '.6f')} (exp {_f(exp, '.2f')})")
     for head, lo, hi, std, cos in snap.logits:
-        side.add_row(f"logits {head}", f"[{_f(lo, '.2f')}, {_f(hi, '.2f')}] std {_f(std, '.3f')} cos_std {_f(cos, '.4f')}")
+        side.add_row(
+            f"logits {head}",
+            f"[{_f(lo, '.2f')}, {_f(hi, '.2f')}] std {_f(std, '.3f')} cos_std {_f(cos, '.4f')}",
+        )
     mb = snap.memory_bank
     if mb:
         state = "on" if mb.get("active") else "off"
@@ -191,8 +263,11 @@ def render_dashboard(snap: DashboardSnapshot, *, spark_width: int = 40) -> Any:
         k = f"  K={_f(mb.get('candidates'), '.0f')}" if "candidates" in mb else ""
         side.add_row("memory bank", f"{state}{fill}{at}{k}")
     if snap.optimizer:
-        side.add_row("optimizer", f"grad_norm {_f(snap.optimizer.get('grad_norm'), '.4g')}  "
-                                  f"lr {_f(snap.optimizer.get('lr'), '.2e')}")
+        side.add_row(
+            "optimizer",
+            f"grad_norm {_f(snap.optimizer.get('grad_norm'), '.4g')}  "
+            f"lr {_f(snap.optimizer.get('lr'), '.2e')}",
+        )
     if side.row_count:
         parts.append(side)
     if snap.events:
@@ -202,13 +277,22 @@ def render_dashboard(snap: DashboardSnapshot, *, spark_width: int = 40) -> Any:
         for col in ("code", "severity", "step", "message"):
             ft.add_column(col, overflow="fold")
         for f in snap.findings[-12:]:
-            ft.add_row(f.code, Text(f.severity.value, SEVERITY_STYLE.get(f.severity.value, "")),
-                       "" if f.step is None else str(f.step), f.message)
+            ft.add_row(
+                f.code,
+                Text(f.severity.value, SEVERITY_STYLE.get(f.severity.value, "")),
+                "" if f.step is None else str(f.step),
+                f.message,
+            )
         parts.append(ft)
     else:
         parts.append(Text("findings: none so far"))
     for note in snap.not_judged:
         parts.append(Text(note, style="dim"))
-    parts.append(Text(f"{snap.lines} lines, {snap.unparsed} not recognised, {snap.steps} logging steps; formats: "
-                      f"{', '.join(snap.formats) or '-'}", style="dim"))
+    parts.append(
+        Text(
+            f"{snap.lines} lines, {snap.unparsed} not recognised, {snap.steps} logging steps; formats: "
+            f"{', '.join(snap.formats) or '-'}",
+            style="dim",
+        )
+    )
     return Group(*parts)

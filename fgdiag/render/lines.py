@@ -22,8 +22,15 @@ from fgdiag import events as ev
 
 # head name in events.py -> label printed in the logit-scale line (the fork's spelling for the region head)
 HEAD_LABELS = {"global": "global", "region": "finegrained", "hardneg": "hardneg"}
-LABEL_HEADS = {"global": "global", "finegrained": "region", "finegraind": "region", "region": "region",
-               "hardneg": "hardneg", "hard_negative": "hardneg", "hard": "hardneg"}
+LABEL_HEADS = {
+    "global": "global",
+    "finegrained": "region",
+    "finegraind": "region",
+    "region": "region",
+    "hardneg": "hardneg",
+    "hard_negative": "hardneg",
+    "hard": "hardneg",
+}
 
 LOGIT_SCALE_RE = re.compile(r"logit_scale \((\w+)\): *([-+\w.]+)(?: *\(exp=([-+\w.]+)\))?")
 MB_ENABLED_RE = re.compile(r"\[Memory Bank\].*?@ training_step (\d+)(?: \(candidates (\d+) -> (\d+)\))?")
@@ -51,8 +58,9 @@ def format_logit_scale(head: str, raw: float) -> str:
     return f"logit_scale ({label}): {_num(raw, '.6f')} (exp={_num(scale, '.4f')})"
 
 
-def format_memory_bank_enabled(step: int, candidates_before: int | None = None,
-                               candidates_after: int | None = None) -> str:
+def format_memory_bank_enabled(
+    step: int, candidates_before: int | None = None, candidates_after: int | None = None
+) -> str:
     """`[Memory Bank] enabled @ training_step N (candidates 4 -> 132)`; N counts optimizer steps."""
     line = f"[Memory Bank] enabled @ training_step {int(step)}"
     if candidates_before is not None and candidates_after is not None:
@@ -62,9 +70,13 @@ def format_memory_bank_enabled(step: int, candidates_before: int | None = None,
 
 # --- the one-line per-logging-step summary -------------------------------------------------------------
 
+
 def _fmt_heads(metrics: Mapping[str, float | None], base: str, spec: str) -> str | None:
-    parts = [f"{h}={_num(metrics[f'{base}/{h}'], spec)}" for h in ev.HEADS
-             if metrics.get(f"{base}/{h}") is not None]
+    parts = [
+        f"{h}={_num(metrics[f'{base}/{h}'], spec)}"
+        for h in ev.HEADS
+        if metrics.get(f"{base}/{h}") is not None
+    ]
     return " ".join(parts) or None
 
 
@@ -95,8 +107,11 @@ def _fmt_regions(metrics: Mapping[str, float | None]) -> str | None:
 
 def _fmt_groups(metrics: Mapping[str, float | None]) -> str | None:
     prefix = ev.GRAD_NORM_GROUP + "/"
-    parts = [f"{name[len(prefix):]}={_num(v, '.4g')}" for name, v in metrics.items()
-             if name.startswith(prefix) and v is not None]
+    parts = [
+        f"{name[len(prefix) :]}={_num(v, '.4g')}"
+        for name, v in metrics.items()
+        if name.startswith(prefix) and v is not None
+    ]
     return " ".join(parts) or None
 
 
@@ -114,12 +129,14 @@ def _fmt_head_loss(head: str) -> Callable[[Mapping[str, float | None]], str | No
         if k is not None and math.isfinite(k) and k > 0:
             text += f" (K={_num(k, 'g')}, ln K={_num(math.log(k), '.4f')})"
         return text
+
     return fmt
 
 
 def _parse_heads(base: str) -> Callable[[str], dict[str, float]]:
     def parse(rest: str) -> dict[str, float]:
         return {f"{base}/{k}": float(v) for k, v in _KV_RE.findall(rest) if k in ev.HEADS}
+
     return parse
 
 
@@ -168,11 +185,14 @@ def _parse_head_loss(head: str) -> Callable[[str], dict[str, float]]:
             out[f"{ev.CANDIDATES}/{head}"] = k
             out[f"{ev.CHANCE}/{head}"] = math.log(k) if k > 0 else float("nan")
         return out
+
     return parse
 
 
 # keyword -> (formatter, parser), in print order
-SEGMENTS: dict[str, tuple[Callable[[Mapping[str, float | None]], str | None], Callable[[str], dict[str, float]]]] = {
+SEGMENTS: dict[
+    str, tuple[Callable[[Mapping[str, float | None]], str | None], Callable[[str], dict[str, float]]]
+] = {
     "loss": (_fmt_one(ev.LOSS, ".4f"), _parse_one(ev.LOSS)),
     **{head: (_fmt_head_loss(head), _parse_head_loss(head)) for head in ev.HEADS},
     "scale": (lambda m: _fmt_heads(m, ev.LOGIT_SCALE, ".6f"), _parse_heads(ev.LOGIT_SCALE)),

@@ -65,8 +65,16 @@ def _region_loss(ax: Any, runs: Mapping[str, Any], targets: Any) -> None:
             kx, ky = _xy(read, ev.head_metric(ev.CANDIDATES, "region"))
             cx, cy = kx, [math.log(k) if k > 1 else math.nan for k in ky]
         if cx:
-            ax.plot(cx, cy, color=_color(i), lw=1.0, ls="--", alpha=0.7, drawstyle="steps-post",
-                    label=_label(run, "chance ln K", many))
+            ax.plot(
+                cx,
+                cy,
+                color=_color(i),
+                lw=1.0,
+                ls="--",
+                alpha=0.7,
+                drawstyle="steps-post",
+                label=_label(run, "chance ln K", many),
+            )
         for e in read.events:
             if e.get("kind") == ev.EVENT_MB_ENABLED:
                 ax.axvline(e["step"], color=_color(i), lw=0.8, ls=":", alpha=0.8)
@@ -75,9 +83,16 @@ def _region_loss(ax: Any, runs: Mapping[str, Any], targets: Any) -> None:
     if profile is not None:  # checkpoints beyond the data would squash it; the report's table lists them
         for cp in profile.checkpoints:
             if cp.metric == ev.head_metric(ev.HEAD_LOSS, "region") and cp.step <= last * 1.1:
-                ax.plot([cp.step], [cp.threshold], marker="v" if cp.below else "^", color="black", ms=8, ls="none")
-                ax.annotate(f"{'<' if cp.below else '>'}{cp.threshold:g}@{cp.step}", (cp.step, cp.threshold),
-                            textcoords="offset points", xytext=(4, 6), fontsize=8)
+                ax.plot(
+                    [cp.step], [cp.threshold], marker="v" if cp.below else "^", color="black", ms=8, ls="none"
+                )
+                ax.annotate(
+                    f"{'<' if cp.below else '>'}{cp.threshold:g}@{cp.step}",
+                    (cp.step, cp.threshold),
+                    textcoords="offset points",
+                    xytext=(4, 6),
+                    fontsize=8,
+                )
     ax.set_ylabel("nats")
 
 
@@ -90,7 +105,14 @@ def _losses(ax: Any, runs: Mapping[str, Any], targets: Any) -> None:
         for head in ("global", "hardneg"):
             x, y = _xy(read, ev.head_metric(ev.HEAD_LOSS, head))
             if x:
-                ax.plot(x, y, color=_color(i), lw=1.0, ls=HEAD_STYLES[head], label=_label(run, f"{head} loss", many))
+                ax.plot(
+                    x,
+                    y,
+                    color=_color(i),
+                    lw=1.0,
+                    ls=HEAD_STYLES[head],
+                    label=_label(run, f"{head} loss", many),
+                )
     ax.set_ylabel("nats")
 
 
@@ -118,13 +140,29 @@ def _logit_ranges(ax: Any, runs: Mapping[str, Any], targets: Any) -> None:
             x2, hi = _xy(read, ev.head_metric(ev.LOGITS_MAX, head))
             if x1 and x1 == x2:
                 ax.fill_between(x1, lo, hi, color=_color(i), alpha=0.15 if head != "region" else 0.3, lw=0)
-                ax.plot(x1, hi, color=_color(i), ls=HEAD_STYLES[head], lw=0.8, label=_label(run, f"{head} max", many))
+                ax.plot(
+                    x1,
+                    hi,
+                    color=_color(i),
+                    ls=HEAD_STYLES[head],
+                    lw=0.8,
+                    label=_label(run, f"{head} max", many),
+                )
                 ax.plot(x1, lo, color=_color(i), ls=HEAD_STYLES[head], lw=0.8)
             xc, cs = _xy(read, ev.head_metric(ev.COS_STD, head))
             if xc:
                 twin = twin or ax.twinx()
-                twin.plot(xc, cs, color=_color(i), lw=1.0, ls="-", alpha=0.6, marker=".", ms=2,
-                          label=_label(run, f"{head} cos std", many))
+                twin.plot(
+                    xc,
+                    cs,
+                    color=_color(i),
+                    lw=1.0,
+                    ls="-",
+                    alpha=0.6,
+                    marker=".",
+                    ms=2,
+                    label=_label(run, f"{head} cos std", many),
+                )
     ax.set_ylabel("logit (min..max)")
     if twin is not None:
         twin.set_ylabel("cosine std")
@@ -137,15 +175,24 @@ def _memory_bank(ax: Any, runs: Mapping[str, Any], targets: Any) -> None:
     for i, (run, read) in enumerate(runs.items()):
         x, y = _xy(read, ev.MB_FILL)
         if x:
-            ax.plot(x, y, color=_color(i), lw=1.3, drawstyle="steps-post", label=_label(run, "bank fill", many))
+            ax.plot(
+                x, y, color=_color(i), lw=1.3, drawstyle="steps-post", label=_label(run, "bank fill", many)
+            )
         xs, ys = _xy(read, ev.MB_SIZE)
         if xs:
             ax.plot(xs, ys, color=_color(i), lw=0.8, ls=":", label=_label(run, "bank size", many))
         xk, yk = _xy(read, ev.head_metric(ev.CANDIDATES, "region"))
         if xk:
             twin = twin or ax.twinx()
-            twin.plot(xk, yk, color=_color(i), lw=1.0, ls="--", drawstyle="steps-post",
-                      label=_label(run, "K (region)", many))
+            twin.plot(
+                xk,
+                yk,
+                color=_color(i),
+                lw=1.0,
+                ls="--",
+                drawstyle="steps-post",
+                label=_label(run, "K (region)", many),
+            )
         for e in read.events:
             if e.get("kind") == ev.EVENT_MB_ENABLED:
                 ax.axvline(e["step"], color=_color(i), lw=0.8, ls=":")
@@ -161,22 +208,44 @@ def _grad_norms(ax: Any, runs: Mapping[str, Any], targets: Any) -> None:
         x, y = _xy(read, ev.GRAD_NORM)
         if x:
             ax.plot(x, y, color=_color(i), lw=1.4, label=_label(run, "total", many))
-        groups = sorted({n for row in read.rows.values() for n in row if n.startswith(ev.GRAD_NORM_GROUP + "/")})
+        groups = sorted(
+            {n for row in read.rows.values() for n in row if n.startswith(ev.GRAD_NORM_GROUP + "/")}
+        )
         for j, name in enumerate(groups):
             x, y = _xy(read, name)
-            ax.plot(x, y, color=_color(i), lw=0.9, ls=("--", ":", "-.")[j % 3], label=_label(run, name[15:], many))
+            ax.plot(
+                x, y, color=_color(i), lw=0.9, ls=("--", ":", "-.")[j % 3], label=_label(run, name[15:], many)
+            )
     ax.set_yscale("log")
     ax.set_ylabel("gradient norm")
 
 
 PANELS: tuple[Panel, ...] = (
-    Panel("region_loss", "Region loss, chance level ln K and targets",
-          (ev.head_metric(ev.HEAD_LOSS, "region"), "region_loss"), _region_loss),
+    Panel(
+        "region_loss",
+        "Region loss, chance level ln K and targets",
+        (ev.head_metric(ev.HEAD_LOSS, "region"), "region_loss"),
+        _region_loss,
+    ),
     Panel("losses", "Total and head losses", (ev.LOSS, ev.HEAD_LOSS + "/"), _losses),
-    Panel("logit_scales", "Logit scales (raw, log space)", (ev.LOGIT_SCALE + "/", ev.LOGIT_SCALE_EXP + "/"), _scales),
-    Panel("logit_ranges", "Logit ranges and cosine spread", (ev.LOGITS_MIN + "/", ev.COS_STD + "/"), _logit_ranges),
-    Panel("memory_bank", "Memory bank fill and candidates K", (ev.MB_FILL, ev.head_metric(ev.CANDIDATES, "region")),
-          _memory_bank),
+    Panel(
+        "logit_scales",
+        "Logit scales (raw, log space)",
+        (ev.LOGIT_SCALE + "/", ev.LOGIT_SCALE_EXP + "/"),
+        _scales,
+    ),
+    Panel(
+        "logit_ranges",
+        "Logit ranges and cosine spread",
+        (ev.LOGITS_MIN + "/", ev.COS_STD + "/"),
+        _logit_ranges,
+    ),
+    Panel(
+        "memory_bank",
+        "Memory bank fill and candidates K",
+        (ev.MB_FILL, ev.head_metric(ev.CANDIDATES, "region")),
+        _memory_bank,
+    ),
     Panel("grad_norms", "Gradient norms by group", (ev.GRAD_NORM, ev.GRAD_NORM_GROUP + "/"), _grad_norms),
 )
 

@@ -34,10 +34,15 @@ def _runs(runs: Any) -> dict[str, Any]:
 def _run_facts(name: str, read: Any) -> list[tuple[str, str]]:
     last = max(read.rows) if read.rows else None
     crash = crash_events(read.events)
-    facts = [("run", name), ("source", read.path), ("formats", ", ".join(read.formats) or "-"),
-             ("logging steps", str(len(read.rows))), ("last step", str(last)),
-             ("verdict", verdict(read.rows, read.events, read.findings)),
-             ("lines", f"{read.lines} ({read.unparsed} not recognised)")]
+    facts = [
+        ("run", name),
+        ("source", read.path),
+        ("formats", ", ".join(read.formats) or "-"),
+        ("logging steps", str(len(read.rows))),
+        ("last step", str(last)),
+        ("verdict", verdict(read.rows, read.events, read.findings)),
+        ("lines", f"{read.lines} ({read.unparsed} not recognised)"),
+    ]
     if crash:
         facts.append(("crashed", f"step {crash[0].get('step')}: {crash[0].get('message', '')[:200]}"))
     return facts
@@ -49,20 +54,49 @@ def _sections(runs: Mapping[str, Any]) -> list[tuple[str, list[str], list[list[s
     for name, read in runs.items():
         prefix = f"{name}: " if len(runs) > 1 else ""
         out.append((f"{prefix}run", ["", ""], [list(f) for f in _run_facts(name, read)]))
-        out.append((f"{prefix}findings", ["code", "severity", "step", "message", "fix"],
-                    [[f.code, f.severity.value, "" if f.step is None else str(f.step), f.message, f.help]
-                     for f in read.findings] or [["-", "-", "-", "no findings", "-"]]))
+        out.append(
+            (
+                f"{prefix}findings",
+                ["code", "severity", "step", "message", "fix"],
+                [
+                    [f.code, f.severity.value, "" if f.step is None else str(f.step), f.message, f.help]
+                    for f in read.findings
+                ]
+                or [["-", "-", "-", "no findings", "-"]],
+            )
+        )
         if read.targets is not None:
             table = target_table(read.targets, read.target_results, max(read.rows) if read.rows else None)
-            out.append((f"{prefix}targets ({read.targets.name})", ["target", "value", "status"],
-                        [[t["target"], "-" if t["value"] is None else f"{t['value']:.4f}", t["status"]]
-                         for t in table]))
+            out.append(
+                (
+                    f"{prefix}targets ({read.targets.name})",
+                    ["target", "value", "status"],
+                    [
+                        [t["target"], "-" if t["value"] is None else f"{t['value']:.4f}", t["status"]]
+                        for t in table
+                    ],
+                )
+            )
         if read.not_judged:
-            out.append((f"{prefix}not judged", ["code", "reason"], [[n["code"], n["reason"]] for n in read.not_judged]))
+            out.append(
+                (
+                    f"{prefix}not judged",
+                    ["code", "reason"],
+                    [[n["code"], n["reason"]] for n in read.not_judged],
+                )
+            )
         notable = [e for e in read.events if e.get("kind") != "memory_bank_full"]
         if notable:
-            out.append((f"{prefix}events", ["step", "kind", "message"],
-                        [[str(e.get("step")), str(e.get("kind")), str(e.get("message", ""))[:200]] for e in notable[:50]]))
+            out.append(
+                (
+                    f"{prefix}events",
+                    ["step", "kind", "message"],
+                    [
+                        [str(e.get("step")), str(e.get("kind")), str(e.get("message", ""))[:200]]
+                        for e in notable[:50]
+                    ],
+                )
+            )
     return out
 
 
@@ -95,19 +129,31 @@ def _html(title: str, sections: list, images: Sequence[tuple[str, Path]], skippe
         body.append("</table>")
     body.append("<h2>plots</h2>")
     for caption, path in images:
-        body.append(f'<figure><img src="{e(path.name)}" alt="{e(caption)}"><figcaption>{e(caption)}</figcaption>'
-                    "</figure>")
+        body.append(
+            f'<figure><img src="{e(path.name)}" alt="{e(caption)}"><figcaption>{e(caption)}</figcaption>'
+            "</figure>"
+        )
     if skipped:
         body.append("<ul>" + "".join(f"<li>skipped {e(n)}</li>" for n in skipped) + "</ul>")
-    style = ("body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:2px 6px;text-align:left;vertical-align:top}"
-             "tr.error td{background:#fdd}tr.warning td{background:#ffd}img{max-width:100%}")
-    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{e(title)}</title><style>{style}</style>"
-            f"</head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+    style = (
+        "body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:2px 6px;text-align:left;vertical-align:top}"
+        "tr.error td{background:#fdd}tr.warning td{background:#ffd}img{max-width:100%}"
+    )
+    return (
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{e(title)}</title><style>{style}</style>'
+        f"</head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
 
 
-def write_report(runs: Any, out_dir: str | Path, *, title: str | None = None, targets: Any = None,
-                 panels: Sequence[str] | None = None) -> ReportResult:
+def write_report(
+    runs: Any,
+    out_dir: str | Path,
+    *,
+    title: str | None = None,
+    targets: Any = None,
+    panels: Sequence[str] | None = None,
+) -> ReportResult:
     """Write PNG panels, report.md and report.html into out_dir (created). `runs`: a LogRead or a mapping
     name -> LogRead; `panels`: names to draw (default all that the data allows)."""
     runs = _runs(runs)

@@ -50,7 +50,9 @@ def last_values(rows: Mapping[int, Mapping[str, float | None]]) -> dict[str, flo
     return dict(sorted(out.items()))
 
 
-def target_table(targets: Any, results: list[Mapping[str, Any]], last_step: int | None) -> list[dict[str, Any]]:
+def target_table(
+    targets: Any, results: list[Mapping[str, Any]], last_step: int | None
+) -> list[dict[str, Any]]:
     """Each checkpoint of the profile with its status: passed, missed, or pending (the log ends before it)."""
     if targets is None:
         return []
@@ -60,9 +62,17 @@ def target_table(targets: Any, results: list[Mapping[str, Any]], last_step: int 
         status = "pending" if hit is None else ("passed" if hit["passed"] else "missed")
         if hit is None and last_step is not None and last_step >= cp.step:
             status = "not judged"
-        table.append({"metric": cp.metric, "step": cp.step, "threshold": cp.threshold, "below": cp.below,
-                      "target": cp.describe(), "value": None if hit is None else _json_number(hit["value"]),
-                      "status": status})
+        table.append(
+            {
+                "metric": cp.metric,
+                "step": cp.step,
+                "threshold": cp.threshold,
+                "below": cp.below,
+                "target": cp.describe(),
+                "value": None if hit is None else _json_number(hit["value"]),
+                "status": status,
+            }
+        )
     return table
 
 
@@ -80,17 +90,37 @@ def summary_dict(read: Any) -> dict[str, Any]:
         "steps": len(rows),
         "last_step": last,
         "planned_steps": read.run_info.get("planned_steps"),
-        "metrics": ({k: _json_number(v) for k, v in sorted(read.latest.items())} if getattr(read, "latest", None)
-                    else last_values(rows)),
-        "findings": [{"code": f.code, "severity": f.severity.value, "step": f.step, "message": f.message,
-                      "location": f.location, "help": f.help} for f in read.findings],
+        "metrics": (
+            {k: _json_number(v) for k, v in sorted(read.latest.items())}
+            if getattr(read, "latest", None)
+            else last_values(rows)
+        ),
+        "findings": [
+            {
+                "code": f.code,
+                "severity": f.severity.value,
+                "step": f.step,
+                "message": f.message,
+                "location": f.location,
+                "help": f.help,
+            }
+            for f in read.findings
+        ],
         "not_judged": list(read.not_judged),
         "notes": list(getattr(read, "notes", [])),
-        "events": [{"step": e.get("step"), "kind": e.get("kind"), "message": e.get("message", "")}
-                   for e in read.events],
-        "crashed": None if not crashes else {"step": crashes[0].get("step"), "message": crashes[0].get("message")},
-        "targets": None if read.targets is None else {
-            "name": read.targets.name, "checkpoints": target_table(read.targets, read.target_results, last)},
+        "events": [
+            {"step": e.get("step"), "kind": e.get("kind"), "message": e.get("message", "")}
+            for e in read.events
+        ],
+        "crashed": None
+        if not crashes
+        else {"step": crashes[0].get("step"), "message": crashes[0].get("message")},
+        "targets": None
+        if read.targets is None
+        else {
+            "name": read.targets.name,
+            "checkpoints": target_table(read.targets, read.target_results, last),
+        },
         "verdict": verdict(rows, read.events, read.findings),
         "exit_code": exit_code(read.findings),
     }

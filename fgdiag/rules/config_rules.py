@@ -24,7 +24,11 @@ CLAMP_TOLERANCE = 1e-3  # 4.6052 (ln 100 to 4 decimals) must not count as "above
 LATE_ACTIVATION = 0.8  # a bank switching on after 80 % of the run trains most steps without its negatives
 QUEUE_DATA_SHARE = 0.05
 HEAD_LR_RATIO = 10.0
-LABELS = {"logit_scale": "global", "logit_scale_finegrained": "region", "logit_scale_hardneg": "hard-negative"}
+LABELS = {
+    "logit_scale": "global",
+    "logit_scale_finegrained": "region",
+    "logit_scale_hardneg": "hard-negative",
+}
 
 
 def _exp(raw: float) -> str:
@@ -57,11 +61,15 @@ def head_scale_rules(s: Settings) -> list[Finding]:
             continue
         why = "CLIP's from-scratch ln(1/0.07)" if at_init else f"{abs(value - ref):.2f} apart in log space"
         why += f"; {field.origin}" if field.default else ""
-        out.append(registry.get("FGD101").finding(
-            f"{LABELS[head]} logit scale initialised at {value:.5g} ({_exp(value)}; {why}) while "
-            f"fine-tuning from {origin} whose logit_scale is {ref:.5g} ({_exp(ref)}; {src.origin}): its logits span "
-            f"only +-{math.exp(value):.3g} against +-{math.exp(ref):.3g} for the global head",
-            location=field.location, evidence={"head": head, "init": value, "source_scale": ref}))
+        out.append(
+            registry.get("FGD101").finding(
+                f"{LABELS[head]} logit scale initialised at {value:.5g} ({_exp(value)}; {why}) while "
+                f"fine-tuning from {origin} whose logit_scale is {ref:.5g} ({_exp(ref)}; {src.origin}): its logits span "
+                f"only +-{math.exp(value):.3g} against +-{math.exp(ref):.3g} for the global head",
+                location=field.location,
+                evidence={"head": head, "init": value, "source_scale": ref},
+            )
+        )
     return out
 
 
@@ -72,19 +80,28 @@ def clamp_rules(s: Settings) -> list[Finding]:
     if clamp is None:
         return []
     if clamp.value is None:
-        return [rule.finding(f"no clamp on the logit scales ({clamp.origin}): exp(scale) can pass 100 and "
-                             "destabilise training", location=clamp.location)]
+        return [
+            rule.finding(
+                f"no clamp on the logit scales ({clamp.origin}): exp(scale) can pass 100 and "
+                "destabilise training",
+                location=clamp.location,
+            )
+        ]
     limit = as_float(clamp)
     if limit is None:
         return []
     out = []
     for label, field, value in _scales(s):
         if value > limit + CLAMP_TOLERANCE:
-            out.append(rule.finding(
-                f"{label} logit scale starts at {value:.5g} ({field.origin}), above the clamp logit_scale_max = "
-                f"{limit:.5g} ({clamp.origin}): the first clamp cuts it and the configured value never holds",
-                location=field.location, severity=Severity.ERROR,
-                evidence={"head": label, "init": value, "clamp": limit}))
+            out.append(
+                rule.finding(
+                    f"{label} logit scale starts at {value:.5g} ({field.origin}), above the clamp logit_scale_max = "
+                    f"{limit:.5g} ({clamp.origin}): the first clamp cuts it and the configured value never holds",
+                    location=field.location,
+                    severity=Severity.ERROR,
+                    evidence={"head": label, "init": value, "clamp": limit},
+                )
+            )
     return out
 
 
@@ -93,11 +110,20 @@ def optimizer_scale_rules(s: Settings) -> list[Finding]:
     rule = registry.get("FGD103")
     out = []
     if s.decayed is not None:
-        out.append(rule.finding(f"logit scales decayed: {s.decayed.value}; decoupled decay pulls the raw scale "
-                                "towards 0 (temperature 1)", location=s.decayed.location))
+        out.append(
+            rule.finding(
+                f"logit scales decayed: {s.decayed.value}; decoupled decay pulls the raw scale "
+                "towards 0 (temperature 1)",
+                location=s.decayed.location,
+            )
+        )
     if s.frozen is not None:
-        out.append(rule.finding(f"logit scales frozen or missing from the optimizer: {s.frozen.value}",
-                                location=s.frozen.location))
+        out.append(
+            rule.finding(
+                f"logit scales frozen or missing from the optimizer: {s.frozen.value}",
+                location=s.frozen.location,
+            )
+        )
     return out
 
 
@@ -113,9 +139,14 @@ def precision_rules(s: Settings) -> list[Finding]:
     if not high:
         return []
     shown = ", ".join(f"{label} {value:.4g}" for label, value in high)
-    return [registry.get("FGD701").finding(
-        f"fp16 with logit scale 100 ({shown}): fp16 similarity logits overflow (max 65504 = e^11.09) and "
-        "FG-CLIP is known to give NaN under fp16", location=fp16.location, evidence={"scales": dict(high)})]
+    return [
+        registry.get("FGD701").finding(
+            f"fp16 with logit scale 100 ({shown}): fp16 similarity logits overflow (max 65504 = e^11.09) and "
+            "FG-CLIP is known to give NaN under fp16",
+            location=fp16.location,
+            evidence={"scales": dict(high)},
+        )
+    ]
 
 
 def bank_rules(s: Settings, plan: Plan, notes: list[str]) -> list[Finding]:
@@ -123,34 +154,56 @@ def bank_rules(s: Settings, plan: Plan, notes: list[str]) -> list[Finding]:
     if not plan.memory_bank_size or plan.memory_bank_activation_step is None or s.warmup is None:
         return []
     out = []
-    start, accum, total = plan.memory_bank_activation_step, plan.gradient_accumulation_steps, plan.planned_optimizer_steps
+    start, accum, total = (
+        plan.memory_bank_activation_step,
+        plan.gradient_accumulation_steps,
+        plan.planned_optimizer_steps,
+    )
     if s.warmup_unit == "forward":
-        out.append(registry.get("FGD202").finding(
-            f"memory-bank warm-up of {plan.memory_bank_warmup:g} forward passes ({s.warmup.origin}): with "
-            f"gradient_accumulation_steps = {accum} the bank activates at optimizer step {start:g}, not "
-            f"{plan.memory_bank_warmup:g}", location=s.warmup.location,
-            evidence={"forward_passes": plan.memory_bank_warmup, "optimizer_step": start}))
+        out.append(
+            registry.get("FGD202").finding(
+                f"memory-bank warm-up of {plan.memory_bank_warmup:g} forward passes ({s.warmup.origin}): with "
+                f"gradient_accumulation_steps = {accum} the bank activates at optimizer step {start:g}, not "
+                f"{plan.memory_bank_warmup:g}",
+                location=s.warmup.location,
+                evidence={"forward_passes": plan.memory_bank_warmup, "optimizer_step": start},
+            )
+        )
     rule = registry.get("FGD201")
     if total is None:
-        notes.append("planned optimizer steps unknown (no max_steps, and no readable data_path or num_train_samples)"
-                     ": set one of them to check when the memory bank activates (FGD201)")
+        notes.append(
+            "planned optimizer steps unknown (no max_steps, and no readable data_path or num_train_samples)"
+            ": set one of them to check when the memory bank activates (FGD201)"
+        )
     elif start >= total:
-        out.append(rule.finding(
-            f"memory bank never activates: its warm-up ends at optimizer step {start:g} but the run plans {total} "
-            f"optimizer steps; the region loss trains against in-batch negatives only", location=s.warmup.location,
-            evidence={"activation_step": start, "planned_steps": total}))
+        out.append(
+            rule.finding(
+                f"memory bank never activates: its warm-up ends at optimizer step {start:g} but the run plans {total} "
+                f"optimizer steps; the region loss trains against in-batch negatives only",
+                location=s.warmup.location,
+                evidence={"activation_step": start, "planned_steps": total},
+            )
+        )
         return out
     elif start > LATE_ACTIVATION * total:
-        out.append(rule.finding(
-            f"memory bank activates at optimizer step {start:g}, in the last {100 * (1 - start / total):.0f} % of "
-            f"the {total}-step run", location=s.warmup.location,
-            evidence={"activation_step": start, "planned_steps": total}))
+        out.append(
+            rule.finding(
+                f"memory bank activates at optimizer step {start:g}, in the last {100 * (1 - start / total):.0f} % of "
+                f"the {total}-step run",
+                location=s.warmup.location,
+                evidence={"activation_step": start, "planned_steps": total},
+            )
+        )
         return out
     if s.bank_active_by is not None and start > s.bank_active_by[0]:
-        out.append(rule.finding(
-            f"memory bank activates at optimizer step {start:g}, after step {s.bank_active_by[0]} by which the "
-            f"target profile {s.bank_active_by[1]} expects it", location=s.warmup.location,
-            evidence={"activation_step": start, "active_by": s.bank_active_by[0]}))
+        out.append(
+            rule.finding(
+                f"memory bank activates at optimizer step {start:g}, after step {s.bank_active_by[0]} by which the "
+                f"target profile {s.bank_active_by[1]} expects it",
+                location=s.warmup.location,
+                evidence={"activation_step": start, "active_by": s.bank_active_by[0]},
+            )
+        )
     return out
 
 
@@ -161,16 +214,25 @@ def queue_rules(s: Settings, plan: Plan, regions_in_data: int | None) -> list[Fi
     where = s.bank_size.location if s.bank_size is not None else s.anchor
     out = []
     if k and k <= plan.regions_per_optimizer_step:
-        out.append(rule.finding(
-            f"memory bank of {k} entries <= {plan.regions_per_optimizer_step} regions per optimizer step (batch "
-            f"{plan.per_device_train_batch_size} x {s.boxes_per_sample} boxes x accumulation "
-            f"{plan.gradient_accumulation_steps} x world {plan.world_size}): the queue is overwritten every step and "
-            "adds no older negatives", location=where, evidence={"queue": k}))
+        out.append(
+            rule.finding(
+                f"memory bank of {k} entries <= {plan.regions_per_optimizer_step} regions per optimizer step (batch "
+                f"{plan.per_device_train_batch_size} x {s.boxes_per_sample} boxes x accumulation "
+                f"{plan.gradient_accumulation_steps} x world {plan.world_size}): the queue is overwritten every step and "
+                "adds no older negatives",
+                location=where,
+                evidence={"queue": k},
+            )
+        )
     if k and regions_in_data and k > QUEUE_DATA_SHARE * regions_in_data:
-        out.append(rule.finding(
-            f"memory bank of {k} entries is {100 * k / regions_in_data:.0f} % of the ~{regions_in_data} regions in "
-            "the data: the queue keeps copies of the positives' own regions and captions as negatives",
-            location=where, evidence={"queue": k, "regions": regions_in_data}))
+        out.append(
+            rule.finding(
+                f"memory bank of {k} entries is {100 * k / regions_in_data:.0f} % of the ~{regions_in_data} regions in "
+                "the data: the queue keeps copies of the positives' own regions and captions as negatives",
+                location=where,
+                evidence={"queue": k, "regions": regions_in_data},
+            )
+        )
     region = s.heads.get("logit_scale_finegrained")
     raw = as_float(region) if region is not None else None
     if raw is not None and s.clamp is not None and s.clamp.value is not None:
@@ -181,13 +243,21 @@ def queue_rules(s: Settings, plan: Plan, regions_in_data: int | None) -> list[Fi
         chance = math.log(candidates) if candidates > 1 else 0.0
         at = f" at step {step}" if step is not None else ""
         if raw is not None and target < (floor := loss_floor(candidates, math.exp(raw))):
-            out.append(rule.finding(
-                f"region-loss target {target:g}{at} is below the floor {floor:.3f} that scale {raw:.4g} "
-                f"({_exp(raw)}) allows with {candidates} candidates (ln(1 + (K-1) e^(-2s)))", location=location))
+            out.append(
+                rule.finding(
+                    f"region-loss target {target:g}{at} is below the floor {floor:.3f} that scale {raw:.4g} "
+                    f"({_exp(raw)}) allows with {candidates} candidates (ln(1 + (K-1) e^(-2s)))",
+                    location=location,
+                )
+            )
         elif target >= chance:
-            out.append(rule.finding(
-                f"region-loss target {target:g}{at} is at or above chance ln {candidates} = {chance:.3f}: a model "
-                "that learned nothing meets it", location=location))
+            out.append(
+                rule.finding(
+                    f"region-loss target {target:g}{at} is at or above chance ln {candidates} = {chance:.3f}: a model "
+                    "that learned nothing meets it",
+                    location=location,
+                )
+            )
     return out
 
 
@@ -204,28 +274,44 @@ def lr_rules(s: Settings) -> list[Finding]:
     head_lr = as_float(head) if head is not None else None
     out = []
     if s.dialect != "fgclip":
-        out.append(rule.finding(
-            f"new heads ({heads}) train at the towers' learning rate {lr_text}: the {s.dialect} trainer has no head "
-            "learning rate (text_model_lr only splits off text_model.*)", location=lr_field.location))
+        out.append(
+            rule.finding(
+                f"new heads ({heads}) train at the towers' learning rate {lr_text}: the {s.dialect} trainer has no head "
+                "learning rate (text_model_lr only splits off text_model.*)",
+                location=lr_field.location,
+            )
+        )
     elif head_lr is None or head_lr == lr:
-        out.append(rule.finding(
-            f"new heads ({heads}) train at the towers' learning rate {lr_text} "
-            f"({'head_learning_rate not set' if head is None else 'head_learning_rate equals learning_rate'})",
-            location=(head or lr_field).location))
+        out.append(
+            rule.finding(
+                f"new heads ({heads}) train at the towers' learning rate {lr_text} "
+                f"({'head_learning_rate not set' if head is None else 'head_learning_rate equals learning_rate'})",
+                location=(head or lr_field).location,
+            )
+        )
     elif lr and head_lr >= HEAD_LR_RATIO * lr:
-        out.append(rule.finding(
-            f"head_learning_rate {head_lr:g} is {head_lr / lr:.0f}x the towers' {lr:g}: a randomly initialised head "
-            "at that rate can blow up the first steps", location=head.location))  # type: ignore[union-attr]
+        out.append(
+            rule.finding(
+                f"head_learning_rate {head_lr:g} is {head_lr / lr:.0f}x the towers' {lr:g}: a randomly initialised head "
+                "at that rate can blow up the first steps",
+                location=head.location,
+            )
+        )  # type: ignore[union-attr]
     clip = s.fields["max_grad_norm"]
     if not (as_float(clip) or 0.0) > 0:
-        out.append(rule.finding(
-            f"no gradient clipping ({clip.why or clip.origin}: max_grad_norm {clip.value}) while new heads ({heads}) "
-            "start from random weights", location=clip.location))
+        out.append(
+            rule.finding(
+                f"no gradient clipping ({clip.why or clip.origin}: max_grad_norm {clip.value}) while new heads ({heads}) "
+                "start from random weights",
+                location=clip.location,
+            )
+        )
     return out
 
 
-def data_rules(report: dict[str, Any], s: Settings | None, plan: Plan | None, max_invalid_ratio: float,
-               location: str) -> list[Finding]:
+def data_rules(
+    report: dict[str, Any], s: Settings | None, plan: Plan | None, max_invalid_ratio: float, location: str
+) -> list[Finding]:
     """FGD301 (invalid boxes above the threshold) and FGD302 (captions repeated enough to be false negatives).
 
     A caption repeated c times among N is a false negative for a query holding it whenever a copy lands among
@@ -236,14 +322,22 @@ def data_rules(report: dict[str, Any], s: Settings | None, plan: Plan | None, ma
     invalid, boxes, ratio = invalid_counts(report)
     if ratio is not None and ratio > max_invalid_ratio:
         counts = f"{invalid} of {boxes} boxes, " if invalid is not None and boxes else ""
-        out.append(registry.get("FGD301").finding(
-            f"invalid boxes: {counts}{100 * ratio:.1f} % (threshold {100 * max_invalid_ratio:.1f} %, "
-            "--max-invalid-ratio); fgdiag data-audit lists them", location=location,
-            evidence={"invalid_ratio": ratio, "invalid": invalid, "boxes": boxes}))
+        out.append(
+            registry.get("FGD301").finding(
+                f"invalid boxes: {counts}{100 * ratio:.1f} % (threshold {100 * max_invalid_ratio:.1f} %, "
+                "--max-invalid-ratio); fgdiag data-audit lists them",
+                location=location,
+                evidence={"invalid_ratio": ratio, "invalid": invalid, "boxes": boxes},
+            )
+        )
     region_k = (plan.regions_per_forward + (plan.memory_bank_candidates or 0)) if plan else 8
     global_k = plan.per_device_train_batch_size * plan.world_size if plan else 8
-    mask = s is not None and s.dialect == "fgclip" and as_bool(
-        s.values.get("memory_bank_mask_duplicates") or Field("memory_bank_mask_duplicates", True)) is True
+    mask = (
+        s is not None
+        and s.dialect == "fgclip"
+        and as_bool(s.values.get("memory_bank_mask_duplicates") or Field("memory_bank_mask_duplicates", True))
+        is True
+    )
     for group, total, repeats in repeated_captions(report):
         candidates = global_k if group == "global" else region_k
         if total < 2 or candidates < 2:
@@ -253,9 +347,15 @@ def data_rules(report: dict[str, Any], s: Settings | None, plan: Plan | None, ma
         if not flagged:
             continue
         caption, count, expected = flagged[0]
-        masked = " (the queue masks equal captions; in-batch copies stay)" if mask and group != "global" else ""
-        out.append(registry.get("FGD302").finding(
-            f"{len(flagged)} {group} caption(s) repeated enough to be false negatives; worst {caption!r} x{count} of "
-            f"{total}: ~{expected:.2f} copies among the {candidates - 1} negatives of each query holding it{masked}",
-            location=location, evidence={"group": group, "captions": [[c, n] for c, n, _ in flagged[:10]]}))
+        masked = (
+            " (the queue masks equal captions; in-batch copies stay)" if mask and group != "global" else ""
+        )
+        out.append(
+            registry.get("FGD302").finding(
+                f"{len(flagged)} {group} caption(s) repeated enough to be false negatives; worst {caption!r} x{count} of "
+                f"{total}: ~{expected:.2f} copies among the {candidates - 1} negatives of each query holding it{masked}",
+                location=location,
+                evidence={"group": group, "captions": [[c, n] for c, n, _ in flagged[:10]]},
+            )
+        )
     return out

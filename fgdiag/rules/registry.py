@@ -42,8 +42,15 @@ class Rule:
     def family(self) -> str:
         return FAMILIES[self.code[3]]
 
-    def finding(self, message: str, *, location: str = "", step: int | None = None,
-                severity: Severity | None = None, evidence: dict | None = None) -> Finding:
+    def finding(
+        self,
+        message: str,
+        *,
+        location: str = "",
+        step: int | None = None,
+        severity: Severity | None = None,
+        evidence: dict | None = None,
+    ) -> Finding:
         """Build a Finding of this rule with its fix as help."""
         return Finding(
             code=self.code,
@@ -66,8 +73,9 @@ class Rule:
 RULES: dict[str, Rule] = {}
 
 
-def register(code: str, name: str, severity: Severity | str, *, what: str, why: str, example: str,
-             fix: str) -> Rule:
+def register(
+    code: str, name: str, severity: Severity | str, *, what: str, why: str, example: str, fix: str
+) -> Rule:
     """Add a rule to the table; reject malformed or duplicate codes and empty doc sections."""
     if not CODE_PATTERN.match(code):
         raise ValueError(f"rule code {code!r} does not match FGD + three digits with family 1-8")
@@ -96,8 +104,9 @@ def load_all() -> dict[str, Rule]:
     return RULES
 
 
-def select(findings: list[Finding], select: list[str] | None = None,
-           ignore: list[str] | None = None) -> list[Finding]:
+def select(
+    findings: list[Finding], select: list[str] | None = None, ignore: list[str] | None = None
+) -> list[Finding]:
     """Filter findings by code prefixes (`FGD1`, `FGD201`), like ruff's --select/--ignore."""
 
     def match(code: str, prefixes: list[str]) -> bool:

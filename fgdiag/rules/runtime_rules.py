@@ -22,13 +22,35 @@ from fgdiag.rules import registry
 
 LN_100 = math.log(100.0)
 CLIP_INIT = 2.6592  # ln(1/0.07), CLIP's from-scratch init
-RUNTIME_CODES = ("FGD101", "FGD102", "FGD103", "FGD201", "FGD301", "FGD302", "FGD501", "FGD601", "FGD602", "FGD603",
-                 "FGD604", "FGD701")
+RUNTIME_CODES = (
+    "FGD101",
+    "FGD102",
+    "FGD103",
+    "FGD201",
+    "FGD301",
+    "FGD302",
+    "FGD501",
+    "FGD601",
+    "FGD602",
+    "FGD603",
+    "FGD604",
+    "FGD701",
+)
 REGION_LOSS = ev.head_metric(ev.HEAD_LOSS, "region")
 NONFINITE_WATCH = (ev.LOSS, *ev.LOSS_PARTS, ev.GRAD_NORM)
 SERIES_NAMES = frozenset((ev.LOSS, *ev.LOSS_PARTS, "region_loss", ev.GRAD_NORM, ev.LEARNING_RATE))
-SERIES_PREFIXES = tuple(f"{base}/" for base in (ev.HEAD_LOSS, ev.LOGIT_SCALE, ev.LOGIT_SCALE_EXP, ev.COS_STD,
-                                                 ev.LOGITS_STD, ev.GRAD_NORM_GROUP, "regions"))
+SERIES_PREFIXES = tuple(
+    f"{base}/"
+    for base in (
+        ev.HEAD_LOSS,
+        ev.LOGIT_SCALE,
+        ev.LOGIT_SCALE_EXP,
+        ev.COS_STD,
+        ev.LOGITS_STD,
+        ev.GRAD_NORM_GROUP,
+        "regions",
+    )
+)
 HEAD_NAMES = {base: tuple((h, ev.head_metric(base, h)) for h in ev.HEADS) for base in ev.PER_HEAD}
 COLLAPSE_NAMES = tuple((h, b, ev.head_metric(b, h)) for h in ev.HEADS for b in (ev.COS_STD, ev.LOGITS_STD))
 
@@ -119,8 +141,9 @@ class RuleEngine:
     planned_steps, warmup_steps (lr), memory_bank_size, memory_bank_warmup_steps, logit_scale_max,
     candidates (K when the log has none), region_loss_weight, logging_steps."""
 
-    def __init__(self, run_info: Mapping[str, Any] | None = None, targets: Any = None,
-                 params: RuleParams | None = None):
+    def __init__(
+        self, run_info: Mapping[str, Any] | None = None, targets: Any = None, params: RuleParams | None = None
+    ):
         self.run_info: dict[str, Any] = dict(run_info or {})
         self.targets = targets
         self.params = params or RuleParams()
@@ -180,10 +203,19 @@ class RuleEngine:
                 self._open[key] = state
         return False
 
-    def _emit(self, out: list[Finding], code: str, message: str, step: int, *,
-              severity: Severity | None = None, evidence: dict | None = None) -> None:
-        finding = registry.get(code).finding(message, location=f"step {step}", step=step, severity=severity,
-                                             evidence=evidence)
+    def _emit(
+        self,
+        out: list[Finding],
+        code: str,
+        message: str,
+        step: int,
+        *,
+        severity: Severity | None = None,
+        evidence: dict | None = None,
+    ) -> None:
+        finding = registry.get(code).finding(
+            message, location=f"step {step}", step=step, severity=severity, evidence=evidence
+        )
         self.findings.append(finding)
         out.append(finding)
 
@@ -274,7 +306,11 @@ class RuleEngine:
         self._heavy = self._npoints - self._last_heavy >= stride
         if self._heavy:
             self._last_heavy = self._npoints
-        if metrics.get(ev.MB_SIZE) or metrics.get(ev.MB_ACTIVE) is not None or metrics.get(ev.MB_FILL) is not None:
+        if (
+            metrics.get(ev.MB_SIZE)
+            or metrics.get(ev.MB_ACTIVE) is not None
+            or metrics.get(ev.MB_FILL) is not None
+        ):
             self._mb_seen = True
         active = metrics.get(ev.MB_ACTIVE)
         if _finite(active) and self._mb_active_step is None:
@@ -289,10 +325,19 @@ class RuleEngine:
             else:
                 self._mb_off_step = step
         out: list[Finding] = []
-        for check in (self._nonfinite, self._scales_init, self._scales_clamp, self._scales_frozen,
-                      self._memory_bank, self._regions, self._gradients, self._chance, self._false_negatives,
-                      self._collapse,
-                      self._targets):
+        for check in (
+            self._nonfinite,
+            self._scales_init,
+            self._scales_clamp,
+            self._scales_frozen,
+            self._memory_bank,
+            self._regions,
+            self._gradients,
+            self._chance,
+            self._false_negatives,
+            self._collapse,
+            self._targets,
+        ):
             check(step, metrics, out)
         return out
 
@@ -312,15 +357,23 @@ class RuleEngine:
             for i, cp in enumerate(self.targets.checkpoints):
                 if i not in self._targets_done and cp.step > step:
                     self._extra_not_judged[f"FGD604@{cp.step}:{cp.metric}"] = (
-                        f"FGD604: target {cp.describe()} not judged: the log ends at step {step}")
+                        f"FGD604: target {cp.describe()} not judged: the log ends at step {step}"
+                    )
         return out
 
     def not_judged(self) -> list[dict[str, str]]:
         """Rules that could not be judged on this log, each with the reason (what to pass to fix it)."""
-        out = [{"code": code, "reason": self._why_not.get(code, f"{code}: not judged: the log has no metric it "
-                                                                 "needs")}
-               for code in RUNTIME_CODES if code not in self._judged and code in self._why_not]
-        out += [{"code": key.split("@")[0], "reason": reason} for key, reason in self._extra_not_judged.items()]
+        out = [
+            {
+                "code": code,
+                "reason": self._why_not.get(code, f"{code}: not judged: the log has no metric it needs"),
+            }
+            for code in RUNTIME_CODES
+            if code not in self._judged and code in self._why_not
+        ]
+        out += [
+            {"code": key.split("@")[0], "reason": reason} for key, reason in self._extra_not_judged.items()
+        ]
         return out
 
     # --- checks -----------------------------------------------------------------------------------------
@@ -330,7 +383,9 @@ class RuleEngine:
         for n in m:
             w = watched.get(n)
             if w is None:
-                w = watched[n] = n in NONFINITE_WATCH or n.startswith((ev.HEAD_LOSS + "/", ev.GRAD_NORM_GROUP + "/"))
+                w = watched[n] = n in NONFINITE_WATCH or n.startswith(
+                    (ev.HEAD_LOSS + "/", ev.GRAD_NORM_GROUP + "/")
+                )
             if w:
                 names.append(n)
         if not names:
@@ -338,8 +393,14 @@ class RuleEngine:
         self._judged.add("FGD701")
         bad = [n for n in names if m[n] is not None and not math.isfinite(m[n])]
         if self._gate("FGD701", bool(bad), once=True):
-            self._emit(out, "FGD701", f"first non-finite value at step {step}: {', '.join(bad)} "
-                       f"({', '.join(str(m[n]) for n in bad)})", step, evidence={"metrics": bad})
+            self._emit(
+                out,
+                "FGD701",
+                f"first non-finite value at step {step}: {', '.join(bad)} "
+                f"({', '.join(str(m[n]) for n in bad)})",
+                step,
+                evidence={"metrics": bad},
+            )
 
     def _heads(self, base: str, m: Mapping[str, float | None]) -> dict[str, float]:
         out = {}
@@ -359,7 +420,9 @@ class RuleEngine:
     def _scales_init(self, step: int, m: Mapping[str, float | None], out: list[Finding]) -> None:
         raw = self._raw
         if not raw:
-            return self._not("FGD101", "FGD101: not judged: no logit scale in this log", absent=ev.LOGIT_SCALE)
+            return self._not(
+                "FGD101", "FGD101: not judged: no logit scale in this log", absent=ev.LOGIT_SCALE
+            )
         self._judged.add("FGD101")
         p = self.params
         glob = raw.get("global")
@@ -372,31 +435,51 @@ class RuleEngine:
             at_init = abs(value - CLIP_INIT) < p.clip_init_tol + 0.005  # bf16 stores 2.6592 as 2.65625
             message = severity = None
             if glob is not None and at_init and abs(glob - LN_100) < p.global_at_clamp_tol:
-                message = (f"{head} logit scale {value:.6f} is CLIP's from-scratch init ln(1/0.07) while the global "
-                           f"scale is {glob:.4f} (ln 100): the {head} logits span only +-{math.exp(value):.1f}")
+                message = (
+                    f"{head} logit scale {value:.6f} is CLIP's from-scratch init ln(1/0.07) while the global "
+                    f"scale is {glob:.4f} (ln 100): the {head} logits span only +-{math.exp(value):.1f}"
+                )
             elif glob is not None and abs(value - glob) > p.head_gap:
-                message = (f"{head} logit scale {value:.4f} is {abs(value - glob):.2f} apart from the global scale "
-                           f"{glob:.4f} in log space (exp {math.exp(value):.1f} vs {math.exp(glob):.1f})")
+                message = (
+                    f"{head} logit scale {value:.4f} is {abs(value - glob):.2f} apart from the global scale "
+                    f"{glob:.4f} in log space (exp {math.exp(value):.1f} vs {math.exp(glob):.1f})"
+                )
             elif glob is None and at_init:
-                message = (f"{head} logit scale {value:.6f} is CLIP's from-scratch init ln(1/0.07) (exp "
-                           f"{math.exp(value):.2f}); the global scale is not in this log, check it is not at ln 100")
+                message = (
+                    f"{head} logit scale {value:.6f} is CLIP's from-scratch init ln(1/0.07) (exp "
+                    f"{math.exp(value):.2f}); the global scale is not in this log, check it is not at ln 100"
+                )
                 severity = Severity.WARNING
             if self._gate(f"FGD101/{head}", message is not None) and message:
-                self._emit(out, "FGD101", message, step, severity=severity,
-                           evidence={"head": head, "raw": value, "global": glob})
+                self._emit(
+                    out,
+                    "FGD101",
+                    message,
+                    step,
+                    severity=severity,
+                    evidence={"head": head, "raw": value, "global": glob},
+                )
 
     def _scales_clamp(self, step: int, m: Mapping[str, float | None], out: list[Finding]) -> None:
         raw = self._raw
         if not raw:
-            return self._not("FGD102", "FGD102: not judged: no logit scale in this log", absent=ev.LOGIT_SCALE)
+            return self._not(
+                "FGD102", "FGD102: not judged: no logit scale in this log", absent=ev.LOGIT_SCALE
+            )
         self._judged.add("FGD102")
         p, clamp = self.params, self.clamp()
         for head, value in raw.items():
             over = value > clamp + p.unclamped_tol
             if self._gate(f"FGD102/unclamped/{head}", over):
-                self._emit(out, "FGD102", f"{head} logit scale {value:.6f} (exp {math.exp(min(value, 50)):.2f}) is "
-                           f"above the clamp {clamp:.4f} (exp {math.exp(clamp):.2f}): the scale is not clamped",
-                           step, severity=Severity.ERROR, evidence={"head": head, "raw": value, "clamp": clamp})
+                self._emit(
+                    out,
+                    "FGD102",
+                    f"{head} logit scale {value:.6f} (exp {math.exp(min(value, 50)):.2f}) is "
+                    f"above the clamp {clamp:.4f} (exp {math.exp(clamp):.2f}): the scale is not clamped",
+                    step,
+                    severity=Severity.ERROR,
+                    evidence={"head": head, "raw": value, "clamp": clamp},
+                )
             if step <= self._warm or not self._heavy:
                 continue
             # B2: saturation is judged over a long span (500 steps, or half of a shorter run): over a few dozen
@@ -406,33 +489,57 @@ class RuleEngine:
             w = max(self._w, math.ceil(span / max(self.interval(), 1.0)))
             pts = self._s(ev.head_metric(ev.LOGIT_SCALE, head)).values[-w:]
             if len(pts) < w:
-                pts = [math.log(v) for v in self._s(ev.head_metric(ev.LOGIT_SCALE_EXP, head)).values[-w:] if v > 0]
-            loss = self._s(ev.head_metric(ev.HEAD_LOSS, head)) if ev.head_metric(ev.HEAD_LOSS, head) in self.series \
+                pts = [
+                    math.log(v)
+                    for v in self._s(ev.head_metric(ev.LOGIT_SCALE_EXP, head)).values[-w:]
+                    if v > 0
+                ]
+            loss = (
+                self._s(ev.head_metric(ev.HEAD_LOSS, head))
+                if ev.head_metric(ev.HEAD_LOSS, head) in self.series
                 else self._s(ev.LOSS)
+            )
             if not pts or pts[-1] < clamp - p.clamp_tol:
                 self._gate(f"FGD102/saturated/{head}", False)
                 continue
             lvals = [v for v in loss.values[-w:] if math.isfinite(v)]
             at_clamp = clamp - p.clamp_tol
-            saturated = len(pts) >= w and len([v for v in pts if v >= at_clamp]) >= p.saturated_share * len(pts)
+            saturated = len(pts) >= w and len([v for v in pts if v >= at_clamp]) >= p.saturated_share * len(
+                pts
+            )
             flat = False
             key = (head, self._warm)
             start = self._post_warm.get(key)
             if start is None:
-                start = next((v for s, v in zip(loss.steps, loss.values, strict=False) if s > self._warm
-                              and math.isfinite(v)), None)
+                start = next(
+                    (
+                        v
+                        for s, v in zip(loss.steps, loss.values, strict=False)
+                        if s > self._warm and math.isfinite(v)
+                    ),
+                    None,
+                )
                 if start is not None:
                     self._post_warm[key] = start
             if len(lvals) >= max(4, w) and start is not None:
                 half = len(lvals) // 2
                 first, second = sum(lvals[:half]) / half, sum(lvals[half:]) / (len(lvals) - half)
                 # flat, not converged: still above the floor and never 20 % below where it left warm-up
-                flat = (first > p.flat_floor and (first - second) < p.flat_rel * first
-                        and second > (1.0 - p.learned_drop) * start)
+                flat = (
+                    first > p.flat_floor
+                    and (first - second) < p.flat_rel * first
+                    and second > (1.0 - p.learned_drop) * start
+                )
             if self._gate(f"FGD102/saturated/{head}", saturated and flat):
-                self._emit(out, "FGD102", f"{head} logit scale sits at the clamp {clamp:.4f} on the last {len(pts)} "
-                           f"logging steps while its loss is flat ({lvals[0]:.4f} -> {lvals[-1]:.4f}): the "
-                           "temperature is frozen and not the lever", step, evidence={"head": head})
+                self._emit(
+                    out,
+                    "FGD102",
+                    f"{head} logit scale sits at the clamp {clamp:.4f} on the last {len(pts)} "
+                    f"logging steps while its loss is flat ({lvals[0]:.4f} -> {lvals[-1]:.4f}): the "
+                    "temperature is frozen and not the lever",
+                    step,
+                    evidence={"head": head},
+                )
 
     def _scales_frozen(self, step: int, m: Mapping[str, float | None], out: list[Finding]) -> None:
         p, clamp = self.params, self.clamp()
@@ -451,9 +558,15 @@ class RuleEngine:
             lr_pos = self._lr_positive or ev.LEARNING_RATE not in self.series
             frozen = head not in self._scale_moved and first[1] < clamp - p.clamp_tol and lr_pos
             if self._gate(f"FGD103/frozen/{head}", frozen, once=True):
-                self._emit(out, "FGD103", f"{head} logit scale has not moved from {first[1]:.6f} in {step - first[0]} "
-                           "optimizer steps below the clamp with lr > 0: it is frozen, missing from the optimizer "
-                           "or stored in bf16", step, evidence={"head": head, "raw": first[1], "steps": step - first[0]})
+                self._emit(
+                    out,
+                    "FGD103",
+                    f"{head} logit scale has not moved from {first[1]:.6f} in {step - first[0]} "
+                    "optimizer steps below the clamp with lr > 0: it is frozen, missing from the optimizer "
+                    "or stored in bf16",
+                    step,
+                    evidence={"head": head, "raw": first[1], "steps": step - first[0]},
+                )
             warm = self._warm
             if step <= warm or not self._heavy or self.run_info.get("logit_scales_weight_decay") == 0:
                 continue  # a scale the optimizer does not decay may fall: that is the gradient
@@ -464,9 +577,14 @@ class RuleEngine:
                 falls = sum(b < a for a, b in zip(tail, tail[1:], strict=False))
                 decaying = falls >= p.decay_share * (len(tail) - 1) and tail[0] - tail[-1] >= p.decay_min_drop
                 if self._gate(f"FGD103/decay/{head}", decaying):
-                    self._emit(out, "FGD103", f"{head} logit scale falls steadily ({tail[0]:.4f} -> {tail[-1]:.4f} "
-                               f"over the last {len(tail)} logging steps): weight decay on the scale?", step,
-                               evidence={"head": head, "from": tail[0], "to": tail[-1]})
+                    self._emit(
+                        out,
+                        "FGD103",
+                        f"{head} logit scale falls steadily ({tail[0]:.4f} -> {tail[-1]:.4f} "
+                        f"over the last {len(tail)} logging steps): weight decay on the scale?",
+                        step,
+                        evidence={"head": head, "from": tail[0], "to": tail[-1]},
+                    )
 
     def _memory_bank(self, step: int, m: Mapping[str, float | None], out: list[Finding]) -> None:
         info = self.run_info
@@ -475,55 +593,85 @@ class RuleEngine:
         if _finite(size) and size == 0:
             configured = False
         if not configured:
-            return self._not("FGD201", "FGD201: not judged: no memory-bank lines in this log and no "
-                                       "memory_bank_size in its run info")
+            return self._not(
+                "FGD201",
+                "FGD201: not judged: no memory-bank lines in this log and no "
+                "memory_bank_size in its run info",
+            )
         warm = info.get("memory_bank_warmup_steps")
         if _finite(warm):
             expected, why = int(warm) + self.params.mb_slack_steps, f"warm-up {int(warm)} + slack"
         elif self.targets is not None and self.targets.memory_bank_active_by is not None:
             expected, why = self.targets.memory_bank_active_by, f"target profile {self.targets.name}"
         else:
-            return self._not("FGD201", "FGD201: not judged: no memory-bank warm-up in the run info and no target "
-                                       "profile; pass --targets")
+            return self._not(
+                "FGD201",
+                "FGD201: not judged: no memory-bank warm-up in the run info and no target "
+                "profile; pass --targets",
+            )
         planned = self._planned()
         if _finite(warm) and planned and int(warm) >= planned and self._mb_active_step is None:
             self._judged.add("FGD201")
             if self._gate("FGD201", True, once=True):
-                self._emit(out, "FGD201", f"memory bank cannot activate within the planned run: warm-up "
-                           f"{int(warm)} optimizer steps >= {planned} planned", step,
-                           evidence={"warmup": int(warm), "planned": planned})
+                self._emit(
+                    out,
+                    "FGD201",
+                    f"memory bank cannot activate within the planned run: warm-up "
+                    f"{int(warm)} optimizer steps >= {planned} planned",
+                    step,
+                    evidence={"warmup": int(warm), "planned": planned},
+                )
             return None
         if step <= expected and self._mb_active_step is None:
             return self._not("FGD201", f"FGD201: not judged: the log ends before step {expected}")
         self._judged.add("FGD201")
         late = self._mb_active_step is None or self._mb_active_step > expected
         if self._gate("FGD201", late) and late:
-            seen = (f"not active at step {step}" if self._mb_active_step is None
-                    else f"switched on only after step {self._mb_active_step - 1}")
-            self._emit(out, "FGD201", f"memory bank {seen}; expected by step {expected} ({why})",
-                       step, evidence={"expected": expected, "activated": self._mb_active_step})
+            seen = (
+                f"not active at step {step}"
+                if self._mb_active_step is None
+                else f"switched on only after step {self._mb_active_step - 1}"
+            )
+            self._emit(
+                out,
+                "FGD201",
+                f"memory bank {seen}; expected by step {expected} ({why})",
+                step,
+                evidence={"expected": expected, "activated": self._mb_active_step},
+            )
         if not late:
             self._open.pop("FGD201", None)
 
     def _regions(self, step: int, m: Mapping[str, float | None], out: list[Finding]) -> None:
         zero, bad = m.get(ev.REGIONS_ZERO_NORM), m.get(ev.REGIONS_NONFINITE)
         if zero is None and bad is None:
-            return self._not("FGD301", "FGD301: not judged: no region-feature norms in this log",
-                             absent=ev.REGIONS_ZERO_NORM)
+            return self._not(
+                "FGD301",
+                "FGD301: not judged: no region-feature norms in this log",
+                absent=ev.REGIONS_ZERO_NORM,
+            )
         self._judged.add("FGD301")
         hit = (_finite(zero) and zero > 0) or (bad is not None and (not math.isfinite(bad) or bad > 0))
         if self._gate("FGD301", hit, once=True) and hit:
-            self._emit(out, "FGD301", f"region features with zero norm ({zero if zero is not None else '?'} per batch) "
-                       f"or non-finite values ({bad if bad is not None else '?'}) first at step {step}", step,
-                       evidence={"zero_norm": zero, "nonfinite": bad})
+            self._emit(
+                out,
+                "FGD301",
+                f"region features with zero norm ({zero if zero is not None else '?'} per batch) "
+                f"or non-finite values ({bad if bad is not None else '?'}) first at step {step}",
+                step,
+                evidence={"zero_norm": zero, "nonfinite": bad},
+            )
 
     def _gradients(self, step: int, m: Mapping[str, float | None], out: list[Finding]) -> None:
         p = self.params
         gn = m.get(ev.GRAD_NORM)
         groups = {}
         if self._has_groups:
-            groups = {k.split("/", 1)[1]: v for k, v in m.items()
-                      if k.startswith(ev.GRAD_NORM_GROUP + "/") and _finite(v)}
+            groups = {
+                k.split("/", 1)[1]: v
+                for k, v in m.items()
+                if k.startswith(ev.GRAD_NORM_GROUP + "/") and _finite(v)
+            }
         if gn is None and not groups:
             return self._not("FGD501", "FGD501: not judged: no grad_norm in this log", absent=ev.GRAD_NORM)
         if _finite(gn):
@@ -533,9 +681,14 @@ class RuleEngine:
                 med = median(hist)
                 spike = med > 0 and gn > p.spike_factor * med
                 if self._gate("FGD501/spike", spike):
-                    self._emit(out, "FGD501", f"grad norm {gn:.4g} at step {step} is {gn / med:.0f}x the running "
-                               f"median {med:.4g} of the previous {len(hist)} logging steps", step,
-                               evidence={"grad_norm": gn, "median": med})
+                    self._emit(
+                        out,
+                        "FGD501",
+                        f"grad norm {gn:.4g} at step {step} is {gn / med:.0f}x the running "
+                        f"median {med:.4g} of the previous {len(hist)} logging steps",
+                        step,
+                        evidence={"grad_norm": gn, "median": med},
+                    )
             else:
                 self._not("FGD501", "FGD501: not judged: too few grad-norm points after warm-up")
         heads = [v for k, v in groups.items() if k.startswith("heads")]
@@ -544,8 +697,14 @@ class RuleEngine:
             self._judged.add("FGD501")
             ratio = max(heads) / max(towers)
             if self._gate("FGD501/ratio", ratio > p.head_grad_ratio):
-                self._emit(out, "FGD501", f"head gradient norm {max(heads):.4g} is {ratio:.0f}x the towers' "
-                           f"{max(towers):.4g} at step {step}", step, evidence={"ratio": ratio})
+                self._emit(
+                    out,
+                    "FGD501",
+                    f"head gradient norm {max(heads):.4g} is {ratio:.0f}x the towers' "
+                    f"{max(towers):.4g} at step {step}",
+                    step,
+                    evidence={"ratio": ratio},
+                )
 
     def _region_point(self, step: int, m: Mapping[str, float | None]) -> str | None:
         """Record (step, region loss, ln K) of this row; returns why it cannot, if it cannot."""
@@ -565,7 +724,9 @@ class RuleEngine:
             if not _finite(k):
                 return "no candidate count in this log; pass --candidates"
             chance = math.log(k) if k > 1 else None
-        if chance is None or chance <= 0 or not math.isfinite(loss) or loss == 0.0:  # 0.0: the fork's "no region"
+        if (
+            chance is None or chance <= 0 or not math.isfinite(loss) or loss == 0.0
+        ):  # 0.0: the fork's "no region"
             return None
         pts = self._rpts
         if pts and pts[-1][0] == step:
@@ -606,15 +767,25 @@ class RuleEngine:
         lo, hi = tail[0][0], tail[-1][0]
         mean_loss, mean_c = loss_sum / w, c_sum / w
         if self._gate("FGD601", at_chance):
-            self._emit(out, "FGD601", f"region loss {mean_loss:.4f} is within {abs(ratio - 1) * 100:.1f} % of chance "
-                       f"ln K_t over steps {lo}-{hi} (mean ln K {mean_c:.4f}, K ~ {math.exp(mean_c):.0f})", step,
-                       evidence={"loss": mean_loss, "chance": mean_c, "from": lo, "to": hi})
+            self._emit(
+                out,
+                "FGD601",
+                f"region loss {mean_loss:.4f} is within {abs(ratio - 1) * 100:.1f} % of chance "
+                f"ln K_t over steps {lo}-{hi} (mean ln K {mean_c:.4f}, K ~ {math.exp(mean_c):.0f})",
+                step,
+                evidence={"loss": mean_loss, "chance": mean_c, "from": lo, "to": hi},
+            )
         excess = mean_loss - mean_c
         is_above = excess > p.above_chance_margin and above >= p.above_chance_share * w
         if self._gate("FGD602", is_above):
-            self._emit(out, "FGD602", f"region loss {mean_loss:.4f} is above chance ln K_t by {excess:.2f} on "
-                       f"{above} of {w} logging steps {lo}-{hi} (mean ln K {mean_c:.4f})", step,
-                       evidence={"loss": mean_loss, "chance": mean_c, "from": lo, "to": hi})
+            self._emit(
+                out,
+                "FGD602",
+                f"region loss {mean_loss:.4f} is above chance ln K_t by {excess:.2f} on "
+                f"{above} of {w} logging steps {lo}-{hi} (mean ln K {mean_c:.4f})",
+                step,
+                evidence={"loss": mean_loss, "chance": mean_c, "from": lo, "to": hi},
+            )
 
     def _false_negatives(self, step: int, m: Mapping[str, float | None], out: list[Finding]) -> None:
         """FGD302: the queue (or the batch) is full of the positive's own caption."""
@@ -624,13 +795,23 @@ class RuleEngine:
         queue_dups = _finite(share) and share > p.duplicate_share_max
         batch_dups = _finite(k) and _finite(valid) and valid >= 4 and k <= 1.5
         if not (_finite(share) or _finite(k)):
-            return self._not("FGD302", "FGD302: not judged: no duplicate share or candidate count in this log")
+            return self._not(
+                "FGD302", "FGD302: not judged: no duplicate share or candidate count in this log"
+            )
         self._judged.add("FGD302")
         if self._gate("FGD302", queue_dups or batch_dups):
-            what = (f"{share:.0%} of the queued negatives carry the positive's caption" if queue_dups else
-                    f"only {k:.1f} candidates for {valid:.0f} regions: every other caption equals the positive's")
-            self._emit(out, "FGD302", f"{what}: repeated captions are false negatives and leave no negatives",
-                       step, evidence={"duplicate_share": share, "candidates": k, "regions": valid})
+            what = (
+                f"{share:.0%} of the queued negatives carry the positive's caption"
+                if queue_dups
+                else f"only {k:.1f} candidates for {valid:.0f} regions: every other caption equals the positive's"
+            )
+            self._emit(
+                out,
+                "FGD302",
+                f"{what}: repeated captions are false negatives and leave no negatives",
+                step,
+                evidence={"duplicate_share": share, "candidates": k, "regions": valid},
+            )
 
     def _collapse(self, step: int, m: Mapping[str, float | None], out: list[Finding]) -> None:
         p = self.params
@@ -641,7 +822,7 @@ class RuleEngine:
                     self._not("FGD603", "FGD603: not judged: the log ends inside the warm-up")
                     continue
                 self._judged.add("FGD603")
-                pts = self.series[name].values[-p.collapse_points:]
+                pts = self.series[name].values[-p.collapse_points :]
                 tiny = len(pts) >= p.collapse_points and all(math.isfinite(v) and v < limit for v in pts)
                 # a tight spread is collapse only while the head stays at chance and stops improving over a
                 # whole window; early in training (tiny models, small batches) spreads are tight but loss falls
@@ -649,12 +830,20 @@ class RuleEngine:
                 if tiny and ratio is not None and ratio.values:
                     w = max(p.collapse_points, self._w)
                     recent = [v for v in ratio.values[-w:] if math.isfinite(v)]
-                    tiny = (len(recent) >= w and min(recent) >= p.collapse_chance_share
-                            and recent[0] - recent[-1] < 0.05 * recent[0])
+                    tiny = (
+                        len(recent) >= w
+                        and min(recent) >= p.collapse_chance_share
+                        and recent[0] - recent[-1] < 0.05 * recent[0]
+                    )
                 if self._gate(f"FGD603/{name}", tiny):
-                    self._emit(out, "FGD603", f"{base} of the {head} head is {pts[-1]:.4g} (< {limit:g}) on the last "
-                               f"{len(pts)} logging steps: embeddings collapsed or logits constant", step,
-                               evidence={"metric": name, "value": pts[-1]})
+                    self._emit(
+                        out,
+                        "FGD603",
+                        f"{base} of the {head} head is {pts[-1]:.4g} (< {limit:g}) on the last "
+                        f"{len(pts)} logging steps: embeddings collapsed or logits constant",
+                        step,
+                        evidence={"metric": name, "value": pts[-1]},
+                    )
         if "FGD603" not in self._judged:
             self._not("FGD603", "FGD603: not judged: no cos_std or logits_std in this log", absent=ev.COS_STD)
 
@@ -669,17 +858,24 @@ class RuleEngine:
                 self._scale_target_done.add(head)
                 self._judged.add("FGD604")
                 if abs(value - t.logit_scale) > t.logit_scale_tolerance:
-                    self._emit(out, "FGD604", f"{head} logit scale starts at {value:.6f}; target profile {t.name} "
-                               f"expects {t.logit_scale:.4f} +- {t.logit_scale_tolerance:g}", step,
-                               evidence={"head": head, "raw": value, "target": t.logit_scale})
+                    self._emit(
+                        out,
+                        "FGD604",
+                        f"{head} logit scale starts at {value:.6f}; target profile {t.name} "
+                        f"expects {t.logit_scale:.4f} +- {t.logit_scale_tolerance:g}",
+                        step,
+                        evidence={"head": head, "raw": value, "target": t.logit_scale},
+                    )
         for i, cp in enumerate(t.checkpoints):
             if i in self._targets_done or step < cp.step:
                 continue
             series = self.series.get(cp.metric)
             if series is None:
                 if cp.metric not in m:
-                    self._not("FGD604", f"FGD604: not judged: target {cp.describe()} needs {cp.metric}, "
-                                        "absent from this log")
+                    self._not(
+                        "FGD604",
+                        f"FGD604: not judged: target {cp.describe()} needs {cp.metric}, absent from this log",
+                    )
                 continue
             self._targets_done.add(i)
             span = max(2 * self.interval(), self.params.smooth_fraction * cp.step)
@@ -688,11 +884,28 @@ class RuleEngine:
                 continue
             self._judged.add("FGD604")
             smoothed = sum(vals) / len(vals)
-            self.target_results.append({"metric": cp.metric, "step": cp.step, "threshold": cp.threshold,
-                                        "below": cp.below, "value": smoothed, "passed": cp.passes(smoothed),
-                                        "judged_at": step})
+            self.target_results.append(
+                {
+                    "metric": cp.metric,
+                    "step": cp.step,
+                    "threshold": cp.threshold,
+                    "below": cp.below,
+                    "value": smoothed,
+                    "passed": cp.passes(smoothed),
+                    "judged_at": step,
+                }
+            )
             if not cp.passes(smoothed):
-                self._emit(out, "FGD604", f"target missed: {cp.describe()} (profile {t.name}); smoothed value "
-                           f"{smoothed:.4f} over steps {max(0, int(cp.step - span))}-{step}", step,
-                           evidence={"metric": cp.metric, "target": cp.threshold, "value": smoothed,
-                                     "checkpoint": cp.step})
+                self._emit(
+                    out,
+                    "FGD604",
+                    f"target missed: {cp.describe()} (profile {t.name}); smoothed value "
+                    f"{smoothed:.4f} over steps {max(0, int(cp.step - span))}-{step}",
+                    step,
+                    evidence={
+                        "metric": cp.metric,
+                        "target": cp.threshold,
+                        "value": smoothed,
+                        "checkpoint": cp.step,
+                    },
+                )

@@ -46,16 +46,25 @@ def _data(inputs: Inputs, settings: Settings | None, notes: list[str]) -> tuple[
     field = settings.values.get("data_path") if settings else None
     if field is None or not isinstance(field.value, str) or "$" in field.value:
         return None, False
-    bases = [Path(field.path).parent, Path(field.path).parent.parent, Path.cwd()] if field.path else [Path.cwd()]
+    bases = (
+        [Path(field.path).parent, Path(field.path).parent.parent, Path.cwd()] if field.path else [Path.cwd()]
+    )
     found = resolve_near(field.value, bases)
     if found is None:
-        notes.append(f"{field.location}: {field.value} is not readable here; data size from num_train_samples, "
-                     "data audit skipped")
+        notes.append(
+            f"{field.location}: {field.value} is not readable here; data size from num_train_samples, "
+            "data audit skipped"
+        )
     return found, False
 
 
-def _data_size(path: Path | None, explicit: bool, report: dict[str, Any] | None, settings: Settings | None,
-               notes: list[str]) -> int | None:
+def _data_size(
+    path: Path | None,
+    explicit: bool,
+    report: dict[str, Any] | None,
+    settings: Settings | None,
+    notes: list[str],
+) -> int | None:
     if report is not None and isinstance(report.get("records"), int):
         return report["records"]
     if path is not None:
@@ -69,10 +78,13 @@ def _data_size(path: Path | None, explicit: bool, report: dict[str, Any] | None,
     return as_int(samples) if samples is not None else None
 
 
-def _summary(findings: list[Finding], inputs: Inputs, settings: Settings | None, plan: Plan | None,
-             notes: list[str]) -> dict[str, Any]:
-    counts = {sev.value: sum(1 for f in findings if f.severity is sev) for sev in
-              (Severity.ERROR, Severity.WARNING, Severity.INFO)}
+def _summary(
+    findings: list[Finding], inputs: Inputs, settings: Settings | None, plan: Plan | None, notes: list[str]
+) -> dict[str, Any]:
+    counts = {
+        sev.value: sum(1 for f in findings if f.severity is sev)
+        for sev in (Severity.ERROR, Severity.WARNING, Severity.INFO)
+    }
     return {
         "errors": counts["error"],
         "warnings": counts["warning"],
@@ -88,9 +100,13 @@ def _summary(findings: list[Finding], inputs: Inputs, settings: Settings | None,
     }
 
 
-def check_paths(paths: Iterable[str | Path], select: Iterable[str] | None = None,
-                ignore: Iterable[str] | None = None, *, max_invalid_ratio: float = 0.05
-                ) -> tuple[list[Finding], dict[str, Any]]:
+def check_paths(
+    paths: Iterable[str | Path],
+    select: Iterable[str] | None = None,
+    ignore: Iterable[str] | None = None,
+    *,
+    max_invalid_ratio: float = 0.05,
+) -> tuple[list[Finding], dict[str, Any]]:
     """Judge configs, scripts, model/output directories, checkpoints and data sets together.
 
     Returns (findings sorted by location then code, summary dict; see the CLI docs for its keys).
@@ -100,14 +116,20 @@ def check_paths(paths: Iterable[str | Path], select: Iterable[str] | None = None
     inputs = load_inputs([Path(p) for p in paths])
     notes = list(inputs.notes)
     if inputs.script is not None:
-        notes += inputs.script.notes + [f"{inputs.script.path}: unresolved {u}" for u in inputs.script.unresolved]
+        notes += inputs.script.notes + [
+            f"{inputs.script.path}: unresolved {u}" for u in inputs.script.unresolved
+        ]
     source, inferred = pretrained_source(inputs)
     settings = plan = None
     if inputs.has_config:
         if inferred:
             notes.append(inferred)
-        settings = resolve(inputs.values, anchor=inputs.anchor,
-                           entry=inputs.script.entry if inputs.script else "", source_info=source)
+        settings = resolve(
+            inputs.values,
+            anchor=inputs.anchor,
+            entry=inputs.script.entry if inputs.script else "",
+            source_info=source,
+        )
         notes += settings.notes
     data_path, explicit = _data(inputs, settings, notes)
     report = None
@@ -129,8 +151,10 @@ def check_paths(paths: Iterable[str | Path], select: Iterable[str] | None = None
         findings += config_rules.optimizer_scale_rules(settings)
         findings += config_rules.precision_rules(settings)
         findings += config_rules.bank_rules(settings, plan, notes)
-        regions = next((report[k] for k in ("regions", "boxes") if report and isinstance(report.get(k), int)),
-                       data_size * settings.boxes_per_sample if data_size else None)
+        regions = next(
+            (report[k] for k in ("regions", "boxes") if report and isinstance(report.get(k), int)),
+            data_size * settings.boxes_per_sample if data_size else None,
+        )
         findings += config_rules.queue_rules(settings, plan, regions)
         findings += config_rules.lr_rules(settings)
     if report is not None and data_path is not None:

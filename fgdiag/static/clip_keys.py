@@ -11,10 +11,21 @@ from __future__ import annotations
 import re
 from typing import Any
 
-TEXT_DEFAULTS = {"vocab_size": 49408, "hidden_size": 512, "intermediate_size": 2048, "num_hidden_layers": 12,
-                 "max_position_embeddings": 77}
-VISION_DEFAULTS = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_channels": 3,
-                   "image_size": 224, "patch_size": 32}
+TEXT_DEFAULTS = {
+    "vocab_size": 49408,
+    "hidden_size": 512,
+    "intermediate_size": 2048,
+    "num_hidden_layers": 12,
+    "max_position_embeddings": 77,
+}
+VISION_DEFAULTS = {
+    "hidden_size": 768,
+    "intermediate_size": 3072,
+    "num_hidden_layers": 12,
+    "num_channels": 3,
+    "image_size": 224,
+    "patch_size": 32,
+}
 
 # saved names of the same tensor in upstream FG-CLIP / fgclip-vad, mapped to ours (docs/CONTRACTS.md)
 ALIASES = {
@@ -66,8 +77,12 @@ def clip_state_shapes(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
         "text_model.final_layer_norm.weight": (t_width,),
         "text_model.final_layer_norm.bias": (t_width,),
         "vision_model.embeddings.class_embedding": (v_width,),
-        "vision_model.embeddings.patch_embedding.weight": (v_width, vision["num_channels"], vision["patch_size"],
-                                                           vision["patch_size"]),
+        "vision_model.embeddings.patch_embedding.weight": (
+            v_width,
+            vision["num_channels"],
+            vision["patch_size"],
+            vision["patch_size"],
+        ),
         "vision_model.embeddings.position_embedding.weight": (grid * grid + 1, v_width),
         "vision_model.pre_layrnorm.weight": (v_width,),  # sic: transformers' spelling
         "vision_model.pre_layrnorm.bias": (v_width,),
@@ -82,11 +97,16 @@ def clip_state_shapes(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     return keys
 
 
-def expected_new_patterns(region_head: str = "shared", temporal_pooling: str = "mean",
-                          memory_bank_size: int = 0) -> list[str]:
+def expected_new_patterns(
+    region_head: str = "shared", temporal_pooling: str = "mean", memory_bank_size: int = 0
+) -> list[str]:
     """Keys FGCLIPModel adds on top of CLIP (docs/CONTRACTS.md): a CLIP source is allowed to lack these."""
-    patterns = ["text_long_projection.weight", "long_position_embedding.weight", "logit_scale_finegrained",
-                "logit_scale_hardneg"]
+    patterns = [
+        "text_long_projection.weight",
+        "long_position_embedding.weight",
+        "logit_scale_finegrained",
+        "logit_scale_hardneg",
+    ]
     if region_head == "roi_projection":
         patterns.append("roi_projection.weight")
     if temporal_pooling == "attention":
@@ -103,13 +123,14 @@ def normalise_keys(names: list[str]) -> dict[str, str]:
         key = name
         for prefix in STRIP_PREFIXES:
             if key.startswith(prefix) and not key.startswith(("text_model.", "vision_model.")):
-                key = key[len(prefix):]
+                key = key[len(prefix) :]
         out[ALIASES.get(key, key)] = name
     return out
 
 
-def missing_and_mismatched(config: dict[str, Any], saved: dict[str, tuple[int, ...]]
-                           ) -> tuple[list[str], list[tuple[str, tuple[int, ...], tuple[int, ...]]]]:
+def missing_and_mismatched(
+    config: dict[str, Any], saved: dict[str, tuple[int, ...]]
+) -> tuple[list[str], list[tuple[str, tuple[int, ...], tuple[int, ...]]]]:
     """CLIP tensors the source lacks, and those whose saved shape differs from the config arithmetic."""
     names = normalise_keys(list(saved))
     expected = clip_state_shapes(config)

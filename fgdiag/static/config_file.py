@@ -83,12 +83,15 @@ def read_config_file(path: Path, values: ConfigValues | None = None) -> ConfigVa
     for key, value in data.items():
         if key in SECTIONS:
             if not isinstance(value, dict):
-                raise InputError(path, f"[{key}] must be a table", line=_line_of(text, key, None, toml), field=key)
+                raise InputError(
+                    path, f"[{key}] must be a table", line=_line_of(text, key, None, toml), field=key
+                )
             for sub_key, sub_value in value.items():
                 if isinstance(sub_value, dict) and sub_key != "targets":
                     line = _line_of(text, sub_key, key, toml)
-                    raise InputError(path, "nested tables are not training arguments", line=line,
-                                     field=f"{key}.{sub_key}")
+                    raise InputError(
+                        path, "nested tables are not training arguments", line=line, field=f"{key}.{sub_key}"
+                    )
                 values.set(Field(sub_key, sub_value, shown, _line_of(text, sub_key, key, toml)))
         else:
             values.set(Field(key, value, shown, _line_of(text, key, None, toml)))

@@ -94,7 +94,9 @@ def invalid_counts(report: dict[str, Any]) -> tuple[int | None, int | None, floa
     invalid = _int(report.get("invalid_total"))
     if invalid is None:
         raw = report.get("invalid")
-        invalid = _int(raw) if not isinstance(raw, dict) else sum(v for v in raw.values() if _int(v) is not None)
+        invalid = (
+            _int(raw) if not isinstance(raw, dict) else sum(v for v in raw.values() if _int(v) is not None)
+        )
     ratio = report.get("invalid_ratio")
     if not isinstance(ratio, (int, float)):
         ratio = invalid / boxes if invalid is not None and boxes else None
@@ -122,8 +124,10 @@ def repeated_captions(report: dict[str, Any]) -> list[tuple[str, int, list[tuple
         groups.append(("captions", fallback, [p for item in raw.items() for p in _pair(item)]))
     elif isinstance(raw, list):
         groups.append(("captions", fallback, [p for item in raw for p in _pair(item)]))
-    return [(name, total, sorted(((c, n) for c, n in pairs if n > 1), key=lambda p: -p[1]))
-            for name, total, pairs in groups]
+    return [
+        (name, total, sorted(((c, n) for c, n in pairs if n > 1), key=lambda p: -p[1]))
+        for name, total, pairs in groups
+    ]
 
 
 def _pair(item: Any) -> list[tuple[str, int]]:

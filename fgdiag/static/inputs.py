@@ -56,8 +56,11 @@ def classify(path: Path) -> str:
         if weight_files(path):
             return "model_dir"
         if (path / "config.json").is_file():
-            raise InputError(path, "model directory without weights (model.safetensors, pytorch_model.bin or "
-                             "shards next to config.json)")
+            raise InputError(
+                path,
+                "model directory without weights (model.safetensors, pytorch_model.bin or "
+                "shards next to config.json)",
+            )
         if any(p.suffix.lower() in {".json", ".jsonl"} for p in path.iterdir()):
             return "data"
         raise InputError(path, "directory holds no checkpoint-*, model weights or data files")
@@ -84,8 +87,11 @@ def classify(path: Path) -> str:
         return "config"
     if head.startswith("#!") or any(word in head for word in ("python", "torchrun", "deepspeed")):
         return "script"
-    raise InputError(path, "unrecognised input: expected a config (.toml/.json), a launch script, a model or "
-                     "output directory, a weights file or a data set")
+    raise InputError(
+        path,
+        "unrecognised input: expected a config (.toml/.json), a launch script, a model or "
+        "output directory, a weights file or a data set",
+    )
 
 
 def resolve_near(text: str, bases: list[Path]) -> Path | None:
@@ -131,12 +137,16 @@ def load_inputs(paths: list[Path]) -> Inputs:
         if kind == "config":
             text = path.read_text(encoding="utf-8")
             if path.suffix.lower() == ".json" and looks_like_model_config(parse_text(text, path)):
-                raise InputError(path, "this is a model's config.json; pass its directory (config.json + weights)")
+                raise InputError(
+                    path, "this is a model's config.json; pass its directory (config.json + weights)"
+                )
             read_config_file(path, inputs.values)
             inputs.configs.append(path)
         elif kind == "script":
             if inputs.script is not None:
-                raise InputError(path, f"only one launch script per check (already read {inputs.script.path})")
+                raise InputError(
+                    path, f"only one launch script per check (already read {inputs.script.path})"
+                )
             inputs.script = read_script(path)
             for f in inputs.script.values:
                 inputs.values.set(f)
@@ -147,8 +157,10 @@ def load_inputs(paths: list[Path]) -> Inputs:
             _add_checkpoints(inputs, path)
             if weight_files(path):
                 _add_model(inputs, path)
-                inputs.notes.append(f"{path}: the model saved at the top of the output directory is checked for "
-                                    "non-finite weights and missing keys, not compared as a checkpoint")
+                inputs.notes.append(
+                    f"{path}: the model saved at the top of the output directory is checked for "
+                    "non-finite weights and missing keys, not compared as a checkpoint"
+                )
         elif kind in {"model_dir", "weights"}:
             inputs.given_models.append(_add_model(inputs, path.parent if path.suffix == ".json" else path))
         else:
@@ -170,12 +182,18 @@ def _follow_config(inputs: Inputs) -> None:
             before = len(inputs.checkpoints)
             _add_checkpoints(inputs, found)
             if len(inputs.checkpoints) > before:
-                inputs.notes.append(f"{out.location}: read {len(inputs.checkpoints) - before} checkpoint(s) "
-                                    f"from {found}")
+                inputs.notes.append(
+                    f"{out.location}: read {len(inputs.checkpoints) - before} checkpoint(s) from {found}"
+                )
     source = inputs.values.get("model_name_or_path")
     if source is not None and isinstance(source.value, str) and "$" not in source.value:
         found = resolve_near(source.value, bases)
-        if found is not None and found.is_dir() and found.resolve() not in inputs._seen and weight_files(found):
+        if (
+            found is not None
+            and found.is_dir()
+            and found.resolve() not in inputs._seen
+            and weight_files(found)
+        ):
             _add_model(inputs, found)
             inputs.notes.append(f"{source.location}: read the pretrained source {found}")
 
@@ -196,6 +214,8 @@ def pretrained_source(inputs: Inputs) -> tuple[CheckpointInfo | None, str | None
         info = inputs.given_models[0]
         if source is None:
             return info, f"{info.path} taken as the pretrained source"
-        return info, (f"{info.path} taken as the pretrained source ({source.location} = {source.value!r} is "
-                      "not readable here)")
+        return info, (
+            f"{info.path} taken as the pretrained source ({source.location} = {source.value!r} is "
+            "not readable here)"
+        )
     return None, None

@@ -15,8 +15,9 @@ from fgdiag.static.settings import Settings
 from fgdiag.static.values import as_float, as_int
 
 
-def planned_steps(max_steps: int | None, epochs: float | None, data_size: int | None, batch: int, world: int,
-                  accum: int) -> int | None:
+def planned_steps(
+    max_steps: int | None, epochs: float | None, data_size: int | None, batch: int, world: int, accum: int
+) -> int | None:
     """Optimizer steps of the run: max_steps when > 0, else epochs x ceil(N / (batch x world x accum))."""
     if max_steps is not None and max_steps > 0:
         return max_steps
@@ -69,7 +70,17 @@ def make_plan(settings: Settings, data_size: int | None) -> Plan:
     warmup = as_float(settings.warmup) if settings.warmup is not None else None
     active = activation_step(warmup, settings.warmup_unit, accum) if warmup is not None and size else None
     per_forward = batch * settings.boxes_per_sample
-    return Plan(world, batch, accum, data_size, steps, size,
-                settings.bank_effective if settings.bank_effective is not None else size,
-                warmup, settings.warmup_unit if warmup is not None else None, active,
-                per_forward, per_forward * accum * world)
+    return Plan(
+        world,
+        batch,
+        accum,
+        data_size,
+        steps,
+        size,
+        settings.bank_effective if settings.bank_effective is not None else size,
+        warmup,
+        settings.warmup_unit if warmup is not None else None,
+        active,
+        per_forward,
+        per_forward * accum * world,
+    )

@@ -19,10 +19,34 @@ import numpy as np
 
 from fgdiag.static.values import InputError
 
-NUMPY_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
-                "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
-ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
-            "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "U32": 4, "U64": 8}
+NUMPY_DTYPES = {
+    "F64": np.float64,
+    "F32": np.float32,
+    "F16": np.float16,
+    "I64": np.int64,
+    "I32": np.int32,
+    "I16": np.int16,
+    "I8": np.int8,
+    "U8": np.uint8,
+    "BOOL": np.bool_,
+}
+ITEMSIZE = {
+    "F64": 8,
+    "F32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U8": 1,
+    "BOOL": 1,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "U16": 2,
+    "U32": 4,
+    "U64": 8,
+}
 FLOAT_DTYPES = {"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"}
 SLICE_BYTES = 64 << 20  # scan big tensors in slices of about this many bytes
 MAX_HEADER = 100 << 20
@@ -75,8 +99,11 @@ def read_header(path: Path) -> tuple[dict[str, TensorMeta], dict[str, str]]:
             raise InputError(path, f"malformed header entry for tensor {name!r}") from None
         meta = TensorMeta(dtype, shape, base + start, base + end)
         if not (base <= meta.start <= meta.end <= size) or (
-                dtype in ITEMSIZE and meta.end - meta.start != meta.numel * ITEMSIZE[dtype]):
-            raise InputError(path, f"tensor {name!r}: byte range {start}..{end} does not match its shape/file")
+            dtype in ITEMSIZE and meta.end - meta.start != meta.numel * ITEMSIZE[dtype]
+        ):
+            raise InputError(
+                path, f"tensor {name!r}: byte range {start}..{end} does not match its shape/file"
+            )
         tensors[name] = meta
     return tensors, {str(k): str(v) for k, v in metadata.items()} if isinstance(metadata, dict) else {}
 
@@ -105,7 +132,9 @@ def read_scalar(path: Path, name: str, meta: TensorMeta) -> float:
 
 def _raw_nonfinite(mapped: mmap.mmap, meta: TensorMeta) -> bool:
     """Exponent bits all ones means Inf or NaN (bf16: 0x7F80; fp8 e5m2: 0x7C; e4m3 has NaN only: 0x7F)."""
-    dtype, mask = {"BF16": (np.uint16, 0x7F80), "F8_E5M2": (np.uint8, 0x7C), "F8_E4M3": (np.uint8, 0x7F)}[meta.dtype]
+    dtype, mask = {"BF16": (np.uint16, 0x7F80), "F8_E5M2": (np.uint8, 0x7C), "F8_E4M3": (np.uint8, 0x7F)}[
+        meta.dtype
+    ]
     item = np.dtype(dtype).itemsize
     step = max(1, SLICE_BYTES // item)
     for first in range(0, meta.numel, step):
@@ -138,7 +167,9 @@ def nonfinite_tensors(path: Path, tensors: dict[str, TensorMeta]) -> list[str]:
             rows = max(1, meta.shape[0] * SLICE_BYTES // nbytes)
             view = handle.get_slice(name)
             rows_total = meta.shape[0]
-            if any(not np.isfinite(view[first:min(first + rows, rows_total)]).all()
-                   for first in range(0, rows_total, rows)):
+            if any(
+                not np.isfinite(view[first : min(first + rows, rows_total)]).all()
+                for first in range(0, rows_total, rows)
+            ):
                 found.append(name)
     return sorted(found)

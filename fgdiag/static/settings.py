@@ -20,14 +20,37 @@ from fgdiag.static.values import ConfigValues, Field, as_bool, as_float, as_int
 
 LN_100 = math.log(100.0)
 CLIP_INIT = 2.6592
-HF_DEFAULTS = {"per_device_train_batch_size": 8, "gradient_accumulation_steps": 1, "num_train_epochs": 3.0,
-               "max_steps": -1, "learning_rate": 5e-5, "weight_decay": 0.0, "max_grad_norm": 1.0}
+HF_DEFAULTS = {
+    "per_device_train_batch_size": 8,
+    "gradient_accumulation_steps": 1,
+    "num_train_epochs": 3.0,
+    "max_steps": -1,
+    "learning_rate": 5e-5,
+    "weight_decay": 0.0,
+    "max_grad_norm": 1.0,
+}
 FORK_MARKERS = {"is_video", "auto_resume", "use_lora", "lora_enable", "lora_r", "memory_bank_per_class"}
-UPSTREAM_MARKERS = {"from_openai", "add_box_loss", "use_hard_neg", "base_model", "train_use_word_size",
-                    "image_folder", "text_model_lr", "log_scale", "base_seq_length", "max_anns"}
-HEAD_KEYS = {"logit_scale_finegrained": ("finegrained_logit_scale_init", "logit_scale_finegrained_init",
-                                         "logit_scale_finegraind_init", "region_logit_scale_init"),
-             "logit_scale_hardneg": ("hardneg_logit_scale_init", "logit_scale_hardneg_init")}
+UPSTREAM_MARKERS = {
+    "from_openai",
+    "add_box_loss",
+    "use_hard_neg",
+    "base_model",
+    "train_use_word_size",
+    "image_folder",
+    "text_model_lr",
+    "log_scale",
+    "base_seq_length",
+    "max_anns",
+}
+HEAD_KEYS = {
+    "logit_scale_finegrained": (
+        "finegrained_logit_scale_init",
+        "logit_scale_finegrained_init",
+        "logit_scale_finegraind_init",
+        "region_logit_scale_init",
+    ),
+    "logit_scale_hardneg": ("hardneg_logit_scale_init", "logit_scale_hardneg_init"),
+}
 PRETRAINED_NAME = re.compile(r"(?i)(clip|^vit-[bhlg]|^rn\d|openai|laion|fg-clip)")
 FORK_BANK = 128
 FORK_WARMUP_FORWARDS = 200
@@ -56,7 +79,9 @@ class Settings:
     fields: dict[str, Field] = field(default_factory=dict)  # batch, accum, world_size, lr, ... (Fields)
     new_heads: list[str] = field(default_factory=list)
     boxes_per_sample: int = 4
-    targets: list[tuple[int | None, float, str]] = field(default_factory=list)  # (step, region loss, location)
+    targets: list[tuple[int | None, float, str]] = field(
+        default_factory=list
+    )  # (step, region loss, location)
     bank_active_by: tuple[int, str] | None = None  # (optimizer step, location) from a target profile
     notes: list[str] = field(default_factory=list)
 
@@ -104,14 +129,21 @@ def _source(settings: Settings) -> None:
     info = settings.source_info
     if info is not None and "logit_scale" in info.scales:
         scale = info.scales["logit_scale"]
-        settings.source_scale = Field("logit_scale", scale.value, str(info.path), None, default=True,
-                                      why=f"read from {info.path}")
+        settings.source_scale = Field(
+            "logit_scale", scale.value, str(info.path), None, default=True, why=f"read from {info.path}"
+        )
     elif settings.source is not None and PRETRAINED_NAME.search(str(settings.source.value)):
         name = settings.source.value
-        settings.source_scale = _assumed(anchor, "logit_scale", LN_100, f"assumed: {name!r} names a released CLIP, "
-                                         "whose logit_scale is ln 100 = 4.6052")
-        settings.notes.append(f"{settings.source.location}: {name!r} is not readable here; its logit_scale is "
-                              "assumed to be 4.6052 (ln 100), as in every released CLIP checkpoint")
+        settings.source_scale = _assumed(
+            anchor,
+            "logit_scale",
+            LN_100,
+            f"assumed: {name!r} names a released CLIP, whose logit_scale is ln 100 = 4.6052",
+        )
+        settings.notes.append(
+            f"{settings.source.location}: {name!r} is not readable here; its logit_scale is "
+            "assumed to be 4.6052 (ln 100), as in every released CLIP checkpoint"
+        )
     glob = _first(values, ("global_logit_scale_init", "logit_scale_init_value"))
     settings.global_init = glob or _assumed(anchor, "logit_scale_init_value", CLIP_INIT, "CLIPConfig default")
 
@@ -125,17 +157,31 @@ def _heads(settings: Settings) -> None:
         if explicit is not None:
             settings.heads[head] = explicit
         elif dialect == "upstream" and settings.source_scale is not None:
-            settings.heads[head] = Field(head, settings.source_scale.value, anchor, None, default=True,
-                                         why="upstream train() copies the loaded logit_scale into both heads")
+            settings.heads[head] = Field(
+                head,
+                settings.source_scale.value,
+                anchor,
+                None,
+                default=True,
+                why="upstream train() copies the loaded logit_scale into both heads",
+            )
         elif dialect == "fork" and settings.source_info is not None and settings.source_scale is not None:
-            settings.heads[head] = Field(head, settings.source_scale.value, anchor, None, default=True,
-                                         why="the fork copies the loaded directory's logit_scale")
+            settings.heads[head] = Field(
+                head,
+                settings.source_scale.value,
+                anchor,
+                None,
+                default=True,
+                why="the fork copies the loaded directory's logit_scale",
+            )
         elif dialect == "fork":
-            settings.heads[head] = init or _assumed(anchor, head, LN_100, "fork default logit_scale_init_value "
-                                                    "4.6052 (configuration_clip.py)")
+            settings.heads[head] = init or _assumed(
+                anchor, head, LN_100, "fork default logit_scale_init_value 4.6052 (configuration_clip.py)"
+            )
         elif dialect == "upstream":
-            settings.heads[head] = init or _assumed(anchor, head, CLIP_INIT, "CLIPConfig default "
-                                                    "logit_scale_init_value")
+            settings.heads[head] = init or _assumed(
+                anchor, head, CLIP_INIT, "CLIPConfig default logit_scale_init_value"
+            )
         else:
             settings.heads[head] = _assumed(anchor, head, LN_100, "FGCLIPConfig default (ln 100)")
 
@@ -143,16 +189,25 @@ def _heads(settings: Settings) -> None:
 def _clamp(settings: Settings) -> None:
     """logit_scale_max (ours, default ln 100); the fork and upstream leave the head scales unclamped."""
     if settings.dialect != "fgclip":
-        why = ("the fork clamps only the global scale; region and hard-negative scales are unclamped"
-               if settings.dialect == "fork" else "upstream FG-CLIP clamps no logit scale")
+        why = (
+            "the fork clamps only the global scale; region and hard-negative scales are unclamped"
+            if settings.dialect == "fork"
+            else "upstream FG-CLIP clamps no logit scale"
+        )
         settings.clamp = _assumed(settings.anchor, "logit_scale_max", None, why)
         return
     given = settings.values.get("logit_scale_max")
     if given is None:
         settings.clamp = _assumed(settings.anchor, "logit_scale_max", LN_100, "FGCLIPConfig default (ln 100)")
         return
-    off = given.value is None or given.value is False or (
-        isinstance(given.value, str) and given.value.strip().lower() in {"none", "null", "false", "off", ""})
+    off = (
+        given.value is None
+        or given.value is False
+        or (
+            isinstance(given.value, str)
+            and given.value.strip().lower() in {"none", "null", "false", "off", ""}
+        )
+    )
     settings.clamp = Field(given.name, None if off else as_float(given), given.path, given.line)
 
 
@@ -161,14 +216,20 @@ def _optimizer(settings: Settings) -> None:
     values = settings.values
     decay = values.get("decay_logit_scales")
     if decay is not None and as_bool(decay):
-        settings.decayed = Field(decay.name, "decay_logit_scales = true puts the scales under weight decay",
-                                 decay.path, decay.line)
+        settings.decayed = Field(
+            decay.name, "decay_logit_scales = true puts the scales under weight decay", decay.path, decay.line
+        )
     elif settings.dialect != "fgclip":
         wd = settings.fields["weight_decay"]
         if (as_float(wd) or 0.0) > 0:
-            settings.decayed = Field(wd.name, f"weight_decay = {wd.value} applies to the logit scales: the FG-CLIP "
-                                     "trainer decays every parameter outside LayerNorm and bias", wd.path, wd.line,
-                                     wd.default)
+            settings.decayed = Field(
+                wd.name,
+                f"weight_decay = {wd.value} applies to the logit scales: the FG-CLIP "
+                "trainer decays every parameter outside LayerNorm and bias",
+                wd.path,
+                wd.line,
+                wd.default,
+            )
     freeze = values.get("freeze_logit_scales")
     scale_lr = values.get("logit_scale_learning_rate")
     lora = _first(values, ("use_lora", "lora_enable", "lora_r"))
@@ -177,13 +238,25 @@ def _optimizer(settings: Settings) -> None:
         settings.frozen = Field(freeze.name, "freeze_logit_scales = true", freeze.path, freeze.line)
     elif scale_lr is not None and as_float(scale_lr) == 0:
         settings.frozen = Field(scale_lr.name, "logit_scale_learning_rate = 0", scale_lr.path, scale_lr.line)
-    elif lora is not None and lora.value not in (False, 0, "False", "false", "0") and "logit_scale" not in str(
-            values.value("modules_to_save", "")):
-        settings.frozen = Field(lora.name, "LoRA without modules_to_save leaves the logit scales (and the temporal "
-                                "modules) frozen at their initial values", lora.path, lora.line)
+    elif (
+        lora is not None
+        and lora.value not in (False, 0, "False", "false", "0")
+        and "logit_scale" not in str(values.value("modules_to_save", ""))
+    ):
+        settings.frozen = Field(
+            lora.name,
+            "LoRA without modules_to_save leaves the logit scales (and the temporal "
+            "modules) frozen at their initial values",
+            lora.path,
+            lora.line,
+        )
     elif isinstance(groups.value if groups else None, list) and "logit_scale" not in json.dumps(groups.value):
-        settings.frozen = Field(groups.name, "no parameter group holds the logit scales (expected a "
-                                "'logit_scales' group)", groups.path, groups.line)
+        settings.frozen = Field(
+            groups.name,
+            "no parameter group holds the logit scales (expected a 'logit_scales' group)",
+            groups.path,
+            groups.line,
+        )
 
 
 def _bank(settings: Settings) -> None:
@@ -199,13 +272,21 @@ def _bank(settings: Settings) -> None:
         settings.bank_size = size or _assumed(anchor, "memory_bank_size", FORK_BANK, "fork: 2 queues of 64")
         if not settings.entry.endswith("train_fgclip_region_normal.py"):
             settings.bank_effective = min(as_int(settings.bank_size) or 0, 64)
-            settings.notes.append("fork: train_fgclip.py passes no region_labels, so every entry goes to the normal "
-                                  "queue: at most 64 queued negatives")
+            settings.notes.append(
+                "fork: train_fgclip.py passes no region_labels, so every entry goes to the normal "
+                "queue: at most 64 queued negatives"
+            )
         if steps is not None and forwards is None:
-            settings.notes.append(f"{steps.location}: the fork never reads memory_bank_warmup_steps; it switches the "
-                                  "bank on at training_steps >= 200 forward passes")
-        settings.warmup = forwards or _assumed(anchor, "memory_bank_warmup_forward_passes", FORK_WARMUP_FORWARDS,
-                                               "fork: training_steps >= 200 (fgclip.py:684)")
+            settings.notes.append(
+                f"{steps.location}: the fork never reads memory_bank_warmup_steps; it switches the "
+                "bank on at training_steps >= 200 forward passes"
+            )
+        settings.warmup = forwards or _assumed(
+            anchor,
+            "memory_bank_warmup_forward_passes",
+            FORK_WARMUP_FORWARDS,
+            "fork: training_steps >= 200 (fgclip.py:684)",
+        )
         settings.warmup_unit = "forward"
         return
     if settings.dialect == "upstream" and size is None:
@@ -227,7 +308,8 @@ def _heads_new(settings: Settings) -> None:
         return
     info, source = settings.source_info, settings.source
     has_long = info is not None and "text_long_projection.weight" in {
-        k.replace("text_filip_projection", "text_long_projection") for k in info.weights.shapes}
+        k.replace("text_filip_projection", "text_long_projection") for k in info.weights.shapes
+    }
     named_fg = source is not None and "fg-clip" in str(source.value).lower()
     if not has_long and not named_fg:
         settings.new_heads += ["text_long_projection", "long_position_embedding"]
@@ -285,8 +367,9 @@ def _deepspeed_clipping(settings: Settings) -> None:
     ds = settings.values.get("deepspeed")
     if ds is None or not isinstance(ds.value, str) or "$" in ds.value:
         return
-    candidates = [Path(ds.value)] + ([Path(ds.path).parent / ds.value, Path(ds.path).parent.parent / ds.value]
-                                     if ds.path else [])
+    candidates = [Path(ds.value)] + (
+        [Path(ds.path).parent / ds.value, Path(ds.path).parent.parent / ds.value] if ds.path else []
+    )
     for candidate in candidates:
         if candidate.is_file():
             try:
@@ -294,14 +377,25 @@ def _deepspeed_clipping(settings: Settings) -> None:
             except (OSError, ValueError):
                 break
             if isinstance(config, dict) and "gradient_clipping" not in config:
-                settings.fields["max_grad_norm"] = Field("max_grad_norm", 0.0, ds.path, ds.line, why=str(candidate))
-                settings.notes.append(f"{candidate}: no gradient_clipping key, so DeepSpeed does not clip gradients")
+                settings.fields["max_grad_norm"] = Field(
+                    "max_grad_norm", 0.0, ds.path, ds.line, why=str(candidate)
+                )
+                settings.notes.append(
+                    f"{candidate}: no gradient_clipping key, so DeepSpeed does not clip gradients"
+                )
             return
-    settings.notes.append(f"{ds.location}: DeepSpeed config {ds.value!r} not readable here; gradient clipping unknown")
+    settings.notes.append(
+        f"{ds.location}: DeepSpeed config {ds.value!r} not readable here; gradient clipping unknown"
+    )
 
 
-def resolve(values: ConfigValues, *, anchor: str, entry: str = "", source_info: CheckpointInfo | None = None,
-            ) -> Settings:
+def resolve(
+    values: ConfigValues,
+    *,
+    anchor: str,
+    entry: str = "",
+    source_info: CheckpointInfo | None = None,
+) -> Settings:
     """Effective settings of the run described by `values` (merged config and/or script arguments)."""
     settings = Settings(detect_dialect(values, entry), anchor, values, entry, source_info=source_info)
     for name, default in HF_DEFAULTS.items():
@@ -309,8 +403,10 @@ def resolve(values: ConfigValues, *, anchor: str, entry: str = "", source_info: 
     world = _first(values, ("world_size", "nproc_per_node", "num_gpus"))
     if world is None or as_int_or_none(world) is None:
         if world is not None:
-            settings.notes.append(f"{world.location}: world size not resolvable ({world.value}); assumed 1, so the "
-                                  "planned optimizer steps are an upper bound")
+            settings.notes.append(
+                f"{world.location}: world size not resolvable ({world.value}); assumed 1, so the "
+                "planned optimizer steps are an upper bound"
+            )
         world = _assumed(anchor, "world_size", 1, "assumed: one process")
     settings.fields["world_size"] = world
     for name in ("head_learning_rate", "logit_scale_learning_rate", "num_train_samples", "text_model_lr"):

@@ -89,7 +89,9 @@ def _expand(text: str, env: dict[str, str]) -> tuple[str, list[str]]:
         return match.group(0)
 
     expanded = VARIABLE.sub(repl, text)
-    missing += [m.group(0) for m in VARIABLE.finditer(expanded) if m.group(0) not in missing]  # via a variable
+    missing += [
+        m.group(0) for m in VARIABLE.finditer(expanded) if m.group(0) not in missing
+    ]  # via a variable
     if "$(" in expanded or "`" in expanded:
         missing.append(re.search(r"\$\([^)]*\)?|`[^`]*`?", expanded).group(0))  # type: ignore[union-attr]
     return expanded, missing
@@ -118,8 +120,9 @@ def _find_entry(tokens: list[Token]) -> tuple[str, int, int] | None:
             if text.endswith(".py"):
                 return "python", j, j
         return None
-    if head in {"torchrun", "deepspeed"} or (head == "accelerate" and i + 1 < len(tokens)
-                                              and tokens[i + 1].text == "launch"):
+    if head in {"torchrun", "deepspeed"} or (
+        head == "accelerate" and i + 1 < len(tokens) and tokens[i + 1].text == "launch"
+    ):
         start = i + (2 if head == "accelerate" else 1)
         entry = _script_after(tokens, start)
         return None if entry is None else (head, entry, start)
@@ -174,7 +177,9 @@ def _world_size(launcher: str, options: dict[str, Token], env: dict[str, str], i
     if procs is None and launcher == "deepspeed":
         visible = env.get("CUDA_VISIBLE_DEVICES")
         if visible and "$" not in visible:
-            info.notes.append(f"deepspeed without --num_gpus uses every visible GPU: CUDA_VISIBLE_DEVICES={visible}")
+            info.notes.append(
+                f"deepspeed without --num_gpus uses every visible GPU: CUDA_VISIBLE_DEVICES={visible}"
+            )
             procs = Token(str(len([v for v in visible.split(",") if v.strip()])), info.launch_line)
         else:
             put("deepspeed without --num_gpus (every visible GPU)", info.launch_line)
@@ -229,9 +234,11 @@ def read_script(path: Path) -> ScriptInfo:
         info.entry = tokens[entry].text
         expanded = [Token(*_expanded_token(t, local_env, info)) for t in _until_operator(tokens)]
         _world_size(launcher, _launcher_options(expanded[option_start:entry]), local_env, info)
-        _training_args(expanded[entry + 1:], info)
+        _training_args(expanded[entry + 1 :], info)
     if launches == 0:
-        raise InputError(path, "no training launch found (python/torchrun/deepspeed/accelerate ... train script)")
+        raise InputError(
+            path, "no training launch found (python/torchrun/deepspeed/accelerate ... train script)"
+        )
     if launches > 1:
         info.notes.append(f"{path}: {launches} launch commands; checked the first (line {info.launch_line})")
     return info

@@ -20,7 +20,9 @@ FALSE_WORDS = {"false", "0", "no", "off"}
 class InputError(Exception):
     """An input check-config cannot read or trust; the CLI exits 2 with this message on stderr."""
 
-    def __init__(self, path: object, reason: str, *, line: int | None = None, field: str | None = None) -> None:
+    def __init__(
+        self, path: object, reason: str, *, line: int | None = None, field: str | None = None
+    ) -> None:
         self.path = str(path)
         self.line = line
         self.field = field

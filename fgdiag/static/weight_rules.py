@@ -53,10 +53,16 @@ def nonfinite_rules(infos: list[CheckpointInfo]) -> list[Finding]:
     out = []
     for info in infos:
         for file, names in info.weights.nonfinite().items():
-            shown = ", ".join(names[:SHOWN]) + (f" and {len(names) - SHOWN} more" if len(names) > SHOWN else "")
-            out.append(registry.get("FGD402").finding(
-                f"{len(names)} tensor(s) hold NaN or Inf: {shown}", location=str(file),
-                evidence={"tensors": names}))
+            shown = ", ".join(names[:SHOWN]) + (
+                f" and {len(names) - SHOWN} more" if len(names) > SHOWN else ""
+            )
+            out.append(
+                registry.get("FGD402").finding(
+                    f"{len(names)} tensor(s) hold NaN or Inf: {shown}",
+                    location=str(file),
+                    evidence={"tensors": names},
+                )
+            )
     return out
 
 
@@ -71,11 +77,14 @@ def new_parameter_rules(infos: list[CheckpointInfo], s: Settings | None, notes: 
     patterns = expected_new_patterns(
         values.text("region_head") or "shared" if values else "shared",
         values.text("temporal_pooling") or "mean" if values else "mean",
-        (as_int(s.bank_size) or 0) if s is not None and s.bank_size is not None else 0)
+        (as_int(s.bank_size) or 0) if s is not None and s.bank_size is not None else 0,
+    )
     out = []
     for info in infos:
         if info.config is None:
-            notes.append(f"{info.path}: no config.json, so the expected key set is unknown: FGD403 not checked")
+            notes.append(
+                f"{info.path}: no config.json, so the expected key set is unknown: FGD403 not checked"
+            )
             continue
         if all(f.name.startswith("adapter_model") for f in info.weights.files):
             notes.append(f"{info.path}: a LoRA adapter holds no base weights: FGD403 not checked")
@@ -88,23 +97,39 @@ def new_parameter_rules(infos: list[CheckpointInfo], s: Settings | None, notes: 
         if unexpected or mismatched:
             parts = []
             if unexpected:
-                parts.append(f"{len(unexpected)} CLIP tensor(s) missing, so newly initialised: "
-                             + ", ".join(unexpected[:SHOWN]) + (" ..." if len(unexpected) > SHOWN else ""))
+                parts.append(
+                    f"{len(unexpected)} CLIP tensor(s) missing, so newly initialised: "
+                    + ", ".join(unexpected[:SHOWN])
+                    + (" ..." if len(unexpected) > SHOWN else "")
+                )
             if mismatched:
-                parts.append(f"{len(mismatched)} with a shape other than config.json implies: "
-                             + ", ".join(f"{k} {list(got)} != {list(want)}" for k, got, want in mismatched[:SHOWN]))
+                parts.append(
+                    f"{len(mismatched)} with a shape other than config.json implies: "
+                    + ", ".join(f"{k} {list(got)} != {list(want)}" for k, got, want in mismatched[:SHOWN])
+                )
             parts.append("expected new: " + (", ".join(expected_new) or "none"))
-            out.append(rule.finding("; ".join(parts), location=str(info.path),
-                                    evidence={"missing": unexpected, "mismatched": [m[0] for m in mismatched],
-                                              "expected_new": expected_new}))
+            out.append(
+                rule.finding(
+                    "; ".join(parts),
+                    location=str(info.path),
+                    evidence={
+                        "missing": unexpected,
+                        "mismatched": [m[0] for m in mismatched],
+                        "expected_new": expected_new,
+                    },
+                )
+            )
     if s is not None and s.dialect == "fork" and s.source_info is None and s.source is not None:
         from_openai = s.values.flag("from_openai")
         if from_openai:
-            out.append(rule.finding(
-                f"model_name_or_path {s.source.value!r} with --from_openai goes through the fork's "
-                "load_openai_clip_weights, which skips in_proj_* (q/k/v stay random in all 24 layers) and ln_final "
-                "and copies text_projection untransposed (its log: 'Copied 127 vision / 122 text weights')",
-                location=s.source.location))
+            out.append(
+                rule.finding(
+                    f"model_name_or_path {s.source.value!r} with --from_openai goes through the fork's "
+                    "load_openai_clip_weights, which skips in_proj_* (q/k/v stay random in all 24 layers) and ln_final "
+                    "and copies text_projection untransposed (its log: 'Copied 127 vision / 122 text weights')",
+                    location=s.source.location,
+                )
+            )
     return out
 
 
@@ -125,9 +150,13 @@ def counter_rules(checkpoints: list[CheckpointInfo], s: Settings | None) -> list
     warm = ""
     if ratio:
         warm = f"; the fork's warm-up of 200 forward passes is optimizer step {200 / ratio:g}"
-    return [registry.get("FGD202").finding(
-        f"{latest.path.name} counts the bank warm-up in forward passes (training_steps buffer): {per}{warm}",
-        location=str(latest.path), evidence={"training_steps": passes, "step": step})]
+    return [
+        registry.get("FGD202").finding(
+            f"{latest.path.name} counts the bank warm-up in forward passes (training_steps buffer): {per}{warm}",
+            location=str(latest.path),
+            evidence={"training_steps": passes, "step": step},
+        )
+    ]
 
 
 def source_scale_rules(models: list[CheckpointInfo]) -> list[Finding]:
@@ -138,10 +167,14 @@ def source_scale_rules(models: list[CheckpointInfo]) -> list[Finding]:
         for head in ("logit_scale_finegrained", "logit_scale_hardneg"):
             have = info.scales.get(head)
             if glob and have and is_ln100(glob.value) and is_clip_init(have.value):
-                out.append(registry.get("FGD101").finding(
-                    f"{have.key} = {have.value:.5g} (CLIP's from-scratch init) while logit_scale = {glob.value:.5g} "
-                    "(ln 100): loading this model brings the head-scale bug along", location=str(info.path),
-                    evidence={"head": head, "saved": have.value, "logit_scale": glob.value}))
+                out.append(
+                    registry.get("FGD101").finding(
+                        f"{have.key} = {have.value:.5g} (CLIP's from-scratch init) while logit_scale = {glob.value:.5g} "
+                        "(ln 100): loading this model brings the head-scale bug along",
+                        location=str(info.path),
+                        evidence={"head": head, "saved": have.value, "logit_scale": glob.value},
+                    )
+                )
     return out
 
 
@@ -150,14 +183,16 @@ def checkpoint_rows(infos: list[CheckpointInfo]) -> list[dict[str, Any]]:
     rows = []
     for info in infos:
         names = normalise_keys(list(info.weights.shapes))
-        rows.append({
-            "path": str(info.path),
-            "step": info.step,
-            "naming": info.naming,
-            "logit_scale": {h: info.scales[h].value for h in info.scales},
-            "memory_bank_size": info.memory_bank_size,
-            "memory_bank_warmup_steps": info.memory_bank_warmup_steps,
-            "training_steps": info.forward_passes,
-            "tensors": len(names),
-        })
+        rows.append(
+            {
+                "path": str(info.path),
+                "step": info.step,
+                "naming": info.naming,
+                "logit_scale": {h: info.scales[h].value for h in info.scales},
+                "memory_bank_size": info.memory_bank_size,
+                "memory_bank_warmup_steps": info.memory_bank_warmup_steps,
+                "training_steps": info.forward_passes,
+                "tensors": len(names),
+            }
+        )
     return rows

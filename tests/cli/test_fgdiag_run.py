@@ -16,11 +16,38 @@ def test_run_compare_seed_end_to_end(embedded, tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "NO_COLOR": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "fgdiag.cli.app", "run", "--out", str(out), "--compare", "seed", "--no-live",
-         "--json", "--", "--max_steps", "24", "--per_device_train_batch_size", "16",
-         "--gradient_accumulation_steps", "1", "--memory_bank_warmup_steps", "4", "--logging_steps", "2",
-         "--learning_rate", "1e-3", "--head_learning_rate", "1e-3"],
-        env=env, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "fgdiag.cli.app",
+            "run",
+            "--out",
+            str(out),
+            "--compare",
+            "seed",
+            "--no-live",
+            "--json",
+            "--",
+            "--max_steps",
+            "24",
+            "--per_device_train_batch_size",
+            "16",
+            "--gradient_accumulation_steps",
+            "1",
+            "--memory_bank_warmup_steps",
+            "4",
+            "--logging_steps",
+            "2",
+            "--learning_rate",
+            "1e-3",
+            "--head_learning_rate",
+            "1e-3",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout)
     assert summary == json.loads((out / "summary.json").read_text())
@@ -36,7 +63,9 @@ def test_run_compare_seed_end_to_end(embedded, tmp_path):
     for name in ("report.html", "report.md", "comparison.md"):
         assert (report / name).is_file(), name
     assert list(report.glob("*.png"))
-    assert "FGD101" in (report / "report.md").read_text() or "FGD101" in (report / "comparison.md").read_text()
+    assert (
+        "FGD101" in (report / "report.md").read_text() or "FGD101" in (report / "comparison.md").read_text()
+    )
     assert (out / "fixed" / "training.log").read_text().count("logit_scale (finegrained):") >= 10
     # the run's own stdout log (transformers 5 prints values as strings) reads back step by step
     from fgdiag import read_log
@@ -50,9 +79,11 @@ def test_run_compare_seed_end_to_end(embedded, tmp_path):
 
 def test_run_refuses_a_config_with_errors(tmp_path):
     bad = tmp_path / "seed.toml"
-    bad.write_text('model_name_or_path = "openai/clip-vit-base-patch32"\nfinegrained_logit_scale_init = 2.6592\n'
-                   'memory_bank_size = 128\nmemory_bank_warmup_steps = 400\nmax_steps = 240\n'
-                   'data_path = "missing.json"\noutput_dir = "out"\n')
+    bad.write_text(
+        'model_name_or_path = "openai/clip-vit-base-patch32"\nfinegrained_logit_scale_init = 2.6592\n'
+        "memory_bank_size = 128\nmemory_bank_warmup_steps = 400\nmax_steps = 240\n"
+        'data_path = "missing.json"\noutput_dir = "out"\n'
+    )
     result = CliRunner().invoke(app, ["run", str(bad), "--out", str(tmp_path / "o"), "--no-live"])
     assert result.exit_code == 1
     assert "FGD101" in result.output and "--force" in result.output

@@ -54,8 +54,15 @@ def image_record(f_path: str, boxes: list[Any], negatives: int = 0) -> dict[str,
     }
 
 
-def assert_batch_contract(batch: dict[str, torch.Tensor], *, video: bool, size: int, slots: int,
-                          negatives: int | None = None, frames: int | None = None) -> None:
+def assert_batch_contract(
+    batch: dict[str, torch.Tensor],
+    *,
+    video: bool,
+    size: int,
+    slots: int,
+    negatives: int | None = None,
+    frames: int | None = None,
+) -> None:
     """Keys, shapes and dtypes of fgclip/batch.py."""
     for key in IMAGE_KEYS:
         assert key in batch, key

@@ -44,7 +44,9 @@ def test_video_audit_reports_exactly_the_planted_defects(defective):
     assert result["abnormal_records"] == truth["abnormal_videos"]
     assert result["normal_records"] == truth["videos"] - truth["abnormal_videos"]
     without_media = audit(defective.videos_jsonl, grid_size=GRID, check_media=False)
-    assert without_media["invalid"] == {"no_keyframe": DEFECTS["no_keyframe"]}  # lengths unknown: no range check
+    assert without_media["invalid"] == {
+        "no_keyframe": DEFECTS["no_keyframe"]
+    }  # lengths unknown: no range check
 
 
 def test_clean_set_and_policies(embedded, defective):
@@ -64,7 +66,9 @@ def test_caption_repetition_and_truncation(tmp_path, one_image):
     path = write_records(tmp_path / "d.json", records)
     result = audit(path, max_boxes_per_sample=4, top_k=2)
     global_rep = result["caption_repetition"]["global"]
-    assert global_rep["top"] == [{"caption": records[0]["caption"], "count": 3}] and global_rep["distinct"] == 1
+    assert (
+        global_rep["top"] == [{"caption": records[0]["caption"], "count": 3}] and global_rep["distinct"] == 1
+    )
     region_rep = result["caption_repetition"]["region"]
     assert len(region_rep["top"]) == 2 and region_rep["top"][0]["count"] == 3 and region_rep["total"] == 15
     assert result["truncated_regions"] == 3 and result["boxes_per_sample"] == {"5": 3}

@@ -109,9 +109,7 @@ def test_every_box_gets_exactly_one_outcome(box, grid):
 
 
 @settings(max_examples=200, deadline=None)
-@given(
-    st.floats(0.0, 0.9), st.floats(0.0, 0.9), st.floats(0.0, 1.0), st.floats(0.0, 1.0), st.integers(1, 32)
-)
+@given(st.floats(0.0, 0.9), st.floats(0.0, 0.9), st.floats(0.0, 1.0), st.floats(0.0, 1.0), st.integers(1, 32))
 def test_sub_cell_means_fits_inside_one_cell(x, y, w, h, grid):
     box = [x, y, min(1.0, x + w), min(1.0, y + h)]
     width, height = box[2] - box[0], box[3] - box[1]

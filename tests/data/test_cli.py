@@ -23,8 +23,15 @@ def test_clean_set_exits_0_with_json(embedded):
 
 
 def test_defective_set_exits_1_and_still_reports(defective):
-    args = ["data-audit", str(defective.images_json), "--json", "--grid-size", str(GRID),
-            "--test-list", str(defective.test_list)]
+    args = [
+        "data-audit",
+        str(defective.images_json),
+        "--json",
+        "--grid-size",
+        str(GRID),
+        "--test-list",
+        str(defective.test_list),
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 1
     report = json.loads(result.stdout)
@@ -56,8 +63,12 @@ def test_unreadable_input_exits_2(tmp_path):
 
 def test_real_subprocess(defective, tmp_path):
     command = [sys.executable, "-m", "fgdiag.cli.app", "data-audit"]
-    done = subprocess.run([*command, str(defective.videos_jsonl), "--json", "--grid-size", str(GRID)],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [*command, str(defective.videos_jsonl), "--json", "--grid-size", str(GRID)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 1, done.stderr
     assert json.loads(done.stdout)["invalid"]["no_keyframe"] == DEFECTS["no_keyframe"]
     assert "\x1b[" not in done.stderr  # no progress bar or colour when stderr is not a terminal

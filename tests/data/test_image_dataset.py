@@ -18,8 +18,14 @@ from .data_helpers import GRID, assert_batch_contract, image_record, write_recor
 
 @pytest.mark.parametrize("name", ["images_json", "images_jsonl"])
 def test_round_trip_through_dataloader(embedded, tokenizer, name):
-    module = build_data_module(getattr(embedded, name), tokenizer=tokenizer, image_size=64, grid_size=GRID,
-                               max_boxes_per_sample=4, num_hard_negatives=10)
+    module = build_data_module(
+        getattr(embedded, name),
+        tokenizer=tokenizer,
+        image_size=64,
+        grid_size=GRID,
+        max_boxes_per_sample=4,
+        num_hard_negatives=10,
+    )
     assert module.data_format == "image" and len(module.train_dataset) == 24
     assert module.report.invalid_total == 0 and module.report.clipped == 0
     loader = DataLoader(module.train_dataset, batch_size=6, collate_fn=module.collator)
@@ -56,7 +62,9 @@ def test_squash_resize_and_clip_normalisation(tmp_path, tokenizer):
     write_records(tmp_path / "d.json", [image_record("wide.png", [[0.5, 0.0, 1.0, 1.0]])])
     sample = ImageRegionDataset(tmp_path / "d.json", image_size=32)[0]
     assert sample["pixel_values"].shape == (3, 32, 32)  # squashed, not cropped
-    expected = [(v - m) / s for v, m, s in zip((1.0, 0.0, 0.0), OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, strict=True)]
+    expected = [
+        (v - m) / s for v, m, s in zip((1.0, 0.0, 0.0), OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, strict=True)
+    ]
     assert torch.allclose(sample["pixel_values"].mean(dim=(1, 2)), torch.tensor(expected), atol=1e-3)
     assert sample["boxes"].tolist() == [[0.5, 0.0, 1.0, 1.0]]  # normalised boxes survive the squash
 
@@ -90,7 +98,9 @@ def test_dropped_boxes_are_counted_per_sample(tmp_path, one_image, tokenizer):
     clip = ImageRegionDataset(path, image_size=32, grid_size=GRID, box_policy="clip")
     assert clip[0]["boxes"].tolist()[-1] == pytest.approx([0.1, 0.1, 0.5, 1.0])
     assert clip[0]["boxes_dropped"] == 1 and clip.report.repaired == 1
-    with pytest.raises(BoxValidationError, match=r"d.json:\d+ \(record 0\) bbox_info\[1\]\.bbox: invalid box: inverted"):
+    with pytest.raises(
+        BoxValidationError, match=r"d.json:\d+ \(record 0\) bbox_info\[1\]\.bbox: invalid box: inverted"
+    ):
         ImageRegionDataset(path, image_size=32, box_policy="error")
 
 
@@ -108,7 +118,9 @@ def test_missing_image_and_upstream_prefix(tmp_path, one_image):
     path = write_records(tmp_path / "d.json", [image_record("grit-20m/data-12m/" + one_image, [])])
     assert ImageRegionDataset(path, image_size=32).paths[0] == tmp_path / one_image
     write_records(path, [image_record("nowhere.png", [])])
-    with pytest.raises(DataFormatError, match=r"d.json:\d+ \(record 0\) f_path: image file .* does not exist"):
+    with pytest.raises(
+        DataFormatError, match=r"d.json:\d+ \(record 0\) f_path: image file .* does not exist"
+    ):
         ImageRegionDataset(path, image_size=32)
 
 
@@ -127,7 +139,9 @@ def test_data_kwargs_from_config():
     config = FGCLIPConfig(
         text_config=CLIPTextConfig(max_position_embeddings=77).to_dict(),
         vision_config=CLIPVisionConfig(image_size=64, patch_size=8).to_dict(),
-        max_boxes_per_sample=3, num_hard_negatives=5, num_frames=4,
+        max_boxes_per_sample=3,
+        num_hard_negatives=5,
+        num_frames=4,
     )
     kwargs = data_kwargs_from_config(config)
     assert kwargs["grid_size"] == 8 and kwargs["image_size"] == 64 and kwargs["max_boxes_per_sample"] == 3

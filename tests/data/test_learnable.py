@@ -47,10 +47,17 @@ def test_region_loss_falls_below_chance(tmp_path):
         projection_dim=64,
     )
     model = CLIPModel(config)
-    module = build_data_module(data.images_json, tokenizer=tokenizer, image_size=64, grid_size=8,
-                               long_text_max_positions=77, region_text="short")
-    loader = DataLoader(module.train_dataset, batch_size=16, shuffle=True, collate_fn=module.collator,
-                        drop_last=True)
+    module = build_data_module(
+        data.images_json,
+        tokenizer=tokenizer,
+        image_size=64,
+        grid_size=8,
+        long_text_max_positions=77,
+        region_text="short",
+    )
+    loader = DataLoader(
+        module.train_dataset, batch_size=16, shuffle=True, collate_fn=module.collator, drop_last=True
+    )
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     losses, chances = [], []
     while len(losses) < 100:

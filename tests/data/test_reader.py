@@ -103,18 +103,33 @@ def test_structural_errors_name_the_field(tmp_path):
     raws = read_raw_records(write_records(tmp_path / "s.jsonl", [record]))
     with pytest.raises(DataFormatError, match=r"bbox_info\[0\]\.short_expr_negs"):
         parse_image_record(raws[0])
-    video = {"video": "v.mp4", "global_caption": "g", "region_captions": ["r"], "box_infos": [[]],
-             "timestamps": [5, 2]}
+    video = {
+        "video": "v.mp4",
+        "global_caption": "g",
+        "region_captions": ["r"],
+        "box_infos": [[]],
+        "timestamps": [5, 2],
+    }
     raws = read_raw_records(write_records(tmp_path / "v.jsonl", [video]))
     with pytest.raises(DataFormatError, match="timestamps"):
         parse_video_record(raws[0])
 
 
 def test_video_record_pairs_regions_and_labels(tmp_path):
-    normal = {"video": "n.mp4", "global_caption": "g", "region_captions": ["r"], "box_infos": [[]],
-              "timestamps": [0, 3.5]}
-    abnormal = {"video": "a.mp4", "global_caption": "g", "region_captions": ["r0", "r1", "r2"],
-                "box_infos": [[{"frame": 3, "bbox": [0.1, 0.1, 0.5, 0.5]}], []], "timestamps": None}
+    normal = {
+        "video": "n.mp4",
+        "global_caption": "g",
+        "region_captions": ["r"],
+        "box_infos": [[]],
+        "timestamps": [0, 3.5],
+    }
+    abnormal = {
+        "video": "a.mp4",
+        "global_caption": "g",
+        "region_captions": ["r0", "r1", "r2"],
+        "box_infos": [[{"frame": 3, "bbox": [0.1, 0.1, 0.5, 0.5]}], []],
+        "timestamps": None,
+    }
     raws = read_raw_records(write_records(tmp_path / "v.json", [normal, abnormal]))
     parsed_normal, parsed_abnormal = (parse_video_record(r) for r in raws)
     assert not parsed_normal.abnormal and parsed_normal.timestamps == (0.0, 3.5)

@@ -43,12 +43,14 @@ def test_specials_and_padding_to_longest(tokenizer):
     assert tokenizer.pad_token_id == eos and bos != eos
     ids = encode_texts(tokenizer, ["red circle", "a photo of a red circle and a blue square", ""], 77)
     assert ids.dtype == torch.long
-    lengths = [len(tokenizer(t)["input_ids"]) for t in ("red circle", "a photo of a red circle and a blue square")]
+    lengths = [
+        len(tokenizer(t)["input_ids"]) for t in ("red circle", "a photo of a red circle and a blue square")
+    ]
     assert ids.shape == (3, max(lengths))  # padded to the longest text, not to 77
     assert (ids[:, 0] == bos).all()
     first_eos = (ids == eos).int().argmax(dim=1)
     assert first_eos.tolist() == [lengths[0] - 1, lengths[1] - 1, 1]  # "" is just bos + eos
-    assert (ids[0, lengths[0]:] == eos).all()
+    assert (ids[0, lengths[0] :] == eos).all()
     assert tokenizer.decode(ids[1], skip_special_tokens=True) == "a photo of a red circle and a blue square"
 
 

@@ -26,8 +26,13 @@ IMAGE_CASES = {  # reason -> the bad box planted as bbox_info[1]
 
 def _video(box_infos, captions=None, timestamps=None):
     captions = captions if captions is not None else [f"region {i}" for i in range(len(box_infos))]
-    return {"video": "v.mp4", "global_caption": "g", "region_captions": captions, "box_infos": box_infos,
-            "timestamps": timestamps}
+    return {
+        "video": "v.mp4",
+        "global_caption": "g",
+        "region_captions": captions,
+        "box_infos": box_infos,
+        "timestamps": timestamps,
+    }
 
 
 def _key(frame, bbox=GOOD):
@@ -44,7 +49,9 @@ VIDEO_CASES = {  # reason -> (record, field of the failure)
 
 
 def _validate_image(tmp_path, bad, policy):
-    path = write_records(tmp_path / "img.json", [image_record("a.png", []), image_record("b.png", [GOOD, bad])])
+    path = write_records(
+        tmp_path / "img.json", [image_record("a.png", []), image_record("b.png", [GOOD, bad])]
+    )
     validator = RecordValidator(policy, grid_size=GRID)
     cleans = [validator.image(parse_image_record(r)) for r in read_raw_records(path)]
     return validator.report, cleans[1]
@@ -88,7 +95,9 @@ def test_count_mismatch_in_images(tmp_path):
     clean = validator.image(parse_image_record(read_raw_records(path)[0]))
     assert dict(validator.report.invalid) == {"count_mismatch": 2} and clean.regions == ()
     assert [i["field"] for i in validator.report.issues] == ["bbox_info[0]", "bbox_info[1]"]
-    with pytest.raises(BoxValidationError, match=r"img.jsonl:1 \(record 0\) bbox_info\[0\]: invalid box: count_mismatch"):
+    with pytest.raises(
+        BoxValidationError, match=r"img.jsonl:1 \(record 0\) bbox_info\[0\]: invalid box: count_mismatch"
+    ):
         RecordValidator("error").image(parse_image_record(read_raw_records(path)[0]))
 
 

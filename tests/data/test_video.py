@@ -69,8 +69,14 @@ def test_region_tracks():
 
 @pytest.mark.parametrize("name", ["videos_json", "videos_jsonl"])
 def test_round_trip_through_dataloader(embedded, tokenizer, name):
-    module = build_data_module(getattr(embedded, name), tokenizer=tokenizer, image_size=32, grid_size=GRID,
-                               max_boxes_per_sample=3, num_frames=6)
+    module = build_data_module(
+        getattr(embedded, name),
+        tokenizer=tokenizer,
+        image_size=32,
+        grid_size=GRID,
+        max_boxes_per_sample=3,
+        num_frames=6,
+    )
     assert module.data_format == "video" and module.report.invalid_total == 0
     loader = DataLoader(module.train_dataset, batch_size=6, collate_fn=module.collator)
     batch = next(iter(loader))
@@ -100,8 +106,14 @@ def test_timestamps_select_a_clip(embedded):
 
 
 def test_frame_folders_and_keyframes_beyond_the_video(tmp_path, tokenizer):
-    data = generate_embedded(tmp_path, n_images=0, n_videos=4, video_frames=8, video_container="frames",
-                             defects={"keyframe_beyond_video": 2, "no_keyframe": 1})
+    data = generate_embedded(
+        tmp_path,
+        n_images=0,
+        n_videos=4,
+        video_frames=8,
+        video_container="frames",
+        defects={"keyframe_beyond_video": 2, "no_keyframe": 1},
+    )
     assert (tmp_path / "videos" / "clip_0000").is_dir()
     assert probe_video(tmp_path / "videos" / "clip_0000").num_frames == 8
     dataset = VideoRegionDataset(data.videos_json, image_size=32, num_frames=4)
@@ -110,15 +122,24 @@ def test_frame_folders_and_keyframes_beyond_the_video(tmp_path, tokenizer):
     batch = RegionCollator(tokenizer, max_boxes_per_sample=3)([dataset[i] for i in range(len(dataset))])
     assert_batch_contract(batch, video=True, size=4, slots=3, frames=4)
     assert batch["boxes_dropped"].sum() == 3
-    with pytest.raises(BoxValidationError, match=r"videos.json:\d+ \(record 0\) box_infos\[0\]\[\d+\]\.frame"):
+    with pytest.raises(
+        BoxValidationError, match=r"videos.json:\d+ \(record 0\) box_infos\[0\]\[\d+\]\.frame"
+    ):
         VideoRegionDataset(data.videos_json, image_size=32, box_policy="error")
 
 
 def test_missing_video_names_record_and_file(tmp_path):
-    record = {"video": "gone.mp4", "global_caption": "g", "region_captions": ["r"], "box_infos": [[]],
-              "timestamps": None}
+    record = {
+        "video": "gone.mp4",
+        "global_caption": "g",
+        "region_captions": ["r"],
+        "box_infos": [[]],
+        "timestamps": None,
+    }
     path = write_records(tmp_path / "v.jsonl", [record])
-    with pytest.raises(DataFormatError, match=r"v.jsonl:1 \(record 0\) video: .*gone.mp4: video file does not exist"):
+    with pytest.raises(
+        DataFormatError, match=r"v.jsonl:1 \(record 0\) video: .*gone.mp4: video file does not exist"
+    ):
         VideoRegionDataset(path)
     (tmp_path / "gone.mp4").write_bytes(b"not a video")
     with pytest.raises(DataFormatError, match="cannot open video"):

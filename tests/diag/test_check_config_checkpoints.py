@@ -38,10 +38,14 @@ def test_check_config_reads_ours_and_upstream(tmp_path: Path) -> None:
     ours = read_checkpoint(b.fixed_checkpoint(tmp_path / "out", 100))
     assert ours.naming == "fgclip" and ours.memory_bank_size == 128 and ours.memory_bank_warmup_steps == 6
     tensors = b.clip_tensors()
-    tensors.update({"logit_scale_finegraind": ("F32", np.float32(4.6052)),
-                    "logit_scale_hardneg": ("F32", np.float32(4.6052)),
-                    "text_filip_projection.weight": ("F32", np.zeros((4, 8), np.float32)),
-                    "text_model.embeddings.position_embedding_res.weight": ("F32", np.zeros((32, 8), np.float32))})
+    tensors.update(
+        {
+            "logit_scale_finegraind": ("F32", np.float32(4.6052)),
+            "logit_scale_hardneg": ("F32", np.float32(4.6052)),
+            "text_filip_projection.weight": ("F32", np.zeros((4, 8), np.float32)),
+            "text_model.embeddings.position_embedding_res.weight": ("F32", np.zeros((32, 8), np.float32)),
+        }
+    )
     upstream = read_checkpoint(b.model_dir(tmp_path / "fg-clip-base", tensors))
     assert upstream.naming == "upstream"
     assert upstream.scales["logit_scale_finegrained"].value == pytest.approx(4.6052)
@@ -54,18 +58,39 @@ def test_check_config_checkpoints_in_numeric_order(tmp_path: Path) -> None:
     for step in (900, 1000, 80):
         b.fixed_checkpoint(out, step)
     (out / "checkpoint-best").mkdir()
-    assert [p.name for p in list_checkpoints(out)] == ["checkpoint-80", "checkpoint-900", "checkpoint-1000",
-                                                        "checkpoint-best"]
+    assert [p.name for p in list_checkpoints(out)] == [
+        "checkpoint-80",
+        "checkpoint-900",
+        "checkpoint-1000",
+        "checkpoint-best",
+    ]
     _, summary = check_paths([out])
     assert [row["step"] for row in summary["checkpoints"]] == [80, 900, 1000]
 
 
 def test_check_config_compare_checkpoint_api(tmp_path: Path) -> None:
     path = b.fixed_checkpoint(tmp_path / "out", 100)
-    assert compare_checkpoint(path, {"logit_scale_finegrained": 4.6052, "logit_scale_hardneg": 4.6052,
-                                     "memory_bank_size": 128, "memory_bank_warmup_steps": 6}) == []
-    stale = compare_checkpoint(path, {"logit_scale_finegrained": 2.6592, "memory_bank_size": 256,
-                                      "memory_bank_warmup_steps": 50, "source": "cfg.toml"})
+    assert (
+        compare_checkpoint(
+            path,
+            {
+                "logit_scale_finegrained": 4.6052,
+                "logit_scale_hardneg": 4.6052,
+                "memory_bank_size": 128,
+                "memory_bank_warmup_steps": 6,
+            },
+        )
+        == []
+    )
+    stale = compare_checkpoint(
+        path,
+        {
+            "logit_scale_finegrained": 2.6592,
+            "memory_bank_size": 256,
+            "memory_bank_warmup_steps": 50,
+            "source": "cfg.toml",
+        },
+    )
     assert len(stale) == 1 and stale[0].code == "FGD401" and stale[0].severity is Severity.ERROR
     fields = [d["field"] for d in stale[0].evidence["differences"]]
     assert fields == ["logit_scale_finegrained", "memory_bank_size", "memory_bank_warmup_steps"]
@@ -77,8 +102,10 @@ def test_check_config_compare_checkpoint_api(tmp_path: Path) -> None:
     # bf16 checkpoint against fp32 intent: compared at the saved precision
     fork = b.seed_checkpoint(tmp_path / "fork", 20)
     assert compare_checkpoint(fork, {"logit_scale": 4.6052}) != []  # heads carry the bug regardless
-    assert [d["field"] for d in compare_checkpoint(fork, {"logit_scale_finegrained": 2.6592})[0]
-            .evidence["differences"]] == ["logit_scale_finegrained", "logit_scale_hardneg"]
+    assert [
+        d["field"]
+        for d in compare_checkpoint(fork, {"logit_scale_finegrained": 2.6592})[0].evidence["differences"]
+    ] == ["logit_scale_finegrained", "logit_scale_hardneg"]
 
 
 def test_check_config_memory_bank_mismatch_is_stale(tmp_path: Path) -> None:
@@ -102,8 +129,9 @@ def test_check_config_fgd402_nonfinite(tmp_path: Path, monkeypatch: pytest.Monke
     assert len(hits) == 1 and hits[0].severity is Severity.ERROR
     assert hits[0].evidence["tensors"] == ["roi_projection.weight", "visual_projection.weight"]
     monkeypatch.setattr(sio, "SLICE_BYTES", 64)  # force the sliced path on every tensor
-    assert sio.nonfinite_tensors(bad / "model.safetensors", sio.read_header(bad / "model.safetensors")[0]) == [
-        "roi_projection.weight", "visual_projection.weight"]
+    assert sio.nonfinite_tensors(
+        bad / "model.safetensors", sio.read_header(bad / "model.safetensors")[0]
+    ) == ["roi_projection.weight", "visual_projection.weight"]
     good = b.model_dir(tmp_path / "good", b.clip_tensors())
     assert not [f for f in check_paths([good])[0] if f.code == "FGD402"]
 
@@ -130,11 +158,17 @@ def test_check_config_sharded_safetensors(tmp_path: Path) -> None:
     folder = tmp_path / "sharded"
     b.write_safetensors(folder / "model-00001-of-00002.safetensors", {n: tensors[n] for n in names[:half]})
     b.write_safetensors(folder / "model-00002-of-00002.safetensors", {n: tensors[n] for n in names[half:]})
-    index = {"weight_map": {n: f"model-0000{1 if i < half else 2}-of-00002.safetensors" for i, n in enumerate(names)}}
+    index = {
+        "weight_map": {
+            n: f"model-0000{1 if i < half else 2}-of-00002.safetensors" for i, n in enumerate(names)
+        }
+    }
     (folder / "model.safetensors.index.json").write_text(json.dumps(index))
     (folder / "config.json").write_text(json.dumps(b.TINY_CONFIG))
     info = read_checkpoint(folder)
-    assert len(info.weights.files) == 2 and info.scales["logit_scale"].value == pytest.approx(4.60517, abs=1e-4)
+    assert len(info.weights.files) == 2 and info.scales["logit_scale"].value == pytest.approx(
+        4.60517, abs=1e-4
+    )
 
 
 def test_check_config_truncated_safetensors_is_unreadable(tmp_path: Path) -> None:

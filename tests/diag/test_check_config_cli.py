@@ -20,14 +20,43 @@ except ImportError:
     from fixtures_check_config import builders as b
 
 FINDING_KEYS = ["code", "severity", "message", "location", "help"]
-SUMMARY_KEYS = ["errors", "warnings", "infos", "exit_code", "inputs", "dialect", "plan", "checkpoints", "models",
-                "notes", "quarantine"]
-PLAN_KEYS = ["world_size", "per_device_train_batch_size", "gradient_accumulation_steps", "data_size",
-             "planned_optimizer_steps", "memory_bank_size", "memory_bank_candidates", "memory_bank_warmup",
-             "memory_bank_warmup_unit", "memory_bank_activation_step", "regions_per_forward",
-             "regions_per_optimizer_step"]
-CHECKPOINT_KEYS = ["path", "step", "naming", "logit_scale", "memory_bank_size", "memory_bank_warmup_steps",
-                   "training_steps", "tensors"]
+SUMMARY_KEYS = [
+    "errors",
+    "warnings",
+    "infos",
+    "exit_code",
+    "inputs",
+    "dialect",
+    "plan",
+    "checkpoints",
+    "models",
+    "notes",
+    "quarantine",
+]
+PLAN_KEYS = [
+    "world_size",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "data_size",
+    "planned_optimizer_steps",
+    "memory_bank_size",
+    "memory_bank_candidates",
+    "memory_bank_warmup",
+    "memory_bank_warmup_unit",
+    "memory_bank_activation_step",
+    "regions_per_forward",
+    "regions_per_optimizer_step",
+]
+CHECKPOINT_KEYS = [
+    "path",
+    "step",
+    "naming",
+    "logit_scale",
+    "memory_bank_size",
+    "memory_bank_warmup_steps",
+    "training_steps",
+    "tensors",
+]
 
 
 def invoke(*args: str):
@@ -59,7 +88,9 @@ def test_check_config_json_schema_is_stable(seed_out: Path) -> None:
 def test_check_config_human_output(seed_out: Path) -> None:
     result = invoke(str(b.HERE / "seed.toml"), str(seed_out))
     lines = result.stdout.splitlines()
-    assert f"{b.HERE / 'seed.toml'}:6:finegrained_logit_scale_init: FGD101 region logit scale" in result.stdout
+    assert (
+        f"{b.HERE / 'seed.toml'}:6:finegrained_logit_scale_init: FGD101 region logit scale" in result.stdout
+    )
     assert any(line.startswith("  help: ") for line in lines)
     assert "\x1b[" not in result.stdout  # no colour without a terminal
     assert lines[-1].startswith("4 error(s)")
@@ -84,7 +115,7 @@ def test_check_config_bad_input_names_file_line_field(tmp_path: Path) -> None:
     result = invoke(str(broken))
     assert result.exit_code == 2 and f"{broken}:3: invalid TOML" in result.stderr
     typed = tmp_path / "typed.toml"
-    typed.write_text("[training]\nmax_steps = 40\ngradient_accumulation_steps = \"eight\"\n")
+    typed.write_text('[training]\nmax_steps = 40\ngradient_accumulation_steps = "eight"\n')
     result = invoke(str(typed))
     assert result.exit_code == 2
     assert f"{typed}:3: field gradient_accumulation_steps: expected a number, got 'eight'" in result.stderr
@@ -93,8 +124,13 @@ def test_check_config_bad_input_names_file_line_field(tmp_path: Path) -> None:
 
 def run_process(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]), NO_COLOR="1")
-    return subprocess.run([sys.executable, "-m", "fgdiag.cli.app", "check-config", *args], capture_output=True,
-                          text=True, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "fgdiag.cli.app", "check-config", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
 
 
 def test_check_config_exit_codes_subprocess(tmp_path: Path, seed_out: Path) -> None:

@@ -48,8 +48,11 @@ def test_check_config_quarantine_moves_and_writes_manifest(out: Path) -> None:
     assert entry["differences"][0]["field"] == "logit_scale_finegrained"
     assert entry["restore"].startswith("mv ")
     after = tree(out)
-    moved = {k.replace(f"quarantine/{folder.name}/", ""): v for k, v in after.items() if k.startswith("quarantine/")
-             and not k.endswith("MANIFEST.json")}
+    moved = {
+        k.replace(f"quarantine/{folder.name}/", ""): v
+        for k, v in after.items()
+        if k.startswith("quarantine/") and not k.endswith("MANIFEST.json")
+    }
     kept = {k: v for k, v in after.items() if not k.startswith("quarantine/")}
     assert {**kept, **moved} == before  # every byte is still there
     summary = json.loads(result.stdout)["summary"]["quarantine"]
@@ -81,7 +84,12 @@ def test_check_config_quarantine_asks_on_a_tty(out: Path, monkeypatch: pytest.Mo
 def test_check_config_quarantine_code_never_deletes() -> None:
     """No deleting call anywhere in the check-config code."""
     root = Path(fgdiag.quarantine.__file__).parent
-    files = [root / "quarantine.py", root / "checkpoints.py", root / "cli" / "check_config.py",
-             root / "rules" / "config_rules.py", *sorted((root / "static").glob("*.py"))]
+    files = [
+        root / "quarantine.py",
+        root / "checkpoints.py",
+        root / "cli" / "check_config.py",
+        root / "rules" / "config_rules.py",
+        *sorted((root / "static").glob("*.py")),
+    ]
     pattern = re.compile(r"rmtree|\.unlink\(|os\.remove|os\.rmdir|\.rmdir\(|shutil\.move|send2trash")
     assert [str(f) for f in files if pattern.search(f.read_text())] == []

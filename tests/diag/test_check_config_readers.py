@@ -29,8 +29,9 @@ def test_check_config_script_fork_arguments_and_lines() -> None:
     info = read_script(b.HERE / "train_ucf_full.sh")
     assert info.launcher == "python" and info.entry == "fgclip/train/train_fgclip.py"
     values = info.values
-    assert values.get("data_path").value == ("/data/zyy/dataset/UCF_Crimes_Videos/"
-                                             "ucf_fgclip_train_with_timestamps_en.json")
+    assert values.get("data_path").value == (
+        "/data/zyy/dataset/UCF_Crimes_Videos/ucf_fgclip_train_with_timestamps_en.json"
+    )
     assert values.get("per_device_train_batch_size").value == "2"  # $BATCH_SIZE resolved
     assert values.get("per_device_train_batch_size").line == 25
     assert values.get("world_size").value == 1
@@ -43,28 +44,41 @@ def test_check_config_script_launchers(tmp_path: Path) -> None:
     assert ds.launcher == "deepspeed" and ds.values.get("world_size").value == 3
     nodes = read_script(script(tmp_path, "torchrun --nnodes 2 --nproc-per-node=4 train.py --max_steps 10\n"))
     assert nodes.values.get("world_size").value == 8
-    mod = read_script(script(tmp_path, "python -m torch.distributed.run --nproc_per_node 2 -m fgclip.train "
-                                       "--max_steps=10 --fp16\n"))
+    mod = read_script(
+        script(
+            tmp_path,
+            "python -m torch.distributed.run --nproc_per_node 2 -m fgclip.train --max_steps=10 --fp16\n",
+        )
+    )
     assert mod.entry == "fgclip.train" and mod.values.get("world_size").value == 2
     assert mod.values.get("max_steps").value == "10" and mod.values.get("fp16").value == "True"
-    visible = read_script(script(tmp_path, "export CUDA_VISIBLE_DEVICES=0,1\nnohup deepspeed train.py > log &\n"))
+    visible = read_script(
+        script(tmp_path, "export CUDA_VISIBLE_DEVICES=0,1\nnohup deepspeed train.py > log &\n")
+    )
     assert visible.values.get("world_size").value == 2
     acc = read_script(script(tmp_path, "accelerate launch --num_processes 4 train.py --seed 1\n"))
     assert acc.launcher == "accelerate" and acc.values.get("world_size").value == 4
 
 
 def test_check_config_script_variables(tmp_path: Path) -> None:
-    info = read_script(script(tmp_path, "\n".join([
-        "#!/bin/bash",
-        "LR=${LR:-5e-6}   # default when unset",
-        'OUT="./out/$RUN_NAME"',
-        "python train.py \\",
-        "  --learning_rate $LR \\",
-        "  --output_dir $OUT \\",
-        "  --weight_decay -0.0 \\",
-        "  --flag",
-        "python eval.py --x 1",
-    ])))
+    info = read_script(
+        script(
+            tmp_path,
+            "\n".join(
+                [
+                    "#!/bin/bash",
+                    "LR=${LR:-5e-6}   # default when unset",
+                    'OUT="./out/$RUN_NAME"',
+                    "python train.py \\",
+                    "  --learning_rate $LR \\",
+                    "  --output_dir $OUT \\",
+                    "  --weight_decay -0.0 \\",
+                    "  --flag",
+                    "python eval.py --x 1",
+                ]
+            ),
+        )
+    )
     assert info.values.get("learning_rate").value == "5e-6" and info.values.get("learning_rate").line == 5
     assert info.values.get("output_dir").value == "./out/$RUN_NAME"
     assert info.unresolved == ["line 6: $RUN_NAME in '$OUT'"]
@@ -80,7 +94,9 @@ def test_check_config_script_without_launch_is_an_input_error(tmp_path: Path) ->
 def test_check_config_config_sections_and_lines(tmp_path: Path) -> None:
     values = read_config_file(b.HERE / "seed.toml")
     field = values.get("gradient_accumulation_steps")
-    assert (field.value, field.line) == (8, 18) and field.location.endswith("seed.toml:18:gradient_accumulation_steps")
+    assert (field.value, field.line) == (8, 18) and field.location.endswith(
+        "seed.toml:18:gradient_accumulation_steps"
+    )
     json_cfg = tmp_path / "c.json"
     json_cfg.write_text('{\n  "training": {\n    "max_steps": 40\n  },\n  "fp16": true\n}\n')
     values = read_config_file(json_cfg)

@@ -30,11 +30,15 @@ def test_check_config_seed_configuration_is_caught(tmp_path: Path) -> None:
     assert {"FGD101", "FGD201", "FGD401"} <= codes(findings, Severity.ERROR)
     assert exit_code(findings) == 1
     fgd101 = [f for f in findings if f.code == "FGD101"]
-    assert {f.location for f in fgd101} == {f"{SEED}:6:finegrained_logit_scale_init",
-                                              f"{SEED}:7:hardneg_logit_scale_init"}
+    assert {f.location for f in fgd101} == {
+        f"{SEED}:6:finegrained_logit_scale_init",
+        f"{SEED}:7:hardneg_logit_scale_init",
+    }
     assert "assumed" in fgd101[0].message and "4.6052" in fgd101[0].message
     warmup = next(f for f in findings if f.code == "FGD202" and f.location.startswith(str(SEED)))
-    assert "optimizer step 50" in warmup.message and warmup.location.endswith(":9:memory_bank_warmup_forward_passes")
+    assert "optimizer step 50" in warmup.message and warmup.location.endswith(
+        ":9:memory_bank_warmup_forward_passes"
+    )
     never = next(f for f in findings if f.code == "FGD201")
     assert "never activates" in never.message and "40" in never.message
     stale = next(f for f in findings if f.code == "FGD401")
@@ -73,7 +77,11 @@ def test_check_config_fork_script_is_read(tmp_path: Path) -> None:
     findings, summary = check_paths([script])
     assert summary["dialect"] == "fork"
     plan = summary["plan"]
-    assert (plan["per_device_train_batch_size"], plan["gradient_accumulation_steps"], plan["world_size"]) == (2, 16, 1)
+    assert (plan["per_device_train_batch_size"], plan["gradient_accumulation_steps"], plan["world_size"]) == (
+        2,
+        16,
+        1,
+    )
     assert plan["memory_bank_activation_step"] == 12.5
     assert {"FGD102", "FGD103", "FGD202", "FGD203", "FGD403", "FGD501"} <= codes(findings)
     assert exit_code(findings) == 0  # the fork at HEAD: warnings only
@@ -113,8 +121,10 @@ def test_check_config_upstream_script_reads_deepspeed_config() -> None:
 def test_check_config_unresolved_values_do_not_crash(tmp_path: Path) -> None:
     """`$LR`, `$STEPS` from the caller's environment: reported as unresolved, judged as unknown."""
     script = tmp_path / "train.sh"
-    script.write_text("python -m fgclip.train --learning_rate $LR --max_steps $STEPS --region_head roi_projection "
-                      "--memory_bank_size 128 --memory_bank_warmup_steps 6 --gradient_accumulation_steps 8\n")
+    script.write_text(
+        "python -m fgclip.train --learning_rate $LR --max_steps $STEPS --region_head roi_projection "
+        "--memory_bank_size 128 --memory_bank_warmup_steps 6 --gradient_accumulation_steps 8\n"
+    )
     findings, summary = check_paths([script])
     assert summary["plan"]["planned_optimizer_steps"] is None
     assert any("$LR" in n for n in summary["notes"]) and any("$STEPS" in n for n in summary["notes"])

@@ -42,14 +42,18 @@ def test_logs_hf_trainer_steps_from_bar_or_count(tmp_path, bars):
 
 
 def test_logs_hf_logging_steps_option_counts_lines(tmp_path):
-    read = read_log(write(tmp_path, hf_trainer_log(steps=40, logging_steps=10, bars="none")), logging_steps=10)
+    read = read_log(
+        write(tmp_path, hf_trainer_log(steps=40, logging_steps=10, bars="none")), logging_steps=10
+    )
     assert read.steps == [10, 20, 30, 40]
 
 
 def test_logs_hf_values_nan_inf_numpy_and_json(tmp_path):
-    text = ("{'loss': nan, 'grad_norm': inf, 'learning_rate': np.float64(1.5e-05), 'epoch': 0.1}\n"
-            '{"loss": 1.25, "grad_norm": NaN, "learning_rate": 1e-05, "epoch": 0.2}\n'
-            "{'loss': tensor(0.75, device='cuda:0'), 'grad_norm': -inf, 'epoch': 0.3}\n")
+    text = (
+        "{'loss': nan, 'grad_norm': inf, 'learning_rate': np.float64(1.5e-05), 'epoch': 0.1}\n"
+        '{"loss": 1.25, "grad_norm": NaN, "learning_rate": 1e-05, "epoch": 0.2}\n'
+        "{'loss': tensor(0.75, device='cuda:0'), 'grad_norm': -inf, 'epoch': 0.3}\n"
+    )
     read = read_log(write(tmp_path, text))
     rows = [read.rows[s] for s in read.steps]
     assert math.isnan(rows[0][ev.LOSS]) and rows[0][ev.GRAD_NORM] == math.inf
@@ -61,11 +65,17 @@ def test_logs_hf_values_nan_inf_numpy_and_json(tmp_path):
 
 
 def test_logs_trainer_state_json(tmp_path):
-    state = {"max_steps": 240, "logging_steps": 10, "global_step": 30,
-             "log_history": [{"loss": 2.5, "grad_norm": 6784.0, "learning_rate": 1e-6, "epoch": 0.1, "step": 10},
-                             {"loss": 2.1, "grad_norm": float("nan"), "learning_rate": 2e-6, "epoch": 0.2, "step": 20},
-                             {"eval_loss": 3.0, "step": 20},
-                             {"train_runtime": 100.0, "train_loss": 2.0, "epoch": 0.3, "step": 30}]}
+    state = {
+        "max_steps": 240,
+        "logging_steps": 10,
+        "global_step": 30,
+        "log_history": [
+            {"loss": 2.5, "grad_norm": 6784.0, "learning_rate": 1e-6, "epoch": 0.1, "step": 10},
+            {"loss": 2.1, "grad_norm": float("nan"), "learning_rate": 2e-6, "epoch": 0.2, "step": 20},
+            {"eval_loss": 3.0, "step": 20},
+            {"train_runtime": 100.0, "train_loss": 2.0, "epoch": 0.3, "step": 30},
+        ],
+    }
     path = tmp_path / "checkpoint-30" / "trainer_state.json"
     path.parent.mkdir()
     path.write_text(json.dumps(state))
@@ -138,14 +148,18 @@ def test_logs_region_zero_means_no_region_and_zero_norms(tmp_path):
 
 
 def test_logs_fast_path_equals_line_path():
-    text = (vad_log(steps=15, ga=3, bank_at=6, zero_every=4) + vad_log(steps=4, ga=2, variant="head", bank_at=1)
-            + "\n".join(vad_group(2, 99, std="nan") + vad_group(2, 100, region=0.0)) + "\n")
+    text = (
+        vad_log(steps=15, ga=3, bank_at=6, zero_every=4)
+        + vad_log(steps=4, ga=2, variant="head", bank_at=1)
+        + "\n".join(vad_group(2, 99, std="nan") + vad_group(2, 100, region=0.0))
+        + "\n"
+    )
     data = text.encode("utf-8")
     results = []
     for fast in (True, False):
         reader = LogReader(fast=fast)
         for i in range(0, len(data), 7919):  # odd chunk sizes split groups across feeds
-            reader.feed(data[i:i + 7919])
+            reader.feed(data[i : i + 7919])
         reader.flush(final=True)
         rows, events = reader.drain()
         results.append((rows, events, reader.lines, reader.unparsed, reader.blank))
@@ -171,7 +185,9 @@ def test_logs_our_lines_and_bank_event(tmp_path):
 def test_logs_jsonl_events_roundtrip(tmp_path):
     path = tmp_path / "events.jsonl"
     writer = ev.EventWriter(path)
-    writer.write(ev.run_record({"planned_steps": 100, "memory_bank_size": 128, "memory_bank_warmup_steps": 5}))
+    writer.write(
+        ev.run_record({"planned_steps": 100, "memory_bank_size": 128, "memory_bank_warmup_steps": 5})
+    )
     for step in (10, 20):
         writer.write(ev.metrics_record(step, {ev.LOSS: 1.0 / step, ev.GRAD_NORM: float("nan")}))
     writer.write(ev.event_record(20, ev.EVENT_MB_ENABLED, "bank on", {"candidates_after": 132}))
@@ -189,7 +205,9 @@ def test_logs_rank_prefix_dedup_and_host_prefix(tmp_path):
     lines = []
     for s in (10, 20):
         for rank in (0, 1):
-            lines.append(f"[rank{rank}]: {{'loss': {s / 10 + rank}, 'grad_norm': 1.0, 'learning_rate': 1e-5}}")
+            lines.append(
+                f"[rank{rank}]: {{'loss': {s / 10 + rank}, 'grad_norm': 1.0, 'learning_rate': 1e-5}}"
+            )
     lines.append("[rank1]: Traceback (most recent call last):")
     read = read_log(write(tmp_path, "\n".join(lines) + "\n"), logging_steps=10)
     assert [read.rows[s][ev.LOSS] for s in read.steps] == [1.0, 2.0]  # rank 1 dropped
@@ -206,10 +224,12 @@ def test_logs_traceback_and_oom_become_events(tmp_path):
     assert len(crash) == 1 and crash[0]["kind"] == ev.EVENT_OOM and crash[0]["step"] == 6
     assert "CUDA out of memory" in crash[0]["message"]
     assert read.unparsed == 0
-    text = "{'loss': 1.0}\nTraceback (most recent call last):\n  File \"x.py\", line 1\nKeyError: 'video_path'\n"
+    text = (
+        "{'loss': 1.0}\nTraceback (most recent call last):\n  File \"x.py\", line 1\nKeyError: 'video_path'\n"
+    )
     read = read_log(write(tmp_path, text, "keyerror.log"))
     assert read.events[-1]["kind"] == ev.EVENT_CRASH and "KeyError" in read.events[-1]["message"]
-    cut = read_log(write(tmp_path, "Traceback (most recent call last):\n  File \"x.py\", line 1\n", "cut.log"))
+    cut = read_log(write(tmp_path, 'Traceback (most recent call last):\n  File "x.py", line 1\n', "cut.log"))
     assert cut.events[-1]["kind"] == ev.EVENT_CRASH
 
 

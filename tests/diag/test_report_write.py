@@ -31,7 +31,9 @@ def log(tmp_path: Path, text: str, name: str) -> Path:
 
 
 def test_report_all_panels_from_fgclip_vad_log(tmp_path):
-    read = read_log(log(tmp_path, vad_log(steps=30, ga=2, bank_at=10, zero_every=5), "vad.log"), targets="ucf")
+    read = read_log(
+        log(tmp_path, vad_log(steps=30, ga=2, bank_at=10, zero_every=5), "vad.log"), targets="ucf"
+    )
     result = write_report(read, tmp_path / "out")
     names = sorted(p.stem for p in result.images)
     assert names == ["grad_norms", "logit_ranges", "logit_scales", "losses", "memory_bank", "region_loss"]
@@ -65,13 +67,24 @@ def test_report_overlay_of_two_runs(tmp_path):
 def test_report_cli_json_and_exit_codes(tmp_path):
     path = log(tmp_path, vad_log(steps=60, ga=2), "bad.log")
     runner = CliRunner()
-    result = runner.invoke(app, ["report", str(path), "--out", str(tmp_path / "r"), "--targets", "ucf", "--json"])
+    result = runner.invoke(
+        app, ["report", str(path), "--out", str(tmp_path / "r"), "--targets", "ucf", "--json"]
+    )
     assert result.exit_code == 1, result.output
     data = json.loads(result.output)
     assert data["verdict"] == "failing" and len(data["report"]["images"]) == 6
     assert Path(data["report"]["html"]).exists()
-    result = runner.invoke(app, ["report", str(log(tmp_path, our_log(), "ok.log")), "--out", str(tmp_path / "ok"),
-                                 "--compare", str(path)])
+    result = runner.invoke(
+        app,
+        [
+            "report",
+            str(log(tmp_path, our_log(), "ok.log")),
+            "--out",
+            str(tmp_path / "ok"),
+            "--compare",
+            str(path),
+        ],
+    )
     assert result.exit_code == 0 and "wrote" in result.output
     result = runner.invoke(app, ["report", str(tmp_path / "missing.log"), "--out", str(tmp_path / "x")])
     assert result.exit_code == 2

@@ -15,8 +15,13 @@ from fgdiag.targets import get_profile
 
 H = ev.head_metric
 REGION = H(ev.HEAD_LOSS, "region")
-INFO = {"planned_steps": 300, "warmup_steps": 30, "memory_bank_size": 128, "memory_bank_warmup_steps": 5,
-        "logit_scale_max": math.log(100)}
+INFO = {
+    "planned_steps": 300,
+    "warmup_steps": 30,
+    "memory_bank_size": 128,
+    "memory_bank_warmup_steps": 5,
+    "logit_scale_max": math.log(100),
+}
 
 
 def healthy(step: int) -> dict[str, float]:
@@ -25,15 +30,25 @@ def healthy(step: int) -> dict[str, float]:
     k = 132.0 if bank else 4.0
     region = 0.3 + 1.0 * math.exp(-step / 60)
     return {
-        ev.LOSS: 1.0 + 0.5 * region + math.exp(-step / 80), REGION: region,
+        ev.LOSS: 1.0 + 0.5 * region + math.exp(-step / 80),
+        REGION: region,
         H(ev.HEAD_LOSS, "global"): 0.5 + math.exp(-step / 80),
-        H(ev.CANDIDATES, "region"): k, H(ev.CHANCE, "region"): math.log(k),
+        H(ev.CANDIDATES, "region"): k,
+        H(ev.CHANCE, "region"): math.log(k),
         **{H(ev.LOGIT_SCALE, h): math.log(100) for h in ev.HEADS},
-        H(ev.LOGITS_MIN, "region"): -30.0, H(ev.LOGITS_MAX, "region"): 80.0, H(ev.LOGITS_STD, "region"): 9.0,
-        H(ev.COS_STD, "region"): 0.09, ev.MB_ACTIVE: 1.0 if bank else 0.0, ev.MB_FILL: 128.0 if bank else 0.0,
-        ev.MB_SIZE: 128.0, ev.REGIONS_ZERO_NORM: 0.0, ev.REGIONS_NONFINITE: 0.0,
-        ev.GRAD_NORM: 2.0 + 0.1 * math.sin(step), H(ev.GRAD_NORM_GROUP, "towers_decay"): 1.5,
-        H(ev.GRAD_NORM_GROUP, "heads_decay"): 3.0, ev.LEARNING_RATE: 5e-6 * min(1.0, step / 30) + 1e-9,
+        H(ev.LOGITS_MIN, "region"): -30.0,
+        H(ev.LOGITS_MAX, "region"): 80.0,
+        H(ev.LOGITS_STD, "region"): 9.0,
+        H(ev.COS_STD, "region"): 0.09,
+        ev.MB_ACTIVE: 1.0 if bank else 0.0,
+        ev.MB_FILL: 128.0 if bank else 0.0,
+        ev.MB_SIZE: 128.0,
+        ev.REGIONS_ZERO_NORM: 0.0,
+        ev.REGIONS_NONFINITE: 0.0,
+        ev.GRAD_NORM: 2.0 + 0.1 * math.sin(step),
+        H(ev.GRAD_NORM_GROUP, "towers_decay"): 1.5,
+        H(ev.GRAD_NORM_GROUP, "heads_decay"): 3.0,
+        ev.LEARNING_RATE: 5e-6 * min(1.0, step / 30) + 1e-9,
     }
 
 
@@ -74,6 +89,7 @@ def test_runtime_rules_every_code_is_registered():
 def test_runtime_rules_fgd101_region_scale_at_clip_init():
     def change(step, row):
         row[H(ev.LOGIT_SCALE, "region")] = 2.65625  # bf16 of 2.6592
+
     found, _ = run(change)
     hits = [f for f in found if f.code == "FGD101"]
     assert len(hits) == 1 and hits[0].step == 5 and hits[0].severity is Severity.ERROR
@@ -84,11 +100,13 @@ def test_runtime_rules_fgd101_without_global_is_a_warning_and_gap_rule():
     def no_global(step, row):
         del row[H(ev.LOGIT_SCALE, "global")]
         row[H(ev.LOGIT_SCALE, "region")] = 2.6592
+
     hits = [f for f in run(no_global)[0] if f.code == "FGD101"]
     assert len(hits) == 1 and hits[0].severity is Severity.WARNING
 
     def gap(step, row):
         row[H(ev.LOGIT_SCALE, "hardneg")] = 3.2
+
     hits = [f for f in run(gap)[0] if f.code == "FGD101"]
     assert len(hits) == 1 and "apart" in hits[0].message
 
@@ -97,11 +115,13 @@ def test_runtime_rules_fgd102_unclamped_and_saturated_flat():
     def unclamped(step, row):
         if step >= 100:
             row[H(ev.LOGIT_SCALE, "global")] = 4.62
+
     hits = [f for f in run(unclamped)[0] if f.code == "FGD102"]
     assert len(hits) == 1 and hits[0].step == 100 and hits[0].severity is Severity.ERROR
 
     def flat(step, row):
         row[REGION] = 1.2  # at the clamp, never learning
+
     hits = [f for f in run(flat)[0] if f.code == "FGD102"]
     assert hits and hits[0].severity is Severity.WARNING and "flat" in hits[0].message
 
@@ -109,6 +129,7 @@ def test_runtime_rules_fgd102_unclamped_and_saturated_flat():
 def test_runtime_rules_fgd103_frozen_scale_below_clamp():
     def frozen(step, row):
         row[H(ev.LOGIT_SCALE, "region")] = 4.59375  # bf16 parameter: Adam's tiny steps never change it
+
     hits = [f for f in run(frozen)[0] if f.code == "FGD103"]
     assert len(hits) == 1 and hits[0].step == 80  # a quarter of the 300 planned steps after its first value
 
@@ -117,12 +138,14 @@ def test_runtime_rules_fgd103_not_judged_when_lr_is_zero():
     def frozen_no_lr(step, row):
         row[H(ev.LOGIT_SCALE, "region")] = 4.0
         row[ev.LEARNING_RATE] = 0.0
+
     assert "FGD103" not in codes(run(frozen_no_lr)[0])
 
 
 def test_runtime_rules_fgd103_steady_decay():
     def decay(step, row):
         row[H(ev.LOGIT_SCALE, "global")] = math.log(100) - 0.002 * step
+
     hits = [f for f in run(decay)[0] if f.code == "FGD103"]
     assert hits and "falls steadily" in hits[0].message
 
@@ -131,11 +154,13 @@ def test_runtime_rules_fgd201_bank_late_or_never():
     def never(step, row):
         row[ev.MB_ACTIVE], row[ev.MB_FILL], row[H(ev.CANDIDATES, "region")] = 0.0, 0.0, 4.0
         row[H(ev.CHANCE, "region")] = math.log(4)
+
     hits = [f for f in run(never)[0] if f.code == "FGD201"]
     assert len(hits) == 1 and hits[0].step == 10  # expected by 5 + 2 slack, first judged at the next point
 
     def late(step, row):
         row[ev.MB_ACTIVE] = 1.0 if step >= 50 else 0.0
+
     assert codes(run(late)[0]).count("FGD201") == 1
 
 
@@ -144,6 +169,7 @@ def test_runtime_rules_fgd201_from_target_profile_and_not_judged():
 
     def late(step, row):
         row[ev.MB_ACTIVE] = 1.0 if step >= 15 else 0.0
+
     hits = [f for f in run(late, info=info, targets=get_profile("ucf"))[0] if f.code == "FGD201"]
     assert hits and "expected by step 7" in hits[0].message
     _found, engine = run(late, info=info)
@@ -154,6 +180,7 @@ def test_runtime_rules_fgd201_from_target_profile_and_not_judged():
 def test_runtime_rules_fgd301_zero_norm_fires_once():
     def zero(step, row):
         row[ev.REGIONS_ZERO_NORM] = 1.0 if step % 20 == 0 else 0.0
+
     hits = [f for f in run(zero)[0] if f.code == "FGD301"]
     assert len(hits) == 1 and hits[0].step == 20
 
@@ -162,16 +189,19 @@ def test_runtime_rules_fgd501_spike_and_head_ratio():
     def spike(step, row):
         if step == 150:
             row[ev.GRAD_NORM] = 50.0
+
     hits = [f for f in run(spike)[0] if f.code == "FGD501"]
     assert len(hits) == 1 and hits[0].step == 150
 
     def early_spike(step, row):
         if step == 10:
             row[ev.GRAD_NORM] = 500.0  # inside the warm-up: ignored
+
     assert "FGD501" not in codes(run(early_spike)[0])
 
     def ratio(step, row):
         row[H(ev.GRAD_NORM_GROUP, "heads_decay")] = 400.0
+
     hits = [f for f in run(ratio)[0] if f.code == "FGD501"]
     assert len(hits) == 1 and "towers" in hits[0].message
 
@@ -179,6 +209,7 @@ def test_runtime_rules_fgd501_spike_and_head_ratio():
 def test_runtime_rules_fgd601_at_chance_uses_k_per_step():
     def stuck(step, row):
         row[REGION] = row[H(ev.CHANCE, "region")] * 1.005  # follows ln K_t: 1.39 before the bank, 4.88 after
+
     hits = [f for f in run(stuck)[0] if f.code == "FGD601"]
     assert len(hits) == 1 and hits[0].step > 30  # after warm-up and one window
     assert hits[0].severity is Severity.ERROR
@@ -188,6 +219,7 @@ def test_runtime_rules_fgd601_candidates_from_run_info_or_not_judged():
     def no_k(step, row):
         del row[H(ev.CANDIDATES, "region")], row[H(ev.CHANCE, "region")]
         row[REGION] = math.log(8) * 0.995
+
     hits = [f for f in run(no_k, info={**INFO, "candidates": 8})[0] if f.code == "FGD601"]
     assert len(hits) == 1
     found, engine = run(no_k)
@@ -199,6 +231,7 @@ def test_runtime_rules_fgd601_candidates_from_run_info_or_not_judged():
 def test_runtime_rules_fgd602_above_chance():
     def above(step, row):
         row[REGION] = row[H(ev.CHANCE, "region")] + 0.6
+
     hits = [f for f in run(above)[0] if f.code == "FGD602"]
     assert len(hits) == 1
 
@@ -207,6 +240,7 @@ def test_runtime_rules_fgd603_collapse():
     def collapse(step, row):
         if step >= 100:
             row[H(ev.COS_STD, "region")] = 0.001
+
     hits = [f for f in run(collapse)[0] if f.code == "FGD603"]
     assert len(hits) == 1 and hits[0].step == 110  # three logging steps in a row
 
@@ -214,6 +248,7 @@ def test_runtime_rules_fgd603_collapse():
 def test_runtime_rules_fgd604_target_missed_on_smoothed_value():
     def slow(step, row):
         row[REGION] = 1.1  # misses < 1.0 @ 50 and < 0.7 @ 200
+
     found, engine = run(slow, targets=get_profile("ucf"))
     hits = [f for f in found if f.code == "FGD604"]
     assert [f.evidence["checkpoint"] for f in hits] == [50, 200]
@@ -221,6 +256,7 @@ def test_runtime_rules_fgd604_target_missed_on_smoothed_value():
 
     def noisy(step, row):
         row[REGION] = 1.2 if step == 50 else 0.8  # one bad point at 50; the smoothed value passes
+
     hits = [f for f in run(noisy, targets=get_profile("ucf"))[0] if f.code == "FGD604"]
     assert [f.evidence["checkpoint"] for f in hits] == [200]
 
@@ -228,6 +264,7 @@ def test_runtime_rules_fgd604_target_missed_on_smoothed_value():
 def test_runtime_rules_fgd604_logit_scale_target():
     def low(step, row):
         row[H(ev.LOGIT_SCALE, "region")] = 2.6592
+
     hits = [f for f in run(low, targets=get_profile("ucf"))[0] if f.code == "FGD604"]
     assert len(hits) == 1 and "expects 4.6052" in hits[0].message
 
@@ -236,6 +273,7 @@ def test_runtime_rules_fgd701_first_nonfinite_only():
     def nan(step, row):
         if step in (120, 125, 200):
             row[ev.GRAD_NORM] = float("nan")
+
     hits = [f for f in run(nan)[0] if f.code == "FGD701"]
     assert len(hits) == 1 and hits[0].step == 120 and "grad_norm" in hits[0].message
 

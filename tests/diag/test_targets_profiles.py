@@ -19,14 +19,19 @@ def test_targets_ucf_profile_is_the_seed_table():
     assert ucf.memory_bank_active_by == 7
     region = ev.head_metric(ev.HEAD_LOSS, "region")
     assert [(c.metric, c.step, c.threshold, c.below) for c in ucf.checkpoints] == [
-        (region, 50, 1.0, True), (region, 200, 0.7, True), (region, 500, 0.5, True)]
+        (region, 50, 1.0, True),
+        (region, 200, 0.7, True),
+        (region, 500, 0.5, True),
+    ]
     assert ucf.checkpoints[0].passes(0.9) and not ucf.checkpoints[0].passes(1.0)
 
 
 def test_targets_every_toml_in_the_folder_is_loaded(tmp_path, monkeypatch):
     (tmp_path / "ucf.toml").write_text((T.builtin_dir() / "ucf.toml").read_text())
-    (tmp_path / "embedded.toml").write_text('description = "measured"\nmemory_bank_active_by = 3\n'
-                                            '[[checkpoints]]\nmetric = "loss"\nstep = 100\nbelow = 2.5\n')
+    (tmp_path / "embedded.toml").write_text(
+        'description = "measured"\nmemory_bank_active_by = 3\n'
+        '[[checkpoints]]\nmetric = "loss"\nstep = 100\nbelow = 2.5\n'
+    )
     monkeypatch.setattr(T, "builtin_dir", lambda: tmp_path)
     profiles = T.builtin_profiles()
     assert sorted(profiles) == ["embedded", "ucf"]  # the name defaults to the file stem
@@ -41,14 +46,17 @@ def test_targets_user_profile_by_path_and_above(tmp_path):
     assert profile.checkpoints[0].passes(4.5)
 
 
-@pytest.mark.parametrize("body, field", [
-    ('[[checkpoints]]\nmetric = "nope"\nstep = 1\nbelow = 1.0\n', "metric"),
-    ('[[checkpoints]]\nstep = -3\nbelow = 1.0\n', "step"),
-    ('[[checkpoints]]\nstep = 3\nbelow = 1.0\nabove = 0.5\n', "below"),
-    ('memory_bank_active_by = "soon"\n', "memory_bank_active_by"),
-    ('name = [1]\n', "name"),
-    ('this is not toml', "invalid TOML"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ('[[checkpoints]]\nmetric = "nope"\nstep = 1\nbelow = 1.0\n', "metric"),
+        ("[[checkpoints]]\nstep = -3\nbelow = 1.0\n", "step"),
+        ("[[checkpoints]]\nstep = 3\nbelow = 1.0\nabove = 0.5\n", "below"),
+        ('memory_bank_active_by = "soon"\n', "memory_bank_active_by"),
+        ("name = [1]\n", "name"),
+        ("this is not toml", "invalid TOML"),
+    ],
+)
 def test_targets_errors_name_file_and_field(tmp_path, body, field):
     path = tmp_path / "bad.toml"
     path.write_text(body)

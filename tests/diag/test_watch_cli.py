@@ -77,8 +77,15 @@ def test_watch_once_text_dashboard(tmp_path):
 
 def _run(args, **kw):
     env = {**os.environ, "NO_COLOR": "1"}
-    return subprocess.run([sys.executable, "-m", "fgdiag.cli.app", "watch", *args], capture_output=True, text=True,
-                          timeout=60, env=env, cwd=REPO, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "fgdiag.cli.app", "watch", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=REPO,
+        **kw,
+    )
 
 
 def test_watch_subprocess_exit_codes_and_keys(tmp_path):
@@ -92,10 +99,12 @@ def test_watch_subprocess_exit_codes_and_keys(tmp_path):
 
 def test_watch_subprocess_json_does_not_import_heavy_modules(tmp_path):
     path = write(tmp_path, vad_log(steps=5, ga=2))
-    code = ("import sys, runpy\n"
-            f"sys.argv = ['fgdiag', 'watch', '--once', '--json', {str(path)!r}]\n"
-            "try:\n    runpy.run_module('fgdiag.cli.app', run_name='__main__')\nexcept SystemExit:\n    pass\n"
-            "print('HEAVY', sorted(m for m in ('torch', 'pandas', 'matplotlib') if m in sys.modules))\n")
+    code = (
+        "import sys, runpy\n"
+        f"sys.argv = ['fgdiag', 'watch', '--once', '--json', {str(path)!r}]\n"
+        "try:\n    runpy.run_module('fgdiag.cli.app', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+        "print('HEAVY', sorted(m for m in ('torch', 'pandas', 'matplotlib') if m in sys.modules))\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert "HEAVY []" in proc.stdout, proc.stdout[-500:] + proc.stderr[-2000:]
 
@@ -104,9 +113,24 @@ def test_watch_follow_latency_and_stop_at_end(tmp_path):
     """A finding appears within 0.5 s of its line being appended; watch stops by itself at the end line."""
     path = tmp_path / "live.log"
     path.write_text("{'loss': 1.0, 'grad_norm': 1.0}\n{'loss': 0.9, 'grad_norm': 1.0}\n")
-    proc = subprocess.Popen([sys.executable, "-m", "fgdiag.cli.app", "watch", str(path), "--interval", "0.05",
-                             "--max-seconds", "20"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "NO_COLOR": "1"}, cwd=REPO)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "fgdiag.cli.app",
+            "watch",
+            str(path),
+            "--interval",
+            "0.05",
+            "--max-seconds",
+            "20",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+        cwd=REPO,
+    )
     seen: dict[str, float] = {}
     out: list[str] = []
 
@@ -155,8 +179,11 @@ def test_watch_run_dir_events_with_recorded_findings(tmp_path):
     writer = ev.EventWriter(folder / "events.jsonl")
     info = {"planned_steps": 100, "memory_bank_size": 0}
     writer.write(ev.run_record(info))
-    writer.write(ev.finding_record(get("FGD103").finding("logit_scale_finegrained decayed (static)",
-                                                          location="optimizer")))
+    writer.write(
+        ev.finding_record(
+            get("FGD103").finding("logit_scale_finegrained decayed (static)", location="optimizer")
+        )
+    )
     engine = RuleEngine(info)  # the live callback judges with the same engine and records what it found
     for step in range(10, 60, 10):
         metrics = {ev.LOSS: 1.0, ev.GRAD_NORM: float("nan") if step == 30 else 1.0}

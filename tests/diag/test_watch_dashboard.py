@@ -39,11 +39,28 @@ def test_watch_dashboard_renders_losses_scales_bank_and_findings(tmp_path):
 
 
 def test_watch_dashboard_from_plain_rows_for_other_commands():
-    rows = {s: {"loss": 2.0 - s / 100, "head_loss/region": 1.0 - s / 200, "candidates/region": 132.0,
-                "chance/region": math.log(132), "memory_bank/active": 1.0, "memory_bank/fill": 128.0,
-                "memory_bank/size": 128.0, "grad_norm": 1.0, "learning_rate": 1e-5} for s in range(10, 110, 10)}
-    snap = build_snapshot(rows, [], [], [{"code": "FGD604", "reason": "FGD604: not judged: no target profile"}],
-                          title="run", planned_steps=200)
+    rows = {
+        s: {
+            "loss": 2.0 - s / 100,
+            "head_loss/region": 1.0 - s / 200,
+            "candidates/region": 132.0,
+            "chance/region": math.log(132),
+            "memory_bank/active": 1.0,
+            "memory_bank/fill": 128.0,
+            "memory_bank/size": 128.0,
+            "grad_norm": 1.0,
+            "learning_rate": 1e-5,
+        }
+        for s in range(10, 110, 10)
+    }
+    snap = build_snapshot(
+        rows,
+        [],
+        [],
+        [{"code": "FGD604", "reason": "FGD604: not judged: no target profile"}],
+        title="run",
+        planned_steps=200,
+    )
     text = render(snap, width=80)
     assert "step 100/200" in text and "HEALTHY" in text
     assert "on 128/128" in text and "K=132" in text

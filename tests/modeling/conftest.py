@@ -8,14 +8,31 @@ from transformers import CLIPConfig, CLIPModel
 
 VOCAB, BOS, EOS = 100, 98, 99
 
-TEXT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, vocab_size=VOCAB,
-            max_position_embeddings=77, eos_token_id=EOS, bos_token_id=BOS, pad_token_id=EOS)
-VISION = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=32,
-              patch_size=8)
+TEXT = dict(
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=64,
+    vocab_size=VOCAB,
+    max_position_embeddings=77,
+    eos_token_id=EOS,
+    bos_token_id=BOS,
+    pad_token_id=EOS,
+)
+VISION = dict(
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=64,
+    image_size=32,
+    patch_size=8,
+)
 
 
 def tiny_clip_config(**kw) -> CLIPConfig:
-    return CLIPConfig(text_config=TEXT, vision_config=VISION, projection_dim=16, logit_scale_init_value=4.6052, **kw)
+    return CLIPConfig(
+        text_config=TEXT, vision_config=VISION, projection_dim=16, logit_scale_init_value=4.6052, **kw
+    )
 
 
 @pytest.fixture(scope="session")

@@ -30,19 +30,25 @@ def _worker(rank: int, world: int, port: int, clip_dir: str, out_dir: str) -> No
         local = {k: v[rank * 2 : rank * 2 + 2] for k, v in full.items()}
         out = model(**local)
         out.loss.backward()
-        torch.save({"global_long": out.losses["global_long_loss"].detach(),
-                    "global_short": out.losses["global_short_loss"].detach(),
-                    "queue": model.memory_bank.image_queue.clone(),
-                    "keys": model.memory_bank.caption_keys.clone(),
-                    "fill": model.memory_bank.fill.clone(),
-                    "grad": model.logit_scale.grad.clone()}, os.path.join(out_dir, f"rank{rank}.pt"))
+        torch.save(
+            {
+                "global_long": out.losses["global_long_loss"].detach(),
+                "global_short": out.losses["global_short_loss"].detach(),
+                "queue": model.memory_bank.image_queue.clone(),
+                "keys": model.memory_bank.caption_keys.clone(),
+                "fill": model.memory_bank.fill.clone(),
+                "grad": model.logit_scale.grad.clone(),
+            },
+            os.path.join(out_dir, f"rank{rank}.pt"),
+        )
     finally:
         dist.destroy_process_group()
 
 
 def test_two_rank_gather_and_queue(clip_dir, tmp_path):
-    mp.start_processes(_worker, args=(2, _free_port(), str(clip_dir), str(tmp_path)), nprocs=2,
-                       start_method="spawn")
+    mp.start_processes(
+        _worker, args=(2, _free_port(), str(clip_dir), str(tmp_path)), nprocs=2, start_method="spawn"
+    )
     r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
     assert torch.equal(r0["queue"], r1["queue"]) and torch.equal(r0["keys"], r1["keys"])

@@ -70,7 +70,9 @@ def test_hard_negative_loss_is_ln_eleven_when_uniform():
 
 def test_no_regions_gives_zero_loss_with_a_graph():
     region = torch.zeros(0, 8, requires_grad=True)
-    parts, stats = RegionContrastiveLoss(1.0)(region, torch.zeros(0, 8), SCALE, torch.zeros(0, dtype=torch.long))
+    parts, stats = RegionContrastiveLoss(1.0)(
+        region, torch.zeros(0, 8), SCALE, torch.zeros(0, dtype=torch.long)
+    )
     assert parts["region_loss"].item() == 0.0
     parts["region_loss"].backward()
     assert torch.isnan(stats["logits_min"])

@@ -20,8 +20,9 @@ def unit(n: int, d: int = 4, seed: int = 0) -> torch.Tensor:
 
 
 def test_warmup_counts_optimizer_steps_not_forwards(clip_dir):
-    model = FGCLIPModel.from_pretrained(clip_dir, fgclip_overrides={"memory_bank_size": 64,
-                                                                     "memory_bank_warmup_steps": 3}).train()
+    model = FGCLIPModel.from_pretrained(
+        clip_dir, fgclip_overrides={"memory_bank_size": 64, "memory_bank_warmup_steps": 3}
+    ).train()
     batch = make_image_batch()
     accumulation = 4
     active_at = []

@@ -27,7 +27,8 @@ def test_global_path_matches_clipmodel(clip_dir):
         img = model.get_image_features(pixels)
         txt = model.get_text_features(ids)
         via_table = model.text_projection(
-            encode_text(model.text_model, ids, model.text_model.embeddings.position_embedding.weight))
+            encode_text(model.text_model, ids, model.text_model.embeddings.position_embedding.weight)
+        )
     assert (img - ref_img).abs().max() < 1e-5
     assert (txt - ref_txt).abs().max() < 1e-5
     assert (via_table - ref_txt).abs().max() < 1e-5
@@ -43,13 +44,21 @@ def test_padding_to_batch_longest_is_exact(clip_dir):
 
 def test_plain_clip_load_reports_exactly_the_new_heads(clip_dir):
     model = FGCLIPModel.from_pretrained(
-        clip_dir, fgclip_overrides={"region_head": "roi_projection", "memory_bank_size": 8})
+        clip_dir, fgclip_overrides={"region_head": "roi_projection", "memory_bank_size": 8}
+    )
     report = model.loading_report
     assert report.unexpected_new == []
-    assert {"long_position_embedding.weight", "text_long_projection.weight", "roi_projection.weight",
-            "logit_scale_finegrained", "logit_scale_hardneg"} <= set(report.newly_initialized)
-    assert all(k.startswith(("long_", "text_long", "roi_", "logit_scale_", "memory_bank."))
-               for k in report.newly_initialized)
+    assert {
+        "long_position_embedding.weight",
+        "text_long_projection.weight",
+        "roi_projection.weight",
+        "logit_scale_finegrained",
+        "logit_scale_hardneg",
+    } <= set(report.newly_initialized)
+    assert all(
+        k.startswith(("long_", "text_long", "roi_", "logit_scale_", "memory_bank."))
+        for k in report.newly_initialized
+    )
     assert "logit_scale" not in report.newly_initialized
     assert torch.equal(model.text_long_projection.weight, model.text_projection.weight)
     assert torch.equal(model.roi_projection.weight, model.visual_projection.weight)
@@ -66,8 +75,11 @@ def test_plain_clip_load_reports_exactly_the_new_heads(clip_dir):
 def test_missing_attention_weights_are_reported(clip_dir, tmp_path):
     state = load_file(clip_dir / "model.safetensors")
     dropped = [k for k in state if "self_attn.q_proj" in k]
-    save_file({k: v for k, v in state.items() if k not in dropped}, tmp_path / "model.safetensors",
-              metadata={"format": "pt"})
+    save_file(
+        {k: v for k, v in state.items() if k not in dropped},
+        tmp_path / "model.safetensors",
+        metadata={"format": "pt"},
+    )
     (tmp_path / "config.json").write_text((clip_dir / "config.json").read_text())
     model = FGCLIPModel.from_pretrained(tmp_path)
     assert sorted(model.loading_report.unexpected_new) == sorted(dropped)
@@ -75,8 +87,9 @@ def test_missing_attention_weights_are_reported(clip_dir, tmp_path):
 
 
 def test_own_checkpoint_round_trip_restores_everything(clip_dir, tmp_path):
-    model = FGCLIPModel.from_pretrained(clip_dir, fgclip_overrides={"memory_bank_size": 6,
-                                                                     "region_head": "roi_projection"})
+    model = FGCLIPModel.from_pretrained(
+        clip_dir, fgclip_overrides={"memory_bank_size": 6, "region_head": "roi_projection"}
+    )
     with torch.no_grad():
         model.logit_scale_finegrained.fill_(3.1)
         model.logit_scale_hardneg.fill_(3.3)
@@ -96,8 +109,14 @@ def test_own_checkpoint_round_trip_restores_everything(clip_dir, tmp_path):
 
 def test_gradients_reach_every_trainable_parameter(clip_dir):
     model = FGCLIPModel.from_pretrained(
-        clip_dir, fgclip_overrides={"region_head": "roi_projection", "memory_bank_size": 16,
-                                    "memory_bank_warmup_steps": 1, "temporal_pooling": "mean"}).train()
+        clip_dir,
+        fgclip_overrides={
+            "region_head": "roi_projection",
+            "memory_bank_size": 16,
+            "memory_bank_warmup_steps": 1,
+            "temporal_pooling": "mean",
+        },
+    ).train()
     batch = make_image_batch()
     model(**batch)  # fill the queue, then activate it
     model.optimizer_step_completed()
@@ -106,11 +125,18 @@ def test_gradients_reach_every_trainable_parameter(clip_dir):
     assert set(out.losses) == {"global_long_loss", "global_short_loss", "region_loss", "hard_negative_loss"}
     assert out.stats["memory_bank/active"].item() == 1.0
     out.loss.backward()
-    dead = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.any())]
+    dead = [
+        n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.any())
+    ]
     # rows of the long table beyond the longest caption never get gradient; everything else must
     assert dead == [] or dead == ["long_position_embedding.weight"][: len(dead)], dead
-    for name in ("logit_scale", "logit_scale_finegrained", "logit_scale_hardneg", "roi_projection.weight",
-                 "text_long_projection.weight"):
+    for name in (
+        "logit_scale",
+        "logit_scale_finegrained",
+        "logit_scale_hardneg",
+        "roi_projection.weight",
+        "text_long_projection.weight",
+    ):
         assert model.get_parameter(name).grad.abs().sum() > 0, name
 
 

@@ -89,8 +89,9 @@ def video_batch(b=2, t=4, r=2):
 
 @pytest.mark.parametrize("pooling", ["mean", "attention"])
 def test_video_masked_frames_do_not_matter(clip_dir, pooling):
-    model = FGCLIPModel.from_pretrained(clip_dir, fgclip_overrides={"temporal_pooling": pooling,
-                                                                     "num_frames": 4}).eval()
+    model = FGCLIPModel.from_pretrained(
+        clip_dir, fgclip_overrides={"temporal_pooling": pooling, "num_frames": 4}
+    ).eval()
     batch = video_batch()
     other = dict(batch)
     other["pixel_values"] = batch["pixel_values"].clone()

@@ -18,11 +18,35 @@ STEPS = 40
 
 
 def args(out: Path, *extra: str) -> list[str]:
-    return ["--preset", "embedded", "--output_dir", str(out), "--max_steps", str(STEPS),
-            "--per_device_train_batch_size", "16", "--gradient_accumulation_steps", "1", "--logging_steps", "2",
-            "--learning_rate", "1e-3", "--head_learning_rate", "1e-3",
-            "--memory_bank_warmup_steps", "4", "--save_steps", "1000", "--disable_tqdm", "true",
-            "--dataloader_pin_memory", "false", "--report_to", "none", *extra]
+    return [
+        "--preset",
+        "embedded",
+        "--output_dir",
+        str(out),
+        "--max_steps",
+        str(STEPS),
+        "--per_device_train_batch_size",
+        "16",
+        "--gradient_accumulation_steps",
+        "1",
+        "--logging_steps",
+        "2",
+        "--learning_rate",
+        "1e-3",
+        "--head_learning_rate",
+        "1e-3",
+        "--memory_bank_warmup_steps",
+        "4",
+        "--save_steps",
+        "1000",
+        "--disable_tqdm",
+        "true",
+        "--dataloader_pin_memory",
+        "false",
+        "--report_to",
+        "none",
+        *extra,
+    ]
 
 
 def run(out: Path, *extra: str, mutate=None, callbacks=()) -> tuple[FGDiagCallback, list[dict]]:
@@ -78,10 +102,23 @@ def test_healthy_run_raises_nothing_and_reports_everything(embedded, tmp_path, c
     metrics = [r for r in records if r["type"] == "metrics"]
     assert len(metrics) == STEPS // 2
     last = metrics[-1]["metrics"]
-    for key in ("logit_scale/region", "logit_scale_exp/region", "candidates/region", "chance/region",
-                "logits_min/region", "logits_max/region", "pos_logit_mean/region", "cos_std/region",
-                "loss_floor/region", "memory_bank/active", "memory_bank/fill", "region_loss",
-                "grad_norm_group/heads_decay", "grad_norm_group/towers_decay", "regions/valid"):
+    for key in (
+        "logit_scale/region",
+        "logit_scale_exp/region",
+        "candidates/region",
+        "chance/region",
+        "logits_min/region",
+        "logits_max/region",
+        "pos_logit_mean/region",
+        "cos_std/region",
+        "loss_floor/region",
+        "memory_bank/active",
+        "memory_bank/fill",
+        "region_loss",
+        "grad_norm_group/heads_decay",
+        "grad_norm_group/towers_decay",
+        "regions/valid",
+    ):
         assert key in last and last[key] is not None, key
     assert last["memory_bank/active"] == 1.0 and last["memory_bank/activated_step"] == 4
     assert last["candidates/region"] > 100  # in-batch regions + the queue once the bank is on
@@ -112,6 +149,7 @@ def test_all_region_boxes_zeroed(embedded, tmp_path):
         def change(batch):
             batch["boxes"] = torch.zeros_like(batch["boxes"])
             return batch
+
         wrap_collator(trainer, change)
 
     diag, _ = run(tmp_path / "zero", mutate=zero_boxes)
@@ -124,7 +162,8 @@ def test_nan_in_one_loss_part(embedded, tmp_path):
         def on_step_begin(self, args, state, control, model=None, **kwargs):
             if state.global_step == 10:
                 self.handle = model.region_loss.register_forward_hook(
-                    lambda m, i, out: ({"region_loss": out[0]["region_loss"] * float("nan")}, out[1]))
+                    lambda m, i, out: ({"region_loss": out[0]["region_loss"] * float("nan")}, out[1])
+                )
             elif state.global_step == 11:
                 self.handle.remove()
 
@@ -141,10 +180,13 @@ def test_region_captions_shuffled_against_boxes(embedded, tmp_path):
             valid = ids[mask]
             batch["region_input_ids"][mask] = valid[torch.randperm(valid.shape[0])]
             return batch
+
         wrap_collator(trainer, change)
 
     # the bank stays off: a queue of older features is a shortcut that pulls even a shuffled loss below chance
-    diag, _ = run(tmp_path / "shuffled", "--max_steps", "60", "--memory_bank_warmup_steps", "1000", mutate=shuffle)
+    diag, _ = run(
+        tmp_path / "shuffled", "--max_steps", "60", "--memory_bank_warmup_steps", "1000", mutate=shuffle
+    )
     assert codes(diag) & {"FGD601", "FGD602"}, codes(diag)
 
 
@@ -155,6 +197,7 @@ def test_every_caption_identical(embedded, tmp_path):
             first = batch["region_input_ids"][mask][0]
             batch["region_input_ids"][mask] = first
             return batch
+
         wrap_collator(trainer, change)
 
     diag, _ = run(tmp_path / "same", mutate=same)

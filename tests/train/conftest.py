@@ -18,6 +18,26 @@ def embedded(tmp_path_factory):
 
 def tiny_args(out, *extra: str) -> list[str]:
     """A short embedded run: batch 8, 12 optimizer steps, bank warm-up 4, logs every 2 steps."""
-    return ["--preset", "embedded", "--output_dir", str(out), "--max_steps", "12", "--per_device_train_batch_size",
-            "8", "--gradient_accumulation_steps", "2", "--memory_bank_warmup_steps", "4", "--logging_steps", "2",
-            "--save_steps", "1000", "--disable_tqdm", "true", "--dataloader_pin_memory", "false", *extra]
+    return [
+        "--preset",
+        "embedded",
+        "--output_dir",
+        str(out),
+        "--max_steps",
+        "12",
+        "--per_device_train_batch_size",
+        "8",
+        "--gradient_accumulation_steps",
+        "2",
+        "--memory_bank_warmup_steps",
+        "4",
+        "--logging_steps",
+        "2",
+        "--save_steps",
+        "1000",
+        "--disable_tqdm",
+        "true",
+        "--dataloader_pin_memory",
+        "false",
+        *extra,
+    ]

@@ -15,14 +15,29 @@ from safetensors.torch import load_file
 
 from .conftest import tiny_args
 
-ARGS = ("--max_steps", "30", "--save_steps", "10", "--logging_steps", "1", "--gradient_accumulation_steps", "1",
-        "--save_total_limit", "5")
+ARGS = (
+    "--max_steps",
+    "30",
+    "--save_steps",
+    "10",
+    "--logging_steps",
+    "1",
+    "--gradient_accumulation_steps",
+    "1",
+    "--save_total_limit",
+    "5",
+)
 
 
 def run(out: Path) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ENABLE_RUNTIME_DIAG": "0"}
-    return subprocess.Popen([sys.executable, "-m", "fgclip.train", *tiny_args(out, *ARGS)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "fgclip.train", *tiny_args(out, *ARGS)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def losses(out: Path) -> dict[int, float]:
@@ -53,7 +68,12 @@ def test_sigkill_then_resume_matches_uninterrupted(embedded, tmp_path):
     after = [s for s in a if s > 10]
     assert after and all(abs(a[s] - b[s]) < 1e-4 for s in after), [(s, a[s], b[s]) for s in after]
     ref_state, cut_state = load_file(ref_dir / "model.safetensors"), load_file(cut_dir / "model.safetensors")
-    for key in ("memory_bank.image_queue", "memory_bank.ptr", "memory_bank.optimizer_steps",
-                "memory_bank.activated_step", "logit_scale_finegrained"):
+    for key in (
+        "memory_bank.image_queue",
+        "memory_bank.ptr",
+        "memory_bank.optimizer_steps",
+        "memory_bank.activated_step",
+        "logit_scale_finegrained",
+    ):
         assert torch.allclose(ref_state[key].float(), cut_state[key].float(), atol=1e-5), key
     assert cut_state["memory_bank.optimizer_steps"].item() == 30

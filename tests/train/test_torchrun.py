@@ -12,8 +12,20 @@ from pathlib import Path
 
 from .conftest import tiny_args
 
-COMMON = ("--max_steps", "2", "--logging_steps", "1", "--gradient_accumulation_steps", "1",
-          "--memory_bank_warmup_steps", "0", "--use_cpu", "true", "--seed", "3")
+COMMON = (
+    "--max_steps",
+    "2",
+    "--logging_steps",
+    "1",
+    "--gradient_accumulation_steps",
+    "1",
+    "--memory_bank_warmup_steps",
+    "0",
+    "--use_cpu",
+    "true",
+    "--seed",
+    "3",
+)
 
 
 def first_log(out: Path) -> dict:
@@ -30,14 +42,39 @@ def _port() -> int:
 def test_two_processes_match_one(embedded, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     single, multi = tmp_path / "single", tmp_path / "multi"
-    one = subprocess.run([sys.executable, "-m", "fgclip.train",
-                          *tiny_args(single, *COMMON, "--per_device_train_batch_size", "8")],
-                         env=env, capture_output=True, text=True, timeout=300)
+    one = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fgclip.train",
+            *tiny_args(single, *COMMON, "--per_device_train_batch_size", "8"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert one.returncode == 0, one.stderr[-3000:]
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                          "--master_addr", "127.0.0.1", "--master_port", str(_port()), "-m", "fgclip.train",
-                          *tiny_args(multi, *COMMON, "--per_device_train_batch_size", "4", "--ddp_backend", "gloo")],
-                         env=env, capture_output=True, text=True, timeout=300)
+    two = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            str(_port()),
+            "-m",
+            "fgclip.train",
+            *tiny_args(multi, *COMMON, "--per_device_train_batch_size", "4", "--ddp_backend", "gloo"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert two.returncode == 0, two.stderr[-3000:]
     ranks = json.loads((multi / "memory_bank_ranks.json").read_text())
     assert len(ranks["checksums"]) == 2 and ranks["identical"] is True

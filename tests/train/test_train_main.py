@@ -41,12 +41,18 @@ def test_embedded_run_trains_with_every_part(embedded, tmp_path):
 
 
 def test_param_groups_never_decay_scales_and_give_heads_their_lr(embedded):
-    model = FGCLIPModel.from_pretrained(embedded["model_name_or_path"],
-                                        fgclip_overrides={"region_head": "roi_projection"})
-    groups = {g["name"]: g for g in build_param_groups(model, 1e-4, 0.1, head_learning_rate=1e-3,
-                                                        logit_scale_learning_rate=5e-4)}
-    assert set(groups["logit_scales"]["param_names"]) == {"logit_scale", "logit_scale_finegrained",
-                                                          "logit_scale_hardneg"}
+    model = FGCLIPModel.from_pretrained(
+        embedded["model_name_or_path"], fgclip_overrides={"region_head": "roi_projection"}
+    )
+    groups = {
+        g["name"]: g
+        for g in build_param_groups(model, 1e-4, 0.1, head_learning_rate=1e-3, logit_scale_learning_rate=5e-4)
+    }
+    assert set(groups["logit_scales"]["param_names"]) == {
+        "logit_scale",
+        "logit_scale_finegrained",
+        "logit_scale_hardneg",
+    }
     assert groups["logit_scales"]["weight_decay"] == 0.0 and groups["logit_scales"]["lr"] == 5e-4
     assert "roi_projection.weight" in groups["heads_decay"]["param_names"]
     assert groups["heads_decay"]["lr"] == 1e-3 and groups["towers_decay"]["lr"] == 1e-4
@@ -65,9 +71,19 @@ def test_fp16_is_refused_with_the_reason(embedded, tmp_path):
 
 def test_config_file_layers_under_the_command_line(tmp_path):
     cfg = tmp_path / "run.toml"
-    cfg.write_text('[model]\nmemory_bank_size = 16\n[training]\nmax_steps = 7\nlogging_steps = 3\n')
-    model_args, _, train_args = parse_args(["--preset", "embedded", "--config", str(cfg), "--max_steps", "5",
-                                            "--output_dir", str(tmp_path / "o")])
+    cfg.write_text("[model]\nmemory_bank_size = 16\n[training]\nmax_steps = 7\nlogging_steps = 3\n")
+    model_args, _, train_args = parse_args(
+        [
+            "--preset",
+            "embedded",
+            "--config",
+            str(cfg),
+            "--max_steps",
+            "5",
+            "--output_dir",
+            str(tmp_path / "o"),
+        ]
+    )
     assert train_args.max_steps == 5  # command line wins
     assert train_args.logging_steps == 3 and model_args.memory_bank_size == 16  # file beats preset
     assert model_args.memory_bank_warmup_steps == 20  # preset value
@@ -78,9 +94,15 @@ def test_config_file_layers_under_the_command_line(tmp_path):
 
 
 def _stale_checkpoint(embedded, out: Path, step: int) -> Path:
-    model = FGCLIPModel.from_pretrained(embedded["model_name_or_path"], fgclip_overrides={
-        "finegrained_logit_scale_init": 2.6592, "memory_bank_size": 128, "memory_bank_warmup_steps": 20,
-        "region_head": "roi_projection"})
+    model = FGCLIPModel.from_pretrained(
+        embedded["model_name_or_path"],
+        fgclip_overrides={
+            "finegrained_logit_scale_init": 2.6592,
+            "memory_bank_size": 128,
+            "memory_bank_warmup_steps": 20,
+            "region_head": "roi_projection",
+        },
+    )
     ckpt = out / f"checkpoint-{step}"
     model.save_pretrained(ckpt)
     return ckpt
@@ -110,11 +132,41 @@ def test_video_records_train_end_to_end(embedded, tmp_path):
     """UCF-style video records (PyAV-decoded clips, keyframe tracks) through the same entry point."""
     videos = str(Path(embedded["data_path"]).with_name("videos.json"))
     out = tmp_path / "video"
-    assert main(["--preset", "embedded", "--output_dir", str(out), "--data_path", videos, "--data_format", "video",
-                 "--num_frames", "4", "--temporal_pooling", "attention", "--max_steps", "4",
-                 "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "1", "--logging_steps", "2",
-                 "--memory_bank_warmup_steps", "2", "--save_steps", "1000", "--disable_tqdm", "true",
-                 "--dataloader_pin_memory", "false"]) == 0
+    assert (
+        main(
+            [
+                "--preset",
+                "embedded",
+                "--output_dir",
+                str(out),
+                "--data_path",
+                videos,
+                "--data_format",
+                "video",
+                "--num_frames",
+                "4",
+                "--temporal_pooling",
+                "attention",
+                "--max_steps",
+                "4",
+                "--per_device_train_batch_size",
+                "4",
+                "--gradient_accumulation_steps",
+                "1",
+                "--logging_steps",
+                "2",
+                "--memory_bank_warmup_steps",
+                "2",
+                "--save_steps",
+                "1000",
+                "--disable_tqdm",
+                "true",
+                "--dataloader_pin_memory",
+                "false",
+            ]
+        )
+        == 0
+    )
     logs = [e for e in log_history(out) if "loss" in e]
     assert len(logs) == 2 and all(math.isfinite(e["region_loss"]) for e in logs)
     model = FGCLIPModel.from_pretrained(out)

@@ -27,10 +27,23 @@ TINY_CONFIG: dict[str, Any] = {
     "model_type": "clip",
     "projection_dim": 4,
     "logit_scale_init_value": 2.6592,
-    "text_config": {"vocab_size": 16, "hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 2,
-                    "num_attention_heads": 2, "max_position_embeddings": 8},
-    "vision_config": {"hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2,
-                      "image_size": 8, "patch_size": 4, "num_channels": 3},
+    "text_config": {
+        "vocab_size": 16,
+        "hidden_size": 8,
+        "intermediate_size": 16,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "max_position_embeddings": 8,
+    },
+    "vision_config": {
+        "hidden_size": 8,
+        "intermediate_size": 16,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "image_size": 8,
+        "patch_size": 4,
+        "num_channels": 3,
+    },
 }
 DTYPES = {"F32": np.float32, "I64": np.int64, "BOOL": np.bool_, "F16": np.float16}
 
@@ -48,9 +61,16 @@ def write_safetensors(path: Path, tensors: dict[str, tuple[str, Any]]) -> Path:
     offset = 0
     for name, (dtype, value) in tensors.items():
         array = np.asarray(value)
-        raw = to_bf16_bits(array).tobytes() if dtype == "BF16" else np.ascontiguousarray(
-            array.astype(DTYPES[dtype])).tobytes()
-        header[name] = {"dtype": dtype, "shape": list(array.shape), "data_offsets": [offset, offset + len(raw)]}
+        raw = (
+            to_bf16_bits(array).tobytes()
+            if dtype == "BF16"
+            else np.ascontiguousarray(array.astype(DTYPES[dtype])).tobytes()
+        )
+        header[name] = {
+            "dtype": dtype,
+            "shape": list(array.shape),
+            "data_offsets": [offset, offset + len(raw)],
+        }
         blobs.append(raw)
         offset += len(raw)
     text = json.dumps(header).encode()
@@ -60,19 +80,30 @@ def write_safetensors(path: Path, tensors: dict[str, tuple[str, Any]]) -> Path:
     return path
 
 
-def clip_tensors(config: dict[str, Any] | None = None, dtype: str = "F32", *, logit_scale: float = LN_100,
-                 seed: int = 0) -> dict[str, tuple[str, Any]]:
+def clip_tensors(
+    config: dict[str, Any] | None = None, dtype: str = "F32", *, logit_scale: float = LN_100, seed: int = 0
+) -> dict[str, tuple[str, Any]]:
     """Every CLIPModel tensor of `config` with small random values."""
     rng = np.random.default_rng(seed)
     out: dict[str, tuple[str, Any]] = {}
     for name, shape in clip_state_shapes(config or TINY_CONFIG).items():
-        out[name] = (dtype, np.float32(logit_scale) if name == "logit_scale"
-                     else rng.standard_normal(shape).astype(np.float32) * 0.02)
+        out[name] = (
+            dtype,
+            np.float32(logit_scale)
+            if name == "logit_scale"
+            else rng.standard_normal(shape).astype(np.float32) * 0.02,
+        )
     return out
 
 
-def ours_heads(finegrained: float = LN_100, hardneg: float = LN_100, *, bank: int = 128, warmup: int = 6,
-               roi: bool = True) -> dict[str, tuple[str, Any]]:
+def ours_heads(
+    finegrained: float = LN_100,
+    hardneg: float = LN_100,
+    *,
+    bank: int = 128,
+    warmup: int = 6,
+    roi: bool = True,
+) -> dict[str, tuple[str, Any]]:
     """fgclip's added tensors (docs/CONTRACTS.md names), memory bank in optimizer steps."""
     out: dict[str, tuple[str, Any]] = {
         "logit_scale_finegrained": ("F32", np.float32(finegrained)),
@@ -83,22 +114,25 @@ def ours_heads(finegrained: float = LN_100, hardneg: float = LN_100, *, bank: in
     if roi:
         out["roi_projection.weight"] = ("F32", np.zeros((4, 8), np.float32))
     if bank:
-        out.update({
-            "memory_bank.image_queue": ("F32", np.zeros((bank, 4), np.float32)),
-            "memory_bank.text_queue": ("F32", np.zeros((bank, 4), np.float32)),
-            "memory_bank.caption_keys": ("I64", np.zeros((bank,), np.int64)),
-            "memory_bank.entry_step": ("I64", np.zeros((bank,), np.int64)),
-            "memory_bank.ptr": ("I64", np.int64(0)),
-            "memory_bank.fill": ("I64", np.int64(0)),
-            "memory_bank.optimizer_steps": ("I64", np.int64(20)),
-            "memory_bank.activated_step": ("I64", np.int64(-1)),
-            "memory_bank.warmup_steps": ("I64", np.int64(warmup)),
-        })
+        out.update(
+            {
+                "memory_bank.image_queue": ("F32", np.zeros((bank, 4), np.float32)),
+                "memory_bank.text_queue": ("F32", np.zeros((bank, 4), np.float32)),
+                "memory_bank.caption_keys": ("I64", np.zeros((bank,), np.int64)),
+                "memory_bank.entry_step": ("I64", np.zeros((bank,), np.int64)),
+                "memory_bank.ptr": ("I64", np.int64(0)),
+                "memory_bank.fill": ("I64", np.int64(0)),
+                "memory_bank.optimizer_steps": ("I64", np.int64(20)),
+                "memory_bank.activated_step": ("I64", np.int64(-1)),
+                "memory_bank.warmup_steps": ("I64", np.int64(warmup)),
+            }
+        )
     return out
 
 
-def fork_heads(finegrained: float = CLIP_INIT, hardneg: float = CLIP_INIT, *, forwards: int = 160,
-               per_class: int = 64) -> dict[str, tuple[str, Any]]:
+def fork_heads(
+    finegrained: float = CLIP_INIT, hardneg: float = CLIP_INIT, *, forwards: int = 160, per_class: int = 64
+) -> dict[str, tuple[str, Any]]:
     """fgclip-vad's added tensors, saved in bf16 as the fork casts the whole model."""
     out: dict[str, tuple[str, Any]] = {
         "logit_scale_finegraind": ("BF16", np.float32(finegrained)),
@@ -142,12 +176,25 @@ def write_json_config(path: Path, values: dict[str, Any]) -> Path:
 
 
 FIXED: dict[str, Any] = {
-    "model": {"model_name_or_path": "openai/clip-vit-base-patch16", "finegrained_logit_scale_init": 4.6052,
-              "hardneg_logit_scale_init": 4.6052, "logit_scale_max": 4.6052, "memory_bank_size": 128,
-              "memory_bank_warmup_steps": 6, "region_head": "roi_projection"},
+    "model": {
+        "model_name_or_path": "openai/clip-vit-base-patch16",
+        "finegrained_logit_scale_init": 4.6052,
+        "hardneg_logit_scale_init": 4.6052,
+        "logit_scale_max": 4.6052,
+        "memory_bank_size": 128,
+        "memory_bank_warmup_steps": 6,
+        "region_head": "roi_projection",
+    },
     "data": {"num_train_samples": 1559},
-    "training": {"per_device_train_batch_size": 2, "gradient_accumulation_steps": 8, "max_steps": 240,
-                 "learning_rate": 5e-6, "head_learning_rate": 2e-5, "max_grad_norm": 1.0, "bf16": True},
+    "training": {
+        "per_device_train_batch_size": 2,
+        "gradient_accumulation_steps": 8,
+        "max_steps": 240,
+        "learning_rate": 5e-6,
+        "head_learning_rate": 2e-5,
+        "max_grad_norm": 1.0,
+        "bf16": True,
+    },
 }
 
 
@@ -167,11 +214,13 @@ def video_records(count: int, *, inverted: int = 0, caption: str | None = None) 
     records = []
     for i in range(count):
         box = [0.6, 0.2, 0.3, 0.8] if i < inverted else [0.1, 0.2, 0.5, 0.8]
-        records.append({
-            "video": f"UCF_Crimes/Videos/Abuse/Abuse{i:03d}_x264.mp4",
-            "global_caption": caption or f"A man hits another man, scene {i}.",
-            "region_captions": [caption or f"A man in white punches, scene {i}."],
-            "box_infos": [[{"frame": 10, "bbox": box}, {"frame": 40, "bbox": box}]],
-            "timestamps": None,
-        })
+        records.append(
+            {
+                "video": f"UCF_Crimes/Videos/Abuse/Abuse{i:03d}_x264.mp4",
+                "global_caption": caption or f"A man hits another man, scene {i}.",
+                "region_captions": [caption or f"A man in white punches, scene {i}."],
+                "box_infos": [[{"frame": 10, "bbox": box}, {"frame": 40, "bbox": box}]],
+                "timestamps": None,
+            }
+        )
     return records
