@@ -68,6 +68,12 @@ def export_clip(src: Any, dst: str | Path, tokenizer: str | Path | None = None) 
             f"{dst}: exists and is not empty; export writes only into a new or empty folder"
         )
     source_path = None if isinstance(src, torch.nn.Module) else Path(str(src)).expanduser()
+    if (
+        source_path is not None
+        and not source_path.exists()
+        and (source_path.is_absolute() or str(src)[:1] == ".")
+    ):
+        raise FileNotFoundError(f"{source_path}: no such file or folder")
     model = src if source_path is None else FGCLIPModel.from_pretrained(str(source_path))
     state = model.state_dict()
     clip = CLIPModel(clip_config_of(model)).to(model.dtype)
