@@ -48,6 +48,9 @@ class StorageRef:
     dtype: str  # torch dtype name
     numel: int
 
+    def __setstate__(self, state: Any) -> None:
+        raise UnsafeArchiveError("object state set on a storage")
+
 
 @dataclass(frozen=True)
 class TensorRef:
@@ -57,6 +60,9 @@ class TensorRef:
     offset: int
     size: tuple[int, ...]
     stride: tuple[int, ...]
+
+    def __setstate__(self, state: Any) -> None:  # BUILD would rewrite a checked size or offset
+        raise UnsafeArchiveError("object state set on a tensor")
 
 
 class _Refused:

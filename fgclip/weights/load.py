@@ -19,7 +19,7 @@ from fgclip.config import FGCLIPConfig
 from fgclip.weights.arch import openai_clip_config, upstream_fields
 from fgclip.weights.convert import convert
 from fgclip.weights.errors import ArchitectureError, WeightsFileError
-from fgclip.weights.names import CLIP_HF, FGCLIP, OPENAI, OPENAI_RESNET, UPSTREAM, unwrap
+from fgclip.weights.names import CLIP_HF, FGCLIP, OPENAI, OPENAI_RESNET, UNKNOWN, UPSTREAM, unwrap
 from fgclip.weights.report import LoadingReport, is_expected_new
 from fgclip.weights.sources import FOLDER_FILES, WeightSource, open_source
 
@@ -40,6 +40,8 @@ def foreign_source(path: str | Path) -> WeightSource | None:
     p = Path(str(path)).expanduser()
     if p.is_file():
         source = open_source(p)
+        if source.layout == UNKNOWN:
+            raise WeightsFileError(f"{p}: no CLIP tensor names recognised (OpenAI, transformers or FG-CLIP)")
         if source.layout not in (*FOREIGN, OPENAI_RESNET):
             raise WeightsFileError(
                 f"{p}: a single file in the {source.layout} layout has no config.json; load its folder instead"

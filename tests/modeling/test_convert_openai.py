@@ -159,6 +159,14 @@ def test_missing_qkv_is_an_error_naming_the_tensors(reference, tmp_path):
     assert lenient.loading_report.missing_sources[ours[0]] == [gone]
 
 
+def test_archive_facts_must_match_the_shapes(reference, tmp_path):
+    state = dict(reference.state_dict())
+    state["input_resolution"] = torch.tensor(224)
+    write(state, tmp_path / "odd.pt", "pt")
+    with pytest.raises(ValueError, match="input_resolution = 224.*image_size = 32"):
+        FGCLIPModel.from_pretrained(tmp_path / "odd.pt")
+
+
 def test_a_missing_norm_or_projection_is_an_error_too(reference, tmp_path):
     state = {k: v for k, v in reference.state_dict().items() if k not in ("ln_final.bias", "visual.proj")}
     path = tmp_path / "broken.pt"
@@ -199,6 +207,12 @@ def test_hostile_archives_are_refused_without_running_anything(tmp_path):
         "persistent id": b"\x80\x02X\x03\x00\x00\x00abcQ.",
         # BUILD on an allowed function: would rewrite the reader's own objects
         "build on a global": b"\x80\x02ccollections\nOrderedDict\n}X\x01\x00\x00\x00aK\x01sb.",
+        # a checked tensor whose size BUILD would then rewrite
+        "build on a tensor": (
+            b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00\x00\x00storagectorch\nFloatStorage\n"
+            b"X\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x04tQK\x00K\x04\x85K\x01\x85\x89ccollections\n"
+            b"OrderedDict\n)RtR}X\x04\x00\x00\x00sizeK\x63\x85sb."
+        ),
     }
     for label, data in cases.items():
         path = tmp_path / f"{label.replace(' ', '_')}.pt"
