@@ -28,7 +28,6 @@ OPENAI, OPENAI_RESNET, UPSTREAM, CLIP_HF, FGCLIP, UNKNOWN = (
     "fgclip",
     "unknown",
 )
-SUPPORTED_LAYOUTS = (OPENAI, UPSTREAM, CLIP_HF, FGCLIP)
 
 # ops a Rule applies to its source tensor(s); the torch side (weights/convert.py) implements each
 COPY, TRANSPOSE, LONG_TABLE = "copy", "transpose", "long_table"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import pickle
 import subprocess
 import sys
@@ -32,8 +33,9 @@ JIT_WARNINGS = pytest.mark.filterwarnings(
 
 
 def save_archive(model: torch.nn.Module, path, half: bool = False) -> None:
-    """What the clip package ships: a traced module saved by torch.jit.save."""
-    traced = torch.jit.trace(model, (torch.randn(2, 3, IMAGE, IMAGE), text_ids(2, 77, seed=1)))
+    """What the clip package ships: a traced module saved by torch.jit.save (of a copy: tracing shares the
+    parameters, and .half() would convert the caller's model too)."""
+    traced = torch.jit.trace(copy.deepcopy(model), (torch.randn(2, 3, IMAGE, IMAGE), text_ids(2, 77, seed=1)))
     if half:
         traced = traced.half()
     torch.jit.save(traced, str(path))
@@ -237,13 +239,21 @@ def test_hostile_state_dict_file_is_refused(tmp_path):
     assert not marker.exists()
 
 
-def test_name_maps_import_without_torch_and_count_every_tensor(reference):
+@JIT_WARNINGS
+def test_name_maps_and_archive_names_need_no_torch(reference, tmp_path):
+    path = tmp_path / "ViT-tiny.pt"
+    save_archive(reference, path)
     code = (
-        "import sys\nfrom fgclip.weights import names, arch\nassert 'torch' not in sys.modules, 'torch imported'\n"
-        "print(len(names.openai_rules(12, 12)))"
+        "import sys\nfrom fgclip.weights import names, arch\nfrom fgclip.weights.archive import TorchScriptArchive\n"
+        f"keys = TorchScriptArchive({str(path)!r}).shapes()\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+        "print(len(names.openai_rules(12, 12)), len(keys), len(names.uncovered(keys)))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert int(out.stdout) == len(names.tower_keys(12, 12)) == 398  # ViT-B: 4 + 7 + 3 + 16 x 24
+    assert out.stdout.split() == ["398", str(len(reference.state_dict())), "0"]  # ViT-B: 4 + 7 + 3 + 16 x 24
+
+
+def test_coverage_counts_every_tensor(reference):
     cov = names.coverage(reference.state_dict())
     assert cov.layout == "openai" and cov.uncovered_tower == {} and cov.unused == []
     assert len(cov.rules) == len(names.tower_keys(TEXT_LAYERS, VISION_LAYERS))
