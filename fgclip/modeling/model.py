@@ -10,14 +10,13 @@ summing, clamping and step counting belong to the trainer.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import initialization as init
-from transformers.configuration_utils import PreTrainedConfig
 from transformers.models.clip.modeling_clip import CLIPPreTrainedModel, CLIPTextModel, CLIPVisionModel
 from transformers.utils import ModelOutput
 
@@ -26,48 +25,13 @@ from fgclip.modeling import regions, text
 from fgclip.modeling.losses import GlobalContrastiveLoss, HardNegativeLoss, RegionContrastiveLoss
 from fgclip.modeling.memory_bank import RegionMemoryBank
 from fgclip.modeling.temporal import AttentionPool, masked_mean
+from fgclip.weights.load import foreign_source, hf_report, load_config, load_foreign
+from fgclip.weights.names import EXPECTED_NEW_PREFIXES
+from fgclip.weights.report import LoadingReport
 
 logger = logging.getLogger(__name__)
 
-# parameters a plain CLIP checkpoint is expected to lack; anything else newly initialised is suspicious
-EXPECTED_NEW_PREFIXES = (
-    "text_long_projection.",
-    "long_position_embedding.",
-    "logit_scale_finegrained",
-    "logit_scale_hardneg",
-    "roi_projection.",
-    "temporal_pool.",
-    "memory_bank.",
-)
 HEADS = ("global", "region", "hardneg")
-
-
-@dataclass
-class LoadingReport:
-    """What `from_pretrained` found missing and how each missing tensor was filled."""
-
-    source: str
-    newly_initialized: list[str] = field(default_factory=list)
-    derived: dict[str, str] = field(default_factory=dict)  # name -> how it was derived
-    unexpected_new: list[str] = field(default_factory=list)  # new beyond EXPECTED_NEW_PREFIXES
-    unused_checkpoint_keys: list[str] = field(default_factory=list)
-
-    def summary(self) -> str:
-        lines = [f"loaded {self.source}: {len(self.newly_initialized)} tensors newly initialised"]
-        for name in self.newly_initialized:
-            lines.append(f"  new: {name} ({self.derived.get(name, 'initialised from the config')})")
-        if self.unexpected_new:
-            lines.append(
-                f"  WARNING {len(self.unexpected_new)} tensors beyond the expected new heads are random: "
-                + ", ".join(self.unexpected_new[:8])
-                + (" ..." if len(self.unexpected_new) > 8 else "")
-            )
-        if self.unused_checkpoint_keys:
-            lines.append(
-                f"  {len(self.unused_checkpoint_keys)} checkpoint tensors unused: "
-                + ", ".join(self.unused_checkpoint_keys[:8])
-            )
-        return "\n".join(lines)
 
 
 @dataclass
@@ -82,21 +46,6 @@ class FGCLIPOutput(ModelOutput):
     short_text_embeds: torch.Tensor | None = None
     region_embeds: torch.Tensor | None = None
     region_text_embeds: torch.Tensor | None = None
-
-
-def load_config(path: str, overrides: dict[str, Any] | None = None, **kwargs: Any) -> FGCLIPConfig:
-    """FGCLIPConfig from our own checkpoint, or from a plain CLIP checkpoint's config plus our defaults."""
-    config_dict, _ = PreTrainedConfig.get_config_dict(path, **kwargs)
-    config_dict = {k: v for k, v in config_dict.items() if k not in ("architectures", "transformers_version")}
-    config_dict["model_type"] = FGCLIPConfig.model_type
-    config = FGCLIPConfig.from_dict(config_dict)
-    for key, value in (overrides or {}).items():
-        if value is None:
-            continue
-        if not hasattr(config, key):
-            raise ValueError(f"unknown FGCLIPConfig field {key!r} in overrides")
-        setattr(config, key, value)
-    return config.check()
 
 
 class FGCLIPModel(CLIPPreTrainedModel):
@@ -207,31 +156,40 @@ class FGCLIPModel(CLIPPreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str, *args: Any, **kwargs: Any):
-        """Load our checkpoint, or a plain CLIP checkpoint plus new heads; `fgclip_overrides` sets config fields.
+        """Load our checkpoint, a transformers CLIP folder or hub id, an upstream FG-CLIP folder, or an OpenAI
+        CLIP file (safetensors, a state-dict .pt/.bin, or the `clip` package's TorchScript archive, whose code
+        is never run); `fgclip_overrides` sets config fields.
 
-        `model.loading_report` names every newly initialised tensor (the fgclip-vad loader silently left
-        q/k/v random); tensors beyond the expected new heads are logged as a warning.
+        `model.loading_report` accounts for every tensor. Tower tensors the checkpoint lacks raise
+        MissingWeightsError (the fgclip-vad loader silently left every q/k/v random) unless
+        `strict_towers=False`, which keeps them random and logs a warning.
         """
         overrides = kwargs.pop("fgclip_overrides", None)
         want_info = kwargs.pop("output_loading_info", False)
+        strict = kwargs.pop("strict_towers", True)
         config = kwargs.pop("config", None)
+        path = str(pretrained_model_name_or_path)
         if config is None:
             hub_kwargs = {
                 k: kwargs[k] for k in ("cache_dir", "revision", "token", "local_files_only") if k in kwargs
             }
-            config = load_config(str(pretrained_model_name_or_path), overrides, **hub_kwargs)
-        model, info = super().from_pretrained(
-            pretrained_model_name_or_path, *args, config=config, output_loading_info=True, **kwargs
-        )
-        missing = sorted(info.get("missing_keys", []))
-        report = LoadingReport(source=str(pretrained_model_name_or_path), newly_initialized=missing)
-        report.derived = model._derive_new_weights(missing)
-        report.unexpected_new = [k for k in missing if not k.startswith(EXPECTED_NEW_PREFIXES)]
-        report.unused_checkpoint_keys = sorted(info.get("unexpected_keys", []))
+            config = load_config(path, overrides, **hub_kwargs)
+        source = foreign_source(path)
+        if source is not None:
+            model, info = load_foreign(
+                cls, source, config, dtype=kwargs.get("dtype", kwargs.get("torch_dtype"))
+            )
+        else:
+            model, info = super().from_pretrained(
+                path, *args, config=config, output_loading_info=True, **kwargs
+            )
+            model.loading_report = hf_report(model, path, info)
+        report = model.loading_report
         if model.memory_bank is not None:  # the config states the intended warm-up, also on resume
             model.memory_bank.warmup_steps.fill_(int(config.memory_bank_warmup_steps))
-        model.loading_report = report
         (logger.warning if report.unexpected_new else logger.info)(report.summary())
+        if strict:
+            report.check_towers()
         return (model, info) if want_info else model
 
     # ------------------------------------------------------------------ trainer hooks

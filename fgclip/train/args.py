@@ -25,7 +25,10 @@ class ModelArguments:
     """Where the towers come from, plus overrides of FGCLIPConfig fields (None keeps the checkpoint's)."""
 
     model_name_or_path: str | None = field(
-        default=None, metadata={"help": "CLIP or FG-CLIP checkpoint (dir or hub id)"}
+        default=None,
+        metadata={
+            "help": "CLIP or FG-CLIP checkpoint (dir or hub id), or an OpenAI CLIP file (.pt/.safetensors)"
+        },
     )
     tokenizer_name_or_path: str | None = field(
         default=None, metadata={"help": "defaults to model_name_or_path"}

@@ -124,6 +124,11 @@ def prepare(argv: list[str] | None = None):
         data_args.image_root = data_args.image_root or paths["image_root"]
     if not model_args.model_name_or_path or not data_args.data_path:
         raise SystemExit("need --model_name_or_path and --data_path (or --preset embedded)")
+    if Path(model_args.model_name_or_path).is_file() and not model_args.tokenizer_name_or_path:
+        raise SystemExit(
+            f"--model_name_or_path {model_args.model_name_or_path} is a weights file (OpenAI CLIP) without a "
+            "tokenizer: pass --tokenizer_name_or_path (a CLIP tokenizer folder or hub id)"
+        )
     config = load_config(model_args.model_name_or_path, model_args.config_overrides())
     resume = _resume_decision(train_args, config)
     return model_args, data_args, train_args, resume

@@ -12,6 +12,7 @@ from transformers import CLIPModel
 from fgclip.config import FGCLIPConfig, FGCLIPConfigError
 from fgclip.modeling import FGCLIPModel
 from fgclip.modeling.text import caption_keys, encode_text, stretch_positions
+from fgclip.weights.errors import MissingWeightsError
 
 from .conftest import EOS, TEXT, VISION, make_ids, make_image_batch
 
@@ -81,7 +82,9 @@ def test_missing_attention_weights_are_reported(clip_dir, tmp_path):
         metadata={"format": "pt"},
     )
     (tmp_path / "config.json").write_text((clip_dir / "config.json").read_text())
-    model = FGCLIPModel.from_pretrained(tmp_path)
+    with pytest.raises(MissingWeightsError, match="q_proj"):  # an error, not a warning
+        FGCLIPModel.from_pretrained(tmp_path)
+    model = FGCLIPModel.from_pretrained(tmp_path, strict_towers=False)
     assert sorted(model.loading_report.unexpected_new) == sorted(dropped)
     assert "q_proj" in model.loading_report.summary()
 
