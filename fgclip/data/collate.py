@@ -21,6 +21,22 @@ import torch
 from fgclip.data.tokenizer import SHORT_TEXT_MAX_LENGTH, check_tokenizer, encode_texts
 
 
+def unique_rows(ids: torch.Tensor, eos_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token rows equal up to their first eos are one text: the (U, L) distinct rows in first-seen order
+    and (n,) the distinct row of each input row."""
+    rows: dict[tuple[int, ...], int] = {}
+    keep: list[int] = []  # the first input row of each distinct text
+    remap: list[int] = []
+    for slot, tokens in enumerate(ids.tolist()):
+        end = tokens.index(eos_token_id) + 1 if eos_token_id in tokens else len(tokens)
+        key = tuple(tokens[:end])
+        if key not in rows:
+            rows[key] = len(keep)
+            keep.append(slot)
+        remap.append(rows[key])
+    return ids[keep], torch.tensor(remap, dtype=torch.long)
+
+
 class TextTable:
     """Unique strings in first-seen order; `add` returns a string's slot."""
 
@@ -31,21 +47,10 @@ class TextTable:
         return self.slots.setdefault(text, len(self.slots))
 
     def encode(self, tokenizer: Any, max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(U, L) token rows, unique by ids (strings the tokenizer maps alike share a row), and the map
-        string slot -> row (S,)."""
+        """(U, L) token rows, unique by ids (strings the tokenizer maps alike share a row), padded to the
+        longest, and the map string slot -> row (S,)."""
         ids = encode_texts(tokenizer, list(self.slots), max_length)  # (S, L)
-        rows: dict[tuple[int, ...], int] = {}
-        keep: list[int] = []  # the first string of each distinct token sequence
-        remap: list[int] = []
-        eos = tokenizer.eos_token_id
-        for slot, tokens in enumerate(ids.tolist()):
-            end = tokens.index(eos) + 1 if eos in tokens else len(tokens)
-            key = tuple(tokens[:end])
-            if key not in rows:
-                rows[key] = len(keep)
-                keep.append(slot)
-            remap.append(rows[key])
-        return ids[keep], torch.tensor(remap, dtype=torch.long)
+        return unique_rows(ids, tokenizer.eos_token_id)
 
 
 class RegionCollator:
@@ -148,4 +153,4 @@ class RegionCollator:
         return index, hard_mask
 
 
-__all__ = ["RegionCollator", "TextTable"]
+__all__ = ["RegionCollator", "TextTable", "unique_rows"]
