@@ -94,14 +94,16 @@ def sync_reason(name: str, args: tuple, kwargs: dict) -> str | None:
 
 
 def _origin() -> str:
-    """`module:function:line` of the innermost frame outside torch (the code that asked for the op)."""
+    """`module:function:line` of the innermost frame outside torch (the code that asked for the op);
+    ops of the backward pass are marked as such (their frame is the `.backward()` call)."""
+    backward = "backward of " if torch._C._current_graph_task_id() != -1 else ""
     frame = sys._getframe(2)
     while frame is not None:
         module = frame.f_globals.get("__name__", "")
         if not module.startswith(_SKIP_PREFIXES):
-            return f"{module}:{frame.f_code.co_name}:{frame.f_lineno}"
+            return f"{backward}{module}:{frame.f_code.co_name}:{frame.f_lineno}"
         frame = frame.f_back
-    return "autograd engine (backward)"
+    return f"{backward}(no Python caller)"
 
 
 class HostSyncCounter(TorchDispatchMode):
