@@ -82,13 +82,13 @@ def sync_reason(name: str, args: tuple, kwargs: dict) -> str | None:
         if (isinstance(repeats, torch.Tensor) or tensor_repeats) and kwargs.get("output_size") is None:
             return "repeat_interleave without output_size"
         return None
-    if name == "_to_copy":
+    if name == "_to_copy":  # between device types: host <-> accelerator
         src, device = args[0], kwargs.get("device")
-        if device is not None and torch.device(device) != src.device:
+        if device is not None and torch.device(device).type != src.device.type:
             return f"copy {src.device} -> {device}"
         return None
     if name == "copy_" and len(args) > 1 and isinstance(args[1], torch.Tensor):
-        if args[0].device != args[1].device:
+        if args[0].device.type != args[1].device.type:
             return f"copy {args[1].device} -> {args[0].device}"
     return None
 
