@@ -201,8 +201,9 @@ class Suite:
             stats.detach()
             return (time.perf_counter() - start) / steps * 1000
 
-        block(False)  # warm-up
         off, on = [], []
+        for _ in range(3 if not self.smoke else 1):  # warm-up
+            self.step(model, batch, opt)
         for _ in range(rounds):
             off.append(block(False))
             on.append(block(True))
@@ -252,18 +253,23 @@ class Suite:
             if checkpointing:
                 model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             tries: dict[int, float | None] = {}
-            good, bad, size = 0, None, 8 if self.smoke else 64
-            while bad is None and size <= (8 if self.smoke else 2048):  # grow, then bisect to 8
+            good, bad, size, cap = 0, None, 8 if self.smoke else 64, 8 if self.smoke else 2048
+            # double until a batch fails, then bisect to a multiple of 8; stop when the time is spent
+            while self.elapsed() < self.budget - 30 and (bad is None or bad - good > 8):
+                if bad is None and size > cap:
+                    break
                 ok, peak = fits(size)
                 tries[size] = peak if ok else None
-                good, bad, size = (size, None, size * 2) if ok else (good, size, size)
-            while bad is not None and bad - good > 8 and self.elapsed() < self.budget - 30:
-                mid = (good + bad) // 16 * 8
-                ok, peak = fits(mid)
-                tries[mid] = peak if ok else None
-                good, bad = (mid, bad) if ok else (good, mid)
+                good, bad = (size, bad) if ok else (good, size)
+                size = size * 2 if bad is None else (good + bad) // 16 * 8
             key = "with_checkpointing" if checkpointing else "without_checkpointing"
-            out[key] = {"largest": good, "smallest_failing": bad, "peak_gib": tries}
+            finished = bad - good <= 8 if bad is not None else size > cap
+            out[key] = {
+                "largest": good,
+                "smallest_failing": bad,
+                "peak_gib": tries,
+                "search_finished": finished,
+            }
             if checkpointing:
                 model.gradient_checkpointing_disable()
         if self.dev.type == "cuda":
