@@ -8,11 +8,9 @@ its longest text); `layout="upstream"` is upstream's four text tensors padded to
 
 from __future__ import annotations
 
-import math
-
 import torch
 
-from fgclip.config import FGCLIPConfig
+from fgclip.config import LN_100, FGCLIPConfig
 from fgclip.data.collate import unique_rows
 from fgclip.modeling.text import pad_to
 
@@ -41,7 +39,7 @@ def model_config(tiny: bool = False, image_size: int = 224, **fields) -> FGCLIPC
         text_config=text,
         vision_config=vision,
         projection_dim=16 if tiny else 512,
-        logit_scale_init_value=math.log(100),
+        logit_scale_init_value=LN_100,
         **(defaults | fields),
     )
 

@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import CLIPConfig, CLIPModel
 
+from fgclip.config import LN_100
 from fgclip.data import build_data_module, build_tokenizer, generate_embedded
 from fgclip.data.tokenizer import tokenizer_ids
 from fgclip.modeling import FGCLIPModel
@@ -54,7 +55,7 @@ def main() -> None:
             text_config={**TINY, **tokenizer_ids(tokenizer)},
             vision_config={**TINY, "image_size": 32, "patch_size": 8},
             projection_dim=16,
-            logit_scale_init_value=4.6052,
+            logit_scale_init_value=LN_100,
         )
         CLIPModel(config).save_pretrained(root / "clip")
         if args.float64:  # every `.float()` of the step keeps float64 (a measurement switch, not a mode)

@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from transformers import CLIPConfig, CLIPModel
 
+from fgclip.config import LN_100
 from fgclip.data import build_data_module, build_tokenizer, generate_embedded, tokenizer_ids
 from fgclip.data.synthetic import EmbeddedData
 from fgclip.modeling import FGCLIPModel
@@ -41,7 +42,7 @@ VISION = dict(
 
 def tiny_clip_config(**kw) -> CLIPConfig:
     return CLIPConfig(
-        text_config=TEXT, vision_config=VISION, projection_dim=16, logit_scale_init_value=4.6052, **kw
+        text_config=TEXT, vision_config=VISION, projection_dim=16, logit_scale_init_value=LN_100, **kw
     )
 
 
@@ -117,7 +118,7 @@ def embedded(tmp_path_factory) -> Embedded:
         text_config={**TEXT, **tokenizer_ids(tokenizer)},
         vision_config=VISION,
         projection_dim=16,
-        logit_scale_init_value=4.6052,
+        logit_scale_init_value=LN_100,
     )
     CLIPModel(config).save_pretrained(root / "clip")
     tokenizer.save_pretrained(root / "clip")  # a model folder the trainer can load alone
