@@ -8,6 +8,9 @@ Measures in one run, on the same device:
   - runtime diagnostics on vs off (probes attached, read every 10 steps) and host syncs on a non-logging step.
 
     python benchmarks/gpu_step.py --out results.json
+
+Superseded by benchmarks/gpu_suite.py (issue 16's figures); kept so the README's earlier runs can be
+repeated. Since issue 16 the fused batch is the collator's indexed layout (benchmarks/fg_batches.py).
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ from pathlib import Path
 import torch
 from transformers import CLIPConfig, CLIPModel
 
+from benchmarks.fg_batches import step_batch
 from fgclip.config import FGCLIPConfig
 from fgclip.modeling import FGCLIPModel
+from fgclip.modeling.text_index import from_batch
 from fgdiag.probes.model_stats import GradNormProbe, ModelStatsProbe, read_scalars
 
 BOS, EOS, VOCAB = 49406, 49407, 49408
@@ -64,21 +69,8 @@ def texts(n: int, length: int, pad_to: int | None, g: torch.Generator, pool: tor
 
 
 def fg_batch(b: int, fixed: bool, device, seed: int = 0) -> dict:
-    g = torch.Generator().manual_seed(seed)
-    r, neg = 4, 10
-    pool = texts(400, 12, None, g)  # region captions and attribute-swapped negatives repeat a lot
-    batch = {
-        "pixel_values": torch.randn(b, 3, 224, 224, generator=g),
-        "long_input_ids": texts(b, 150, 248 if fixed else None, g),
-        "short_input_ids": texts(b, 24, 77 if fixed else None, g),
-        "boxes": torch.tensor([0.1, 0.1, 0.6, 0.6]).repeat(b, r, 1) + 0.05 * torch.rand(b, r, 4, generator=g),
-        "box_mask": torch.ones(b, r, dtype=torch.bool),
-        "region_input_ids": texts(b * r, 12, 77 if fixed else None, g, pool).reshape(b, r, -1),
-        "hard_input_ids": texts(b * r * (1 + neg), 12, 77 if fixed else None, g, pool).reshape(
-            b, r, 1 + neg, -1
-        ),
-        "hard_mask": torch.ones(b, r, dtype=torch.bool),
-    }
+    """Upstream's layout padded to 77/248 (`fixed`), or the collator's de-duplicated indexed layout."""
+    batch = step_batch(b, "upstream" if fixed else "indexed", seed=seed)
     return {k: v.to(device) for k, v in batch.items()}
 
 
@@ -209,7 +201,7 @@ def main() -> None:
 
     # what each part costs: global only, + regions, + hard negatives
     no_hard = {k: v for k, v in fused.items() if not k.startswith("hard")}
-    global_only = {k: v for k, v in no_hard.items() if k not in ("boxes", "box_mask", "region_input_ids")}
+    global_only = {k: v for k, v in no_hard.items() if k not in ("boxes", "box_mask", "region_text_index")}
     res["fgclip_step_ms_b32_global_only"] = timed(step_fn(model, global_only), it, wu)
     res["fgclip_step_ms_b32_global_region"] = timed(step_fn(model, no_hard), it, wu)
 
@@ -219,8 +211,15 @@ def main() -> None:
             model.text_path = layout
             with torch.autocast(DEV, dtype=torch.bfloat16):
                 long = model.get_text_features(batch["long_input_ids"], long=True)
-                groups = [batch["short_input_ids"], batch["region_input_ids"], batch["hard_input_ids"]]
-                outs = model._encode_short_texts(groups)
+                index_keys = ("short_text_index", "region_text_index", "hard_text_index")
+                legacy_keys = ("short_input_ids", "region_input_ids", "hard_input_ids")
+                rows = from_batch(
+                    batch.get("text_input_ids"),
+                    {k: batch.get(k) for k in index_keys},
+                    {k: batch.get(k) for k in legacy_keys},
+                    EOS,
+                )
+                outs = list(model._encode_short_texts(rows).values())
             (long.float().sum() + sum(o.sum() for o in outs)).backward()
             model.zero_grad(set_to_none=True)
 
@@ -229,17 +228,7 @@ def main() -> None:
     res["text_side_ms_fused"] = timed(text_side(fused, "fused"), it, wu)
     res["text_side_ms_upstream_layout"] = timed(text_side(fixed, "separate"), it, wu)
     model.text_path = "fused"
-    res["unique_short_texts"] = int(
-        torch.unique(
-            torch.cat(
-                [
-                    torch.nn.functional.pad(t.reshape(-1, t.shape[-1]), (0, 77 - t.shape[-1]), value=EOS)
-                    for t in (fused["short_input_ids"], fused["region_input_ids"], fused["hard_input_ids"])
-                ]
-            ),
-            dim=0,
-        ).shape[0]
-    )
+    res["unique_short_texts"] = int(fused["text_input_ids"].shape[0])
     res["all_short_texts"] = 32 + 32 * 4 + 32 * 4 * 11
 
     # diagnostics on vs off: probes attached, scalars read every 10th step

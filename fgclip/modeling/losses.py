@@ -25,15 +25,18 @@ def logit_stats(
     raw_scale: torch.Tensor,
     candidates: torch.Tensor,
     loss: torch.Tensor,
+    row_mask: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Range of the logits actually fed to cross-entropy, positive vs negative means, cosine spread and the
-    floor the current temperature and spread put under the loss. Masked (-inf) entries are ignored.
+    floor the current temperature and spread put under the loss. Masked (-inf) entries and the rows
+    `row_mask` leaves out (padding regions) are ignored.
 
     Only masked reductions (no boolean indexing), so computing them never waits for the device: the
     diagnostics read them on logging steps only.
     """
     x = logits.float()
-    valid = torch.isfinite(x)  # (N, K)
+    live = torch.ones(x.shape[0], dtype=torch.bool, device=x.device) if row_mask is None else row_mask
+    valid = torch.isfinite(x) & live.unsqueeze(1)  # (N, K)
     n_valid = valid.sum()
     zero = torch.zeros((), device=x.device)
     nan = torch.full((), float("nan"), device=x.device)
@@ -42,9 +45,10 @@ def logit_stats(
     var = torch.where(valid, (x - mean) ** 2, zero).sum() / (n_valid - 1).clamp(min=1)
     std = torch.where(n_valid > 1, var.sqrt(), nan)
     has = n_valid > 0
-    rows = x.shape[0]
-    pos = x.gather(1, targets.view(-1, 1)).squeeze(1) if rows else x.new_zeros(0)  # (N,)
-    pos_mean = torch.where(torch.tensor(rows > 0, device=x.device), pos.sum() / max(rows, 1), nan)
+    rows = live.sum()
+    pos = x.gather(1, targets.view(-1, 1)).squeeze(1) if x.shape[0] else x.new_zeros(0)  # (N,)
+    pos = torch.where(live, pos, zero)
+    pos_mean = torch.where(rows > 0, pos.sum() / rows.clamp(min=1), nan)
     n_neg = n_valid - rows
     neg_mean = torch.where(n_neg > 0, (xv.sum() - pos.sum()) / n_neg.clamp(min=1), nan)
     k = candidates.float()
@@ -90,7 +94,7 @@ class GlobalContrastiveLoss(nn.Module):
         logits_i2t = scale * image @ all_text.T  # (B, B*W)
         logits_t2i = scale * text @ all_image.T  # (B, B*W)
         loss = (F.cross_entropy(logits_i2t, targets) + F.cross_entropy(logits_t2i, targets)) / 2
-        k = torch.tensor(all_text.shape[0], device=image.device)
+        k = torch.full((), float(all_text.shape[0]), device=image.device)
         stats = logit_stats(logits_i2t.detach(), targets, scale, raw_scale, k, loss)
         return {f"{self.name}_loss": self.weight * loss}, stats
 
@@ -98,10 +102,11 @@ class GlobalContrastiveLoss(nn.Module):
 class RegionContrastiveLoss(nn.Module):
     """Symmetric InfoNCE between region (RoI) features and region-caption embeddings.
 
-    Candidates are the other valid regions of the local batch plus, once the memory bank is active, the
-    queued regions of earlier steps; with `mask_duplicates`, candidates whose caption equals the positive's
-    (in the batch or in the queue) are masked out: they are false negatives. The current regions are
-    enqueued after the logits are computed, so a query never meets itself among the negatives.
+    Rows are every region slot of the batch; `valid` says which count (a padding slot or an empty box
+    neither asks nor answers). Candidates are the other valid regions plus, once the memory bank is active,
+    the queued regions of earlier steps; with `mask_duplicates`, candidates whose caption key equals the
+    positive's (in the batch or in the queue) are masked out: they are false negatives. The current regions
+    are enqueued after the logits are computed, so a query never meets itself among the negatives.
     """
 
     def __init__(self, weight: float, mask_duplicates: bool = True):
@@ -116,37 +121,44 @@ class RegionContrastiveLoss(nn.Module):
         raw_scale: torch.Tensor,
         caption_keys: torch.Tensor,
         bank: RegionMemoryBank | None = None,
+        valid: torch.Tensor | None = None,
     ):
-        region, text = region.float(), text.float()
+        # region, text (M, D); caption_keys (M,): equal keys = the same caption; valid (M,) bool
+        m = region.shape[0]
+        valid = torch.ones(m, dtype=torch.bool, device=region.device) if valid is None else valid
+        region = torch.where(valid.unsqueeze(1), region.float(), 0.0)
+        text = torch.where(valid.unsqueeze(1), text.float(), 0.0)
         scale = raw_scale.float().exp()
-        n = region.shape[0]
-        targets = torch.arange(n, device=region.device)
-        logits_i2t = scale * region @ text.T  # (N, N)
-        logits_t2i = scale * text @ region.T  # (N, N)
-        candidates = torch.full((), float(n), device=region.device)
-        if self.mask_duplicates and n:
+        targets = torch.arange(m, device=region.device)
+        eye = torch.eye(m, dtype=torch.bool, device=region.device)
+        allowed = valid.unsqueeze(0).expand(m, m)  # (M, M): column j is a candidate of row i
+        if self.mask_duplicates:
             # another region with the same caption is not a negative (repeated captions are frequent)
-            same = caption_keys.unsqueeze(0) == caption_keys.unsqueeze(1)  # (N, N)
-            same.fill_diagonal_(False)
-            logits_i2t = logits_i2t.masked_fill(same, NEG_INF)
-            logits_t2i = logits_t2i.masked_fill(same, NEG_INF)
-            candidates = candidates - same.float().sum(dim=1).mean()
+            allowed = allowed & (caption_keys.unsqueeze(0) != caption_keys.unsqueeze(1))
+        allowed = allowed | eye  # the positive; a padding row keeps only it (finite, zero loss)
+        logits_i2t = (scale * region @ text.T).masked_fill(~allowed, NEG_INF)  # (M, M)
+        logits_t2i = (scale * text @ region.T).masked_fill(~allowed, NEG_INF)  # (M, M)
+        per_row = allowed.float().sum(dim=1)  # candidates per query, the positive included
         if bank is not None:
-            q_image, q_text, usable = bank.negatives(caption_keys)  # (Kq, D), (Kq, D), (N, Kq)
-            queue_i2t = (scale * region @ q_text.float().T).masked_fill(~usable, NEG_INF)  # (N, Kq)
-            queue_t2i = (scale * text @ q_image.float().T).masked_fill(~usable, NEG_INF)  # (N, Kq)
-            logits_i2t = torch.cat([logits_i2t, queue_i2t], dim=1)  # (N, N + Kq)
-            logits_t2i = torch.cat([logits_t2i, queue_t2i], dim=1)  # (N, N + Kq)
-            candidates = candidates + usable.float().sum(dim=1).mean() if n else candidates
-        if n == 0:
-            loss = region.sum() * 0.0  # keeps the graph; "no region" is reported via regions/valid = 0
-        else:
-            loss = (F.cross_entropy(logits_i2t, targets) + F.cross_entropy(logits_t2i, targets)) / 2
-        stats = logit_stats(logits_i2t.detach(), targets, scale, raw_scale, candidates, loss)
+            q_image, q_text, usable = bank.negatives(caption_keys)  # (Kq, D), (Kq, D), (M, Kq)
+            usable = usable & valid.unsqueeze(1)
+            queue_i2t = (scale * region @ q_text.float().T).masked_fill(~usable, NEG_INF)  # (M, Kq)
+            queue_t2i = (scale * text @ q_image.float().T).masked_fill(~usable, NEG_INF)  # (M, Kq)
+            logits_i2t = torch.cat([logits_i2t, queue_i2t], dim=1)  # (M, M + Kq)
+            logits_t2i = torch.cat([logits_t2i, queue_t2i], dim=1)  # (M, M + Kq)
+            per_row = per_row + usable.float().sum(dim=1)
+        weights = valid.float()
+        count = weights.sum().clamp(min=1)
+        candidates = (per_row * weights).sum() / count
+        per_query = F.cross_entropy(logits_i2t, targets, reduction="none") + F.cross_entropy(
+            logits_t2i, targets, reduction="none"
+        )  # (M,)
+        loss = (per_query * weights).sum() / (2 * count)  # 0 with a graph when no region is valid
+        stats = logit_stats(logits_i2t.detach(), targets, scale, raw_scale, candidates, loss, valid)
         if bank is not None:
-            stats.update({f"memory_bank/{k}": v for k, v in bank.stats(caption_keys).items()})
+            stats.update({f"memory_bank/{k}": v for k, v in bank.stats(caption_keys, valid).items()})
             if bank.training:
-                bank.enqueue(region.detach(), text.detach(), caption_keys)
+                bank.enqueue(region.detach(), text.detach(), caption_keys, valid)
         return {"region_loss": self.weight * loss}, stats
 
 
@@ -157,16 +169,24 @@ class HardNegativeLoss(nn.Module):
         super().__init__()
         self.weight = weight
 
-    def forward(self, region: torch.Tensor, texts: torch.Tensor, raw_scale: torch.Tensor):
-        # region (H, D); texts (H, 1 + N, D) with the positive first
-        region, texts = region.float(), texts.float()
+    def forward(
+        self,
+        region: torch.Tensor,
+        texts: torch.Tensor,
+        raw_scale: torch.Tensor,
+        valid: torch.Tensor | None = None,
+    ):
+        # region (H, D); texts (H, 1 + N, D) with the positive first; valid (H,) bool: rows that count
+        h = region.shape[0]
+        valid = torch.ones(h, dtype=torch.bool, device=region.device) if valid is None else valid
+        region = torch.where(valid.unsqueeze(1), region.float(), 0.0)
+        texts = texts.float()
         scale = raw_scale.float().exp()
         logits = scale * torch.einsum("hd,hkd->hk", region, texts)  # (H, 1 + N)
-        targets = torch.zeros(region.shape[0], dtype=torch.long, device=region.device)
-        if region.shape[0] == 0:
-            loss = region.sum() * 0.0
-        else:
-            loss = F.cross_entropy(logits, targets)
-        k = torch.tensor(float(texts.shape[1]), device=region.device)
-        stats = logit_stats(logits.detach(), targets, scale, raw_scale, k, loss)
+        targets = torch.zeros(h, dtype=torch.long, device=region.device)
+        weights = valid.float()
+        per_row = F.cross_entropy(logits, targets, reduction="none")  # (H,)
+        loss = (per_row * weights).sum() / weights.sum().clamp(min=1)  # 0 with a graph when none counts
+        k = torch.full((), float(texts.shape[1]), device=region.device)
+        stats = logit_stats(logits.detach(), targets, scale, raw_scale, k, loss, valid)
         return {"hard_negative_loss": self.weight * loss}, stats

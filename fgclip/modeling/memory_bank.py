@@ -72,43 +72,53 @@ class RegionMemoryBank(nn.Module):
         )  # enqueue writes in place
 
     @torch.no_grad()
-    def enqueue(self, image: torch.Tensor, text: torch.Tensor, keys: torch.Tensor) -> int:
+    def enqueue(
+        self, image: torch.Tensor, text: torch.Tensor, keys: torch.Tensor, valid: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Write L2-normalised keys gathered from all ranks, after the logits were computed.
 
-        Rows whose image or text feature is zero or non-finite are skipped. Writes wrap around the queue,
-        so the batch need not divide the queue size. Returns the number of rows written.
+        Rows that are not `valid` (padding slots) or whose image or text feature is zero or non-finite are
+        skipped; the others are written in order from the pointer, wrapping around, the newest kept when
+        they outnumber the queue. A fixed-shape masked write: the count stays on the device, nothing waits
+        for it. Returns the number of rows written (a device scalar).
         """
-        image, text, keys = (
-            dist.gather_variable(image),
-            dist.gather_variable(text),
-            dist.gather_variable(keys),
-        )
+        m_local = image.shape[0]
+        valid = torch.ones(m_local, dtype=torch.bool, device=image.device) if valid is None else valid
+        image, text, keys, valid = (dist.gather_variable(x) for x in (image, text, keys, valid))
+        m = image.shape[0]
+        if m == 0:  # a shape, known on the host
+            return torch.zeros((), dtype=torch.long, device=self.ptr.device)
         ok = (
-            torch.isfinite(image).all(dim=1)
+            valid
+            & torch.isfinite(image).all(dim=1)
             & torch.isfinite(text).all(dim=1)
             & (image.norm(dim=1) > MIN_KEY_NORM)
             & (text.norm(dim=1) > MIN_KEY_NORM)
-        )
-        image, text, keys = image[ok], text[ok], keys[ok]
-        n = image.shape[0]
-        if n == 0:
-            return 0
-        if n > self.size:  # keep the newest
-            image, text, keys = image[-self.size :], text[-self.size :], keys[-self.size :]
-            self.ptr.add_(n - self.size).remainder_(self.size)
-            n = self.size
-        index = (self.ptr + torch.arange(n, device=self.ptr.device)) % self.size  # (n,)
-        self.image_queue[index] = nn.functional.normalize(image.float(), dim=1).to(self.image_queue.dtype)
-        self.text_queue[index] = nn.functional.normalize(text.float(), dim=1).to(self.text_queue.dtype)
-        self.caption_keys[index] = keys
-        self.entry_step[index] = self.optimizer_steps
-        self.ptr.add_(n).remainder_(self.size)
-        self.fill.clamp_(max=self.size - n).add_(n)
-        return n
+        )  # (M,)
+        n = ok.sum()  # rows to write, on the device
+        order = torch.sort((~ok).to(torch.uint8), stable=True).indices  # (M,): written rows first, in order
+        # slot s takes the row of rank k: the newest row with k = s - ptr (mod size) among the last `size`
+        lag = (torch.arange(self.size, device=self.ptr.device) - self.ptr) % self.size  # (K,)
+        first = (n - self.size).clamp(min=0)
+        rank = first + (lag - first) % self.size  # (K,)
+        written = rank < n  # (K,)
+        rows = order.index_select(0, rank.clamp(max=m - 1))  # (K,)
+        mask = written.unsqueeze(1)
+        for queue, source in ((self.image_queue, image), (self.text_queue, text)):
+            new = nn.functional.normalize(source.float().index_select(0, rows), dim=1).to(queue.dtype)
+            queue.copy_(torch.where(mask, new, queue))
+        self.caption_keys.copy_(torch.where(written, keys.index_select(0, rows), self.caption_keys))
+        self.entry_step.copy_(torch.where(written, self.optimizer_steps, self.entry_step))
+        self.ptr.copy_((self.ptr + n) % self.size)
+        self.fill.copy_((self.fill + n).clamp(max=self.size))
+        return n.clamp(max=self.size)
 
     @torch.no_grad()
-    def stats(self, positive_keys: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Detached device tensors for the diagnostics (read on logging steps only)."""
+    def stats(
+        self, positive_keys: torch.Tensor | None = None, valid: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Detached device tensors for the diagnostics (read on logging steps only); `valid` (N,) says which
+        positive keys belong to real regions."""
         filled = torch.arange(self.size, device=self.ptr.device) < self.fill
         norms = self.image_queue.float().norm(dim=1)
         big = torch.finfo(torch.float32).max
@@ -126,8 +136,10 @@ class RegionMemoryBank(nn.Module):
             "key_norm_max": torch.where(filled, norms, torch.zeros_like(norms)).max(),
         }
         if positive_keys is not None and positive_keys.numel():
+            live = torch.ones_like(positive_keys, dtype=torch.bool) if valid is None else valid  # (N,)
             dup = (self.caption_keys.unsqueeze(0) == positive_keys.unsqueeze(1)) & filled.unsqueeze(0)
-            out["duplicate_share"] = dup.float().sum() / (filled.float().sum() * positive_keys.numel()).clamp(
+            dup = dup & live.unsqueeze(1)  # (N, K)
+            out["duplicate_share"] = dup.float().sum() / (filled.float().sum() * live.float().sum()).clamp(
                 min=1
             )
         return out

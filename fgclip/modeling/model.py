@@ -10,21 +10,19 @@ summing, clamping and step counting belong to the trainer.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import initialization as init
 from transformers.models.clip.modeling_clip import CLIPPreTrainedModel, CLIPTextModel, CLIPVisionModel
-from transformers.utils import ModelOutput
 
 from fgclip.config import FGCLIPConfig
-from fgclip.modeling import regions, text
+from fgclip.modeling import text
+from fgclip.modeling.forward import FGCLIPForward, FGCLIPOutput
 from fgclip.modeling.losses import GlobalContrastiveLoss, HardNegativeLoss, RegionContrastiveLoss
 from fgclip.modeling.memory_bank import RegionMemoryBank
-from fgclip.modeling.temporal import AttentionPool, masked_mean
+from fgclip.modeling.temporal import AttentionPool
 from fgclip.weights.load import foreign_source, hf_report, load_config, load_foreign
 from fgclip.weights.names import EXPECTED_NEW_PREFIXES
 from fgclip.weights.report import LoadingReport
@@ -34,21 +32,7 @@ logger = logging.getLogger(__name__)
 HEADS = ("global", "region", "hardneg")
 
 
-@dataclass
-class FGCLIPOutput(ModelOutput):
-    """`loss` is the sum of `losses` (already weighted); `stats` are detached device scalars by name."""
-
-    loss: torch.Tensor | None = None
-    losses: dict[str, torch.Tensor] | None = None
-    stats: dict[str, torch.Tensor] | None = None
-    image_embeds: torch.Tensor | None = None
-    long_text_embeds: torch.Tensor | None = None
-    short_text_embeds: torch.Tensor | None = None
-    region_embeds: torch.Tensor | None = None
-    region_text_embeds: torch.Tensor | None = None
-
-
-class FGCLIPModel(CLIPPreTrainedModel):
+class FGCLIPModel(FGCLIPForward, CLIPPreTrainedModel):
     config: FGCLIPConfig
     config_class = FGCLIPConfig
 
@@ -95,8 +79,8 @@ class FGCLIPModel(CLIPPreTrainedModel):
         )
         self.hard_negative_loss = HardNegativeLoss(config.hard_negative_loss_weight)
         self.loading_report: LoadingReport | None = None
-        # "fused": every 77-position text of a step in one de-duplicated tower call; "separate": upstream's
-        # four calls (kept for benchmarks and parity tests; same values)
+        # "fused": every 77-position text of a step in one tower call over the collator's unique list;
+        # "separate": upstream's layout, one call per group (the measured baseline; same values)
         self.text_path = "fused"
         self.post_init()
         self._derive_new_weights(
@@ -212,199 +196,6 @@ class FGCLIPModel(CLIPPreTrainedModel):
         """Called once per optimizer step, never per forward: the memory bank's warm-up clock."""
         if self.memory_bank is not None:
             self.memory_bank.optimizer_step_completed()
-
-    # ------------------------------------------------------------------ features
-    def get_image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Projected (un-normalised) CLS features, as `CLIPModel.get_image_features(...).pooler_output`."""
-        return self.visual_projection(self.vision_model(pixel_values=pixel_values).pooler_output)
-
-    def get_text_features(self, input_ids: torch.Tensor, long: bool = False) -> torch.Tensor:
-        """Projected (un-normalised) text features: 77-position path, or the long path (248 positions)."""
-        if long:
-            pooled = text.encode_text(self.text_model, input_ids, self.long_position_embedding.weight)
-            return self.text_long_projection(pooled)
-        return self.text_projection(self.text_model(input_ids=input_ids).pooler_output)
-
-    def _encode_short_texts(self, groups: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Encode every 77-position text group in one tower call, de-duplicated; returns normalised
-        embeddings per group. Padding to the longest text is exact under CLIP's causal mask."""
-        groups = [g.reshape(-1, g.shape[-1]) for g in groups]
-        sizes = [g.shape[0] for g in groups]
-        if sum(sizes) == 0:
-            return [g.new_zeros((0, self.projection_dim), dtype=torch.float32) for g in groups]
-        if self.text_path == "separate":  # upstream's layout: one tower call per group, no de-duplication
-            return [
-                F.normalize(self.get_text_features(g).float(), dim=-1)
-                if g.shape[0]
-                else g.new_zeros((0, self.projection_dim), dtype=torch.float32)
-                for g in groups
-            ]
-        pad_id = self.config.text_config.eos_token_id
-        length = max(g.shape[-1] for g in groups)
-        ids = torch.cat([text.pad_to(g, length, pad_id) for g in groups], dim=0)  # (M, L)
-        unique, inverse = torch.unique(ids, dim=0, return_inverse=True)  # (U, L), (M,)
-        emb = F.normalize(self.get_text_features(unique).float(), dim=-1)[inverse]  # (M, D)
-        return list(torch.split(emb, sizes, dim=0))
-
-    def _encode_frames(self, pixel_values: torch.Tensor, frame_mask: torch.Tensor | None, need_dense: bool):
-        """Vision tower over real frames. Returns per-sample global embeds, dense grid, frame index."""
-        video = pixel_values.dim() == 5
-        if video:
-            b, t = pixel_values.shape[:2]
-            if frame_mask is None:
-                frame_mask = torch.ones(b, t, dtype=torch.bool, device=pixel_values.device)
-            frames = pixel_values[frame_mask]  # (F, 3, H, W)
-        else:
-            b, t = pixel_values.shape[0], 1
-            frame_mask = torch.ones(b, 1, dtype=torch.bool, device=pixel_values.device)
-            frames = pixel_values
-        if video:
-            frame_index = torch.full((b, t), -1, dtype=torch.long, device=pixel_values.device)
-            frame_index[frame_mask] = torch.arange(frames.shape[0], device=pixel_values.device)
-        else:  # one frame per sample: row i of the grid is sample i (no mask op, no device sync)
-            frame_index = torch.arange(b, device=pixel_values.device).unsqueeze(1)  # (B, 1)
-        out = self.vision_model(pixel_values=frames, output_hidden_states=need_dense)
-        per_frame = self.visual_projection(out.pooler_output)  # (F, D)
-        if video:
-            dense = per_frame.new_zeros(b, t, per_frame.shape[-1])
-            dense[frame_mask] = per_frame  # (B, T, D)
-            pooled = (
-                self.temporal_pool(dense, frame_mask)
-                if self.temporal_pool is not None
-                else masked_mean(dense, frame_mask)
-            )  # (B, D)
-        else:
-            pooled = per_frame
-        grid = None
-        if need_dense:
-            last = self.vision_model.encoder.layers[-1]
-            tokens = regions.value_only_block(last, out.hidden_states[-2])  # (F, 1 + P, C)
-            grid = regions.dense_grid(self.vision_model.post_layernorm(tokens))  # (F, C, h, w)
-        return pooled, grid, frame_index
-
-    def _project_regions(self, feats: torch.Tensor) -> torch.Tensor:
-        head = self.roi_projection if self.roi_projection is not None else self.visual_projection
-        return head(feats.to(head.weight.dtype))
-
-    # ------------------------------------------------------------------ forward
-    def forward(
-        self,
-        pixel_values: torch.Tensor,
-        long_input_ids: torch.Tensor | None = None,
-        short_input_ids: torch.Tensor | None = None,
-        boxes: torch.Tensor | None = None,
-        box_mask: torch.Tensor | None = None,
-        region_input_ids: torch.Tensor | None = None,
-        hard_input_ids: torch.Tensor | None = None,
-        hard_mask: torch.Tensor | None = None,
-        frame_mask: torch.Tensor | None = None,
-        box_frame_mask: torch.Tensor | None = None,
-        region_labels: torch.Tensor | None = None,
-        boxes_dropped: torch.Tensor | None = None,
-        return_loss: bool = True,
-        **unused: Any,
-    ) -> FGCLIPOutput:
-        want_regions = boxes is not None and box_mask is not None and region_input_ids is not None
-        image_pooled, grid, frame_index = self._encode_frames(pixel_values, frame_mask, want_regions)
-        image = F.normalize(image_pooled.float(), dim=-1)  # (B, D)
-        losses: dict[str, torch.Tensor] = {}
-        stats: dict[str, torch.Tensor] = {}
-
-        def add(part: dict[str, torch.Tensor], head_stats: dict[str, torch.Tensor], head: str) -> None:
-            losses.update(part)
-            for key, value in head_stats.items():
-                stats[key if key.startswith("memory_bank/") else f"{key}/{head}"] = value
-
-        long_emb = None
-        if long_input_ids is not None:
-            long_emb = F.normalize(
-                self.get_text_features(long_input_ids, long=True).float(), dim=-1
-            )  # (B, D)
-
-        # regions: features of every valid region track, then their captions and hard negatives
-        region_emb = region_ids = None
-        hard_rows = torch.zeros(0, dtype=torch.long, device=pixel_values.device)
-        hard_ids = None
-        if want_regions:
-            if boxes.dim() == 3:  # image batch: (B, R, 4) -> one frame per sample
-                boxes_t = boxes.unsqueeze(1)  # (B, 1, R, 4)
-                frame_boxes = box_mask.unsqueeze(1)  # (B, 1, R)
-            else:
-                boxes_t = boxes  # (B, T, R, 4)
-                frame_boxes = (
-                    box_frame_mask
-                    if box_frame_mask is not None
-                    else box_mask.unsqueeze(1).expand(-1, boxes.shape[1], -1)
-                )
-            feats, has_box = regions.track_features(
-                grid, boxes_t, frame_boxes & box_mask.unsqueeze(1), frame_index
-            )
-            valid = box_mask & has_box  # (B, R)
-            raw = feats[valid]  # (N, C)
-            norms = raw.float().norm(dim=-1)
-            finite = torch.isfinite(raw).all(dim=-1)
-            usable = finite & (norms > 1e-6)  # zero features (empty boxes) never reach the loss or the queue
-            stats["regions/valid"] = usable.float().sum()
-            stats["regions/zero_norm"] = (finite & (norms <= 1e-6)).float().sum()
-            stats["regions/nonfinite"] = (~finite).float().sum()
-            keep = valid.clone()
-            keep[valid] = usable
-            region_emb = F.normalize(self._project_regions(feats[keep]).float(), dim=-1)  # (N, D)
-            region_ids = region_input_ids[keep]  # (N, L)
-            if hard_input_ids is not None and hard_mask is not None:
-                hard_sel = (hard_mask & keep)[keep]  # (N,)
-                hard_rows = hard_sel.nonzero(as_tuple=True)[0]  # (H,)
-                hard_ids = hard_input_ids[hard_mask & keep]  # (H, 1 + N_neg, L)
-        if boxes_dropped is not None:
-            stats["boxes/dropped"] = boxes_dropped.float().sum()
-
-        # every 77-position text of the step in one tower call
-        groups = [
-            short_input_ids
-            if short_input_ids is not None
-            else pixel_values.new_zeros((0, 1), dtype=torch.long)
-        ]
-        groups.append(region_ids if region_ids is not None else groups[0][:0])
-        groups.append(hard_ids.reshape(-1, hard_ids.shape[-1]) if hard_ids is not None else groups[0][:0])
-        short_emb, region_text_emb, hard_emb = self._encode_short_texts(groups)
-
-        if return_loss:
-            if long_emb is not None:
-                add(*self.global_long_loss(image, long_emb, self.logit_scale), head="global")
-            if short_input_ids is not None:
-                part, head_stats = self.global_short_loss(image, short_emb, self.logit_scale)
-                losses.update(part)
-                if long_emb is None:
-                    add({}, head_stats, "global")
-                else:
-                    stats["head_loss/global_short"] = head_stats["head_loss"]
-            if region_emb is not None:
-                keys = text.caption_keys(region_ids, self.config.text_config.eos_token_id)  # (N,)
-                add(
-                    *self.region_loss(
-                        region_emb, region_text_emb, self.logit_scale_finegrained, keys, self.memory_bank
-                    ),
-                    head="region",
-                )
-                if hard_ids is not None:
-                    hard_texts = hard_emb.reshape(
-                        hard_rows.shape[0], hard_ids.shape[1], hard_emb.shape[-1]
-                    )  # (H, 1+N, D)
-                    add(
-                        *self.hard_negative_loss(region_emb[hard_rows], hard_texts, self.logit_scale_hardneg),
-                        head="hardneg",
-                    )
-        loss = torch.stack(list(losses.values())).sum() if losses else None
-        return FGCLIPOutput(
-            loss=loss,
-            losses=losses,
-            stats=stats,
-            image_embeds=image,
-            long_text_embeds=long_emb,
-            short_text_embeds=short_emb if short_input_ids is not None else None,
-            region_embeds=region_emb,
-            region_text_embeds=region_text_emb,
-        )
 
 
 __all__ = ["FGCLIPModel", "FGCLIPOutput", "LoadingReport", "load_config", "EXPECTED_NEW_PREFIXES"]

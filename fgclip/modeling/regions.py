@@ -4,7 +4,8 @@ The last vision block is re-run with self-attention replaced by its value path, 
 its own content (with full attention the dense map is nearly inverted, FG-CLIP issue #21). RoIAlign then
 pools normalised xyxy boxes scaled to the patch grid (1x1 output, aligned=True, float32). A region of a
 video is a box track: its feature is the mean of its RoI features over the frames where it has a box; a
-region with no boxed frame produces no feature at all.
+region with no boxed frame has has_box False. Every slot keeps its place (B, R): masks, never selection,
+say which regions count, so no shape depends on device data.
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ def dense_grid(tokens: torch.Tensor) -> torch.Tensor:
 def pool_boxes(grid: torch.Tensor, frame_index: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     """RoIAlign of normalised xyxy boxes (M, 4) on frames `frame_index` (M,) of grid (F, C, h, w) -> (M, C)."""
     h, w = grid.shape[-2:]
-    scale = boxes.new_tensor([w, h, w, h], dtype=torch.float32)
-    rois = torch.cat([frame_index.float().unsqueeze(1), boxes.float() * scale], dim=1)  # (M, 5)
+    xy = boxes.float().reshape(-1, 2, 2) * torch.stack(  # (M, 2 corners, [x, y]) in grid cells
+        (torch.full((), float(w), device=boxes.device), torch.full((), float(h), device=boxes.device))
+    )
+    rois = torch.cat([frame_index.float().unsqueeze(1), xy.reshape(-1, 4)], dim=1)  # (M, 5)
     pooled = roi_align(
         grid.float(), rois, output_size=(1, 1), spatial_scale=1.0, sampling_ratio=-1, aligned=True
     )
@@ -66,3 +69,27 @@ def track_features(
     counts = sel.sum(dim=1)  # (B, R)
     features = pooled.sum(dim=1) / counts.clamp(min=1).unsqueeze(-1).to(pooled.dtype)  # (B, R, C)
     return features, counts > 0
+
+
+MIN_FEATURE_NORM = 1e-6  # below it a region feature is an empty box's zeros
+
+
+@torch.no_grad()
+def usable_regions(features: torch.Tensor, present: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """Which present regions have a finite, non-zero feature, and the counts the diagnostics read.
+
+    Args:
+        features: (B, R, C) pooled region features.
+        present: (B, R) True for a region with a box and a caption.
+    Returns:
+        usable (B, R) and detached counts `regions/valid`, `regions/zero_norm`, `regions/nonfinite`.
+    """
+    finite = torch.isfinite(features).all(dim=-1)  # (B, R)
+    nonzero = features.float().norm(dim=-1) > MIN_FEATURE_NORM  # NaN norms compare False
+    usable = present & finite & nonzero
+    stats = {
+        "regions/valid": usable.float().sum(),
+        "regions/zero_norm": (present & finite & ~nonzero).float().sum(),
+        "regions/nonfinite": (present & ~finite).float().sum(),
+    }
+    return usable, stats

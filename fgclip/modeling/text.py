@@ -75,17 +75,19 @@ def encode_text(
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), eos]  # (M, C)
 
 
-_HASH_WEIGHTS: dict[tuple[int, str], torch.Tensor] = {}
+_HASH_WEIGHTS: dict[str, torch.Tensor] = {}
+_HASH_LENGTH = 256  # the weights of a shorter text are a prefix: keys do not depend on the padding
 
 
 def _hash_weights(length: int, device: torch.device) -> torch.Tensor:
-    """Per-position multipliers of the caption hash, made once per (length, device): no copy per step."""
-    key = (length, str(device))
-    if key not in _HASH_WEIGHTS:
+    """Per-position multipliers of the caption hash, copied to each device once (a copy per step or per
+    new text length would be a blocking host-to-device transfer)."""
+    key = str(device)
+    if key not in _HASH_WEIGHTS or _HASH_WEIGHTS[key].shape[0] < length:
         gen = torch.Generator().manual_seed(_HASH_SEED)
-        full = torch.randint(1, 2**31 - 1, (max(length, 256),), generator=gen)
-        _HASH_WEIGHTS[key] = full[:length].to(device)
-    return _HASH_WEIGHTS[key]
+        full = torch.randint(1, 2**31 - 1, (max(length, _HASH_LENGTH),), generator=gen)
+        _HASH_WEIGHTS[key] = full.to(device)
+    return _HASH_WEIGHTS[key][:length]
 
 
 def caption_keys(input_ids: torch.Tensor, eos_token_id: int) -> torch.Tensor:

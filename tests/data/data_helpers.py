@@ -82,12 +82,26 @@ def assert_batch_contract(
     assert batch["boxes"].dtype == torch.float32
     assert float(batch["boxes"].min()) >= 0.0 and float(batch["boxes"].max()) <= 1.0
     assert batch["box_mask"].shape == (size, slots) and batch["box_mask"].dtype == torch.bool
-    for key in ("long_input_ids", "short_input_ids"):
-        assert batch[key].dtype == torch.long and batch[key].dim() == 2 and batch[key].shape[0] == size
-    assert batch["short_input_ids"].shape[1] <= 77 and batch["long_input_ids"].shape[1] <= 248
-    region = batch["region_input_ids"]
-    assert region.dtype == torch.long and region.shape[:2] == (size, slots) and region.shape[2] <= 77
-    if "hard_input_ids" in batch:
-        assert batch["hard_input_ids"].shape[:3] == (size, slots, 1 + negatives)
+    long = batch["long_input_ids"]
+    assert long.dtype == torch.long and long.dim() == 2 and long.shape[0] == size and long.shape[1] <= 248
+    texts = batch["text_input_ids"]
+    assert texts.dtype == torch.long and texts.dim() == 2 and texts.shape[1] <= 77
+    assert texts.unique(dim=0).shape[0] == texts.shape[0]  # de-duplicated
+    assert batch["short_text_index"].shape == (size,) and batch["short_text_index"].dtype == torch.long
+    region = batch["region_text_index"]
+    assert region.dtype == torch.long and region.shape == (size, slots)
+    if "hard_text_index" in batch:
+        assert batch["hard_text_index"].shape == (size, slots, 1 + negatives)
         assert batch["hard_mask"].shape == (size, slots) and batch["hard_mask"].dtype == torch.bool
+    for key in ("short_text_index", "region_text_index", "hard_text_index"):
+        if key in batch:
+            assert 0 <= int(batch[key].min()) and int(batch[key].max()) < texts.shape[0], key
+    if video:
+        rows = batch["frame_rows"]
+        assert rows.dtype == torch.long and torch.equal(rows, batch["frame_mask"].reshape(-1).nonzero()[:, 0])
     assert batch["boxes_dropped"].shape == (size,) and batch["boxes_dropped"].dtype == torch.long
+
+
+def texts_of(batch: dict[str, torch.Tensor], key: str) -> torch.Tensor:
+    """The token rows an index map points at: (..., L)."""
+    return batch["text_input_ids"][batch[key]]

@@ -13,7 +13,7 @@ from fgclip.data.datasets import ImageRegionDataset
 from fgclip.data.errors import BoxValidationError, DataFormatError
 from fgclip.data.module import build_data_module, data_kwargs_from_config
 
-from .data_helpers import GRID, assert_batch_contract, image_record, write_records
+from .data_helpers import GRID, assert_batch_contract, image_record, texts_of, write_records
 
 
 @pytest.mark.parametrize("name", ["images_json", "images_jsonl"])
@@ -35,9 +35,7 @@ def test_round_trip_through_dataloader(embedded, tokenizer, name):
     counts = batch["box_mask"].sum(dim=1)
     assert counts.min() >= 2 and counts.max() <= 4
     assert (batch["boxes"][~batch["box_mask"]] == 0).all()
-    padding_rows = batch["region_input_ids"][~batch["box_mask"]]
-    eos = tokenizer.eos_token_id
-    assert (padding_rows[:, 0] == tokenizer.bos_token_id).all() and (padding_rows[:, 1:] == eos).all()
+    assert (batch["region_text_index"][~batch["box_mask"]] == 0).all()  # padding slots point at row 0
     assert batch["hard_mask"].any() and not (batch["hard_mask"] & ~batch["box_mask"]).any()
     assert (batch["boxes_dropped"] == 0).all()
 
@@ -50,7 +48,7 @@ def test_boxes_and_texts_match_the_annotation(embedded, tokenizer):
     assert torch.allclose(sample["boxes"], expected)
     assert sample["region_texts"] == [r.short_expr for r in record.regions]
     batch = RegionCollator(tokenizer, max_boxes_per_sample=4, num_hard_negatives=10)([sample])
-    first = batch["hard_input_ids"][0, 0]  # (1+N, L): positive first, then negatives in dict order
+    first = texts_of(batch, "hard_text_index")[0, 0]  # (1+N, L): positive first, then negatives in order
     decoded = [tokenizer.decode(row, skip_special_tokens=True) for row in first]
     assert decoded == [record.regions[0].short_expr, *record.regions[0].negatives[:10]]
     long_dataset = ImageRegionDataset(embedded.images_json, image_size=64, region_text="long")
@@ -79,10 +77,10 @@ def test_hard_boxes_need_n_negatives_and_are_optional(tmp_path, one_image, token
     batch = collate([dataset[0], dataset[1]])
     assert_batch_contract(batch, video=False, size=2, slots=3, negatives=3)
     assert batch["hard_mask"].tolist() == [[True, True, False], [False, False, False]]
-    assert (batch["hard_input_ids"][1, :, :, 1:] == tokenizer.eos_token_id).all()  # non-hard rows: bos+eos
+    assert (batch["hard_text_index"][1] == 0).all()  # non-hard slots point at row 0
     strict = RegionCollator(tokenizer, max_boxes_per_sample=3, num_hard_negatives=4)  # 3 < 4: no hard box
     batch = strict([dataset[0], dataset[1]])
-    assert "hard_input_ids" not in batch and "hard_mask" not in batch
+    assert "hard_text_index" not in batch and "hard_mask" not in batch
 
 
 def test_dropped_boxes_are_counted_per_sample(tmp_path, one_image, tokenizer):

@@ -27,7 +27,7 @@ def _region_loss(model: CLIPModel, batch: dict[str, torch.Tensor]) -> tuple[torc
     rois = [batch["boxes"][b][mask[b]] * 8 for b in range(size)]
     regions = roi_align(grid, rois, output_size=(1, 1), spatial_scale=1.0, sampling_ratio=-1, aligned=True)
     regions = F.normalize(regions.flatten(1), dim=-1)  # (N, P)
-    texts = model.get_text_features(input_ids=batch["region_input_ids"][mask])
+    texts = model.get_text_features(input_ids=batch["text_input_ids"][batch["region_text_index"][mask]])
     texts = F.normalize(getattr(texts, "pooler_output", texts), dim=-1)  # (N, P)
     logits = 20.0 * regions @ texts.t()
     target = torch.arange(len(regions))

@@ -81,7 +81,7 @@ def test_round_trip_through_dataloader(embedded, tokenizer, name):
     loader = DataLoader(module.train_dataset, batch_size=6, collate_fn=module.collator)
     batch = next(iter(loader))
     assert_batch_contract(batch, video=True, size=6, slots=3, frames=6)
-    assert "hard_input_ids" not in batch
+    assert "hard_text_index" not in batch
     labels, box_mask = batch["region_labels"], batch["box_mask"]
     records = [json.loads(line) for line in embedded.videos_jsonl.read_text().splitlines()]
     for b, record in enumerate(records):

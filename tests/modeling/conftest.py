@@ -1,10 +1,21 @@
-"""A tiny CLIP built and saved locally (no hub): 32-px images, 8-px patches (4x4 grid), width 32."""
+"""A tiny CLIP built and saved locally (no hub): 32-px images, 8-px patches (4x4 grid), width 32; and the
+embedded data with a tokenizer and a tiny CLIP of its vocabulary, for real batches from the DataLoader."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
 import pytest
 import torch
+from torch.utils.data import DataLoader, Subset
 from transformers import CLIPConfig, CLIPModel
+
+from fgclip.config import LN_100
+from fgclip.data import build_data_module, build_tokenizer, generate_embedded, tokenizer_ids
+from fgclip.data.synthetic import EmbeddedData
+from fgclip.modeling import FGCLIPModel
 
 VOCAB, BOS, EOS = 100, 98, 99
 
@@ -31,7 +42,7 @@ VISION = dict(
 
 def tiny_clip_config(**kw) -> CLIPConfig:
     return CLIPConfig(
-        text_config=TEXT, vision_config=VISION, projection_dim=16, logit_scale_init_value=4.6052, **kw
+        text_config=TEXT, vision_config=VISION, projection_dim=16, logit_scale_init_value=LN_100, **kw
     )
 
 
@@ -69,3 +80,46 @@ def make_image_batch(b: int = 3, r: int = 2, n_neg: int = 2, seed: int = 0) -> d
         "hard_input_ids": make_ids(b * r * (1 + n_neg), 9, seed + 4).reshape(b, r, 1 + n_neg, 9),
         "hard_mask": torch.ones(b, r, dtype=torch.bool),
     }
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """The embedded data, its tokenizer and a tiny CLIP of the same vocabulary (32-px frames, 4x4 grid)."""
+
+    data: EmbeddedData
+    tokenizer: Any
+    clip_dir: Path
+
+    def batch(self, kind: str, size: int = 6, frames: int = 4, start: int = 0) -> dict[str, torch.Tensor]:
+        """A real batch from the DataLoader (image records with hard negatives, or decoded videos)."""
+        path = self.data.images_json if kind == "image" else self.data.videos_json
+        module = build_data_module(
+            path,
+            tokenizer=self.tokenizer,
+            image_size=32,
+            grid_size=4,
+            max_boxes_per_sample=4,
+            num_frames=frames,
+        )
+        subset = Subset(module.train_dataset, range(start, start + size))
+        return next(iter(DataLoader(subset, batch_size=size, collate_fn=module.collator)))
+
+    def model(self, **overrides: Any) -> FGCLIPModel:
+        return FGCLIPModel.from_pretrained(self.clip_dir, fgclip_overrides=overrides)
+
+
+@pytest.fixture(scope="session")
+def embedded(tmp_path_factory) -> Embedded:
+    root = tmp_path_factory.mktemp("embedded_modeling")
+    data = generate_embedded(root / "data", seed=0, n_images=24, n_videos=12)
+    tokenizer = build_tokenizer(root / "tokenizer", data.texts(), vocab_size=1000)
+    torch.manual_seed(0)
+    config = CLIPConfig(
+        text_config={**TEXT, **tokenizer_ids(tokenizer)},
+        vision_config=VISION,
+        projection_dim=16,
+        logit_scale_init_value=LN_100,
+    )
+    CLIPModel(config).save_pretrained(root / "clip")
+    tokenizer.save_pretrained(root / "clip")  # a model folder the trainer can load alone
+    return Embedded(data, tokenizer, root / "clip")

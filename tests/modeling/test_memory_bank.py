@@ -97,3 +97,26 @@ def test_state_dict_round_trip_keeps_the_clock():
     stats = clone.stats(keys(2))
     assert stats["fill"].item() == 4 and stats["oldest_age"].item() == 4
     assert stats["duplicate_share"].item() == 2 / (4 * 2)
+
+
+def test_masked_writes_follow_a_ring_buffer():
+    """Random batch sizes (some beyond the queue), padding rows and zero rows, against a plain list model."""
+    g = torch.Generator().manual_seed(3)
+    bank = RegionMemoryBank(size=7, dim=4, warmup_steps=0)
+    ring, ptr, next_key = [-1] * 7, 0, 0
+    for _ in range(30):
+        m = int(torch.randint(0, 12, (), generator=g))
+        image, text = unit(m, seed=next_key), unit(m, seed=next_key + 1)
+        valid = torch.rand(m, generator=g) > 0.3
+        image[torch.rand(m, generator=g) > 0.8] = 0.0  # empty boxes: never enter
+        ids = keys(m, next_key)
+        next_key += m
+        written = bank.enqueue(image, text, ids, valid)
+        rows = zip(ids.tolist(), valid.tolist(), image.norm(dim=1).tolist(), strict=True)
+        kept = [k for k, v, norm in rows if v and norm > 0]
+        for k in kept[-7:]:
+            ring[(ptr + kept.index(k)) % 7] = k
+        ptr = (ptr + len(kept)) % 7
+        assert written.item() == min(len(kept), 7)
+        assert bank.caption_keys.tolist() == ring and bank.ptr.item() == ptr
+    assert bank.fill.item() == 7

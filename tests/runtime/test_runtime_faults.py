@@ -176,9 +176,8 @@ def test_region_captions_shuffled_against_boxes(embedded, tmp_path):
     def shuffle(trainer):
         def change(batch):
             mask = batch["box_mask"]
-            ids = batch["region_input_ids"]
-            valid = ids[mask]
-            batch["region_input_ids"][mask] = valid[torch.randperm(valid.shape[0])]
+            valid = batch["region_text_index"][mask]
+            batch["region_text_index"][mask] = valid[torch.randperm(valid.shape[0])]
             return batch
 
         wrap_collator(trainer, change)
@@ -194,8 +193,7 @@ def test_every_caption_identical(embedded, tmp_path):
     def same(trainer):
         def change(batch):
             mask = batch["box_mask"]
-            first = batch["region_input_ids"][mask][0]
-            batch["region_input_ids"][mask] = first
+            batch["region_text_index"][mask] = batch["region_text_index"][mask][0]
             return batch
 
         wrap_collator(trainer, change)
