@@ -19,6 +19,8 @@ import fork_lines as fl
 from common import CORPUS, bf16, mojibake, tqdm_bar, write
 from fork_sim import ForkRun, Micro, Spec
 
+from fgclip.config import CLIP_FROM_SCRATCH_SCALE
+
 NUL_GAP = 9336  # the restart's first lines overwritten by NUL bytes, as in training_fixed_diag.log
 TB_HEAD = "/data/zyy/anaconda3/lib/python3.11/site-packages"
 TRAIN_PY = "/data/zyy/wsvad/2026CVPR/FG-CLIP/fgclip/train/train_fgclip.py"
@@ -206,7 +208,7 @@ def vad_seed_scale_bank_never_mojibake() -> str:
         0.1,
         diag_every=16,
         bank_at=None,
-        scale=2.65625,
+        scale=bf16(CLIP_FROM_SCRATCH_SCALE),
         sec_per_it=41.0,
     )
     head = fl.launcher_header("formal", 2, 16, "2025-10-18 14:31:01") + start_lines(60, 16)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import fork_lines as fl
 from common import bf16, half, tqdm_bar, warmup_cosine
 
+from fgclip.config import LN_100
+
 
 @dataclass
 class Micro:
@@ -40,7 +42,7 @@ class Spec:
     lr: float = 5e-6
     diag_every: int | None = None
     bank_at: int | None = 200  # forward count at which the bank switches on; None: never
-    scale: float = 4.59375
+    scale: float = bf16(LN_100)  # 4.593750: ln 100 stored in bf16, as the fork prints it
     sec_per_it: float = 40.0
     stats_every: int | None = 10
     epochs: float = 4.98  # epochs the planned steps cover (the HF dict prints step / steps * epochs)

@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from fgclip.config import CLIP_FROM_SCRATCH_SCALE
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 COMMON = ["--preset", "embedded", "--logging_steps", "5", "--report_to", "none", "--save_steps", "1000"]
@@ -55,7 +57,7 @@ SCENARIOS = (
     Scenario("ours_healthy_s2_plain", one("none", False, "--seed", "2")),
     Scenario(
         "ours_scale_2p6592_frozen",
-        one("freeze_region_scale", True, "--finegrained_logit_scale_init", "2.6592"),
+        one("freeze_region_scale", True, "--finegrained_logit_scale_init", str(CLIP_FROM_SCRATCH_SCALE)),
         keep_events=True,
     ),
     Scenario("ours_bank_warmup_beyond_run", one("none", True, "--memory_bank_warmup_steps", "1000")),
