@@ -5,7 +5,7 @@ finds in each log, and nothing a healthy log does not have?
 
 Runs `fgdiag watch FILE --once --json [label args]` as a subprocess for every labelled file (the `fgdiag` on
 PATH, else `python -m fgdiag.cli.app`) and prints, as Markdown: recall per code (fired / expected; an
-`expect_any` group counts once, under "A|B"), error-level findings on logs labelled healthy or warnings,
+`expect_any` group counts once, under "A/B"), error-level findings on logs labelled healthy or warnings,
 forbidden codes that fired, verdict, exit-code and recovery accuracy, and a table of the files that miss their
 label. Exit 0 always, unless `--strict` (then 1 when any label is violated, 2 when the corpus itself is
 malformed).
@@ -41,7 +41,7 @@ class Outcome:
     errors: list[str]  # codes of error-level findings
     recovered: bool
     seconds: float
-    missing: list[str] = field(default_factory=list)  # expected codes (or "A|B" groups) that did not fire
+    missing: list[str] = field(default_factory=list)  # expected codes (or "A/B" groups) that did not fire
     forbidden: list[str] = field(default_factory=list)
     false_errors: list[str] = field(default_factory=list)
     verdict_ok: bool | None = None
@@ -109,7 +109,7 @@ def judge(entry: Entry, rc: int, summary: dict[str, Any] | None, note: str, seco
     out.note = note
     label = entry.label
     out.missing = [c for c in label.expect if c not in fired]
-    out.missing += ["|".join(g) for g in label.expect_any if not set(g) & set(fired)]
+    out.missing += ["/".join(g) for g in label.expect_any if not set(g) & set(fired)]
     out.forbidden = [c for c in label.forbid if c in fired]
     if label.verdict in ("healthy", "warnings"):
         out.false_errors = errors
@@ -131,7 +131,7 @@ def score(entries: list[Entry], outcomes: list[Outcome]) -> dict[str, Any]:
             recall[code][1] += 1
             recall[code][0] += code not in o.missing
         for group in e.label.expect_any:
-            key = "|".join(group)
+            key = "/".join(group)
             recall[key][1] += 1
             recall[key][0] += key not in o.missing
     judged = [o for o in outcomes if o.verdict_ok is not None]
