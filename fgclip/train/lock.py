@@ -36,16 +36,14 @@ def _holder(folder: Path) -> str:
 
 
 class OutputDirLock:
-    """Context manager: exclusive lock on `output_dir` or TrainingRefused (exit 2) naming the holder."""
+    """Exclusive lock on `output_dir`: `acquire()` or TrainingRefused (exit 2) naming the holder;
+    `release()` (also a context manager)."""
 
-    def __init__(self, output_dir: str | Path, enabled: bool = True) -> None:
+    def __init__(self, output_dir: str | Path) -> None:
         self.folder = Path(output_dir)
-        self.enabled = enabled
         self._lock: FileLock | None = None
 
-    def __enter__(self) -> OutputDirLock:
-        if not self.enabled:
-            return self
+    def acquire(self) -> None:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             lock = FileLock(str(self.folder / LOCK_NAME), timeout=0)
@@ -59,7 +57,6 @@ class OutputDirLock:
             raise TrainingRefused(f"{self.folder}: cannot lock the output folder: {exc}") from None
         self._lock = lock
         self._write_holder()
-        return self
 
     def _write_holder(self) -> None:
         info = {
@@ -72,15 +69,22 @@ class OutputDirLock:
         partial.write_text(json.dumps(info) + "\n", encoding="utf-8")
         os.replace(partial, self.folder / HOLDER_NAME)
 
+    def release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self) -> OutputDirLock:
+        self.acquire()
+        return self
+
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
+        self.release()
 
 
 __all__ = ["OutputDirLock", "LOCK_NAME", "HOLDER_NAME"]

@@ -29,19 +29,25 @@ def _setup_logging(train_args) -> None:
 
 def _resume_decision(train_args, model_config) -> str | None:
     """None: fresh start; else the checkpoint to resume from. May move `output_dir` to a fresh subfolder
-    (resume_policy ignore). Raises TrainingRefused on stale checkpoints or a finished run."""
+    (resume_policy ignore). Raises TrainingRefused on stale checkpoints or a finished run. Decided by the
+    main process (it may move unreadable checkpoints aside) and shared with every rank."""
+    from fgclip.train.ranks import decided_on_main
     from fgclip.train.resume import CONFIG_FIELDS, plan_resume
 
     expected = {f: getattr(model_config, f) for f in CONFIG_FIELDS}
-    plan = plan_resume(
-        train_args.output_dir,
-        train_args.resume_policy,
-        expected,
-        train_args.max_steps,
-        train_args.num_train_epochs,
+    plan = decided_on_main(
+        train_args.process_index,
+        lambda: plan_resume(
+            train_args.output_dir,
+            train_args.resume_policy,
+            expected,
+            train_args.max_steps,
+            train_args.num_train_epochs,
+        ),
     )
-    for note in plan.notes:
-        (logger.warning if "unreadable" in note or "ignore" in note else logger.info)(note)
+    if train_args.process_index == 0:
+        for note in plan.notes:
+            (logger.warning if "unreadable" in note or "ignore" in note else logger.info)(note)
     train_args.output_dir = plan.output_dir
     return plan.resume_from
 
@@ -208,10 +214,15 @@ def main(argv: list[str] | None = None, callbacks=()) -> int:
     try:
         model_args, data_args, train_args, sources = _parse(argv)
         from fgclip.train.lock import OutputDirLock
+        from fgclip.train.ranks import decided_on_main
 
-        with OutputDirLock(train_args.output_dir, enabled=train_args.process_index == 0):
+        lock = OutputDirLock(train_args.output_dir)
+        decided_on_main(train_args.process_index, lock.acquire)  # held by the main process only
+        try:
             resume = _resolve(model_args, data_args, train_args, sources)
             _train(model_args, data_args, train_args, resume, callbacks)
+        finally:
+            lock.release()
     except TrainingRefused as exc:
         stream = sys.stdout if exc.exit_code == 0 else sys.stderr
         print(f"{prog_name()}: {exc}", file=stream, flush=True)
