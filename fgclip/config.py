@@ -19,7 +19,11 @@ TEMPORAL_POOLINGS = ("mean", "attention")
 
 
 class FGCLIPConfigError(ValueError):
-    """A config field holds a value the model cannot train with; the message names the field."""
+    """A config field holds a value the model cannot train with; the message (and `field`) name it."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class FGCLIPConfig(CLIPConfig):
@@ -70,11 +74,20 @@ class FGCLIPConfig(CLIPConfig):
     num_frames: int = 1
     temporal_pooling: str = "mean"
 
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        self.check()  # at construction: FGCLIPConfig(memory_bank_size=-128) must not exist
+
     def check(self) -> FGCLIPConfig:
-        """Validate every added field; raise FGCLIPConfigError naming the field, its value and the fix."""
+        """Validate every added field; raise FGCLIPConfigError naming the field, its value and the fix.
+        Runs at construction and again after overrides are set (`load_config`, model construction)."""
 
         def fail(field: str, why: str) -> None:
-            raise FGCLIPConfigError(f"FGCLIPConfig.{field}={getattr(self, field)!r}: {why}")
+            raise FGCLIPConfigError(f"FGCLIPConfig.{field}={getattr(self, field)!r}: {why}", field)
+
+        value = self.logit_scale_init_value
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            fail("logit_scale_init_value", "must be a finite raw (log-space) scale, e.g. 4.6052 = ln 100")
 
         for field in ("finegrained_logit_scale_init", "hardneg_logit_scale_init", "global_logit_scale_init"):
             value = getattr(self, field)
@@ -106,8 +119,12 @@ class FGCLIPConfig(CLIPConfig):
             "hard_negative_loss_weight",
         ):
             value = getattr(self, field)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            finite = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            if not finite or value < 0:
                 fail(field, "must be a finite number >= 0")
+        for field in ("long_text_max_positions", "long_text_keep_positions"):
+            if not isinstance(getattr(self, field), int) or isinstance(getattr(self, field), bool):
+                fail(field, "must be an integer")
         text_positions = self.text_config.max_position_embeddings
         if self.long_text_keep_positions < 1 or self.long_text_keep_positions >= text_positions:
             fail("long_text_keep_positions", f"must be in [1, {text_positions - 1}]")
@@ -122,10 +139,15 @@ class FGCLIPConfig(CLIPConfig):
             value = getattr(self, field)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 fail(field, f"must be an integer >= {low}")
-        for field in ("memory_bank_size", "memory_bank_warmup_steps"):
+        for field, unit in (
+            ("memory_bank_size", " (0 turns the bank off)"),
+            ("memory_bank_warmup_steps", " (optimizer steps, not forward passes)"),
+        ):
             value = getattr(self, field)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                fail(field, "must be an integer >= 0 (warm-up counts optimizer steps, not forward passes)")
+                fail(field, f"must be an integer >= 0{unit}")
+        if not isinstance(self.memory_bank_mask_duplicates, bool):
+            fail("memory_bank_mask_duplicates", "must be true or false")
         if self.region_head not in REGION_HEADS:
             fail("region_head", f"must be one of {REGION_HEADS}")
         if self.temporal_pooling not in TEMPORAL_POOLINGS:

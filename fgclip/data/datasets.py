@@ -1,15 +1,15 @@
 """Torch datasets over annotation files: images (upstream FG-CLIP) and videos (fgclip-vad), read from disk.
 
 Every record is parsed and validated once at construction (videos are probed for their length first, so a
-keyframe beyond the decodable frames is counted there); `dataset.report` holds the counts. Samples are dicts
-of tensors and strings; `fgclip.data.collate.RegionCollator` tokenises and pads them into the batch contract.
+keyframe beyond the decodable frames is counted there); `dataset.report` holds the counts. A sample is a
+`Sample` of tensors and strings (a read-only mapping the Trainer passes through whole);
+`fgclip.data.collate.RegionCollator` tokenises and pads samples into the batch contract.
 """
 
 from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Any
 
 import torch
 from PIL import Image
@@ -19,6 +19,7 @@ from fgclip.data.boxes import TOLERANCE, GridSize, region_failure
 from fgclip.data.errors import DataFormatError
 from fgclip.data.frames import DEFAULT_FOLDER_FPS, clip_range, probe_video, read_frames, sample_frame_indices
 from fgclip.data.reader import RawRecord, default_root, detect_format, read_raw_records, resolve_media
+from fgclip.data.sample import Sample
 from fgclip.data.schema import parse_image_record, parse_video_record
 from fgclip.data.tracks import NO_BOX, region_track
 from fgclip.data.transforms import image_transform
@@ -101,7 +102,7 @@ class ImageRegionDataset(Dataset):
         # instead of the global RNG keeps a resumed run identical (the loader prefetches past a checkpoint)
         return random.Random(f"{self.seed}:{self.epoch}:{index}:{slot}").choice(options)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, index: int) -> Sample:
         item = self.items[index]
         try:
             with Image.open(self.paths[index]) as image:
@@ -109,18 +110,18 @@ class ImageRegionDataset(Dataset):
         except OSError as exc:
             raise DataFormatError(item.record.location.at("f_path"), f"cannot read image: {exc}") from None
         boxes = torch.tensor([r.box for r in item.regions], dtype=torch.float32).reshape(-1, 4)  # (R_i, 4)
-        return {
-            "index": index,
-            "pixel_values": pixels,
-            "long_caption": item.record.caption,
-            "short_caption": item.record.short_caption,
-            "boxes": boxes,
-            "region_texts": [self._region_text(r, index, j) for j, r in enumerate(item.regions)],
-            "hard_texts": [
+        return Sample(
+            index=index,
+            pixel_values=pixels,
+            long_caption=item.record.caption,
+            short_caption=item.record.short_caption,
+            boxes=boxes,
+            region_texts=[self._region_text(r, index, j) for j, r in enumerate(item.regions)],
+            hard_texts=[
                 (r.short_expr, *r.negatives) if r.short_expr and r.negatives else () for r in item.regions
             ],
-            "boxes_dropped": item.dropped,
-        }
+            boxes_dropped=item.dropped,
+        )
 
 
 class VideoRegionDataset(Dataset):
@@ -198,7 +199,7 @@ class VideoRegionDataset(Dataset):
                 regions.append(region)
         return regions, dropped
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, index: int) -> Sample:
         item = self.items[index]
         start, end = item.frame_range
         wanted = sample_frame_indices(start, end, self.num_frames)
@@ -221,19 +222,19 @@ class VideoRegionDataset(Dataset):
                 [b if m else NO_BOX for b, m in zip(track, mask, strict=True)]
             )
             box_frame_mask[: len(real), r] = torch.tensor(mask)
-        return {
-            "index": index,
-            "pixel_values": pixels,
-            "frame_mask": torch.arange(self.num_frames) < len(real),
-            "long_caption": item.record.global_caption,
-            "short_caption": item.record.global_caption,
-            "boxes": boxes,
-            "box_frame_mask": box_frame_mask,
-            "region_texts": [r.caption for r in regions],
-            "region_labels": torch.tensor([int(r.abnormal) for r in regions], dtype=torch.long),
-            "hard_texts": [() for _ in regions],
-            "boxes_dropped": dropped,
-        }
+        return Sample(
+            index=index,
+            pixel_values=pixels,
+            frame_mask=torch.arange(self.num_frames) < len(real),
+            long_caption=item.record.global_caption,
+            short_caption=item.record.global_caption,
+            boxes=boxes,
+            box_frame_mask=box_frame_mask,
+            region_texts=[r.caption for r in regions],
+            region_labels=torch.tensor([int(r.abnormal) for r in regions], dtype=torch.long),
+            hard_texts=[() for _ in regions],
+            boxes_dropped=dropped,
+        )
 
 
 __all__ = ["ImageRegionDataset", "VideoRegionDataset", "REGION_TEXTS"]

@@ -28,6 +28,37 @@ class DataModule:
         return self.train_dataset.report
 
 
+class RegionSupplyError(ValueError):
+    """The data leaves the region losses without regions, or the box policy dropped too large a share."""
+
+
+def kept_regions(dataset: Dataset) -> int:
+    """Regions left to train on after validation and truncation."""
+    return sum(len(item.regions) for item in dataset.items)
+
+
+def check_region_supply(data: DataModule, *, regions_needed: bool, max_dropped_ratio: float) -> None:
+    """Raise RegionSupplyError (with the validation counts) when a region loss is on and the data has no
+    usable region, or when the policy dropped more than `max_dropped_ratio` of the boxes."""
+    if not regions_needed:
+        return
+    report, kept = data.report, kept_regions(data.train_dataset)
+    dropped = sum(report.dropped.values())
+    ratio = dropped / report.boxes if report.boxes else 0.0
+    reasons = ", ".join(f"{k}={v}" for k, v in sorted(report.dropped.items())) or "none"
+    counts = (
+        f"{report.records} records, {report.boxes} boxes, {kept} usable regions; box_policy={report.policy} "
+        f"dropped {dropped} ({ratio:.0%}: {reasons})"
+    )
+    if kept == 0:
+        raise RegionSupplyError(f"no usable region for the region losses: {counts}")
+    if ratio > max_dropped_ratio:
+        raise RegionSupplyError(
+            f"the box policy dropped {ratio:.0%} of the boxes, more than max_dropped_box_ratio="
+            f"{max_dropped_ratio:g}: {counts}"
+        )
+
+
 def make_dataset(
     data_path: str | Path,
     *,
@@ -114,4 +145,12 @@ def data_kwargs_from_config(config: Any) -> dict[str, Any]:
     }
 
 
-__all__ = ["DataModule", "make_dataset", "build_data_module", "data_kwargs_from_config"]
+__all__ = [
+    "DataModule",
+    "RegionSupplyError",
+    "check_region_supply",
+    "kept_regions",
+    "make_dataset",
+    "build_data_module",
+    "data_kwargs_from_config",
+]

@@ -1,19 +1,21 @@
-"""`python -m fgclip.train` / `fgclip-train`: arguments -> checks -> model, data, Trainer -> train -> save."""
+"""`python -m fgclip.train` / `fgclip-train`: arguments -> checks -> model, data, Trainer -> train -> save.
+
+Everything that can refuse a run does so before step 0 with a message and an exit code (`errors.py`), never
+a traceback: impossible values, an output folder another run holds, stale or finished checkpoints, data
+the region losses cannot use. Only `--help` is answered without importing torch or transformers.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import shlex
 import sys
-import time
 from pathlib import Path
 
-logger = logging.getLogger("fgclip.train")
+from fgclip.train.errors import TrainingRefused
 
-FP16_REFUSAL = (
-    "fp16 is refused: with logit scale exp(4.6052) = 100 the similarity logits reach +-100 and "
-    "fp16 softmax/exp overflow (FG-CLIP's README reports NaN). Use --bf16 true on GPU, fp32 on CPU."
-)
+logger = logging.getLogger("fgclip.train")
 
 
 def _setup_logging(train_args) -> None:
@@ -25,31 +27,86 @@ def _setup_logging(train_args) -> None:
     logging.getLogger("fgclip").setLevel(level)
 
 
-def _resume_decision(train_args, model_config) -> str | bool | None:
-    """None: fresh start; True: resume newest checkpoint. Raises SystemExit on stale checkpoints."""
-    from fgclip.train.resume import CONFIG_FIELDS, checkpoints, refusal_message, stale_checkpoints
+def _resume_decision(train_args, model_config) -> str | None:
+    """None: fresh start; else the checkpoint to resume from. May move `output_dir` to a fresh subfolder
+    (resume_policy ignore). Raises TrainingRefused on stale checkpoints or a finished run. Decided by the
+    main process (it may move unreadable checkpoints aside) and shared with every rank."""
+    from fgclip.train.ranks import decided_on_main
+    from fgclip.train.resume import CONFIG_FIELDS, plan_resume
 
-    found = checkpoints(train_args.output_dir)
-    if not found:
-        return None
     expected = {f: getattr(model_config, f) for f in CONFIG_FIELDS}
-    stale = stale_checkpoints(train_args.output_dir, expected)
-    if train_args.resume_policy == "ignore":
-        if stale or found:
-            fresh = Path(train_args.output_dir) / f"fresh-{time.strftime('%Y%m%d-%H%M%S')}"
-            logger.warning(
-                "resume_policy=ignore: %d existing checkpoint(s) left untouched; this run writes to %s",
-                len(found),
-                fresh,
-            )
-            train_args.output_dir = str(fresh)
-        return None
-    if stale:
-        raise SystemExit(refusal_message(train_args.output_dir, stale))
-    if train_args.resume_policy in ("refuse", "resume"):
-        logger.info("resuming from %s (its settings match the configuration)", found[-1])
-        return str(found[-1])
-    raise SystemExit(f"--resume_policy {train_args.resume_policy!r}: use refuse, ignore or resume")
+    plan = decided_on_main(
+        train_args.process_index,
+        lambda: plan_resume(
+            train_args.output_dir,
+            train_args.resume_policy,
+            expected,
+            train_args.max_steps,
+            train_args.num_train_epochs,
+        ),
+    )
+    if train_args.process_index == 0:
+        for note in plan.notes:
+            (logger.warning if "unreadable" in note or "ignore" in note else logger.info)(note)
+    train_args.output_dir = plan.output_dir
+    return plan.resume_from
+
+
+def _audit_command(data_args, config) -> str:
+    vision = config.vision_config
+    parts = ["fgdiag", "data-audit", data_args.data_path, "--policy", data_args.box_policy]
+    parts += ["--grid-size", str(vision.image_size // vision.patch_size)]
+    parts += ["--image-root", data_args.image_root] if data_args.image_root else []
+    parts += ["--format", data_args.data_format] if data_args.data_format != "auto" else []
+    return shlex.join(parts)
+
+
+def _build_data(data_args, config, tokenizer):
+    """Dataset and collator; an unusable box supply or a `--box_policy error` hit stops here (exit 2)."""
+    from fgclip.data.errors import BoxValidationError, DataFormatError
+    from fgclip.data.module import RegionSupplyError, build_data_module, check_region_supply
+
+    vision = config.vision_config
+    try:
+        data = build_data_module(
+            data_args.data_path,
+            tokenizer=tokenizer,
+            image_root=data_args.image_root,
+            data_format=data_args.data_format,
+            box_policy=data_args.box_policy,
+            image_size=vision.image_size,
+            max_boxes_per_sample=config.max_boxes_per_sample,
+            num_hard_negatives=config.num_hard_negatives,
+            num_frames=config.num_frames,
+            grid_size=vision.image_size // vision.patch_size,
+            long_text_max_positions=config.long_text_max_positions,
+        )
+        regions_needed = config.region_loss_weight > 0 or config.hard_negative_loss_weight > 0
+        check_region_supply(
+            data, regions_needed=regions_needed, max_dropped_ratio=data_args.max_dropped_box_ratio
+        )
+    except BoxValidationError as exc:
+        raise TrainingRefused(f"{exc} [--box_policy error]") from None
+    except DataFormatError as exc:
+        raise TrainingRefused(str(exc)) from None
+    except RegionSupplyError as exc:
+        raise TrainingRefused(
+            f"{data_args.data_path}: {exc}.\n  See every dropped box: {_audit_command(data_args, config)}\n"
+            "  Fix the boxes (--box_policy clip repairs out-of-range ones), or raise --max_dropped_box_ratio "
+            "(1 turns the share check off); to train without regions: --region_loss_weight 0 "
+            "--hard_negative_loss_weight 0."
+        ) from None
+    return data
+
+
+def _load_model(model_cls, path: str, config):
+    """The model; an unreadable, hostile or incomplete weights source stops here (exit 2, no traceback)."""
+    from fgclip.weights.errors import ArchitectureError, MissingWeightsError, WeightsFileError
+
+    try:
+        return model_cls.from_pretrained(path, config=config)
+    except (WeightsFileError, ArchitectureError, MissingWeightsError) as exc:
+        raise TrainingRefused(f"{path}: {exc}") from None
 
 
 def build_trainer(model_args, data_args, train_args, callbacks=()):
@@ -57,36 +114,22 @@ def build_trainer(model_args, data_args, train_args, callbacks=()):
     from the `fgclip.callbacks` entry points come first, then `callbacks`."""
     from transformers import AutoTokenizer
 
-    from fgclip.data.module import build_data_module
     from fgclip.modeling import FGCLIPModel, load_config
     from fgclip.train.plugins import plugin_callbacks
     from fgclip.train.trainer import FGCLIPTrainer
 
     config = load_config(model_args.model_name_or_path, model_args.config_overrides())
-    model = FGCLIPModel.from_pretrained(model_args.model_name_or_path, config=config)
+    tokenizer = AutoTokenizer.from_pretrained(
+        model_args.tokenizer_name_or_path or model_args.model_name_or_path
+    )
+    data = _build_data(data_args, config, tokenizer)  # before the model: bad data stops in seconds
+    model = _load_model(FGCLIPModel, model_args.model_name_or_path, config)
     if train_args.process_index == 0:
         logger.info(model.loading_report.summary())
     if train_args.gradient_checkpointing:
         train_args.gradient_checkpointing_kwargs = {"use_reentrant": False}
     if train_args.compile_text_tower:
         model.text_model.compile(dynamic=True)  # in place: parameter names (and checkpoints) unchanged
-    tokenizer = AutoTokenizer.from_pretrained(
-        model_args.tokenizer_name_or_path or model_args.model_name_or_path
-    )
-    vision = config.vision_config
-    data = build_data_module(
-        data_args.data_path,
-        tokenizer=tokenizer,
-        image_root=data_args.image_root,
-        data_format=data_args.data_format,
-        box_policy=data_args.box_policy,
-        image_size=vision.image_size,
-        max_boxes_per_sample=config.max_boxes_per_sample,
-        num_hard_negatives=config.num_hard_negatives,
-        num_frames=config.num_frames,
-        grid_size=vision.image_size // vision.patch_size,
-        long_text_max_positions=config.long_text_max_positions,
-    )
     if train_args.process_index == 0:
         logger.info(
             "data: %d %s samples from %s; %s",
@@ -105,16 +148,23 @@ def build_trainer(model_args, data_args, train_args, callbacks=()):
     return trainer
 
 
-def prepare(argv: list[str] | None = None):
-    """Parse arguments, resolve the embedded preset, apply the resume guard. Returns the three argument
-    objects and the checkpoint to resume from (None for a fresh start)."""
-    from fgclip.modeling import load_config
-    from fgclip.train.args import parse_args
+def _parse(argv: list[str] | None):
+    """Arguments with their sources, checked; logging set up."""
+    from fgclip.train.args import parse_with_sources
+    from fgclip.train.help import prog_name
+    from fgclip.train.validate import check_arguments
 
-    model_args, data_args, train_args = parse_args(argv)
+    model_args, data_args, train_args, sources = parse_with_sources(argv, prog=prog_name())
     _setup_logging(train_args)
-    if train_args.fp16:
-        raise SystemExit(FP16_REFUSAL)
+    check_arguments(data_args, train_args, sources)
+    return model_args, data_args, train_args, sources
+
+
+def _resolve(model_args, data_args, train_args, sources) -> str | None:
+    """Resolve the embedded preset, validate the model configuration, apply the resume guard."""
+    from fgclip.config import FGCLIPConfigError
+    from fgclip.modeling import load_config
+
     if train_args.preset == "embedded":
         from fgclip.train.embedded import prepare_embedded
 
@@ -123,21 +173,35 @@ def prepare(argv: list[str] | None = None):
         data_args.data_path = data_args.data_path or paths["data_path"]
         data_args.image_root = data_args.image_root or paths["image_root"]
     if not model_args.model_name_or_path or not data_args.data_path:
-        raise SystemExit("need --model_name_or_path and --data_path (or --preset embedded)")
+        raise TrainingRefused("need --model_name_or_path and --data_path (or --preset embedded)")
     if Path(model_args.model_name_or_path).is_file() and not model_args.tokenizer_name_or_path:
-        raise SystemExit(
+        raise TrainingRefused(
             f"--model_name_or_path {model_args.model_name_or_path} is a weights file (OpenAI CLIP) without a "
             "tokenizer: pass --tokenizer_name_or_path (a CLIP tokenizer folder or hub id)"
         )
-    config = load_config(model_args.model_name_or_path, model_args.config_overrides())
-    resume = _resume_decision(train_args, config)
+    overrides = model_args.config_overrides()
+    try:
+        config = load_config(model_args.model_name_or_path, overrides)
+    except FGCLIPConfigError as exc:
+        if exc.field in overrides:
+            where = f"--{exc.field} from {sources.get(exc.field, 'the command line')}"
+        else:
+            where = f"{model_args.model_name_or_path}/config.json"
+        raise TrainingRefused(f"{exc} ({where})") from None
+    return _resume_decision(train_args, config)
+
+
+def prepare(argv: list[str] | None = None):
+    """Parse arguments, resolve the embedded preset, apply the resume guard. Returns the three argument
+    objects and the checkpoint to resume from (None for a fresh start). Raises TrainingRefused."""
+    model_args, data_args, train_args, sources = _parse(argv)
+    resume = _resolve(model_args, data_args, train_args, sources)
     return model_args, data_args, train_args, resume
 
 
-def main(argv: list[str] | None = None, callbacks=()) -> int:
+def _train(model_args, data_args, train_args, resume, callbacks) -> None:
     import torch
 
-    model_args, data_args, train_args, resume = prepare(argv)
     trainer = build_trainer(model_args, data_args, train_args, callbacks)
     torch.manual_seed(train_args.seed)
     trainer.train(resume_from_checkpoint=resume)
@@ -152,6 +216,32 @@ def main(argv: list[str] | None = None, callbacks=()) -> int:
         Path(train_args.output_dir, "memory_bank_ranks.json").write_text(
             json.dumps({"checksums": checksums, "identical": agree}) + "\n"
         )
+
+
+def main(argv: list[str] | None = None, callbacks=()) -> int:
+    """Exit code: 0 trained (or nothing left to train), 2 refused before step 0 (the message says why)."""
+    from fgclip.train.help import print_help, prog_name, wants_help
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if wants_help(argv):
+        print_help(argv)
+        return 0
+    try:
+        model_args, data_args, train_args, sources = _parse(argv)
+        from fgclip.train.lock import OutputDirLock
+        from fgclip.train.ranks import decided_on_main
+
+        lock = OutputDirLock(train_args.output_dir)
+        decided_on_main(train_args.process_index, lock.acquire)  # held by the main process only
+        try:
+            resume = _resolve(model_args, data_args, train_args, sources)
+            _train(model_args, data_args, train_args, resume, callbacks)
+        finally:
+            lock.release()
+    except TrainingRefused as exc:
+        stream = sys.stdout if exc.exit_code == 0 else sys.stderr
+        print(f"{prog_name()}: {exc}", file=stream, flush=True)
+        return exc.exit_code
     return 0
 
 

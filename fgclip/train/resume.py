@@ -1,16 +1,25 @@
-"""Resume guard: compare `checkpoint-*` in the output directory with the configuration before training.
+"""Resume guard: what to do with the `checkpoint-*` already in the output directory, decided before training.
 
 The seed's step "delete old checkpoints, their logit_scale is wrong" done safely: a stale checkpoint stops
-the run with a message naming the checkpoint, the values and the two ways out; nothing is deleted.
-Checkpoints are read without unpickling: config.json as JSON, scalars through safetensors.
+the run with a message naming the checkpoint, the values and the two ways out; nothing is deleted. An
+unreadable checkpoint is set aside (`integrity.py`) and the newest intact one resumed; a run that already
+reached its `max_steps` is not trained again (the Trainer would take one more step when `max_steps` is not
+a multiple of the epoch). `--resume_policy ignore` never reads a checkpoint. Checkpoints are read without
+unpickling: JSON files as JSON, scalars through safetensors.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass
+from dataclasses import field as dc_field
 from pathlib import Path
+from typing import Any
+
+from fgclip.train.errors import NOTHING_TO_DO, TrainingRefused
+from fgclip.train.integrity import checkpoint_problem, set_aside
 
 SCALE_KEYS = {  # our name -> names used by upstream FG-CLIP / the fgclip-vad fork
     "logit_scale_finegrained": ("logit_scale_finegrained", "logit_scale_finegraind"),
@@ -97,10 +106,6 @@ def compare(checkpoint: Path, expected: dict[str, object]) -> list[Mismatch]:
     return out
 
 
-def stale_checkpoints(output_dir: str | Path, expected: dict[str, object]) -> list[Mismatch]:
-    return [m for ckpt in checkpoints(output_dir) for m in compare(ckpt, expected)]
-
-
 def refusal_message(output_dir: str | Path, mismatches: list[Mismatch]) -> str:
     lines = [f"{output_dir}: refusing to start: checkpoints disagree with the configuration"]
     lines += [f"  {m}" for m in mismatches]
@@ -110,3 +115,87 @@ def refusal_message(output_dir: str | Path, mismatches: list[Mismatch]) -> str:
         f"  - move them aside (never deleted): fgdiag check-config --quarantine {output_dir}",
     ]
     return "\n".join(lines)
+
+
+def _trainer_state(folder: Path) -> dict[str, Any]:
+    try:
+        state = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def finished_message(output_dir: Path, newest: Path | None, max_steps: int, epochs: float) -> str | None:
+    """A message when the newest intact checkpoint (or the final state in `output_dir`) already reached
+    the plan: `max_steps`, or with max_steps -1 the saved plan of the same `num_train_epochs`."""
+    for folder in [p for p in (newest, output_dir) if p is not None]:
+        state = _trainer_state(folder)
+        step = state.get("global_step")
+        if not isinstance(step, int):
+            continue
+        if max_steps > 0:
+            target = max_steps
+        elif state.get("num_train_epochs") == epochs and isinstance(state.get("max_steps"), int):
+            target = state["max_steps"]
+        else:
+            continue
+        if step >= target > 0:
+            where = folder / "trainer_state.json"
+            return (
+                f"{output_dir}: this run already reached its plan ({where}: global_step {step} >= "
+                f"max_steps {target}); nothing to train. To train further, rerun with a larger --max_steps "
+                f"(e.g. --max_steps {2 * step}); to start over, use another --output_dir."
+            )
+    return None
+
+
+@dataclass
+class ResumePlan:
+    """`resume_from`: a checkpoint folder or None (fresh); `output_dir` may be a fresh subfolder (ignore)."""
+
+    resume_from: str | None
+    output_dir: str
+    notes: list[str] = dc_field(default_factory=list)
+
+
+def plan_resume(
+    output_dir: str | Path, policy: str, expected: dict[str, object], max_steps: int, epochs: float
+) -> ResumePlan:
+    """Decide before training; raises TrainingRefused for stale checkpoints (exit 2) and finished runs
+    (exit 0). Nothing is deleted; unreadable checkpoints are moved aside only when training will run."""
+    root = Path(output_dir)
+    if policy == "ignore":  # never read them: a corrupt checkpoint must not stop the documented way out
+        if not checkpoints(root):
+            return ResumePlan(None, str(root))
+        fresh = root / f"fresh-{time.strftime('%Y%m%d-%H%M%S')}"
+        note = f"resume_policy=ignore: existing checkpoints left unread and untouched; this run writes to {fresh}"
+        return ResumePlan(None, str(fresh), [note])
+    found = checkpoints(root)
+    problems = {ckpt: checkpoint_problem(ckpt) for ckpt in found}
+    unreadable = {ckpt: why for ckpt, why in problems.items() if why is not None}
+    intact = [ckpt for ckpt in found if ckpt not in unreadable]
+    stale = [m for ckpt in intact for m in compare(ckpt, expected)]
+    if stale:
+        raise TrainingRefused(refusal_message(root, stale))
+    newest = intact[-1] if intact else None
+    if done := finished_message(root, newest, max_steps, epochs):
+        raise TrainingRefused(done, exit_code=NOTHING_TO_DO)
+    notes = []
+    if unreadable:
+        try:
+            folder = set_aside(root, unreadable)
+        except OSError as exc:
+            raise TrainingRefused(
+                f"{root}: cannot move unreadable checkpoints aside ({exc}); move them yourself, or "
+                "start fresh beside them with --resume_policy ignore"
+            ) from None
+        for ckpt, why in unreadable.items():
+            notes.append(f"{ckpt.name} is unreadable ({why}): moved to {folder / ckpt.name}, not deleted")
+        notes.append(
+            f"resuming from {newest.name}, the newest intact checkpoint"
+            if newest is not None
+            else "no intact checkpoint left: training starts from the model"
+        )
+    if newest is not None and not unreadable:
+        notes.append(f"resuming from {newest} (its settings match the configuration)")
+    return ResumePlan(str(newest) if newest is not None else None, str(root), notes)

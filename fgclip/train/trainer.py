@@ -1,5 +1,5 @@
-"""FGCLIPTrainer: transformers' Trainer with our param groups and per-part loss logging; plus the callback
-that runs after every optimizer step (clamp the scales, tick the memory bank's clock)."""
+"""FGCLIPTrainer: transformers' Trainer with our param groups; the per-step work (scale clamp, memory-bank
+clock, loss parts) is `FGCLIPCallback`'s, the same callback any stock Trainer uses."""
 
 from __future__ import annotations
 
@@ -8,27 +8,14 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from transformers import Trainer, TrainerCallback
+from transformers import Trainer
 
+from fgclip.train.callback import FGCLIPCallback, unwrap
 from fgclip.train.optim import build_param_groups, describe_param_groups
 
 logger = logging.getLogger("fgclip.train")
 
-
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    while hasattr(model, "module"):
-        model = model.module
-    return model
-
-
-class OptimizerStepCallback(TrainerCallback):
-    """After each optimizer step (not each forward): clamp logit scales, then tell the memory bank."""
-
-    def on_optimizer_step(self, args, state, control, model=None, **kwargs):
-        if model is not None:
-            inner = unwrap(model)
-            inner.clamp_logit_scales()
-            inner.optimizer_step_completed()
+__all__ = ["FGCLIPTrainer", "FGCLIPCallback", "unwrap"]
 
 
 class FGCLIPTrainer(Trainer):
@@ -36,9 +23,7 @@ class FGCLIPTrainer(Trainer):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self._part_sums: dict[str, torch.Tensor] = {}
-        self._part_count = 0
-        self.add_callback(OptimizerStepCallback())
+        self.fgclip_callback = FGCLIPCallback.attach(self)
 
     def create_optimizer(self, model=None):
         if self.optimizer is None:
@@ -57,25 +42,9 @@ class FGCLIPTrainer(Trainer):
             self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
         return self.optimizer
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        outputs = model(**inputs)
-        if model.training and outputs.losses:
-            for name, value in outputs.losses.items():
-                value = value.detach().float()
-                self._part_sums[name] = self._part_sums.get(name, torch.zeros_like(value)) + value
-            self._part_count += 1
-        return (outputs.loss, outputs) if return_outputs else outputs.loss
-
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if self._part_count and "loss" in logs:
-            names = sorted(self._part_sums)
-            means = torch.stack([self._part_sums[n] for n in names]) / self._part_count
-            if dist.is_available() and dist.is_initialized():  # the mean over ranks, like the logged loss
-                dist.all_reduce(means)
-                means /= dist.get_world_size()
-            for name, value in zip(names, means.tolist(), strict=True):  # host read on logging steps only
-                logs[name] = round(value, 6)
-            self._part_sums, self._part_count = {}, 0
+        if "loss" in logs:  # before the Trainer copies logs into log_history and calls any callback
+            logs.update(self.fgclip_callback.take_parts(self.state.global_step))
         super().log(logs, start_time)
 
     def memory_bank_checksums(self) -> list[float] | None:

@@ -6,6 +6,7 @@ import torch
 
 from fgclip.data.collate import RegionCollator
 from fgclip.data.datasets import ImageRegionDataset, VideoRegionDataset
+from fgclip.data.sample import Sample
 from fgclip.data.tokenizer import encode_texts
 
 from .data_helpers import GRID, assert_batch_contract, texts_of
@@ -19,7 +20,7 @@ def trimmed(row: torch.Tensor, eos: int) -> list[int]:
 def test_every_use_maps_to_its_own_text_and_repeats_share_a_row(embedded, tokenizer):
     dataset = ImageRegionDataset(embedded.images_json, image_size=32, grid_size=GRID, region_text="short")
     samples = [dataset[i] for i in range(8)]
-    samples[1]["short_caption"] = samples[0]["short_caption"]  # a repeat across samples
+    samples[1] = Sample(**{**samples[1], "short_caption": samples[0]["short_caption"]})  # a repeat
     samples[2]["region_texts"][0] = samples[0]["hard_texts"][0][3]  # a region caption that is a negative
     batch = RegionCollator(tokenizer, max_boxes_per_sample=4, num_hard_negatives=10)(samples)
     assert_batch_contract(batch, video=False, size=8, slots=4, negatives=10)
@@ -48,8 +49,8 @@ def test_every_use_maps_to_its_own_text_and_repeats_share_a_row(embedded, tokeni
 
 def test_texts_the_tokenizer_maps_alike_share_a_row(embedded, tokenizer):
     dataset = ImageRegionDataset(embedded.images_json, image_size=32, grid_size=GRID)
-    a, b = dataset[0], dataset[1]
-    a["short_caption"], b["short_caption"] = "a Red  circle", "A red circle"  # CLIP lower-cases, joins spaces
+    a = Sample(**{**dataset[0], "short_caption": "a Red  circle"})  # CLIP lower-cases, joins spaces
+    b = Sample(**{**dataset[1], "short_caption": "A red circle"})
     batch = RegionCollator(tokenizer, max_boxes_per_sample=4)([a, b])
     assert batch["short_text_index"][0] == batch["short_text_index"][1]
     assert torch.equal(texts_of(batch, "short_text_index")[0], texts_of(batch, "short_text_index")[1])

@@ -11,6 +11,7 @@ import torch
 
 from fgclip.modeling import FGCLIPModel
 from fgclip.train.args import parse_args
+from fgclip.train.errors import TrainingRefused
 from fgclip.train.main import main
 from fgclip.train.optim import build_param_groups, describe_param_groups
 from fgclip.train.resume import checkpoints
@@ -64,9 +65,9 @@ def test_param_groups_never_decay_scales_and_give_heads_their_lr(embedded):
     assert "\n" not in line and "logit_scales(3 tensors" in line
 
 
-def test_fp16_is_refused_with_the_reason(embedded, tmp_path):
-    with pytest.raises(SystemExit, match="fp16 is refused"):
-        main(tiny_args(tmp_path / "run", "--fp16", "true"))
+def test_fp16_is_refused_with_the_reason(embedded, tmp_path, capsys):
+    assert main(tiny_args(tmp_path / "run", "--fp16", "true")) == 2
+    assert "fp16 is refused" in capsys.readouterr().err
 
 
 def test_config_file_layers_under_the_command_line(tmp_path):
@@ -89,7 +90,7 @@ def test_config_file_layers_under_the_command_line(tmp_path):
     assert model_args.memory_bank_warmup_steps == 20  # preset value
     bad = tmp_path / "fork.json"
     bad.write_text(json.dumps({"memory_bank_warmup_forward_passes": 400}))
-    with pytest.raises(SystemExit, match="optimizer steps"):
+    with pytest.raises(TrainingRefused, match="optimizer steps"):
         parse_args(["--config", str(bad), "--output_dir", str(tmp_path / "o")])
 
 
@@ -108,14 +109,13 @@ def _stale_checkpoint(embedded, out: Path, step: int) -> Path:
     return ckpt
 
 
-def test_resume_guard_refuses_stale_checkpoints_and_deletes_nothing(embedded, tmp_path):
+def test_resume_guard_refuses_stale_checkpoints_and_deletes_nothing(embedded, tmp_path, capsys):
     out = tmp_path / "run"
     for step in (200, 1000):
         _stale_checkpoint(embedded, out, step)
     assert [p.name for p in checkpoints(out)] == ["checkpoint-200", "checkpoint-1000"]
-    with pytest.raises(SystemExit) as exc:
-        main(tiny_args(out))
-    message = str(exc.value)
+    assert main(tiny_args(out)) == 2
+    message = capsys.readouterr().err
     assert "checkpoint-200" in message and "checkpoint-1000" in message and "2.6592" in message
     assert "--resume_policy ignore" in message and "fgdiag check-config --quarantine" in message
     before = sorted(p.name for p in (out / "checkpoint-200").iterdir())
