@@ -95,6 +95,13 @@ class FGCLIPTrainingArguments(TrainingArguments):
             "H100 step 113 -> 89 ms at batch 32)"
         },
     )
+    bf16_parameter_storage: str | None = field(
+        default=None,
+        metadata={
+            "help": "comma-separated parameter names kept on the bf16 grid (rounded after every optimizer "
+            "step), as in a model cast to bf16 like the fgclip-vad fork's: e.g. logit_scale_finegrained"
+        },
+    )
     preset: str | None = field(default=None, metadata={"help": "embedded: generate data + tiny CLIP, train"})
     config: str | None = field(default=None, metadata={"help": "TOML/JSON file with these arguments"})
     remove_unused_columns: bool = False
