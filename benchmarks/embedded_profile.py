@@ -74,9 +74,10 @@ def summarise(arm: str, seed: int, out: Path, wall: float, interval: int) -> dic
 
 
 def run_arms(seed: int, steps: int, tmp: Path, sequential: bool) -> list[tuple[str, Path, float]]:
+    from fgclip.train.threads import choose_threads
     from fgdiag import runs as R
 
-    env = R.child_env(R.THREADS_PER_RUN)
+    env = R.child_env(choose_threads()[0])
     extra = ["--seed", str(seed), "--max_steps", str(steps)]
     plan = [("fixed", extra), ("seed", [*extra, *R.SEED_SETTINGS])]
     done = []

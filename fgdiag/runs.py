@@ -39,7 +39,6 @@ SEED_SETTINGS = (
     "--memory_bank_warmup_steps",
     "100000",
 )
-THREADS_PER_RUN = 1  # the tiny CLIP gains nothing from a second thread (benchmarks/threads.py)
 
 
 @dataclass
@@ -83,18 +82,19 @@ def plan_parallel(runs: int, threads: int, cpus: int | None = None) -> bool:
 
 def prepare_embedded_default(log_path: Path, env: dict[str, str], echo: Callable[[str], None]) -> dict:
     """Build (or find) the embedded data and pretrained tiny CLIP in a child process; its progress lines go
-    to `echo`, everything to `log_path`. Returns the paths it printed."""
+    to `echo` as they come, everything to `log_path`. Returns the paths it printed."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "fgclip.train.embedded"]
     with log_path.open("w", encoding="utf-8") as log:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
-        out, err = proc.communicate()
-        log.write(err)
+        for line in proc.stderr:  # the child prints its paths (small) on stdout at the very end
+            log.write(line)
+            if "pretraining the tiny CLIP" in line:
+                echo("[fgdiag run] " + line.rstrip().split(" fgclip.", 1)[-1].split(" ", 1)[-1])
+        out = proc.stdout.read()
+        proc.wait()
     if proc.returncode != 0:
         raise RuntimeError(f"preparing the embedded default failed (exit {proc.returncode}); log: {log_path}")
-    for line in err.splitlines():
-        if "pretraining the tiny CLIP" in line:
-            echo(line.split("fgclip.", 1)[-1])
     return json.loads(out)
 
 

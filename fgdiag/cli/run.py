@@ -106,8 +106,11 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1)
 
         # 2. the embedded default (data + pretrained tiny CLIP, once per machine), then training
-        threads = threads or _env_threads() or R.THREADS_PER_RUN
-        say = _say(as_json)
+        if threads is None:
+            from fgclip.train.threads import choose_threads
+
+            threads = choose_threads()[0]  # $FGCLIP_NUM_THREADS, $OMP_NUM_THREADS, else 1
+        say = _say
         if config is None:
             say("[fgdiag run] embedded default: data and pretrained tiny CLIP (built once per machine)")
             try:
@@ -161,16 +164,9 @@ def register(app: typer.Typer) -> None:
         raise typer.Exit(1 if bad else 0)
 
 
-def _env_threads() -> int | None:
-    import os
-
-    raw = (os.environ.get("FGCLIP_NUM_THREADS") or "").strip()
-    return int(raw) if raw.isdigit() and int(raw) > 0 else None
-
-
-def _say(quiet: bool):
-    """Progress lines go to stderr (stdout carries --json); silent under --json."""
-    return (lambda line: None) if quiet else (lambda line: typer.echo(line, err=True))
+def _say(line: str) -> None:
+    """Progress lines go to stderr, also under --json (stdout then carries the JSON only)."""
+    typer.echo(line, err=True)
 
 
 @dataclass
@@ -192,7 +188,7 @@ class _live_view:
         self.enabled = enabled
         self.targets = targets
         self.every = every
-        self.say = say or _say(False)
+        self.say = say or _say
         self._live = None
         self._frames: dict[str, Any] = {}
         self._progress: dict[str, _Progress] = {}
