@@ -41,6 +41,8 @@ def build_tiny_clip(out_dir: Path, tokenizer, seed: int = 0) -> Path:
     import torch
     from transformers import CLIPConfig, CLIPModel
 
+    from fgclip.config import LN_100
+
     torch.manual_seed(seed)
     text = dict(
         hidden_size=WIDTH,
@@ -61,9 +63,9 @@ def build_tiny_clip(out_dir: Path, tokenizer, seed: int = 0) -> Path:
         image_size=IMAGE_SIZE,
         patch_size=PATCH_SIZE,
     )
-    # a CLIP checkpoint ships with logit_scale = ln 100; the tiny one does too, like the models users fine-tune
+    # the random start of the pretraining stage; its export ships with logit_scale = ln 100 like a CLIP
     config = CLIPConfig(
-        text_config=text, vision_config=vision, projection_dim=WIDTH, logit_scale_init_value=4.6052
+        text_config=text, vision_config=vision, projection_dim=WIDTH, logit_scale_init_value=LN_100
     )
     model = CLIPModel(config)
     out_dir.mkdir(parents=True, exist_ok=True)
