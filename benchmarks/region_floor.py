@@ -16,21 +16,11 @@ import argparse
 import json
 import math
 import random
-import re
 import tempfile
 from collections import deque
 from pathlib import Path
 
-LONG = re.compile(r"^an? (?P<size>\w+) (?P<colour>\w+) (?P<shape>\w+) in the (?P<place>.+)$")
-
-
-def claims(caption: str) -> dict[str, str]:
-    """The attributes a caption asserts: short 'red circle' or long 'a large red circle in the top left'."""
-    match = LONG.match(caption)
-    if match:
-        return match.groupdict()
-    colour, shape = caption.split(" ")
-    return {"colour": colour, "shape": shape}
+from fgclip.data.synthetic import caption_claims as claims
 
 
 def true_of(caption: str, region: dict[str, str], reads: tuple[str, ...]) -> bool:
@@ -47,7 +37,12 @@ def simulate(
 
     with tempfile.TemporaryDirectory() as tmp:
         data = generate_embedded(Path(tmp), seed=0, n_videos=0, region_captions="both")
-        both = ImageRegionDataset(data.images_json)
+        return _replay(ImageRegionDataset(data.images_json), mode, reads, forwards, batch, bank, warmup, seed)
+
+
+def _replay(
+    both, mode: str, reads: tuple[str, ...], forwards: int, batch: int, bank: int, warmup: int, seed: int
+):
     regions = [[{**claims(r.short_expr), **claims(r.long_expr)} for r in item.regions] for item in both.items]
     queue: deque[tuple[dict, str]] = deque(maxlen=bank)
     rng = random.Random(seed)
@@ -62,11 +57,10 @@ def simulate(
         picked, order = order[:batch], order[batch:]
         rows = []
         for index in picked:
+            drawn = both[index]["region_texts"] if mode == "both" else None  # the dataset's own draw
             for slot, region in enumerate(regions[index]):
                 r = both.items[index].regions[slot]
-                text = {"short": r.short_expr, "long": r.long_expr}.get(mode) or both._region_text(
-                    r, index, slot
-                )
+                text = {"short": r.short_expr, "long": r.long_expr}.get(mode) or drawn[slot]
                 rows.append((region, text))
         losses_off, losses_on = [], []
         for region, text in rows:

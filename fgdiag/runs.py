@@ -98,6 +98,30 @@ def prepare_embedded_default(log_path: Path, env: dict[str, str], echo: Callable
     return json.loads(out)
 
 
+def move_previous(out_dir: Path, now: float | None = None) -> Path | None:
+    """Move an earlier run's folder aside (one atomic rename, never a deletion) so a new run neither
+    resumes from its checkpoints nor appends to its events; returns where it went, None if nothing was
+    there. `<parent>/previous/<UTC stamp>-<name>/MANIFEST.json` says how to move it back."""
+    if not out_dir.is_dir() or not any(out_dir.iterdir()):
+        return None
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    target = out_dir.parent / "previous" / f"{stamp}-{out_dir.name}"
+    n = 1
+    while target.exists():
+        n += 1
+        target = out_dir.parent / "previous" / f"{stamp}-{out_dir.name}-{n}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.rename(out_dir, target)
+    manifest = {
+        "moved": str(out_dir),
+        "to": str(target),
+        "why": "fgdiag run starts each arm in an empty folder (no resume, no appended events)",
+        "undo": f"mv {target} {out_dir}",
+    }
+    (target / "MANIFEST.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return target
+
+
 @dataclass
 class Running:
     """A training child process in flight."""

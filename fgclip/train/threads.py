@@ -1,10 +1,12 @@
 """Torch intra-op threads and DataLoader workers for the embedded default on a small CPU machine.
 
 torch's default (one thread per physical core) oversubscribes a shared 2-core box: 10 embedded steps took
-58-76 s with the default threads and 3.5-4.1 s with one thread under the same load (issue 11). The tiny
-CLIP's matrices are too small for a second thread to pay off even on an idle machine (measured by
-`benchmarks/threads.py`), so the choice is one thread per training process and no DataLoader worker
-process; `fgdiag run --compare seed` then trains its two arms side by side, one core each.
+58-76 s with the default threads and 3.5-4.1 s with one thread under the same load (issue 11). Measured
+here (`python benchmarks/threads.py --steps 20 --repeats 2`, 2 cores shared with other agents, load 3-6,
+seconds per optimizer step, median): 1 thread 0.22, 2 threads 0.99; next to a busy process 0.39 vs 3.05;
+DataLoader workers 0 vs 1: 0.25 vs 0.26; two 20-step trainings one after the other 26 s (1 thread each)
+or 121 s (2 threads each), side by side 16 s. So: one thread per training process, no worker process,
+and `fgdiag run --compare seed` trains its two arms side by side, one core each.
 
 Override: $FGCLIP_NUM_THREADS (or an explicit $OMP_NUM_THREADS, which torch already obeys).
 """

@@ -130,10 +130,13 @@ def register(app: typer.Typer) -> None:
             for batch in batches:
                 running = []
                 for name, cmd in batch:
+                    moved = R.move_previous(out / name)
+                    if moved is not None:
+                        say(f"[fgdiag run] {name}: the previous run's folder moved to {moved}")
                     running.append(R.start_training(name, cmd, out / name, env))
                     show.announce(name, out / name / "training.log", threads, side_by_side)
                 for name, result in R.wait_all(running, live=show.update).items():
-                    show.finished(name, result.returncode, result.seconds)
+                    show.finished(name, result.events_path, result.returncode, result.seconds)
                     if result.returncode != 0:
                         tail = result.log_path.read_text(encoding="utf-8", errors="replace").splitlines()[
                             -15:
@@ -199,7 +202,8 @@ class _live_view:
         self._progress[name] = _Progress()
         self.say(f"[fgdiag run] {name}: training started ({threads} thread(s), {how}); log {log_path}")
 
-    def finished(self, name: str, returncode: int, seconds: float) -> None:
+    def finished(self, name: str, events_path: Path, returncode: int, seconds: float) -> None:
+        self.update(name, events_path, seconds, force=True)  # the last step, whatever the cadence
         state = self._progress.get(name, _Progress())
         step = f", last logged step {state.last_step}" if state.last_step is not None else ""
         self.say(f"[fgdiag run] {name}: finished in {seconds:.0f} s (exit {returncode}){step}")
@@ -221,7 +225,7 @@ class _live_view:
         session.flush(False)
         return session.result()
 
-    def update(self, name: str, events_path: Path, seconds: float) -> None:
+    def update(self, name: str, events_path: Path, seconds: float, force: bool = False) -> None:
         if not events_path.exists():
             return
         read = self._read(name, events_path)
@@ -244,7 +248,7 @@ class _live_view:
         if not read.rows:
             return
         step = max(read.rows)
-        if step == state.last_step or seconds - state.last_print < self.every:
+        if step == state.last_step or (seconds - state.last_print < self.every and not force):
             return
         state.last_print, state.last_step = seconds, step
         row = read.rows[step]

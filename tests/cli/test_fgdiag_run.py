@@ -113,3 +113,20 @@ def test_run_refuses_a_config_with_errors(tmp_path):
     assert "FGD101" in result.output and "--force" in result.output
     missing = CliRunner().invoke(app, ["run", str(tmp_path / "nope.toml"), "--out", str(tmp_path / "o")])
     assert missing.exit_code == 2
+
+
+def test_a_rerun_moves_the_previous_arm_aside(tmp_path):
+    from fgdiag.runs import move_previous
+
+    arm = tmp_path / "fixed"
+    assert move_previous(arm) is None  # nothing there yet
+    (arm / "checkpoint-400").mkdir(parents=True)
+    (arm / "fgdiag").mkdir()
+    (arm / "fgdiag" / "events.jsonl").write_text('{"type": "run"}\n')
+    moved = move_previous(arm, now=0.0)
+    assert moved == tmp_path / "previous" / "19700101T000000Z-fixed" and not arm.exists()
+    assert (moved / "checkpoint-400").is_dir() and (moved / "fgdiag" / "events.jsonl").read_text()
+    manifest = json.loads((moved / "MANIFEST.json").read_text())
+    assert manifest["undo"] == f"mv {moved} {arm}"
+    (arm / "x").mkdir(parents=True)
+    assert move_previous(arm, now=0.0).name == "19700101T000000Z-fixed-2"  # never over an earlier one
