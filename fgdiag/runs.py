@@ -1,8 +1,10 @@
 """Diagnostic training runs: check-config, a real `fgclip.train` run with the runtime layer on, the report;
 optionally the seed's broken configuration next to it, compared in a measured before/after table.
 
-The training runs in a child process (`python -m fgclip.train`) so this process stays light and can show
-the live dashboard from the run's `events.jsonl` while it trains.
+The training runs in child processes (`python -m fgclip.train`) so this process stays light and can show
+the live dashboard from each run's `events.jsonl` while they train. The embedded default (data and the
+pretrained tiny CLIP) is built first, once, by `python -m fgclip.train.embedded`; the two arms then start
+from the same checkpoint, side by side when the machine has a core for each (`plan_parallel`).
 """
 
 from __future__ import annotations
@@ -13,16 +15,27 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# the seed's broken settings: new heads at CLIP's from-scratch temperature, a warm-up the run never reaches
+from fgclip.config import CLIP_FROM_SCRATCH_SCALE
+
+# The seed's settings as the user's run had them (fgclip-vad, train_ucf_full.sh):
+# - region and hard-negative heads at CLIP's from-scratch 2.6592 that never move: the fork casts the model
+#   to bf16, which stores 2.6592 as 2.65625 (its logs print 2.656250 unchanged) and rounds every Adam step
+#   away (bf16 spacing at 2.66 is 2**-6); emulated by keeping those two parameters on the bf16 grid;
+# - a memory bank that never joins the loss: the user's run never switched it on (the seed note's table,
+#   "MB switched on: never": no code set the flag; at the fork's HEAD the 200-forward activation raises
+#   AttributeError on rank 0), so its warm-up lies beyond any run.
 SEED_SETTINGS = (
     "--finegrained_logit_scale_init",
-    "2.6592",
+    str(CLIP_FROM_SCRATCH_SCALE),
     "--hardneg_logit_scale_init",
-    "2.6592",
+    str(CLIP_FROM_SCRATCH_SCALE),
+    "--bf16_parameter_storage",
+    "logit_scale_finegrained,logit_scale_hardneg",
     "--memory_bank_warmup_steps",
     "100000",
 )
@@ -46,28 +59,116 @@ def train_command(config: str | None, out_dir: Path, extra: list[str]) -> list[s
     return cmd + ["--output_dir", str(out_dir), "--disable_tqdm", "true", *extra]
 
 
-def run_training(
-    name: str, cmd: list[str], out_dir: Path, live: Any = None, targets: str | None = None, poll: float = 1.0
-) -> RunResult:
-    """Run one training child process, its output to `<out_dir>/training.log`; refresh `live` meanwhile."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    log_path = out_dir / "training.log"
-    events_path = out_dir / "fgdiag" / "events.jsonl"
+def child_env(threads: int | None, targets: str | None = None) -> dict[str, str]:
+    """Environment of a training child: diagnostics on, unbuffered, its torch threads pinned."""
     env = {
         **os.environ,
         "ENABLE_RUNTIME_DIAG": os.environ.get("ENABLE_RUNTIME_DIAG") or "1",
         "PYTHONUNBUFFERED": "1",
     }
+    if threads is not None:
+        env["FGCLIP_NUM_THREADS"] = env["OMP_NUM_THREADS"] = str(threads)
     if targets:
         env["FGDIAG_TARGETS"] = targets
-    start = time.monotonic()
+    return env
+
+
+def plan_parallel(runs: int, threads: int, cpus: int | None = None) -> bool:
+    """Train the runs side by side when the machine has `threads` cores for each of them."""
+    if cpus is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return runs > 1 and runs * threads <= cpus
+
+
+def prepare_embedded_default(log_path: Path, env: dict[str, str], echo: Callable[[str], None]) -> dict:
+    """Build (or find) the embedded data and pretrained tiny CLIP in a child process; its progress lines go
+    to `echo` as they come, everything to `log_path`. Returns the paths it printed."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "fgclip.train.embedded"]
     with log_path.open("w", encoding="utf-8") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-        while proc.poll() is None:
-            time.sleep(poll)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+        for line in proc.stderr:  # the child prints its paths (small) on stdout at the very end
+            log.write(line)
+            if "pretraining the tiny CLIP" in line:
+                echo("[fgdiag run] " + line.rstrip().split(" fgclip.", 1)[-1].split(" ", 1)[-1])
+        out = proc.stdout.read()
+        proc.wait()
+    if proc.returncode != 0:
+        raise RuntimeError(f"preparing the embedded default failed (exit {proc.returncode}); log: {log_path}")
+    return json.loads(out)
+
+
+def move_previous(out_dir: Path, now: float | None = None) -> Path | None:
+    """Move an earlier run's folder aside (one atomic rename, never a deletion) so a new run neither
+    resumes from its checkpoints nor appends to its events; returns where it went, None if nothing was
+    there. `<parent>/previous/<UTC stamp>-<name>/MANIFEST.json` says how to move it back."""
+    if not out_dir.is_dir() or not any(out_dir.iterdir()):
+        return None
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    target = out_dir.parent / "previous" / f"{stamp}-{out_dir.name}"
+    n = 1
+    while target.exists():
+        n += 1
+        target = out_dir.parent / "previous" / f"{stamp}-{out_dir.name}-{n}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.rename(out_dir, target)
+    manifest = {
+        "moved": str(out_dir),
+        "to": str(target),
+        "why": "fgdiag run starts each arm in an empty folder (no resume, no appended events)",
+        "undo": f"mv {target} {out_dir}",
+    }
+    (target / "MANIFEST.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return target
+
+
+@dataclass
+class Running:
+    """A training child process in flight."""
+
+    name: str
+    proc: subprocess.Popen
+    out_dir: Path
+    log: Any
+    start: float
+
+
+def start_training(name: str, cmd: list[str], out_dir: Path, env: dict[str, str]) -> Running:
+    """Start one training child; its output goes to `<out_dir>/training.log`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log = (out_dir / "training.log").open("w", encoding="utf-8")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    return Running(name, proc, out_dir, log, time.monotonic())
+
+
+def wait_all(
+    running: list[Running], live: Callable[[str, Path, float], None] | None = None, poll: float = 1.0
+) -> dict[str, RunResult]:
+    """Wait for every child, calling `live(name, events_path, seconds)` for each one still training."""
+    results: dict[str, RunResult] = {}
+    while len(results) < len(running):
+        time.sleep(poll)
+        for run in running:
+            if run.name in results:
+                continue
+            events = run.out_dir / "fgdiag" / "events.jsonl"
+            seconds = time.monotonic() - run.start
             if live is not None:
-                live(name, events_path, time.monotonic() - start)
-    return RunResult(name, out_dir, proc.returncode, time.monotonic() - start, log_path, events_path)
+                live(run.name, events, seconds)
+            if run.proc.poll() is not None:
+                run.log.close()
+                results[run.name] = RunResult(
+                    run.name, run.out_dir, run.proc.returncode, seconds, run.out_dir / "training.log", events
+                )
+    return {run.name: results[run.name] for run in running}
+
+
+def run_training(
+    name: str, cmd: list[str], out_dir: Path, live: Any = None, targets: str | None = None, poll: float = 1.0
+) -> RunResult:
+    """Run one training child to the end (see `start_training` / `wait_all` for several at once)."""
+    run = start_training(name, cmd, out_dir, child_env(None, targets))
+    return wait_all([run], live, poll)[name]
 
 
 def judge(result: RunResult, targets: str | None) -> RunResult:
@@ -116,6 +217,7 @@ def comparison_rows(runs: dict[str, RunResult]) -> list[tuple[str, list[str]]]:
         rows.append((label, [fn(name, read) for name, read in reads.items()]))
 
     row("logit_scale (region, raw) at start", lambda n, r: fmt(_at(r, "logit_scale/region", min(r.rows))))
+    row("logit_scale (region, raw) at end", lambda n, r: fmt(_at(r, "logit_scale/region", last_steps[n])))
     row(
         "temperature exp(scale) at start",
         lambda n, r: fmt(_at(r, "logit_scale_exp/region", min(r.rows)), ".2f"),
@@ -135,7 +237,7 @@ def comparison_rows(runs: dict[str, RunResult]) -> list[tuple[str, list[str]]]:
     )
     row("candidates K at end", lambda n, r: fmt(_at(r, "candidates/region", last_steps[n]), ".0f"))
     row("chance ln K at end", lambda n, r: fmt(_at(r, "chance/region", last_steps[n])))
-    for step in (50, 200, 400):
+    for step in (50, 100, 200, 400):
         row(
             f"region loss (unweighted) @ step {step}", lambda n, r, s=step: fmt(_at(r, "head_loss/region", s))
         )

@@ -40,6 +40,12 @@ IMAGE_DEFECTS = (
 VIDEO_DEFECTS = ("no_keyframe", "keyframe_beyond_video")
 NUM_NEGATIVES = 10
 QUADRANTS = ("top left", "top right", "bottom left", "bottom right")
+# which region captions a record carries: "short" ("red circle": identical captions are masked, every other
+# caption names a different colour or shape, so no negative is a true description: loss floor 0), "long"
+# ("a large red circle in the top left": also no false negative, but the text tower must learn size and
+# place), "both" (upstream FG-CLIP's records: the dataset draws one at random per step; a short caption then
+# truly describes other regions whose long caption differs, a false negative the loss cannot train away)
+REGION_CAPTIONS = ("short", "long", "both")
 
 
 @dataclass(frozen=True)
@@ -93,7 +99,9 @@ def _negatives(colour: str, shape: str, taken: set[str], rng: random.Random) -> 
     return {f"swap_{kind}_{k}": text for k, (kind, text) in enumerate(picked)}
 
 
-def _image_record(i: int, size: int, rng: random.Random, images_dir: Path) -> dict[str, Any]:
+def _image_record(
+    i: int, size: int, rng: random.Random, images_dir: Path, region_captions: str = "both"
+) -> dict[str, Any]:
     count = rng.randint(2, 4)
     combos = rng.sample([(c, s) for c in COLOURS for s in SHAPES], count)
     quadrants = rng.sample(range(4), count)
@@ -115,15 +123,15 @@ def _image_record(i: int, size: int, rng: random.Random, images_dir: Path) -> di
         negs = {} if i % 8 == 7 else _negatives(colour, shape, taken, rng)
         if i % 16 == 3 and r == 0:  # fewer negatives than needed: flagged, but not a hard box
             negs = dict(list(negs.items())[:4])
-        bbox_info.append(
-            {
-                "bbox": normalised(box, (size, size)),
-                "short_expr": f"{colour} {shape}",
-                "long_expr": f"{_a(big)} {colour} {shape} in the {place}",
-                "flag_short_neg": int(bool(negs)),
-                "short_expr_negs": negs,
-            }
-        )
+        entry: dict[str, Any] = {"bbox": normalised(box, (size, size))}
+        if region_captions != "long":
+            entry["short_expr"] = f"{colour} {shape}"
+        if region_captions != "short":
+            entry["long_expr"] = f"{_a(big)} {colour} {shape} in the {place}"
+        if region_captions != "long":  # hard negatives swap the short caption's attributes
+            entry["flag_short_neg"] = int(bool(negs))
+            entry["short_expr_negs"] = negs
+        bbox_info.append(entry)
     things = [_a(f"{c} {s}") for c, s, *_ in regions]
     described = " ".join(f"there is {_a(big)} {c} {s} in the {place}." for c, s, big, place, _ in regions)
     return {
@@ -196,6 +204,43 @@ def _video(i: int, size: int, frames: int, fps: int, rng: random.Random, contain
     }
 
 
+def caption_claims(caption: str) -> dict[str, str]:
+    """The attributes a generated region caption asserts: 'red circle' -> colour, shape; 'a large red circle
+    in the top left' -> size, colour, shape, place."""
+    words = caption.split(" ")
+    if len(words) == 2:
+        return {"colour": words[0], "shape": words[1]}
+    size, colour, shape = words[1:4]
+    return {"size": size, "colour": colour, "shape": shape, "place": " ".join(words[6:])}
+
+
+def false_negative_pairs(records: list[dict]) -> int:
+    """Pairs (a region's caption, another region's caption) that differ in text although every attribute
+    the second asserts is true of the first region: a negative the loss cannot push away (the loss masks
+    identical captions only). Counted over all ordered pairs of regions and all their caption options."""
+    from collections import Counter
+
+    kinds: Counter = Counter()  # regions grouped by (caption options, true attributes)
+    for record in records:
+        for entry in record["bbox_info"]:
+            texts = tuple(sorted(entry[k] for k in ("short_expr", "long_expr") if entry.get(k)))
+            truth: dict[str, str] = {}
+            for text in texts:
+                truth.update(caption_claims(text))
+            kinds[(texts, tuple(sorted(truth.items())))] += 1
+    count = 0
+    for (texts, truth), n in kinds.items():
+        known = dict(truth)
+        for (other_texts, _), m in kinds.items():
+            pairs = n * (m - 1) if other_texts == texts else n * m  # never a region with itself
+            for mine in texts:
+                for theirs in other_texts:
+                    claims = caption_claims(theirs)
+                    if theirs != mine and all(known.get(k) == v for k, v in claims.items()):
+                        count += pairs
+    return count
+
+
 def _bad_box(reason: str, box: list[float], size: int) -> Any:
     x1, y1, x2, y2 = box
     return {
@@ -228,7 +273,7 @@ def _plant(
     for reason, (i, j) in zip(wanted, rng.sample(slots, len(wanted)), strict=True):
         entry = images[i]["bbox_info"][j]
         if reason == "count_mismatch":
-            del entry["short_expr"], entry["long_expr"]
+            entry.pop("short_expr", None), entry.pop("long_expr", None)
         else:
             entry["bbox"] = _bad_box(reason, entry["bbox"], size)
     abnormal = [v for v in videos if any(v["box_infos"][0])]
@@ -263,19 +308,23 @@ def generate_embedded(
     video_container: str = "mp4",
     defects: dict[str, int] | None = None,
     test_overlap: int = 0,
+    region_captions: str = "both",
 ) -> EmbeddedData:
     """Render the data set into `out_dir` (created; existing files of the same names are overwritten).
 
     video_container: "mp4" (PyAV, falls back to "frames" when PyAV cannot write) or "frames" (PNG folders).
     defects: reason -> count, reasons from IMAGE_DEFECTS (planted on image boxes) and VIDEO_DEFECTS.
     test_overlap: write test_list.txt holding that many training image paths (plus unseen ones).
+    region_captions: "short", "long" or "both" (see REGION_CAPTIONS above; the embedded preset uses "short").
     """
+    if region_captions not in REGION_CAPTIONS:
+        raise ValueError(f"region_captions={region_captions!r}: one of {REGION_CAPTIONS}")
     if video_container not in ("mp4", "frames"):
         raise ValueError(f"video_container={video_container!r}: 'mp4' or 'frames'")
     root = Path(out_dir)
     (root / "images").mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
-    images = [_image_record(i, image_size, rng, root / "images") for i in range(n_images)]
+    images = [_image_record(i, image_size, rng, root / "images", region_captions) for i in range(n_images)]
     videos: list[dict] = []
     if n_videos:
         (root / "videos").mkdir(exist_ok=True)
@@ -306,9 +355,18 @@ def generate_embedded(
         "video_container": video_container,
         "planted": {k: v for k, v in sorted((defects or {}).items()) if v},
         "test_overlap": test_overlap,
+        "region_captions": region_captions,
     }
     (root / "truth.json").write_text(json.dumps(truth, indent=1) + "\n", encoding="utf-8")
     return EmbeddedData(root, images_json, images_jsonl, videos_json, videos_jsonl, test_list, truth)
 
 
-__all__ = ["EmbeddedData", "generate_embedded", "IMAGE_DEFECTS", "VIDEO_DEFECTS"]
+__all__ = [
+    "EmbeddedData",
+    "generate_embedded",
+    "caption_claims",
+    "false_negative_pairs",
+    "IMAGE_DEFECTS",
+    "VIDEO_DEFECTS",
+    "REGION_CAPTIONS",
+]

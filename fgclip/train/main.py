@@ -115,6 +115,7 @@ def build_trainer(model_args, data_args, train_args, callbacks=()):
     from transformers import AutoTokenizer
 
     from fgclip.modeling import FGCLIPModel, load_config
+    from fgclip.train.bf16_storage import storage_callbacks
     from fgclip.train.plugins import plugin_callbacks
     from fgclip.train.trainer import FGCLIPTrainer
 
@@ -143,7 +144,8 @@ def build_trainer(model_args, data_args, train_args, callbacks=()):
     )
     # plugin callbacks go right after DefaultFlowCallback, so what they add to the log dict reaches the
     # report_to integrations and the printed log line
-    for callback in reversed([*plugin_callbacks(train_args, model), *callbacks]):
+    extra = [*plugin_callbacks(train_args, model), *storage_callbacks(train_args), *callbacks]
+    for callback in reversed(extra):
         trainer.callback_handler.callbacks.insert(1, callback)
     return trainer
 
@@ -167,7 +169,9 @@ def _resolve(model_args, data_args, train_args, sources) -> str | None:
 
     if train_args.preset == "embedded":
         from fgclip.train.embedded import prepare_embedded
+        from fgclip.train.threads import configure_torch_threads
 
+        configure_torch_threads()  # before the pretraining stage prepare_embedded may run
         paths = prepare_embedded()
         model_args.model_name_or_path = model_args.model_name_or_path or paths["model_name_or_path"]
         data_args.data_path = data_args.data_path or paths["data_path"]

@@ -138,6 +138,14 @@ class FGCLIPOptions:
             "H100 step 113 -> 89 ms at batch 32)"
         },
     )
+    bf16_parameter_storage: str | None = field(
+        default=None,
+        metadata={
+            "metavar": "NAMES",
+            "help": "comma-separated parameter names kept on the bf16 grid (rounded after every optimizer "
+            "step), as in a model cast to bf16 like the fgclip-vad fork's: e.g. logit_scale_finegrained",
+        },
+    )
 
 
 OPTION_GROUPS = (ModelArguments, DataArguments, FGCLIPOptions)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -27,6 +28,9 @@ def test_run_compare_seed_end_to_end(embedded, tmp_path):
             "seed",
             "--no-live",
             "--json",
+            "--parallel",
+            "--every",
+            "1",
             "--",
             "--max_steps",
             "24",
@@ -59,6 +63,10 @@ def test_run_compare_seed_end_to_end(embedded, tmp_path):
     comparison = summary["comparison"]
     assert comparison["memory bank switched on"] == {"fixed": "step 4", "seed": "never"}
     assert comparison["temperature exp(scale) at start"]["seed"].startswith("14.")
+    # the seed arm's scales sit on bf16's 2.65625 for the whole run, as in the fork's logs
+    assert comparison["logit_scale (region, raw) at start"]["seed"] == "2.6562"
+    assert comparison["logit_scale (region, raw) at end"]["seed"] == "2.6562"
+    _check_progress_lines(proc.stderr)
     report = out / "report"
     for name in ("report.html", "report.md", "comparison.md"):
         assert (report / name).is_file(), name
@@ -77,6 +85,22 @@ def test_run_compare_seed_end_to_end(embedded, tmp_path):
     assert read.rows[24]["memory_bank/active"] == 1.0
 
 
+def _check_progress_lines(stderr: str) -> None:
+    """Each run announces itself, both start before either finishes (side by side), and progress lines
+    never repeat a step of their run."""
+    lines = [line for line in stderr.splitlines() if line.startswith("[fgdiag run]")]
+    started = [i for i, line in enumerate(lines) if "training started" in line]
+    finished = [i for i, line in enumerate(lines) if ": finished in" in line]
+    assert len(started) == len(finished) == 2, lines
+    assert max(started) < min(finished), lines
+    for name in ("fixed", "seed"):
+        steps = [
+            int(m.group(1)) for line in lines if (m := re.match(rf"\[fgdiag run\] {name}: step (\d+),", line))
+        ]
+        assert steps, (name, lines)
+        assert steps == sorted(set(steps)), (name, steps)  # strictly increasing: no step printed twice
+
+
 def test_run_refuses_a_config_with_errors(tmp_path):
     bad = tmp_path / "seed.toml"
     bad.write_text(
@@ -89,3 +113,20 @@ def test_run_refuses_a_config_with_errors(tmp_path):
     assert "FGD101" in result.output and "--force" in result.output
     missing = CliRunner().invoke(app, ["run", str(tmp_path / "nope.toml"), "--out", str(tmp_path / "o")])
     assert missing.exit_code == 2
+
+
+def test_a_rerun_moves_the_previous_arm_aside(tmp_path):
+    from fgdiag.runs import move_previous
+
+    arm = tmp_path / "fixed"
+    assert move_previous(arm) is None  # nothing there yet
+    (arm / "checkpoint-400").mkdir(parents=True)
+    (arm / "fgdiag").mkdir()
+    (arm / "fgdiag" / "events.jsonl").write_text('{"type": "run"}\n')
+    moved = move_previous(arm, now=0.0)
+    assert moved == tmp_path / "previous" / "19700101T000000Z-fixed" and not arm.exists()
+    assert (moved / "checkpoint-400").is_dir() and (moved / "fgdiag" / "events.jsonl").read_text()
+    manifest = json.loads((moved / "MANIFEST.json").read_text())
+    assert manifest["undo"] == f"mv {moved} {arm}"
+    (arm / "x").mkdir(parents=True)
+    assert move_previous(arm, now=0.0).name == "19700101T000000Z-fixed-2"  # never over an earlier one

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from fgclip.data.boxes import classify_box
-from fgclip.data.synthetic import generate_embedded
+from fgclip.data.synthetic import caption_claims, false_negative_pairs, generate_embedded
 from fgclip.data.synthetic_render import COLOURS, SHAPES
 
 
@@ -75,3 +75,44 @@ def test_unknown_defect_and_too_many(tmp_path):
         generate_embedded(tmp_path, n_images=1, n_videos=0, defects={"zero_area": 50})
     with pytest.raises(ValueError, match="abnormal videos"):
         generate_embedded(tmp_path, n_images=1, n_videos=0, defects={"no_keyframe": 1})
+
+
+@pytest.mark.parametrize("mode", ["short", "long"])
+def test_region_captions_can_be_told_apart(tmp_path, mode):
+    """Short-only or long-only captions: no negative is a true description of the query (loss floor 0);
+    upstream-style records (short or long drawn per step) hold such false negatives by the thousand."""
+    data = generate_embedded(tmp_path / mode, seed=0, n_images=64, n_videos=0, region_captions=mode)
+    records = json.loads(data.images_json.read_text())
+    other = "long_expr" if mode == "short" else "short_expr"
+    assert not any(other in r for rec in records for r in rec["bbox_info"])
+    assert false_negative_pairs(records) == 0
+    both = generate_embedded(tmp_path / "both", seed=0, n_images=64, n_videos=0, region_captions="both")
+    both_records = json.loads(both.images_json.read_text())
+    assert false_negative_pairs(both_records) > 100
+    # the same images and boxes in every mode: only the captions differ
+    assert [[r["bbox"] for r in rec["bbox_info"]] for rec in records] == [
+        [r["bbox"] for r in rec["bbox_info"]] for rec in both_records
+    ]
+    assert data.truth["region_captions"] == mode
+    with pytest.raises(ValueError, match="region_captions"):
+        generate_embedded(tmp_path / "x", n_images=1, n_videos=0, region_captions="medium")
+
+
+def test_false_negative_pairs_counts_true_but_different_captions():
+    def region(short, long):
+        return {"short_expr": short, "long_expr": long}
+
+    records = [
+        {"bbox_info": [region("red circle", "a large red circle in the top left")]},
+        {"bbox_info": [region("red circle", "a small red circle in the top left")]},
+        {"bbox_info": [region("blue square", "a small blue square in the top left")]},
+    ]
+    # "red circle" (short, either red circle) is true of the other red circle when that one is captioned
+    # long: 2 ordered pairs; the long captions differ in size, the blue square shares nothing
+    assert false_negative_pairs(records) == 2
+    assert caption_claims("a large orange star in the bottom right") == {
+        "size": "large",
+        "colour": "orange",
+        "shape": "star",
+        "place": "bottom right",
+    }

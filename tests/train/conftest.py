@@ -1,4 +1,8 @@
-"""The embedded data and tiny CLIP, generated once per test session into a temporary FGCLIP_HOME."""
+"""The embedded data and tiny CLIP, generated once per test session into a temporary FGCLIP_HOME.
+
+The pretraining stage runs PRETRAIN_STEPS steps only (the recipe's 400 take a minute or more); the value
+goes through $FGCLIP_PRETRAIN_STEPS so training subprocesses find the same cache instead of rebuilding it.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,14 @@ import os
 
 import pytest
 
+PRETRAIN_STEPS = 3
+
 
 @pytest.fixture(scope="session")
 def embedded(tmp_path_factory):
     home = tmp_path_factory.mktemp("fgclip_home")
     os.environ["FGCLIP_HOME"] = str(home)
+    os.environ["FGCLIP_PRETRAIN_STEPS"] = str(PRETRAIN_STEPS)
     from fgclip.train.embedded import prepare_embedded
 
     return prepare_embedded()
