@@ -1,7 +1,7 @@
 """Queue of region negatives (image and text side) that survives checkpoints and counts optimizer steps.
 
 Everything that must survive a resume is a registered buffer: the queues, the caption keys used to mask
-duplicates, the optimizer step each entry was written at, the pointer, the fill count, the optimizer-step
+duplicates (exact token-id keys and the collator's canonical near-duplicate keys), the optimizer step each entry was written at, the pointer, the fill count, the optimizer-step
 counter, the warm-up and the step it activated at. The trainer calls `optimizer_step_completed()` once per
 optimizer step, so warm-up means the same thing under any gradient accumulation (the fgclip-vad fork counted
 forward passes and never switched on in time).
@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from fgclip.modeling import dist
+from fgclip.modeling.duplicates import Captions
 
 MIN_KEY_NORM = 1e-6  # zero region features (empty boxes) must never become negatives
 
@@ -26,6 +27,7 @@ class RegionMemoryBank(nn.Module):
         self.register_buffer("image_queue", torch.zeros(size, dim))
         self.register_buffer("text_queue", torch.zeros(size, dim))
         self.register_buffer("caption_keys", torch.full((size,), -1, dtype=torch.long))
+        self.register_buffer("near_keys", torch.full((size,), -1, dtype=torch.long))
         self.register_buffer("entry_step", torch.full((size,), -1, dtype=torch.long))
         self.register_buffer("ptr", torch.zeros((), dtype=torch.long))
         self.register_buffer("fill", torch.zeros((), dtype=torch.long))
@@ -38,6 +40,7 @@ class RegionMemoryBank(nn.Module):
         self.image_queue.zero_()
         self.text_queue.zero_()
         self.caption_keys.fill_(-1)
+        self.near_keys.fill_(-1)
         self.entry_step.fill_(-1)
         self.ptr.zero_()
         self.fill.zero_()
@@ -55,14 +58,27 @@ class RegionMemoryBank(nn.Module):
         newly = (self.activated_step < 0) & (self.optimizer_steps >= self.warmup_steps)
         self.activated_step.copy_(torch.where(newly, self.optimizer_steps, self.activated_step))
 
+    def available(self) -> torch.Tensor:
+        """(Kq,) bool: entries that are filled, once the bank is active (a device tensor, no host sync)."""
+        filled = torch.arange(self.size, device=self.ptr.device) < self.fill  # (Kq,)
+        return filled & self.active
+
+    def entries(self) -> tuple[torch.Tensor, Captions, torch.Tensor]:
+        """Queued region features (Kq, D), their captions (exact keys, canonical keys, text features) and
+        which are available (Kq,). Copies: `enqueue` writes in place after the logits were computed."""
+        captions = Captions(
+            self.caption_keys.clone(), self.near_keys.clone(), self.text_queue.detach().clone()
+        )
+        return self.image_queue.detach().clone(), captions, self.available()
+
     def negatives(self, positive_keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Queued (image, text) negatives and a (N, Kq) mask of usable entries per query.
+        """Queued (image, text) negatives and a (N, Kq) mask of usable entries per query, masking exact
+        caption duplicates only (the region loss masks near-duplicates too, through `entries`).
 
         An entry is usable when it is filled, the bank is active, and (with duplicate masking) its caption
         differs from the query's. Shapes stay static (Kq = size) so nothing syncs with the host.
         """
-        filled = torch.arange(self.size, device=self.ptr.device) < self.fill  # (Kq,)
-        usable = (filled & self.active).unsqueeze(0).expand(positive_keys.shape[0], -1)  # (N, Kq)
+        usable = self.available().unsqueeze(0).expand(positive_keys.shape[0], -1)  # (N, Kq)
         if self.mask_duplicates:
             usable = usable & (self.caption_keys.unsqueeze(0) != positive_keys.unsqueeze(1))
         return (
@@ -73,9 +89,15 @@ class RegionMemoryBank(nn.Module):
 
     @torch.no_grad()
     def enqueue(
-        self, image: torch.Tensor, text: torch.Tensor, keys: torch.Tensor, valid: torch.Tensor | None = None
+        self,
+        image: torch.Tensor,
+        text: torch.Tensor,
+        keys: torch.Tensor,
+        valid: torch.Tensor | None = None,
+        near_keys: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Write L2-normalised keys gathered from all ranks, after the logits were computed.
+        """Write L2-normalised features gathered from all ranks, after the logits were computed, with their
+        exact caption `keys` and canonical `near_keys` (default: the exact keys).
 
         Rows that are not `valid` (padding slots) or whose image or text feature is zero or non-finite are
         skipped; the others are written in order from the pointer, wrapping around, the newest kept when
@@ -84,7 +106,9 @@ class RegionMemoryBank(nn.Module):
         """
         m_local = image.shape[0]
         valid = torch.ones(m_local, dtype=torch.bool, device=image.device) if valid is None else valid
-        image, text, keys, valid = (dist.gather_variable(x) for x in (image, text, keys, valid))
+        near_keys = keys if near_keys is None else near_keys
+        gathered = (dist.gather_variable(x) for x in (image, text, keys, near_keys, valid))
+        image, text, keys, near_keys, valid = gathered
         m = image.shape[0]
         if m == 0:  # a shape, known on the host
             return torch.zeros((), dtype=torch.long, device=self.ptr.device)
@@ -108,21 +132,20 @@ class RegionMemoryBank(nn.Module):
             new = nn.functional.normalize(source.float().index_select(0, rows), dim=1).to(queue.dtype)
             queue.copy_(torch.where(mask, new, queue))
         self.caption_keys.copy_(torch.where(written, keys.index_select(0, rows), self.caption_keys))
+        self.near_keys.copy_(torch.where(written, near_keys.index_select(0, rows), self.near_keys))
         self.entry_step.copy_(torch.where(written, self.optimizer_steps, self.entry_step))
         self.ptr.copy_((self.ptr + n) % self.size)
         self.fill.copy_((self.fill + n).clamp(max=self.size))
         return n.clamp(max=self.size)
 
     @torch.no_grad()
-    def stats(
-        self, positive_keys: torch.Tensor | None = None, valid: torch.Tensor | None = None
-    ) -> dict[str, torch.Tensor]:
-        """Detached device tensors for the diagnostics (read on logging steps only); `valid` (N,) says which
-        positive keys belong to real regions."""
+    def stats(self) -> dict[str, torch.Tensor]:
+        """Detached device tensors for the diagnostics (read on logging steps only). The duplicate shares of
+        the queue are the region loss's (it knows the queries): `fgclip.modeling.losses`."""
         filled = torch.arange(self.size, device=self.ptr.device) < self.fill
         norms = self.image_queue.float().norm(dim=1)
         big = torch.finfo(torch.float32).max
-        out = {
+        return {
             "active": self.active.float(),
             "activated_step": self.activated_step.float(),
             "fill": self.fill.float(),
@@ -135,14 +158,6 @@ class RegionMemoryBank(nn.Module):
             "key_norm_min": torch.where(filled, norms, torch.full_like(norms, big)).min(),
             "key_norm_max": torch.where(filled, norms, torch.zeros_like(norms)).max(),
         }
-        if positive_keys is not None and positive_keys.numel():
-            live = torch.ones_like(positive_keys, dtype=torch.bool) if valid is None else valid  # (N,)
-            dup = (self.caption_keys.unsqueeze(0) == positive_keys.unsqueeze(1)) & filled.unsqueeze(0)
-            dup = dup & live.unsqueeze(1)  # (N, K)
-            out["duplicate_share"] = dup.float().sum() / (filled.float().sum() * live.float().sum()).clamp(
-                min=1
-            )
-        return out
 
     def extra_repr(self) -> str:
         return f"size={self.size}, dim={self.dim}, mask_duplicates={self.mask_duplicates}"
