@@ -47,6 +47,12 @@ CANDIDATES = "candidates"  # K: softmax candidates per query
 CHANCE = "chance"  # ln K
 HEAD_LOSS = "head_loss"  # unweighted loss of the head
 LOSS_FLOOR = "loss_floor"  # ln(1 + (K-1) exp(-(pos - neg))) with the current spread
+# the head loss recomputed on this step's detached logits at the clamp scale exp(logit_scale_max) (exp(ln 100)
+# = 100 without a clamp): equal to head_loss at the clamp; far below it when the temperature holds it back
+LOSS_AT_MAX_SCALE = "loss_at_max_scale"
+# mean over live rows with a negative of (positive logit - hardest unmasked negative logit) / exp(scale), in
+# cosine units (row = query region / image, i2t direction); <= 0: a negative as close as the positive
+HARDEST_GAP = "hardest_gap"
 HEAD_STATS = (
     LOGIT_SCALE,
     LOGIT_SCALE_EXP,
@@ -61,7 +67,18 @@ HEAD_STATS = (
     CHANCE,
     HEAD_LOSS,
     LOSS_FLOOR,
+    LOSS_AT_MAX_SCALE,
+    HARDEST_GAP,
 )
+# duplicate captions among the region loss's candidates (region head only, written `<key>/region`); pairs
+# are (valid query region, another valid region of the batch), exact = identical caption (same token ids),
+# near = near-duplicate but not identical (same canonical key, or text cosine >= near_duplicate_cosine)
+EXACT_DUP_SHARE = "exact_duplicate_share"  # exact pairs / pairs, in the batch
+NEAR_DUP_SHARE = "near_duplicate_share"  # near pairs / pairs, in the batch
+# among the negatives the loss actually used (batch + active queue, after masking): the share that are exact
+# or near duplicates of the query's caption, i.e. false negatives left in the loss (0 with masking on)
+UNMASKED_DUP_SHARE = "unmasked_duplicate_share"
+DUPLICATE_STATS = (EXACT_DUP_SHARE, NEAR_DUP_SHARE, UNMASKED_DUP_SHARE)
 # memory bank (written whole, no head suffix): `memory_bank/<key>`
 MEMORY_BANK = "memory_bank"
 MB_ACTIVE = "memory_bank/active"
@@ -69,7 +86,9 @@ MB_ACTIVATED_STEP = "memory_bank/activated_step"
 MB_FILL = "memory_bank/fill"
 MB_PTR = "memory_bank/ptr"
 MB_OLDEST_AGE = "memory_bank/oldest_age"
-MB_DUP_SHARE = "memory_bank/duplicate_share"
+# queue pairs are (valid query region, filled queue entry), counted before the bank is active as well
+MB_DUP_SHARE = "memory_bank/duplicate_share"  # exact pairs / queue pairs
+MB_NEAR_DUP_SHARE = "memory_bank/near_duplicate_share"  # near (not exact) pairs / queue pairs
 MB_KEY_NORM_MIN = "memory_bank/key_norm_min"
 MB_KEY_NORM_MAX = "memory_bank/key_norm_max"
 MB_SIZE = "memory_bank/size"  # queue capacity (the callback adds it; fill counts the filled entries)

@@ -1,9 +1,11 @@
-"""The collator's de-duplicated text list and index maps, and the host-made frame list of video batches."""
+"""The collator's de-duplicated text list and index maps, the region captions' canonical (near-duplicate) keys,
+and the host-made frame list of video batches."""
 
 from __future__ import annotations
 
 import torch
 
+from fgclip.data.caption_key import canonical_caption, caption_key
 from fgclip.data.collate import RegionCollator
 from fgclip.data.datasets import ImageRegionDataset, VideoRegionDataset
 from fgclip.data.sample import Sample
@@ -64,3 +66,44 @@ def test_video_batches_list_the_decoded_frames(embedded, tokenizer):
     assert max(real) <= 16
     assert batch["frame_rows"].tolist() == [b * 20 + t for b in range(2) for t in range(real[b])]
     assert (batch["region_text_index"][~batch["box_mask"]] == 0).all()  # padding slots point at row 0
+
+
+NEAR_DUPLICATES = [  # one caption with wording noise: stop words, plural, -ing, case, punctuation, spaces
+    "a person walking",
+    "A person is walking.",
+    "the persons,  walking",
+    "people walking!",
+    "a person's walking",
+]
+DIFFERENT = ["a person running", "a person walking a dog", "a dog walking", "walking", "a car"]
+
+
+def test_canonical_keys_fold_wording_noise_and_keep_meaning():
+    keys = {caption_key(text) for text in NEAR_DUPLICATES}
+    assert len(keys) == 1, [canonical_caption(t) for t in NEAR_DUPLICATES]
+    others = {caption_key(text) for text in DIFFERENT}
+    assert len(others) == len(DIFFERENT) and not keys & others
+    assert canonical_caption("a dog chasing a cat") != canonical_caption("a cat chasing a dog")  # order kept
+    assert canonical_caption("Boxes") == canonical_caption("box") == "box"
+    assert canonical_caption("a red circle moving left") == canonical_caption("red circles move left")
+    assert caption_key("...") != caption_key("the")  # nothing left: the text itself, not one shared key
+    assert caption_key("a person walking") == 5393590222777015227  # stable across processes and runs
+
+
+def test_collator_gives_each_region_its_canonical_key(embedded, tokenizer):
+    dataset = ImageRegionDataset(embedded.images_json, image_size=32, grid_size=GRID, region_text="short")
+    samples = [dataset[i] for i in range(4)]
+    samples[0]["region_texts"][0], samples[1]["region_texts"][1] = NEAR_DUPLICATES[0], NEAR_DUPLICATES[1]
+    samples[2]["region_texts"][0] = DIFFERENT[0]
+    batch = RegionCollator(tokenizer, max_boxes_per_sample=4)(samples)
+    assert_batch_contract(batch, video=False, size=4, slots=4, negatives=10)
+    keys = batch["region_caption_key"]
+    assert keys.dtype == torch.long and keys.shape == (4, 4)
+    for b, s in enumerate(samples):
+        assert keys[b, : len(s["region_texts"])].tolist() == [caption_key(t) for t in s["region_texts"]]
+        assert (keys[b, len(s["region_texts"]) :] == 0).all()  # padding slots
+    assert keys[0, 0] == keys[1, 1] != keys[2, 0]
+    # two different strings, two token rows: the exact keys differ, the canonical keys agree
+    assert batch["region_text_index"][0, 0] != batch["region_text_index"][1, 1]
+    again = RegionCollator(tokenizer, max_boxes_per_sample=4)(samples[1:])  # another batch, same keys
+    assert torch.equal(again["region_caption_key"], keys[1:])
