@@ -65,11 +65,13 @@ class RegionMemoryBank(nn.Module):
 
     def entries(self) -> tuple[torch.Tensor, Captions, torch.Tensor]:
         """Queued region features (Kq, D), their captions (exact keys, canonical keys, text features) and
-        which are available (Kq,). Copies: `enqueue` writes in place after the logits were computed."""
+        which are filled (Kq,), active or not (`active` says whether they join the loss). Copies: `enqueue`
+        writes in place after the logits were computed."""
         captions = Captions(
             self.caption_keys.clone(), self.near_keys.clone(), self.text_queue.detach().clone()
         )
-        return self.image_queue.detach().clone(), captions, self.available()
+        filled = torch.arange(self.size, device=self.ptr.device) < self.fill  # (Kq,)
+        return self.image_queue.detach().clone(), captions, filled
 
     def negatives(self, positive_keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Queued (image, text) negatives and a (N, Kq) mask of usable entries per query, masking exact

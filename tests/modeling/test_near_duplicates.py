@@ -90,6 +90,12 @@ def test_near_duplicates_in_the_queue_are_masked_and_counted(embedded):
         assert seen[name]["memory_bank/duplicate_share"] == pytest.approx(1 / (v2 * v1))
         assert seen[name]["memory_bank/near_duplicate_share"] == pytest.approx(1 / (v2 * v1))
         assert seen[name]["near_duplicate_share/region"] == 0.0  # no near-duplicates inside the batch
+    waiting = embedded.model(memory_bank_size=64, memory_bank_warmup_steps=5).train()
+    forward(waiting, first)
+    queued = forward(waiting, second)  # a filled queue is counted before it joins the loss
+    assert queued["memory_bank/duplicate_share"] == pytest.approx(1 / (v2 * v1))
+    assert queued["memory_bank/near_duplicate_share"] == pytest.approx(1 / (v2 * v1))
+    assert queued["candidates/region"] == pytest.approx(v2) and queued["memory_bank/active"] == 0.0
     assert seen["near"]["candidates/region"] == pytest.approx(v2 + v1 - 2 / v2)
     assert seen["exact only"]["candidates/region"] == pytest.approx(v2 + v1 - 1 / v2)
     used = v2 * (v2 - 1) + v2 * v1 - 1
