@@ -4,9 +4,12 @@ The embedded preset fine-tunes the pretrained tiny CLIP (built once by `prepare_
 images, here with region captions "long" ("a large red circle in the top left") or "both" (upstream's
 records: short or long drawn at random per step, so a short caption truly describes other regions whose
 long caption differs). Arms (same data, seed and steps; `--arms` picks some):
-- `no bank`: memory_bank_size 0 (near-duplicate masking on, the default);
-- `bank exact`: the bank with identical captions masked only (mask_near_duplicates false);
-- `bank near`: the bank with canonical-key near-duplicates masked too (the default);
+- `no bank`: memory_bank_size 0 (near-duplicate masking as by default);
+- `bank exact`: the bank with identical captions masked only (mask_near_duplicates and
+  mask_contained_captions false);
+- `bank canonical`: identical and canonical-key near-duplicates masked (mask_contained_captions false);
+- `bank near`: also captions contained in each other ("red circle" / "a large red circle in the top
+  left"): the default;
 - `bank near+cos`: also captions whose text embeddings have cosine >= --cosine.
 Per run: region loss as FGD604 judges it (mean of the last max(2 logging intervals, 10 % of the step)
 steps) at 50/100/200/400, K, the duplicate shares (mean over logging steps), the step the bank joined, and
@@ -32,7 +35,8 @@ from embedded_profile import CHECKPOINTS, smoothed  # noqa: E402
 
 ARMS = {
     "no bank": ["--memory_bank_size", "0"],
-    "bank exact": ["--mask_near_duplicates", "false"],
+    "bank exact": ["--mask_near_duplicates", "false", "--mask_contained_captions", "false"],
+    "bank canonical": ["--mask_contained_captions", "false"],
     "bank near": [],
     "bank near+cos": ["--near_duplicate_cosine", "{cosine}"],
 }

@@ -19,6 +19,8 @@ N = hard negatives per box):
     region_text_index     long  (B, R)               row of each region's caption (padding slots: 0)
     region_caption_key    long  (B, R)               optional: canonical key of each region caption (equal =
                                                      near-duplicates, fgclip/data/caption_key.py; padding: 0)
+    region_caption_words  long  (B, R, W)            optional: hashes of its canonical words, W <= 16 (the
+                                                     batch's longest), 0-padded (containment; all 0: unknown)
     hard_text_index       long  (B, R, 1 + N)        optional: rows of the positive caption then N negatives
     hard_mask             bool  (B, R)               optional: True where the box has hard negatives
     region_labels         long  (B, R)               optional: 1 abnormal, 0 normal, -1 padding (video data)
@@ -52,6 +54,7 @@ IMAGE_KEYS = (
 )
 OPTIONAL_KEYS = (
     "region_caption_key",
+    "region_caption_words",
     "hard_text_index",
     "hard_mask",
     "region_labels",

@@ -54,6 +54,11 @@ class FGCLIPConfig(CLIPConfig):
             walking."): equal canonical keys, computed by the collator (fgclip/data/caption_key.py: case,
             punctuation, stop words, plural and -ing folded). True by default: repeated captions with small
             wording changes are frequent in real annotations.
+        mask_contained_captions: also mask candidates whose caption's canonical words contain the positive's,
+            or are contained in them ("red circle" / "a large red circle in the top left", "a person
+            walking" / "a person walking on the street"): the caption that says less may describe the other
+            region too. Words count as a set (order ignored). True by default (measured in
+            benchmarks/near_duplicates.py).
         near_duplicate_cosine: also mask candidates whose caption's text embedding has cosine >= this
             value with the positive's (detached, on the device); None (default) turns it off. It depends on
             the text tower: a real CLIP puts unrelated short captions at 0.6-0.9, so keep it high (0.95+);
@@ -82,6 +87,7 @@ class FGCLIPConfig(CLIPConfig):
     memory_bank_warmup_steps: int = 0
     memory_bank_mask_duplicates: bool = True
     mask_near_duplicates: bool = True
+    mask_contained_captions: bool = True
     near_duplicate_cosine: float | None = None
     num_frames: int = 1
     temporal_pooling: str = "mean"
@@ -158,7 +164,7 @@ class FGCLIPConfig(CLIPConfig):
             value = getattr(self, field)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 fail(field, f"must be an integer >= 0{unit}")
-        for field in ("memory_bank_mask_duplicates", "mask_near_duplicates"):
+        for field in ("memory_bank_mask_duplicates", "mask_near_duplicates", "mask_contained_captions"):
             if not isinstance(getattr(self, field), bool):
                 fail(field, "must be true or false")
         cosine = self.near_duplicate_cosine

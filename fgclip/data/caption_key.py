@@ -20,6 +20,13 @@ The key is the first 8 bytes of BLAKE2b of that string as a signed 64-bit intege
 process, machine and run (Python's `hash` is salted), so queued entries from earlier steps compare too.
 Deterministic, no dependency; deliberately simple: "-ed" forms and synonyms are not folded (the embedding
 cosine criterion of the model, `FGCLIPConfig.near_duplicate_cosine`, covers what wording rules cannot).
+
+`caption_words` gives the same words as a fixed-width row of word hashes, for the containment test
+(`FGCLIPConfig.mask_contained_captions`): a caption whose words all appear in another's ("red circle" in
+"a large red circle in the top left", "a person walking" in "a person walking on the street") says less
+than it, so it may well describe the other's region too. Words count as a set there (order ignored). A
+caption with no word left, or more than CAPTION_WORDS words, gets a hash of its whole canonical text in
+its last slot instead: it is then contained only in captions with the same canonical text.
 """
 
 from __future__ import annotations
@@ -58,19 +65,47 @@ def fold_word(word: str) -> str:
     return word
 
 
+def _folded(caption: str) -> str:
+    return unicodedata.normalize("NFKC", caption).casefold()
+
+
+def _words(caption: str) -> list[str]:
+    """Rules 1-4: the folded words that are not stop words, in order."""
+    spaced = _NOT_WORD.sub(" ", _APOSTROPHES.sub("", _folded(caption))).split()
+    return [fold_word(w) for w in spaced if w not in STOP_WORDS]
+
+
 def canonical_caption(caption: str) -> str:
     """The caption reduced by the rules of the module docstring: equal results = near-duplicates."""
-    text = unicodedata.normalize("NFKC", caption).casefold()
-    spaced = _NOT_WORD.sub(" ", _APOSTROPHES.sub("", text)).split()
-    words = [fold_word(w) for w in spaced if w not in STOP_WORDS]
-    return " ".join(words) if words else " ".join(text.split())
+    words = _words(caption)
+    return " ".join(words) if words else " ".join(_folded(caption).split())
+
+
+def _hash(text: str) -> int:
+    """Signed 64-bit BLAKE2b of `text`, never 0 (0 pads word rows)."""
+    value = int.from_bytes(
+        hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little", signed=True
+    )
+    return value or 1
 
 
 @lru_cache(maxsize=1 << 16)  # captions repeat across batches; the collator asks for each one per use
 def caption_key(caption: str) -> int:
     """Signed 64-bit key of the canonical caption (stable across processes and runs)."""
-    digest = hashlib.blake2b(canonical_caption(caption).encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "little", signed=True)
+    return _hash(canonical_caption(caption))
 
 
-__all__ = ["STOP_WORDS", "canonical_caption", "caption_key", "fold_word"]
+CAPTION_WORDS = 16  # width of a word row; the memory bank stores rows of this width
+
+
+@lru_cache(maxsize=1 << 16)
+def caption_words(caption: str) -> tuple[int, ...]:
+    """CAPTION_WORDS hashes: the canonical caption's distinct words, then 0 padding (see the docstring)."""
+    words = list(dict.fromkeys(_words(caption)))  # distinct, in first-seen order
+    hashes = [_hash("w " + w) for w in words]
+    if not words or len(words) > CAPTION_WORDS:
+        hashes = hashes[: CAPTION_WORDS - 1] + [_hash("c " + canonical_caption(caption))]
+    return tuple(hashes + [0] * (CAPTION_WORDS - len(hashes)))
+
+
+__all__ = ["CAPTION_WORDS", "STOP_WORDS", "canonical_caption", "caption_key", "caption_words", "fold_word"]

@@ -5,6 +5,8 @@ near-duplicate of it ("a person walking" / "a person is walking"), is a true des
 negative it is a false negative the loss cannot train away. Three tests, all fixed-shape device ops:
 - exact: equal token-id keys (`fgclip.modeling.text.caption_keys`, computed on the device);
 - canonical: equal canonical keys (`fgclip.data.caption_key`, computed by the collator on the CPU);
+- contained: one caption's canonical words all appear in the other's ("red circle" / "a large red circle in
+  the top left"): the shorter one may well describe the other's region (word hashes from the collator);
 - cosine: caption text embeddings with cosine >= `near_duplicate_cosine` (detached, on the device).
 The statistics count pairs whatever is masked, so a run with masking off still shows its false negatives.
 """
@@ -18,11 +20,25 @@ import torch
 
 @dataclass(frozen=True)
 class Captions:
-    """Per row: exact key (M,), canonical key (M,), L2-normalised caption embedding (M, D)."""
+    """Per row: exact key (M,), canonical key (M,), L2-normalised caption embedding (M, D), and the hashes
+    of its canonical words (M, W), 0-padded (a row of zeros: words unknown, never contained)."""
 
     exact: torch.Tensor
     canonical: torch.Tensor
     text: torch.Tensor
+    words: torch.Tensor | None = None
+
+
+def contained(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(M, K) bool: the word set of row a_m lies inside b_k's, or b_k's inside a_m's (0 = padding).
+
+    One (M, K, Wa, Wb) comparison: 3 M booleans for 64 regions against 64 + 128 candidates of 16 words.
+    """
+    same = a.unsqueeze(1).unsqueeze(3) == b.unsqueeze(0).unsqueeze(2)  # (M, K, Wa, Wb)
+    a_in_b = (same.any(dim=3) | (a == 0).unsqueeze(1)).all(dim=2)  # (M, K)
+    b_in_a = (same.any(dim=2) | (b == 0).unsqueeze(0)).all(dim=2)  # (M, K)
+    known = (a != 0).any(dim=1).unsqueeze(1) & (b != 0).any(dim=1).unsqueeze(0)  # (M, K)
+    return (a_in_b | b_in_a) & known
 
 
 @dataclass(frozen=True)
@@ -38,10 +54,12 @@ class Pairs:
 @dataclass(frozen=True)
 class DuplicateMasking:
     """mask: mask duplicates at all (`memory_bank_mask_duplicates`); canonical: also canonical-key
-    near-duplicates (`mask_near_duplicates`); cosine: also captions this close (`near_duplicate_cosine`)."""
+    near-duplicates (`mask_near_duplicates`); contained: also captions whose words contain the other's
+    (`mask_contained_captions`); cosine: also captions this close (`near_duplicate_cosine`)."""
 
     mask: bool = True
     canonical: bool = True
+    contained: bool = True
     cosine: float | None = None
 
     @torch.no_grad()
@@ -49,6 +67,10 @@ class DuplicateMasking:
         exact = query.exact.unsqueeze(1) == candidates.exact.unsqueeze(0)  # (M, K)
         canonical = query.canonical.unsqueeze(1) == candidates.canonical.unsqueeze(0)  # (M, K)
         near = canonical
+        inside = None
+        if query.words is not None and candidates.words is not None:  # counted whether masked or not
+            inside = contained(query.words, candidates.words)
+            near = near | inside
         close = None
         if self.cosine is not None:
             cos = query.text.detach().float() @ candidates.text.detach().float().T  # (M, K)
@@ -59,6 +81,8 @@ class DuplicateMasking:
             masked = exact
             if self.canonical:
                 masked = masked | canonical
+            if self.contained and inside is not None:
+                masked = masked | inside
             if close is not None:
                 masked = masked | close
         return Pairs(exact, near & ~exact, masked)

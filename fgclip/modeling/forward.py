@@ -170,6 +170,7 @@ class FGCLIPForward:
         box_frame_mask: torch.Tensor | None = None,
         region_labels: torch.Tensor | None = None,
         region_caption_key: torch.Tensor | None = None,
+        region_caption_words: torch.Tensor | None = None,
         boxes_dropped: torch.Tensor | None = None,
         short_input_ids: torch.Tensor | None = None,
         region_input_ids: torch.Tensor | None = None,
@@ -241,9 +242,12 @@ class FGCLIPForward:
                 valid = usable.reshape(-1)  # (B * R,)
                 keys = self._region_caption_keys(texts)
                 near = self._region_near_keys(keys, region_caption_key)
+                words = None  # (B * R, W) canonical word hashes, when the collator made them
+                if region_caption_words is not None:
+                    words = region_caption_words.reshape(-1, region_caption_words.shape[-1])
                 scale = self.logit_scale_finegrained
                 part = self.region_loss(
-                    region_emb, text_emb["region"], scale, keys, self.memory_bank, valid, near
+                    region_emb, text_emb["region"], scale, keys, self.memory_bank, valid, near, words
                 )
                 add(*part, head="region")
                 if "hard" in text_emb and hard_mask is not None:

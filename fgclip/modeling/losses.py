@@ -152,7 +152,7 @@ class RegionContrastiveLoss(nn.Module):
     neither asks nor answers). Candidates are the other valid regions plus, once the memory bank is active,
     the queued regions of earlier steps. Candidates whose caption duplicates the positive's (in the batch or
     in the queue) are false negatives: `masking` (fgclip/modeling/duplicates.py) says which are masked -
-    exact duplicates, canonical-key near-duplicates, captions within a text-embedding cosine. The current
+    exact duplicates, canonical-key near-duplicates, contained captions, captions within a text cosine. The current
     regions are enqueued after the logits are computed, so a query never meets itself among the negatives.
     """
 
@@ -162,13 +162,16 @@ class RegionContrastiveLoss(nn.Module):
         mask_duplicates: bool = True,
         *,
         mask_near_duplicates: bool = True,
+        mask_contained_captions: bool = True,
         near_duplicate_cosine: float | None = None,
         max_raw_scale: float = LN_100,
     ):
         super().__init__()
         self.weight = weight
         self.mask_duplicates = mask_duplicates
-        self.masking = DuplicateMasking(mask_duplicates, mask_near_duplicates, near_duplicate_cosine)
+        self.masking = DuplicateMasking(
+            mask_duplicates, mask_near_duplicates, mask_contained_captions, near_duplicate_cosine
+        )
         self.max_raw_scale = max_raw_scale
 
     def forward(
@@ -180,9 +183,10 @@ class RegionContrastiveLoss(nn.Module):
         bank: RegionMemoryBank | None = None,
         valid: torch.Tensor | None = None,
         near_keys: torch.Tensor | None = None,
+        words: torch.Tensor | None = None,
     ):
         # region, text (M, D); caption_keys (M,): equal = the same caption; near_keys (M,): equal canonical
-        # caption (default: caption_keys); valid (M,) bool
+        # caption (default: caption_keys); words (M, W): canonical word hashes (default: none); valid (M,)
         m = region.shape[0]
         valid = torch.ones(m, dtype=torch.bool, device=region.device) if valid is None else valid
         region = torch.where(valid.unsqueeze(1), region.float(), 0.0)
@@ -190,7 +194,7 @@ class RegionContrastiveLoss(nn.Module):
         scale = raw_scale.float().exp()
         targets = torch.arange(m, device=region.device)
         eye = torch.eye(m, dtype=torch.bool, device=region.device)
-        captions = Captions(caption_keys, caption_keys if near_keys is None else near_keys, text)
+        captions = Captions(caption_keys, caption_keys if near_keys is None else near_keys, text, words)
         pairs = self.masking.pairs(captions, captions)  # (M, M)
         candidate = valid.unsqueeze(0) & valid.unsqueeze(1) & ~eye  # (M, M): column j is a negative of row i
         used = candidate & ~pairs.masked
@@ -226,7 +230,7 @@ class RegionContrastiveLoss(nn.Module):
         if bank is not None:
             stats.update({f"memory_bank/{k}": v for k, v in bank.stats().items()})
             if bank.training:
-                bank.enqueue(region.detach(), text.detach(), caption_keys, valid, captions.canonical)
+                bank.enqueue(region.detach(), text.detach(), caption_keys, valid, captions.canonical, words)
         return {"region_loss": self.weight * loss}, stats
 
 

@@ -1,7 +1,7 @@
 """Queue of region negatives (image and text side) that survives checkpoints and counts optimizer steps.
 
 Everything that must survive a resume is a registered buffer: the queues, the caption keys used to mask
-duplicates (exact token-id keys and the collator's canonical near-duplicate keys), the optimizer step each entry was written at, the pointer, the fill count, the optimizer-step
+duplicates (exact token-id keys, the collator's canonical keys and word hashes), the optimizer step each entry was written at, the pointer, the fill count, the optimizer-step
 counter, the warm-up and the step it activated at. The trainer calls `optimizer_step_completed()` once per
 optimizer step, so warm-up means the same thing under any gradient accumulation (the fgclip-vad fork counted
 forward passes and never switched on in time).
@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from fgclip.data.caption_key import CAPTION_WORDS
 from fgclip.modeling import dist
 from fgclip.modeling.duplicates import Captions
 
@@ -28,6 +29,7 @@ class RegionMemoryBank(nn.Module):
         self.register_buffer("text_queue", torch.zeros(size, dim))
         self.register_buffer("caption_keys", torch.full((size,), -1, dtype=torch.long))
         self.register_buffer("near_keys", torch.full((size,), -1, dtype=torch.long))
+        self.register_buffer("caption_words", torch.zeros(size, CAPTION_WORDS, dtype=torch.long))
         self.register_buffer("entry_step", torch.full((size,), -1, dtype=torch.long))
         self.register_buffer("ptr", torch.zeros((), dtype=torch.long))
         self.register_buffer("fill", torch.zeros((), dtype=torch.long))
@@ -41,6 +43,7 @@ class RegionMemoryBank(nn.Module):
         self.text_queue.zero_()
         self.caption_keys.fill_(-1)
         self.near_keys.fill_(-1)
+        self.caption_words.zero_()
         self.entry_step.fill_(-1)
         self.ptr.zero_()
         self.fill.zero_()
@@ -68,7 +71,10 @@ class RegionMemoryBank(nn.Module):
         which are filled (Kq,), active or not (`active` says whether they join the loss). Copies: `enqueue`
         writes in place after the logits were computed."""
         captions = Captions(
-            self.caption_keys.clone(), self.near_keys.clone(), self.text_queue.detach().clone()
+            self.caption_keys.clone(),
+            self.near_keys.clone(),
+            self.text_queue.detach().clone(),
+            self.caption_words.clone(),
         )
         filled = torch.arange(self.size, device=self.ptr.device) < self.fill  # (Kq,)
         return self.image_queue.detach().clone(), captions, filled
@@ -97,9 +103,11 @@ class RegionMemoryBank(nn.Module):
         keys: torch.Tensor,
         valid: torch.Tensor | None = None,
         near_keys: torch.Tensor | None = None,
+        words: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Write L2-normalised features gathered from all ranks, after the logits were computed, with their
-        exact caption `keys` and canonical `near_keys` (default: the exact keys).
+        exact caption `keys`, canonical `near_keys` (default: the exact keys) and word hashes `words`
+        (M, W <= CAPTION_WORDS; default: unknown, zeros).
 
         Rows that are not `valid` (padding slots) or whose image or text feature is zero or non-finite are
         skipped; the others are written in order from the pointer, wrapping around, the newest kept when
@@ -109,8 +117,11 @@ class RegionMemoryBank(nn.Module):
         m_local = image.shape[0]
         valid = torch.ones(m_local, dtype=torch.bool, device=image.device) if valid is None else valid
         near_keys = keys if near_keys is None else near_keys
-        gathered = (dist.gather_variable(x) for x in (image, text, keys, near_keys, valid))
-        image, text, keys, near_keys, valid = gathered
+        width = 0 if words is None else words.shape[1]
+        words = keys.new_zeros((m_local, CAPTION_WORDS)) if words is None else words
+        words = nn.functional.pad(words, (0, CAPTION_WORDS - width)) if width else words  # (M, CAPTION_WORDS)
+        gathered = (dist.gather_variable(x) for x in (image, text, keys, near_keys, words, valid))
+        image, text, keys, near_keys, words, valid = gathered
         m = image.shape[0]
         if m == 0:  # a shape, known on the host
             return torch.zeros((), dtype=torch.long, device=self.ptr.device)
@@ -135,6 +146,7 @@ class RegionMemoryBank(nn.Module):
             queue.copy_(torch.where(mask, new, queue))
         self.caption_keys.copy_(torch.where(written, keys.index_select(0, rows), self.caption_keys))
         self.near_keys.copy_(torch.where(written, near_keys.index_select(0, rows), self.near_keys))
+        self.caption_words.copy_(torch.where(mask, words.index_select(0, rows), self.caption_words))
         self.entry_step.copy_(torch.where(written, self.optimizer_steps, self.entry_step))
         self.ptr.copy_((self.ptr + n) % self.size)
         self.fill.copy_((self.fill + n).clamp(max=self.size))

@@ -80,6 +80,7 @@ class FGCLIPModel(FGCLIPForward, CLIPPreTrainedModel):
             config.region_loss_weight,
             config.memory_bank_mask_duplicates,
             mask_near_duplicates=config.mask_near_duplicates,
+            mask_contained_captions=config.mask_contained_captions,
             near_duplicate_cosine=config.near_duplicate_cosine,
             max_raw_scale=top,
         )
@@ -112,6 +113,7 @@ class FGCLIPModel(FGCLIPForward, CLIPPreTrainedModel):
             init.zeros_(module.text_queue)
             init.constant_(module.caption_keys, -1)
             init.constant_(module.near_keys, -1)
+            init.zeros_(module.caption_words)
             init.constant_(module.entry_step, -1)
             init.zeros_(module.ptr)
             init.zeros_(module.fill)

@@ -58,6 +58,13 @@ class ModelArguments:
             "words, plurals, -ing folded); default true"
         },
     )
+    mask_contained_captions: bool | None = field(
+        default=None,
+        metadata={
+            "help": "also mask captions whose words contain the positive's or are contained in them "
+            "('red circle' / 'a large red circle in the top left'); default true"
+        },
+    )
     near_duplicate_cosine: float | None = field(
         default=None,
         metadata={

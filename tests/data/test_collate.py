@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from fgclip.data.caption_key import canonical_caption, caption_key
+from fgclip.data.caption_key import CAPTION_WORDS, canonical_caption, caption_key, caption_words
 from fgclip.data.collate import RegionCollator
 from fgclip.data.datasets import ImageRegionDataset, VideoRegionDataset
 from fgclip.data.sample import Sample
@@ -107,3 +107,29 @@ def test_collator_gives_each_region_its_canonical_key(embedded, tokenizer):
     assert batch["region_text_index"][0, 0] != batch["region_text_index"][1, 1]
     again = RegionCollator(tokenizer, max_boxes_per_sample=4)(samples[1:])  # another batch, same keys
     assert torch.equal(again["region_caption_key"], keys[1:])
+
+
+def test_caption_words_support_the_containment_test(embedded, tokenizer):
+    def words(text: str) -> set[int]:
+        row = caption_words(text)
+        n = len(set(row) - {0})
+        assert len(row) == CAPTION_WORDS and all(row[:n]) and not any(row[n:])  # hashes first, then 0
+        return set(row) - {0}
+
+    assert words("red circle") < words("a large red circle in the top left")  # fewer, all inside
+    assert words("A person walking.") < words("a person is walking on the street")
+    assert not words("red square") <= words("a large red circle in the top left")
+    assert words("a dog chasing a cat") == words("a cat chasing a dog")  # a set: order is not kept here
+    assert len(words("the")) == 1 and not words("the") <= words("the red circle")  # nothing left: its own
+    many = " ".join(f"word{i}" for i in range(20))  # more than CAPTION_WORDS words: contained in nothing
+    assert not words(many) <= words(many + " more") and words(many) == words(many + " ")
+    dataset = ImageRegionDataset(embedded.images_json, image_size=32, grid_size=GRID, region_text="long")
+    samples = [dataset[i] for i in range(3)]
+    batch = RegionCollator(tokenizer, max_boxes_per_sample=4)(samples)
+    rows = batch["region_caption_words"]
+    longest = max(len(set(caption_words(t)) - {0}) for s in samples for t in s["region_texts"])
+    assert rows.shape == (3, 4, longest) and rows.dtype == torch.long  # trimmed to the longest row
+    for b, s in enumerate(samples):
+        for r, text in enumerate(s["region_texts"]):
+            assert rows[b, r].tolist() == list(caption_words(text))[:longest]
+        assert (rows[b, len(s["region_texts"]) :] == 0).all()

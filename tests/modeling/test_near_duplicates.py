@@ -5,7 +5,8 @@ dictates.
 Real batches: samples of the embedded data through the real collator (canonical keys made on the CPU) and a
 real FGCLIPModel forward; the captions are set so the answer is known: every region gets a distinct
 colour-shape caption, then a few are replaced by near-duplicates ("red circle" / "a red circle." / "red
-circles" / "The red circle is") or by an exact repeat.
+circles" / "The red circle is"), a caption containing them ("a large red circle in the top left"), one
+that does not ("a large red square in the top left") or an exact repeat.
 """
 
 from __future__ import annotations
@@ -19,12 +20,15 @@ import torch.nn.functional as F
 from fgclip.config import CLIP_FROM_SCRATCH_SCALE, LN_100, FGCLIPConfig, FGCLIPConfigError
 from fgclip.data import build_data_module
 from fgclip.data.synthetic_render import COLOURS, SHAPES
+from fgclip.modeling.duplicates import contained
 from fgclip.modeling.losses import HardNegativeLoss, RegionContrastiveLoss
 from fgclip.modeling.memory_bank import RegionMemoryBank
 
 NEAR = ["red circle", "a red circle.", "red circles", "The red circle is"]
 EXACT = "yellow triangle"
-POOL = [f"{c} {s}" for c in COLOURS for s in SHAPES if f"{c} {s}" not in ("red circle", EXACT)]
+CONTAINS, OTHER = "a large red circle in the top left", "a large red square in the top left"
+TAKEN = ("red circle", "red square", EXACT)  # no pool caption may be contained in a planted one
+POOL = [f"{c} {s}" for c in COLOURS for s in SHAPES if f"{c} {s}" not in TAKEN]
 
 
 def samples_with(embedded, indices: range, captions: dict[tuple[int, int], str], pool: list[str]):
@@ -49,38 +53,41 @@ def forward(model, batch):
 
 def test_near_duplicates_in_the_batch_are_masked_and_counted(embedded):
     planted = {(b, 0): text for b, text in enumerate(NEAR)} | {(4, 0): EXACT, (5, 0): EXACT}
+    planted |= {(4, 1): CONTAINS, (5, 1): OTHER}  # CONTAINS holds the NEAR group's words, OTHER does not
     batch, _ = samples_with(embedded, range(6), planted, POOL)
     v = int(batch["box_mask"].sum())
     pairs = v * (v - 1)
-    near_pairs, exact_pairs = 4 * 3, 2  # ordered pairs inside the near group; the repeated caption
-    seen = {}
-    for name, overrides in {
-        "near": {},
-        "exact only": {"mask_near_duplicates": False},
-        "off": {"memory_bank_mask_duplicates": False},
-    }.items():
-        seen[name] = forward(embedded.model(**overrides).train(), batch)
+    exact, canonical, inside = 2, 4 * 3, 2 * 4  # ordered pairs: the repeat, the NEAR group, CONTAINS x NEAR
+    seen, masked = {}, {}
+    for name, overrides, count in (
+        ("default", {}, exact + canonical + inside),
+        ("canonical", {"mask_contained_captions": False}, exact + canonical),
+        ("exact", {"mask_near_duplicates": False, "mask_contained_captions": False}, exact),
+        ("off", {"memory_bank_mask_duplicates": False}, 0),
+    ):
+        seen[name], masked[name] = forward(embedded.model(**overrides).train(), batch), count
         assert seen[name]["regions/valid"] == v
-        assert seen[name]["exact_duplicate_share/region"] == pytest.approx(exact_pairs / pairs)
-        assert seen[name]["near_duplicate_share/region"] == pytest.approx(near_pairs / pairs)
-    # candidates per query: the positive and the other regions, less the masked duplicates
-    assert seen["near"]["candidates/region"] == pytest.approx(v - (near_pairs + exact_pairs) / v)
-    assert seen["exact only"]["candidates/region"] == pytest.approx(v - exact_pairs / v)
-    assert seen["off"]["candidates/region"] == pytest.approx(v)
-    assert seen["near"]["unmasked_duplicate_share/region"] == 0.0
-    assert seen["exact only"]["unmasked_duplicate_share/region"] == pytest.approx(
-        near_pairs / (pairs - exact_pairs)
-    )
-    assert seen["off"]["unmasked_duplicate_share/region"] == pytest.approx((near_pairs + exact_pairs) / pairs)
+        assert seen[name]["exact_duplicate_share/region"] == pytest.approx(exact / pairs)
+        assert seen[name]["near_duplicate_share/region"] == pytest.approx((canonical + inside) / pairs)
+        # candidates per query: the positive and the other regions, less the masked duplicates
+        assert seen[name]["candidates/region"] == pytest.approx(v - count / v), name
+        left = exact + canonical + inside - count  # duplicates still among the negatives
+        assert seen[name]["unmasked_duplicate_share/region"] == pytest.approx(left / (pairs - count)), name
 
 
 def test_near_duplicates_in_the_queue_are_masked_and_counted(embedded):
     pool = [p for p in POOL if p != "blue square"]
     first, pool = samples_with(embedded, range(3), {(0, 0): "red circle", (1, 0): "blue square"}, pool)
-    second, _ = samples_with(embedded, range(3, 6), {(0, 0): "the red circles", (1, 0): "blue square"}, pool)
+    planted = {(0, 0): "the red circles", (1, 0): "blue square", (2, 0): "a small blue square at the bottom"}
+    second, _ = samples_with(embedded, range(3, 6), planted, pool)
     v1, v2 = int(first["box_mask"].sum()), int(second["box_mask"].sum())
+    # queue pairs: 1 exact (blue square), 2 near (red circle ~ the red circles; blue square in the third);
+    # in the second batch: blue square in the third caption, both ways
     seen = {}
-    for name, overrides in {"near": {}, "exact only": {"mask_near_duplicates": False}}.items():
+    for name, overrides in (
+        ("default", {}),
+        ("exact", {"mask_near_duplicates": False, "mask_contained_captions": False}),
+    ):
         model = embedded.model(memory_bank_size=64, memory_bank_warmup_steps=1, **overrides).train()
         before = forward(model, first)  # fills the queue (not active yet: counted, not used)
         assert before["memory_bank/duplicate_share"] == 0.0 and before["memory_bank/fill"] == 0
@@ -88,19 +95,19 @@ def test_near_duplicates_in_the_queue_are_masked_and_counted(embedded):
         seen[name] = forward(model, second)
         assert seen[name]["memory_bank/fill"] == v1  # as the logits saw it: the batch is written after
         assert seen[name]["memory_bank/duplicate_share"] == pytest.approx(1 / (v2 * v1))
-        assert seen[name]["memory_bank/near_duplicate_share"] == pytest.approx(1 / (v2 * v1))
-        assert seen[name]["near_duplicate_share/region"] == 0.0  # no near-duplicates inside the batch
+        assert seen[name]["memory_bank/near_duplicate_share"] == pytest.approx(2 / (v2 * v1))
+        assert seen[name]["near_duplicate_share/region"] == pytest.approx(2 / (v2 * (v2 - 1)))
     waiting = embedded.model(memory_bank_size=64, memory_bank_warmup_steps=5).train()
     forward(waiting, first)
     queued = forward(waiting, second)  # a filled queue is counted before it joins the loss
     assert queued["memory_bank/duplicate_share"] == pytest.approx(1 / (v2 * v1))
-    assert queued["memory_bank/near_duplicate_share"] == pytest.approx(1 / (v2 * v1))
-    assert queued["candidates/region"] == pytest.approx(v2) and queued["memory_bank/active"] == 0.0
-    assert seen["near"]["candidates/region"] == pytest.approx(v2 + v1 - 2 / v2)
-    assert seen["exact only"]["candidates/region"] == pytest.approx(v2 + v1 - 1 / v2)
+    assert queued["memory_bank/near_duplicate_share"] == pytest.approx(2 / (v2 * v1))
+    assert queued["candidates/region"] == pytest.approx(v2 - 2 / v2) and queued["memory_bank/active"] == 0.0
+    assert seen["default"]["candidates/region"] == pytest.approx(v2 + v1 - (2 + 3) / v2)
+    assert seen["exact"]["candidates/region"] == pytest.approx(v2 + v1 - 1 / v2)
     used = v2 * (v2 - 1) + v2 * v1 - 1
-    assert seen["exact only"]["unmasked_duplicate_share/region"] == pytest.approx(1 / used)
-    assert seen["near"]["unmasked_duplicate_share/region"] == 0.0
+    assert seen["exact"]["unmasked_duplicate_share/region"] == pytest.approx(4 / used)
+    assert seen["default"]["unmasked_duplicate_share/region"] == 0.0
 
 
 def spread_rows(n: int, pos: float, neg: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -210,3 +217,18 @@ def test_config_validates_the_near_duplicate_fields():
     with pytest.raises(FGCLIPConfigError, match="mask_near_duplicates"):
         FGCLIPConfig(mask_near_duplicates="yes")
     assert FGCLIPConfig(near_duplicate_cosine=0.95).near_duplicate_cosine == 0.95
+
+
+def test_containment_on_word_rows():
+    rows = torch.tensor([[11, 12, 0], [12, 11, 13], [11, 14, 0], [0, 0, 0]])  # the last row: words unknown
+    inside = contained(rows, rows)
+    expected = torch.tensor(
+        [
+            [True, True, False, False],  # {11, 12} lies in {11, 12, 13}, both ways counted
+            [True, True, False, False],
+            [False, False, True, False],
+            [False, False, False, False],  # unknown words are never contained and contain nothing
+        ]
+    )
+    assert torch.equal(inside, expected)
+    assert torch.equal(contained(rows[:2], rows[:, :2]), torch.tensor([[True, True, False, False]] * 2))
