@@ -98,7 +98,7 @@ class FGDiagCallback(TrainerCallback):
         self.model_probe.attach(self._model)
         if not self._is_main:
             return
-        from fgdiag.rules.runtime_rules import RuleEngine
+        from fgdiag.rules.engine import RuleEngine
         from fgdiag.targets import get_profile
 
         path = (
@@ -192,7 +192,7 @@ class FGDiagCallback(TrainerCallback):
         return metrics
 
     def _print_lines(self, step: int, metrics: dict[str, float]) -> None:
-        from fgdiag.render.lines import format_logit_scale, format_memory_bank_enabled, format_step_summary
+        from fgdiag.wire import format_logit_scale, format_memory_bank_enabled, format_step_summary
 
         # the summary line first: it carries the step, so a log reader files the lines after it under it
         lines = [format_step_summary(step, metrics)]
@@ -247,30 +247,14 @@ class FGDiagCallback(TrainerCallback):
         return max(decays) if decays else None
 
     def _static_checks(self, args) -> list:
-        """Scales trainable, in the optimizer exactly once, free of weight decay (FGD103)."""
-        from fgdiag.rules.registry import get
+        """The registered live checks over the model's scales and the optimizer (FGD103: trainable, in the
+        optimizer exactly once, free of weight decay)."""
+        from fgdiag.rules import registry
 
-        out = []
         model, optimizer = self._model, self._optimizer
         if model is None or optimizer is None:
-            return out
-        rule = get("FGD103")
-        for head, (pname, param) in _scales(model).items():
-            groups = [g for g in optimizer.param_groups if any(p is param for p in g["params"])]
-            count = sum(sum(1 for p in g["params"] if p is param) for g in groups)
-            if not param.requires_grad:
-                out.append(
-                    rule.finding(f"{pname} ({head}) has requires_grad=False: frozen", location=pname, step=0)
-                )
-            elif count != 1:
-                out.append(
-                    rule.finding(
-                        f"{pname} ({head}) appears {count} times in the optimizer", location=pname, step=0
-                    )
-                )
-            elif any(g.get("weight_decay", 0) > 0 for g in groups):
-                wd = max(g.get("weight_decay", 0) for g in groups)
-                out.append(
-                    rule.finding(f"{pname} ({head}) is under weight decay {wd}", location=pname, step=0)
-                )
+            return []
+        scales, out = _scales(model), []
+        for check in registry.checks("live"):
+            out += check(scales, optimizer.param_groups)
         return out

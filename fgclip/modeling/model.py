@@ -21,6 +21,7 @@ from transformers.configuration_utils import PreTrainedConfig
 from transformers.models.clip.modeling_clip import CLIPPreTrainedModel, CLIPTextModel, CLIPVisionModel
 from transformers.utils import ModelOutput
 
+from fgclip import vocab as V
 from fgclip.config import FGCLIPConfig
 from fgclip.modeling import regions, text
 from fgclip.modeling.losses import GlobalContrastiveLoss, HardNegativeLoss, RegionContrastiveLoss
@@ -39,7 +40,6 @@ EXPECTED_NEW_PREFIXES = (
     "temporal_pool.",
     "memory_bank.",
 )
-HEADS = ("global", "region", "hardneg")
 
 
 @dataclass
@@ -355,7 +355,7 @@ class FGCLIPModel(CLIPPreTrainedModel):
         def add(part: dict[str, torch.Tensor], head_stats: dict[str, torch.Tensor], head: str) -> None:
             losses.update(part)
             for key, value in head_stats.items():
-                stats[key if key.startswith("memory_bank/") else f"{key}/{head}"] = value
+                stats[key if key.startswith(f"{V.MEMORY_BANK}/") else V.head_metric(key, head)] = value
 
         long_emb = None
         if long_input_ids is not None:
@@ -386,9 +386,9 @@ class FGCLIPModel(CLIPPreTrainedModel):
             norms = raw.float().norm(dim=-1)
             finite = torch.isfinite(raw).all(dim=-1)
             usable = finite & (norms > 1e-6)  # zero features (empty boxes) never reach the loss or the queue
-            stats["regions/valid"] = usable.float().sum()
-            stats["regions/zero_norm"] = (finite & (norms <= 1e-6)).float().sum()
-            stats["regions/nonfinite"] = (~finite).float().sum()
+            stats[V.REGIONS_VALID] = usable.float().sum()
+            stats[V.REGIONS_ZERO_NORM] = (finite & (norms <= 1e-6)).float().sum()
+            stats[V.REGIONS_NONFINITE] = (~finite).float().sum()
             keep = valid.clone()
             keep[valid] = usable
             region_emb = F.normalize(self._project_regions(feats[keep]).float(), dim=-1)  # (N, D)
@@ -398,7 +398,7 @@ class FGCLIPModel(CLIPPreTrainedModel):
                 hard_rows = hard_sel.nonzero(as_tuple=True)[0]  # (H,)
                 hard_ids = hard_input_ids[hard_mask & keep]  # (H, 1 + N_neg, L)
         if boxes_dropped is not None:
-            stats["boxes/dropped"] = boxes_dropped.float().sum()
+            stats[V.BOXES_DROPPED] = boxes_dropped.float().sum()
 
         # every 77-position text of the step in one tower call
         groups = [
@@ -419,7 +419,7 @@ class FGCLIPModel(CLIPPreTrainedModel):
                 if long_emb is None:
                     add({}, head_stats, "global")
                 else:
-                    stats["head_loss/global_short"] = head_stats["head_loss"]
+                    stats[V.GLOBAL_SHORT_LOSS] = head_stats[V.HEAD_LOSS]
             if region_emb is not None:
                 keys = text.caption_keys(region_ids, self.config.text_config.eos_token_id)  # (N,)
                 add(

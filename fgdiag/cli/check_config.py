@@ -70,7 +70,7 @@ def _render_text(findings: list[Any], summary: dict[str, Any]) -> None:
 
 
 def _quarantine(findings: list[Any], yes: bool, summary: dict[str, Any]) -> None:
-    from fgdiag.quarantine import candidates, quarantine
+    from fgdiag.static.quarantine import candidates, quarantine
 
     items = candidates(findings)
     if not items:
@@ -125,9 +125,9 @@ def register(app: typer.Typer) -> None:
         ] = 0.05,
     ) -> None:
         """Check a training configuration, its launch script, checkpoints and data before step 0."""
+        from fgdiag.check import check_paths
         from fgdiag.diagnostic import exit_code
-        from fgdiag.static.check import check_paths
-        from fgdiag.static.values import InputError
+        from fgdiag.facts.values import InputError
 
         if do_quarantine and not yes and not _interactive():
             raise _fail(

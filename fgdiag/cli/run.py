@@ -53,8 +53,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Diagnostic training run; extra arguments after `--` go to fgclip.train (e.g. -- --max_steps 100)."""
         from fgdiag import runs as R
-        from fgdiag.static import check_paths
-        from fgdiag.static.values import InputError
+        from fgdiag.check import check_paths
+        from fgdiag.facts.values import InputError
 
         err = typer.echo
         extra = list(ctx.args)
@@ -141,7 +141,7 @@ class _live_view:
 
     def _read(self, name: str, events_path: Path):
         from fgdiag.logs.follow import Follower
-        from fgdiag.logs.session import LogSession
+        from fgdiag.session import LogSession
         from fgdiag.targets import get_profile
 
         if name not in self._runs:

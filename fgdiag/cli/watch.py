@@ -141,8 +141,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Follow a training log like tail -F and judge it live: losses against chance and targets, logit
         scales, logit ranges, memory bank, findings."""
-        from fgdiag.logs.session import LogReadError, LogSession, read_log, resolve
         from fgdiag.render.summary import summary_dict
+        from fgdiag.session import LogReadError, LogSession, read_log, resolve
 
         profile = load_targets(targets)
         if log.name.endswith(".json") and not once and not as_json:
@@ -184,7 +184,7 @@ def register(app: typer.Typer) -> None:
 def _follow_plain(
     session: Any, log: Path, interval: float, max_seconds: float | None, stop_at_end: bool
 ) -> None:
-    from fgdiag.render.lines import format_step_summary
+    from fgdiag.wire import format_step_summary
 
     printed: set[int] = set()
     caught_up = False

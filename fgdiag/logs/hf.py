@@ -1,9 +1,12 @@
 """transformers Trainer output: the logged dict lines, the final `train_runtime` line, tqdm bars and
-`trainer_state.json`.
+`trainer_state.json`; `HfParser` attributes dict lines to optimizer steps.
 
 Dict lines are Python reprs (`{'loss': 2.3, 'grad_norm': nan}`) or JSON; values may be `nan`, `inf`,
 `np.float64(1.2)` or `tensor(...)`. A linear scan for `'key': value` pairs reads them without eval;
 `json.loads` and then `ast.literal_eval` (short lines only) are fallbacks for shapes the scan rejects.
+
+Steps: our `[fgdiag] step N` line just before a dict line names its step; else the training bar's position
+when it moved since the last dict line; else logging lines x logging_steps (or a plain count, with a note).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import re
 from typing import Any
 
 from fgdiag import events as ev
+from fgdiag.logs.sink import LogSink
 from fgdiag.logs.values import NotANumber, to_float
 
 # a key in quotes followed by a colon; values are whatever lies between two keys
@@ -168,3 +172,68 @@ def read_trainer_state(
         if line.metrics:
             rows.append((int(entry["step"]), line.metrics))
     return info, rows, end
+
+
+STEP_NOTE = (
+    "Trainer dict lines without a progress bar: steps are logging-line numbers, not optimizer steps "
+    "(pass --logging-steps)"
+)
+
+
+class HfParser:
+    """Trainer dict lines and the training bar; the bar's total is the planned steps."""
+
+    def __init__(self, sink: LogSink, logging_steps: int | None = None) -> None:
+        self.sink = sink
+        self.logging_steps = logging_steps
+        self.bar_total: int | None = None
+        self.bar_n: int | None = None
+        self.dict_lines = 0
+        self.last_step: int | None = None
+
+    def dict_line(self, text: str) -> bool:
+        """A Trainer dict (text starts at `{`): metrics at its step, or the train_runtime end line."""
+        parsed = parse_dict_line(text)
+        if parsed is None:
+            return False
+        sink = self.sink
+        sink.formats.add("hf-trainer")
+        sink.settle()
+        if parsed.metrics:
+            self.dict_lines += 1
+            step = self.step()
+            sink.at(step)
+            self.last_step = step
+            for name, value in parsed.metrics.items():
+                sink.put(name, float("nan") if value is None else value)
+        if parsed.end is not None:
+            sink.event(ev.event_record(sink.step, ev.EVENT_TRAIN_END, "training finished", parsed.end))
+        return True
+
+    def step(self) -> int:
+        """The step of the dict line being read (see the module docstring)."""
+        every, last, ours = self.logging_steps, self.last_step, self.sink.announced
+        if ours is not None and (last is None or ours > last):
+            return ours  # our runtime layer printed `[fgdiag] step N` just before the Trainer's dict line
+        if self.bar_n is not None and (last is None or self.bar_n > last):
+            n = self.bar_n
+            if every and n % every and (n + 1) % every == 0:
+                n += 1  # the bar was drawn just before the step it logs
+            return n
+        if every:
+            return (last or 0) + every if last is not None else self.dict_lines * every
+        if STEP_NOTE not in self.sink.notes:
+            self.sink.notes.append(STEP_NOTE)
+        return (last or 0) + 1
+
+    def bar(self, n: int, total: int) -> None:
+        """A training bar at n/total moves the current step (labelled bars are filtered by `last_bar`)."""
+        sink = self.sink
+        if self.bar_total is None and total > 1:
+            self.bar_total = total
+            sink.run_info.setdefault("planned_steps", total)
+            sink.formats.add("tqdm")
+        if total == self.bar_total:
+            self.bar_n = n
+            if n > sink.step:
+                sink.at(n)

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from fgdiag import events as ev
+from fgdiag.facts import CLIP_FROM_SCRATCH_SCALE, LN_100
 
-LN_100 = math.log(100.0)
 FIGSIZE = (8.0, 4.5)
 DPI = 100
 COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
@@ -127,7 +127,7 @@ def _scales(ax: Any, runs: Mapping[str, Any], targets: Any) -> None:
             if x:
                 ax.plot(x, y, color=_color(i), ls=HEAD_STYLES[head], lw=1.3, label=_label(run, head, many))
     ax.axhline(LN_100, color="grey", lw=0.8, ls="-.", label="clamp ln 100")
-    ax.axhline(2.6592, color="grey", lw=0.6, ls=":", label="CLIP init ln(1/0.07)")
+    ax.axhline(CLIP_FROM_SCRATCH_SCALE, color="grey", lw=0.6, ls=":", label="CLIP init ln(1/0.07)")
     ax.set_ylabel("raw logit scale (log space)")
 
 

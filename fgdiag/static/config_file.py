@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from fgdiag.static.values import ConfigValues, Field, InputError
+from fgdiag.facts.values import ConfigValues, Field, InputError
 
 try:
     import tomllib

@@ -11,10 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fgdiag.checkpoints import CHECKPOINT_DIR, CheckpointInfo, list_checkpoints, read_checkpoint, weight_files
+from fgdiag.facts.checkpoint import CHECKPOINT_DIR, CheckpointInfo
+from fgdiag.facts.values import ConfigValues, InputError
+from fgdiag.static.checkpoints import list_checkpoints, read_checkpoint, weight_files
 from fgdiag.static.config_file import looks_like_model_config, parse_text, read_config_file
 from fgdiag.static.shell_script import ScriptInfo, read_script
-from fgdiag.static.values import ConfigValues, InputError
 
 WEIGHT_SUFFIXES = {".safetensors", ".bin", ".pt", ".pth"}
 SCRIPT_SUFFIXES = {".sh", ".bash"}

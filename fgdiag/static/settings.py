@@ -10,16 +10,15 @@ where it came from, so a finding can cite a line or state the assumption it rest
 from __future__ import annotations
 
 import json
-import math
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from fgdiag.checkpoints import CheckpointInfo
-from fgdiag.static.values import ConfigValues, Field, as_bool, as_float, as_int
+from fgdiag.facts import CLIP_FROM_SCRATCH_SCALE, LN_100
+from fgdiag.facts.aliases import HEAD_INIT_KEYS
+from fgdiag.facts.checkpoint import CheckpointInfo
+from fgdiag.facts.settings import Settings
+from fgdiag.facts.values import ConfigValues, Field, as_bool, as_float, as_int
 
-LN_100 = math.log(100.0)
-CLIP_INIT = 2.6592
 HF_DEFAULTS = {
     "per_device_train_batch_size": 8,
     "gradient_accumulation_steps": 1,
@@ -42,56 +41,9 @@ UPSTREAM_MARKERS = {
     "base_seq_length",
     "max_anns",
 }
-HEAD_KEYS = {
-    "logit_scale_finegrained": (
-        "finegrained_logit_scale_init",
-        "logit_scale_finegrained_init",
-        "logit_scale_finegraind_init",
-        "region_logit_scale_init",
-    ),
-    "logit_scale_hardneg": ("hardneg_logit_scale_init", "logit_scale_hardneg_init"),
-}
 PRETRAINED_NAME = re.compile(r"(?i)(clip|^vit-[bhlg]|^rn\d|openai|laion|fg-clip)")
 FORK_BANK = 128
 FORK_WARMUP_FORWARDS = 200
-
-
-@dataclass
-class Settings:
-    """Effective values (Fields) of one planned run; `notes` record every assumption made on the way."""
-
-    dialect: str  # fgclip | fork | upstream
-    anchor: str  # the file findings about defaults point at
-    values: ConfigValues
-    entry: str = ""  # the launched training script or module, when a shell script was read
-    source: Field | None = None  # model_name_or_path
-    source_info: CheckpointInfo | None = None
-    source_scale: Field | None = None  # global logit scale of the pretrained source (raw)
-    global_init: Field | None = None  # global init when training from scratch
-    heads: dict[str, Field] = field(default_factory=dict)  # head -> initial raw scale
-    clamp: Field | None = None  # value None: no clamp
-    decayed: Field | None = None  # value: why the scales are decayed
-    frozen: Field | None = None  # value: why the scales are frozen / missing
-    bank_size: Field | None = None
-    bank_effective: int | None = None
-    warmup: Field | None = None
-    warmup_unit: str = "optimizer"  # optimizer | forward
-    fields: dict[str, Field] = field(default_factory=dict)  # batch, accum, world_size, lr, ... (Fields)
-    new_heads: list[str] = field(default_factory=list)
-    boxes_per_sample: int = 4
-    targets: list[tuple[int | None, float, str]] = field(
-        default_factory=list
-    )  # (step, region loss, location)
-    bank_active_by: tuple[int, str] | None = None  # (optimizer step, location) from a target profile
-    notes: list[str] = field(default_factory=list)
-
-    def number(self, name: str) -> float | None:
-        f = self.fields.get(name)
-        return None if f is None else as_float(f)
-
-    def integer(self, name: str) -> int | None:
-        f = self.fields.get(name)
-        return None if f is None else as_int(f)
 
 
 def detect_dialect(values: ConfigValues, entry: str = "") -> str:
@@ -145,14 +97,16 @@ def _source(settings: Settings) -> None:
             "assumed to be 4.6052 (ln 100), as in every released CLIP checkpoint"
         )
     glob = _first(values, ("global_logit_scale_init", "logit_scale_init_value"))
-    settings.global_init = glob or _assumed(anchor, "logit_scale_init_value", CLIP_INIT, "CLIPConfig default")
+    settings.global_init = glob or _assumed(
+        anchor, "logit_scale_init_value", CLIP_FROM_SCRATCH_SCALE, "CLIPConfig default"
+    )
 
 
 def _heads(settings: Settings) -> None:
     """Initial region / hard-negative scales: explicit fields win, else what each dialect's train() does."""
     values, anchor, dialect = settings.values, settings.anchor, settings.dialect
     init = values.get("logit_scale_init_value")
-    for head, keys in HEAD_KEYS.items():
+    for head, keys in HEAD_INIT_KEYS.items():
         explicit = _first(values, keys)
         if explicit is not None:
             settings.heads[head] = explicit
@@ -180,7 +134,7 @@ def _heads(settings: Settings) -> None:
             )
         elif dialect == "upstream":
             settings.heads[head] = init or _assumed(
-                anchor, head, CLIP_INIT, "CLIPConfig default logit_scale_init_value"
+                anchor, head, CLIP_FROM_SCRATCH_SCALE, "CLIPConfig default logit_scale_init_value"
             )
         else:
             settings.heads[head] = _assumed(anchor, head, LN_100, "FGCLIPConfig default (ln 100)")

@@ -13,7 +13,7 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fgdiag.static.values import ConfigValues, Field, InputError
+from fgdiag.facts.values import ConfigValues, Field, InputError
 
 PYTHON = re.compile(r"^python(\d(\.\d+)?)?$")
 WRAPPERS = {"nohup", "exec", "time", "env", "stdbuf", "srun", "numactl"}

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 from fgdiag import events as ev
-from fgdiag.render.lines import format_logit_scale, format_memory_bank_enabled, format_step_summary
+from fgdiag.wire import format_logit_scale, format_memory_bank_enabled, format_step_summary
 
 
 def mojibake(text: str, errors: str = "ignore") -> str:

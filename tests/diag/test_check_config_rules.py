@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from fgdiag.check import check_paths
 from fgdiag.diagnostic import Severity
-from fgdiag.static import check_paths
 
 try:
     from .fixtures_check_config import builders as b

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fgdiag.check import check_paths
 from fgdiag.diagnostic import Severity, exit_code
-from fgdiag.static import check_paths
 
 try:
     from .fixtures_check_config import builders as b

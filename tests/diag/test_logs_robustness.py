@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from logs_fixtures import mojibake, vad_group
 
 from fgdiag.logs.reader import MAX_LINE, LogReader
-from fgdiag.logs.session import LogSession
+from fgdiag.session import LogSession
 
 GOOD = [
     "{'loss': 1.5, 'grad_norm': 2.0, 'learning_rate': 1e-05, 'epoch': 0.1}",

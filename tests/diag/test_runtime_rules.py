@@ -9,8 +9,8 @@ import pytest
 
 from fgdiag import events as ev
 from fgdiag.diagnostic import Severity
-from fgdiag.rules.registry import load_all
-from fgdiag.rules.runtime_rules import RUNTIME_CODES, RuleEngine, RuleParams
+from fgdiag.rules.engine import RuleEngine, RuleParams
+from fgdiag.rules.registry import codes_of, load_all
 from fgdiag.targets import get_profile
 
 H = ev.head_metric
@@ -83,7 +83,8 @@ def test_runtime_rules_healthy_short_run_logging_every_10_steps():
 
 def test_runtime_rules_every_code_is_registered():
     rules = load_all()
-    assert all(code in rules for code in RUNTIME_CODES)
+    assert all(code in rules for code in codes_of("runtime"))
+    assert len(codes_of("runtime")) == 12
 
 
 def test_runtime_rules_fgd101_region_scale_at_clip_init():
@@ -298,7 +299,7 @@ def test_runtime_rules_windows_scale_with_run_length():
     assert RuleEngine({}, params=RuleParams(window_min_points=30)).window_points() == 30
 
 
-@pytest.mark.parametrize("code", RUNTIME_CODES)
+@pytest.mark.parametrize("code", codes_of("runtime"))
 def test_runtime_rules_docs_have_four_sections(code):
     rule = load_all()[code]
     assert rule.what and rule.why and rule.example and rule.fix

@@ -171,8 +171,8 @@ def test_watch_follow_latency_and_stop_at_end(tmp_path):
 
 def test_watch_run_dir_events_with_recorded_findings(tmp_path):
     from fgdiag import events as ev
+    from fgdiag.rules.engine import RuleEngine
     from fgdiag.rules.registry import get
-    from fgdiag.rules.runtime_rules import RuleEngine
 
     folder = tmp_path / "run" / "fgdiag"
     folder.mkdir(parents=True)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from fgdiag.static.settings import Settings
-from fgdiag.static.values import as_float, as_int
+from fgdiag.facts.settings import Settings
+from fgdiag.facts.values import as_float, as_int
 
 
 def planned_steps(

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fgdiag.checkpoints import CHECKPOINT_DIR
 from fgdiag.diagnostic import Finding
+from fgdiag.facts.checkpoint import CHECKPOINT_DIR
 
 QUARANTINE_DIR = "quarantine"
 MANIFEST = "MANIFEST.json"

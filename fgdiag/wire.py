@@ -1,4 +1,4 @@
-"""Our human log lines: the one place that formats them and parses them back.
+"""The wire format of our human log lines, beside `events.py` (the JSONL one): it formats them and parses them.
 
 The live training callback prints these lines and `fgdiag watch` reads them, so both sides must use this
 module: a format change here changes the parser in the same edit. Three lines exist:
@@ -19,18 +19,11 @@ import re
 from collections.abc import Callable, Mapping
 
 from fgdiag import events as ev
+from fgdiag.facts.aliases import head_of
 
-# head name in events.py -> label printed in the logit-scale line (the fork's spelling for the region head)
+# head name -> label printed in the logit-scale line (the fork's spelling for the region head); read back
+# through fgdiag.facts.aliases.HEAD_ALIASES, which also knows the fork's other spellings
 HEAD_LABELS = {"global": "global", "region": "finegrained", "hardneg": "hardneg"}
-LABEL_HEADS = {
-    "global": "global",
-    "finegrained": "region",
-    "finegraind": "region",
-    "region": "region",
-    "hardneg": "hardneg",
-    "hard_negative": "hardneg",
-    "hard": "hardneg",
-}
 
 LOGIT_SCALE_RE = re.compile(r"logit_scale \((\w+)\): *([-+\w.]+)(?: *\(exp=([-+\w.]+)\))?")
 MB_ENABLED_RE = re.compile(r"\[Memory Bank\].*?@ training_step (\d+)(?: \(candidates (\d+) -> (\d+)\))?")
@@ -56,6 +49,21 @@ def format_logit_scale(head: str, raw: float) -> str:
     except (TypeError, OverflowError):
         scale = float("nan")
     return f"logit_scale ({label}): {_num(raw, '.6f')} (exp={_num(scale, '.4f')})"
+
+
+def parse_logit_scale(line: str) -> tuple[str, float, float] | str:
+    """(head, raw, exp) of a logit-scale line (ours or the fork's spelling), or why it does not parse."""
+    m = LOGIT_SCALE_RE.search(line)
+    if m is None:
+        return line
+    head = head_of(m.group(1))
+    if head is None:
+        return f"unknown head {m.group(1)!r}"
+    try:
+        raw = float(m.group(2))
+        return head, raw, float(m.group(3)) if m.group(3) else math.exp(raw)
+    except (ValueError, OverflowError):
+        return line
 
 
 def format_memory_bank_enabled(

@@ -1,4 +1,5 @@
-"""A log being read and judged: reader + RuleEngine + the accumulated rows, events and findings.
+"""A log being read and judged: the reader (fgdiag.logs) joined with the rules (fgdiag.rules.engine), above
+both, with the accumulated rows, events and findings.
 
 `watch` feeds it bytes as the file grows; `read_log` feeds it a whole file. Both get the same judgement.
 The pandas frame is built only when `LogRead.metrics` is first touched, so `watch --json` never imports pandas.
@@ -16,7 +17,7 @@ from fgdiag import events as ev
 from fgdiag.diagnostic import Finding, Severity
 from fgdiag.logs import hf
 from fgdiag.logs.reader import LogReader
-from fgdiag.rules.runtime_rules import RuleEngine, RuleParams
+from fgdiag.rules.engine import RuleEngine, RuleParams
 
 CHUNK = 1 << 22
 
@@ -122,8 +123,7 @@ class LogSession:
 
     def reset_partial(self) -> None:
         """The file was truncated or replaced: drop a half-read line (rows already read stay)."""
-        self.reader._pending = b""
-        self.reader._skip_to_newline = False
+        self.reader.reset_partial()
 
     def feed_rows(
         self,
@@ -134,7 +134,7 @@ class LogSession:
         """Rows that come with their steps (trainer_state.json)."""
         if info:
             self.reader.run_info.update(info)
-        self.engine.run_info.update(self.run_info())
+        self.engine.update_info(self.run_info())
         new: list[Finding] = []
         for step, row in rows:
             self.rows.setdefault(step, {}).update(row)
@@ -150,11 +150,11 @@ class LogSession:
         out = self.reader.drain_ordered()
         if not out and not self.reader.recorded_findings:
             return []
-        self.engine.run_info.update(self.run_info())
+        self.engine.update_info(self.run_info())
         new: list[Finding] = []
         if self.reader.recorded_findings:
-            new += self._add(self.reader.recorded_findings)
-            self.reader.recorded_findings = []
+            new += self._add(list(self.reader.recorded_findings))
+            self.reader.recorded_findings.clear()
         for kind, item in out:
             if kind == "event":
                 self.events.append(item)

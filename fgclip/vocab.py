@@ -1,0 +1,89 @@
+"""The shared vocabulary of fgclip and fgdiag: logit-scale constants, head names and statistics keys.
+
+fgclip owns these names (its model writes them into `FGCLIPOutput.stats`, its config uses the constants);
+fgdiag imports them from here, so a key renamed in the model is renamed for the diagnostics in the same
+edit. This module must stay free of torch and transformers: `fgdiag watch` imports it to read logs.
+"""
+
+from __future__ import annotations
+
+import math
+
+# --- logit scales (raw, log space) -------------------------------------------------------------------------
+LN_100 = math.log(100.0)  # 4.6052: the scale of every released CLIP checkpoint, and open_clip's clamp
+LN_100_TOLERANCE = 0.02  # bf16 stores ln 100 as 4.59375
+CLIP_FROM_SCRATCH_SCALE = 2.6592  # ln(1/0.07): CLIP's init for a model trained from scratch
+CLIP_FROM_SCRATCH_TOLERANCE = 0.01  # bf16 stores 2.6592 as 2.65625 (0.003 away)
+
+
+def is_ln100(raw: float) -> bool:
+    """ln 100 as saved in fp32 (4.60517), to four decimals (4.6052) or in bf16 (4.59375)."""
+    return abs(raw - LN_100) <= LN_100_TOLERANCE
+
+
+def is_clip_from_scratch(raw: float) -> bool:
+    """CLIP's from-scratch ln(1/0.07) = 2.6592, also its bf16 rounding 2.65625."""
+    return abs(raw - CLIP_FROM_SCRATCH_SCALE) <= CLIP_FROM_SCRATCH_TOLERANCE
+
+
+# --- heads -------------------------------------------------------------------------------------------------
+GLOBAL, REGION, HARDNEG = "global", "region", "hardneg"
+HEADS = (GLOBAL, REGION, HARDNEG)
+# head -> the parameter holding its raw logit scale (our spelling; foreign ones are aliases in fgdiag.facts)
+SCALE_PARAMS = {
+    GLOBAL: "logit_scale",
+    REGION: "logit_scale_finegrained",
+    HARDNEG: "logit_scale_hardneg",
+}
+
+# --- statistics keys of FGCLIPOutput.stats -----------------------------------------------------------------
+# per head: the model writes `<key>/<head>` (head in HEADS)
+LOGIT_SCALE = "logit_scale"  # raw, log space
+LOGIT_SCALE_EXP = "logit_scale_exp"  # exp(raw) = 1/temperature
+LOGITS_MIN, LOGITS_MAX, LOGITS_MEAN, LOGITS_STD = "logits_min", "logits_max", "logits_mean", "logits_std"
+POS_MEAN, NEG_MEAN = "pos_logit_mean", "neg_logit_mean"
+COS_STD = "cos_std"  # spread of cosines across the logits matrix (collapse when tiny)
+CANDIDATES = "candidates"  # K: softmax candidates per query
+CHANCE = "chance"  # ln K
+HEAD_LOSS = "head_loss"  # unweighted loss of the head
+LOSS_FLOOR = "loss_floor"  # ln(1 + (K-1) exp(-(pos - neg))) with the current spread
+HEAD_STATS = (
+    LOGIT_SCALE,
+    LOGIT_SCALE_EXP,
+    LOGITS_MIN,
+    LOGITS_MAX,
+    LOGITS_MEAN,
+    LOGITS_STD,
+    POS_MEAN,
+    NEG_MEAN,
+    COS_STD,
+    CANDIDATES,
+    CHANCE,
+    HEAD_LOSS,
+    LOSS_FLOOR,
+)
+# memory bank (written whole, no head suffix): `memory_bank/<key>`
+MEMORY_BANK = "memory_bank"
+MB_ACTIVE = "memory_bank/active"
+MB_ACTIVATED_STEP = "memory_bank/activated_step"
+MB_FILL = "memory_bank/fill"
+MB_PTR = "memory_bank/ptr"
+MB_OLDEST_AGE = "memory_bank/oldest_age"
+MB_DUP_SHARE = "memory_bank/duplicate_share"
+MB_KEY_NORM_MIN = "memory_bank/key_norm_min"
+MB_KEY_NORM_MAX = "memory_bank/key_norm_max"
+MB_SIZE = "memory_bank/size"  # queue capacity (the callback adds it; fill counts the filled entries)
+# regions and boxes of the batch
+REGIONS_VALID = "regions/valid"
+REGIONS_ZERO_NORM = "regions/zero_norm"
+REGIONS_NONFINITE = "regions/nonfinite"
+BOXES_DROPPED = "boxes/dropped"
+GLOBAL_SHORT_LOSS = "head_loss/global_short"  # the short-caption global loss when long captions also train
+
+# weighted loss parts the model returns in `FGCLIPOutput.losses`
+LOSS_PARTS = ("global_long_loss", "global_short_loss", "region_loss", "hard_negative_loss")
+
+
+def head_metric(key: str, head: str) -> str:
+    """`<per-head key>/<head>`, the name a head's statistic carries in stats, events and logs."""
+    return f"{key}/{head}"

@@ -1,0 +1,290 @@
+"""FGD6xx, loss trends, chance level and targets: docs and the runtime checks (region loss at or above chance
+ln K over a window, embedding collapse, the target profile's points).
+
+Chance is ln K_t with K_t the candidates of each logging step: K changes when the memory bank switches on,
+so a fixed ln K would call a healthy run "at chance" before the bank and "learning" after it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from fgdiag import events as ev
+from fgdiag.facts import REGION
+from fgdiag.rules.engine import SERIES_CAP, Check, Row, RuleEngine, finite
+from fgdiag.rules.registry import register, runtime_check
+
+register(
+    "FGD601",
+    "region-loss-at-chance",
+    "error",
+    what="The region loss stays within 2 % of chance level ln K for a window after warm-up.",
+    why="At chance the region head learns nothing; K changes when the bank activates, so the line is ln K_t.",
+    example="region_loss 1.386 for 200 steps with K = 4",
+    fix="Check the region scale (FGD101), boxes (FGD301) and pairing of boxes and captions.",
+)
+register(
+    "FGD602",
+    "region-loss-above-chance",
+    "error",
+    what="The region loss sits above chance level ln K for a window.",
+    why="Above chance means the targets point to the wrong column (misaligned labels) or negatives are duplicates "
+    "of the positive.",
+    example="region_loss 5.1 with K = 132 (ln K = 4.88)",
+    fix="Check the pairing of boxes and captions and mask duplicate captions in the queue.",
+)
+register(
+    "FGD603",
+    "embedding-collapse",
+    "warning",
+    what="All pairs sit at nearly the same cosine (narrow cosine spread) or logits are nearly constant per row.",
+    why="Collapsed embeddings carry no information and the loss cannot go below chance.",
+    example="cosine std 0.002 across the logits matrix",
+    fix="Lower the learning rate, check the temperature and that features are not detached.",
+)
+register(
+    "FGD604",
+    "target-missed",
+    "error",
+    what="A point of the target profile (region loss below X at step N) was missed.",
+    why="The profile is what a healthy run reaches with margin; missing it means the run is off track.",
+    example="ucf profile: region loss < 1.0 @ 50, seen 1.38",
+    fix="Look at the other findings at that step; compare with fgdiag run --compare seed.",
+)
+
+REGION_LOSS = ev.head_metric(ev.HEAD_LOSS, REGION)
+WEIGHTED_REGION_LOSS = "region_loss"
+REGION_CHANCE = ev.head_metric(ev.CHANCE, REGION)
+REGION_K = ev.head_metric(ev.CANDIDATES, REGION)
+
+
+@runtime_check
+class RegionLossVsChance(Check):
+    """FGD601 (within 2 % of chance ln K_t over a window) and FGD602 (above chance on most of a window)."""
+
+    codes = ("FGD601", "FGD602")
+    reads = (REGION_LOSS, WEIGHTED_REGION_LOSS)
+    CHANCE_REL_TOL = 0.02  # A1: |loss - ln K| < 2 % ln K
+    ABOVE_MARGIN = 0.1  # A2: loss > ln K + 0.1
+    ABOVE_SHARE = 0.8
+
+    def __init__(self, engine: RuleEngine) -> None:
+        super().__init__(engine)
+        self.points: list[tuple[int, float, float]] = []  # (step, unweighted region loss, ln K)
+
+    def _point(self, step: int, m: Row) -> str | None:
+        """Record (step, region loss, ln K) of this row; returns why it cannot, if it cannot."""
+        info = self.engine.run_info
+        loss = m.get(REGION_LOSS)
+        if loss is None:
+            weighted, weight = m.get(WEIGHTED_REGION_LOSS), info.get("region_loss_weight")
+            if weighted is None:
+                return "no region head loss in this log"
+            if not (finite(weight) and weight > 0):
+                return "the log has only the weighted region_loss; pass the region_loss_weight run info"
+            loss = weighted / weight
+        chance = m.get(REGION_CHANCE)
+        if not finite(chance):
+            k = m.get(REGION_K)
+            if not finite(k):
+                k = info.get("candidates")
+            if not finite(k):
+                return "no candidate count in this log; pass --candidates"
+            chance = math.log(k) if k > 1 else None
+        if (
+            chance is None or chance <= 0 or not math.isfinite(loss) or loss == 0.0
+        ):  # 0.0: the fork's "no region"
+            return None
+        pts = self.points
+        if pts and pts[-1][0] == step:
+            pts[-1] = (step, loss, chance)
+        else:
+            pts.append((step, loss, chance))
+            if len(pts) > 2 * SERIES_CAP:
+                del pts[:SERIES_CAP]
+        return None
+
+    def observe(self, step: int, m: Row) -> None:
+        e = self.engine
+        reason = self._point(step, m)
+        if reason:
+            if not self.points:  # other rows had what this one lacks
+                e.why("FGD601", reason)
+                e.why("FGD602", reason)
+            return
+        if not e.heavy:
+            return
+        w, warm = e.window, e.warm
+        pts = [pt for pt in self.points[-w:] if pt[0] > warm]
+        if len(pts) < w:
+            why = f"fewer than {w} logging points with a region loss after warm-up (step {e.warmup_end()})"
+            e.why("FGD601", why)
+            e.why("FGD602", why)
+            return
+        e.judge("FGD601", "FGD602")
+        ratio_sum = loss_sum = c_sum = 0.0
+        above = 0
+        margin = self.ABOVE_MARGIN
+        for _s, v, c in pts:
+            ratio_sum += v / c
+            loss_sum += v
+            c_sum += c
+            above += v > c + margin
+        ratio = ratio_sum / w
+        lo, hi = pts[0][0], pts[-1][0]
+        mean_loss, mean_c = loss_sum / w, c_sum / w
+        if e.gate("FGD601", abs(ratio - 1.0) < self.CHANCE_REL_TOL):
+            e.emit(
+                "FGD601",
+                f"region loss {mean_loss:.4f} is within {abs(ratio - 1) * 100:.1f} % of chance ln K_t over steps "
+                f"{lo}-{hi} (mean ln K {mean_c:.4f}, K ~ {math.exp(mean_c):.0f})",
+                step,
+                evidence={"loss": mean_loss, "chance": mean_c, "from": lo, "to": hi},
+            )
+        excess = mean_loss - mean_c
+        if e.gate("FGD602", excess > margin and above >= self.ABOVE_SHARE * w):
+            e.emit(
+                "FGD602",
+                f"region loss {mean_loss:.4f} is above chance ln K_t by {excess:.2f} on {above} of {w} logging "
+                f"steps {lo}-{hi} (mean ln K {mean_c:.4f})",
+                step,
+                evidence={"loss": mean_loss, "chance": mean_c, "from": lo, "to": hi},
+            )
+
+
+@runtime_check
+class Collapse(Check):
+    """FGD603: a tiny cosine spread (or logits std) on consecutive points while the head stays at chance."""
+
+    codes = ("FGD603",)
+    reads = (ev.COS_STD + "/", ev.LOGITS_STD + "/")
+    keeps = (ev.COS_STD + "/", ev.LOGITS_STD + "/", ev.LOSS_OVER_CHANCE + "/")
+    absent = "no cos_std or logits_std in this log"
+    COS_STD_MIN = 0.005  # collapse: cosine spread / logits std nearly zero
+    LOGITS_STD_MIN = 0.05
+    POINTS = 3
+    CHANCE_SHARE = 0.9  # ...and only while the head's loss stays >= 90 % of ln K
+    NAMES = tuple((h, b, ev.head_metric(b, h)) for h in ev.HEADS for b in (ev.COS_STD, ev.LOGITS_STD))
+
+    def observe(self, step: int, m: Row) -> None:
+        e = self.engine
+        for head, base, name in self.NAMES:
+            if m.get(name) is None:
+                continue
+            if step <= e.warm:
+                e.why("FGD603", "the log ends inside the warm-up")
+                continue
+            e.judge("FGD603")
+            limit = self.COS_STD_MIN if base == ev.COS_STD else self.LOGITS_STD_MIN
+            pts = e.series[name].values[-self.POINTS :]
+            tiny = len(pts) >= self.POINTS and all(math.isfinite(v) and v < limit for v in pts)
+            # a tight spread is collapse only while the head stays at chance and stops improving over a whole
+            # window; early in training (tiny models, small batches) spreads are tight but the loss falls
+            ratio = e.series.get(ev.head_metric(ev.LOSS_OVER_CHANCE, head))
+            if tiny and ratio is not None and ratio.values:
+                w = max(self.POINTS, e.window)
+                recent = [v for v in ratio.values[-w:] if math.isfinite(v)]
+                tiny = (
+                    len(recent) >= w
+                    and min(recent) >= self.CHANCE_SHARE
+                    and recent[0] - recent[-1] < 0.05 * recent[0]
+                )
+            if e.gate(f"FGD603/{name}", tiny):
+                e.emit(
+                    "FGD603",
+                    f"{base} of the {head} head is {pts[-1]:.4g} (< {limit:g}) on the last {len(pts)} logging "
+                    "steps: embeddings collapsed or logits constant",
+                    step,
+                    evidence={"metric": name, "value": pts[-1]},
+                )
+
+
+@runtime_check
+class Targets(Check):
+    """FGD604: each point of the target profile, judged on the metric smoothed over the steps before it, and
+    the profile's starting logit scale."""
+
+    codes = ("FGD604",)
+    SMOOTH_FRACTION = 0.1  # a target point is judged on the mean over the last 10 % of its step
+
+    def __init__(self, engine: RuleEngine) -> None:
+        super().__init__(engine)
+        t = engine.targets
+        self.done: set[int] = set()
+        self.scale_done: set[str] = set()
+        self.keeps = tuple(cp.metric for cp in t.checkpoints) if t is not None else ()
+        self.every_row = t is not None
+        if t is None:
+            engine.why("FGD604", "no target profile; pass --targets")
+
+    def observe(self, step: int, m: Row) -> None:
+        e, t = self.engine, self.engine.targets
+        if t.logit_scale is not None and len(self.scale_done) < len(ev.HEADS):
+            self._scale(step, m, t)
+        for i, cp in enumerate(t.checkpoints):
+            if i in self.done or step < cp.step:
+                continue
+            series = e.series.get(cp.metric)
+            if series is None:
+                if cp.metric not in m:
+                    e.why("FGD604", f"target {cp.describe()} needs {cp.metric}, absent from this log")
+                continue
+            self.done.add(i)
+            span = max(2 * e.interval(), self.SMOOTH_FRACTION * cp.step)
+            vals = [v for _s, v in series.since(cp.step - span) if math.isfinite(v) and v != 0.0]
+            if not vals:
+                continue
+            e.judge("FGD604")
+            smoothed = sum(vals) / len(vals)
+            passed = cp.passes(smoothed)
+            e.target_results.append(
+                {
+                    "metric": cp.metric,
+                    "step": cp.step,
+                    "threshold": cp.threshold,
+                    "below": cp.below,
+                    "value": smoothed,
+                    "passed": passed,
+                    "judged_at": step,
+                }
+            )
+            if not passed:
+                e.emit(
+                    "FGD604",
+                    f"target missed: {cp.describe()} (profile {t.name}); smoothed value {smoothed:.4f} over "
+                    f"steps {max(0, int(cp.step - span))}-{step}",
+                    step,
+                    evidence={
+                        "metric": cp.metric,
+                        "target": cp.threshold,
+                        "value": smoothed,
+                        "checkpoint": cp.step,
+                    },
+                )
+
+    def _scale(self, step: int, m: Row, t: Any) -> None:
+        e = self.engine
+        for head, value in e.raw_scales(m).items():
+            if head in self.scale_done:
+                continue
+            self.scale_done.add(head)
+            e.judge("FGD604")
+            if abs(value - t.logit_scale) > t.logit_scale_tolerance:
+                e.emit(
+                    "FGD604",
+                    f"{head} logit scale starts at {value:.6f}; target profile {t.name} expects "
+                    f"{t.logit_scale:.4f} +- {t.logit_scale_tolerance:g}",
+                    step,
+                    evidence={"head": head, "raw": value, "target": t.logit_scale},
+                )
+
+    def finish(self) -> None:
+        e, t = self.engine, self.engine.targets
+        if t is None or e.last_step is None:
+            return
+        for i, cp in enumerate(t.checkpoints):
+            if i not in self.done and cp.step > e.last_step:
+                e.extra_not_judged[f"FGD604@{cp.step}:{cp.metric}"] = (
+                    f"FGD604: target {cp.describe()} not judged: the log ends at step {e.last_step}"
+                )

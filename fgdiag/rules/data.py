@@ -1,0 +1,162 @@
+"""FGD3xx, data and boxes: docs, static checks over the data audit (invalid boxes, repeated captions) and the
+runtime checks over region features and candidate counts."""
+
+from __future__ import annotations
+
+import math
+
+from fgdiag import events as ev
+from fgdiag.diagnostic import Finding
+from fgdiag.facts import REGION
+from fgdiag.facts.audit import invalid_counts, repeated_captions
+from fgdiag.facts.run import RunFacts
+from fgdiag.facts.values import Field, as_bool
+from fgdiag.rules.engine import Check, Row, finite
+from fgdiag.rules.registry import get, register, runtime_check, static_check
+
+register(
+    "FGD301",
+    "invalid-boxes-or-region-features",
+    "warning",
+    what="Invalid boxes above a threshold in the data (zero area, inverted, out of range, non-finite), or zero-norm "
+    "/ non-finite region features in a batch.",
+    why="RoIAlign returns zeros for empty boxes; zero features normalise to NaN or a constant and poison the "
+    "region loss and the queue.",
+    example="a box [0.4, 0.4, 0.4, 0.6] (zero width)",
+    fix="Validate boxes with a policy (drop, clip or error) and audit the data: fgdiag data-audit DATA.",
+)
+register(
+    "FGD302",
+    "repeated-captions",
+    "warning",
+    what="Captions repeated so often that they become false negatives in contrastive losses.",
+    why="Two regions with the same caption are pushed apart; the loss floor rises above what targets assume.",
+    example="'People and vehicles pass on city streets.' 36 times among 1,559 records",
+    fix="De-duplicate captions or mask equal captions among negatives (memory_bank_mask_duplicates).",
+)
+
+FALSE_NEGATIVE_SHARE = 0.05  # expected copies of a caption among one query's negatives that count
+DUPLICATE_SHARE_MAX = 0.5  # D5: most queued entries share the positive's caption
+REGION_K = ev.head_metric(ev.CANDIDATES, REGION)
+
+
+# --- static ------------------------------------------------------------------------------------------------
+@static_check("FGD301")
+def invalid_boxes(facts: RunFacts) -> list[Finding]:
+    """Invalid boxes in the audited data above the --max-invalid-ratio threshold."""
+    if facts.data_report is None:
+        return []
+    invalid, boxes, ratio = invalid_counts(facts.data_report)
+    limit = facts.max_invalid_ratio
+    if ratio is None or ratio <= limit:
+        return []
+    counts = f"{invalid} of {boxes} boxes, " if invalid is not None and boxes else ""
+    return [
+        get("FGD301").finding(
+            f"invalid boxes: {counts}{100 * ratio:.1f} % (threshold {100 * limit:.1f} %, "
+            "--max-invalid-ratio); fgdiag data-audit lists them",
+            location=facts.data_location,
+            evidence={"invalid_ratio": ratio, "invalid": invalid, "boxes": boxes},
+        )
+    ]
+
+
+@static_check("FGD302")
+def repeated(facts: RunFacts) -> list[Finding]:
+    """Captions repeated enough to be false negatives.
+
+    A caption repeated c times among N is a false negative for a query holding it whenever a copy lands among
+    its K - 1 negatives: about (K - 1)(c - 1)/(N - 1) copies per query for uniform sampling. Region captions
+    compete in the region loss (batch regions + queue), global captions in the global batch.
+    """
+    if facts.data_report is None:
+        return []
+    s, plan = facts.settings, facts.plan
+    region_k = (plan.regions_per_forward + (plan.memory_bank_candidates or 0)) if plan else 8
+    global_k = plan.per_device_train_batch_size * plan.world_size if plan else 8
+    mask = (
+        s is not None
+        and s.dialect == "fgclip"
+        and as_bool(s.values.get("memory_bank_mask_duplicates") or Field("memory_bank_mask_duplicates", True))
+        is True
+    )
+    out = []
+    for group, total, repeats in repeated_captions(facts.data_report):
+        candidates = global_k if group == "global" else region_k
+        if total < 2 or candidates < 2:
+            continue
+        flagged = [(c, n, (candidates - 1) * (n - 1) / (total - 1)) for c, n in repeats]
+        flagged = [item for item in flagged if item[2] >= FALSE_NEGATIVE_SHARE]
+        if not flagged:
+            continue
+        caption, count, expected = flagged[0]
+        masked = (
+            " (the queue masks equal captions; in-batch copies stay)" if mask and group != "global" else ""
+        )
+        out.append(
+            get("FGD302").finding(
+                f"{len(flagged)} {group} caption(s) repeated enough to be false negatives; worst {caption!r} "
+                f"x{count} of {total}: ~{expected:.2f} copies among the {candidates - 1} negatives of each query "
+                f"holding it{masked}",
+                location=facts.data_location,
+                evidence={"group": group, "captions": [[c, n] for c, n, _ in flagged[:10]]},
+            )
+        )
+    return out
+
+
+# --- runtime ------------------------------------------------------------------------------------------------
+@runtime_check
+class RegionFeatures(Check):
+    """FGD301 on a log: zero-norm or non-finite region features (first occurrence only)."""
+
+    codes = ("FGD301",)
+    reads = (ev.REGIONS_ZERO_NORM, ev.REGIONS_NONFINITE)
+    absent = "no region-feature norms in this log"
+
+    def observe(self, step: int, m: Row) -> None:
+        e = self.engine
+        zero, bad = m.get(ev.REGIONS_ZERO_NORM), m.get(ev.REGIONS_NONFINITE)
+        if zero is None and bad is None:
+            return
+        e.judge("FGD301")
+        hit = (finite(zero) and zero > 0) or (bad is not None and (not math.isfinite(bad) or bad > 0))
+        if e.gate("FGD301", hit, once=True) and hit:
+            e.emit(
+                "FGD301",
+                f"region features with zero norm ({zero if zero is not None else '?'} per batch) "
+                f"or non-finite values ({bad if bad is not None else '?'}) first at step {step}",
+                step,
+                evidence={"zero_norm": zero, "nonfinite": bad},
+            )
+
+
+@runtime_check
+class FalseNegatives(Check):
+    """FGD302 on a log: the queue (or the batch) is full of the positive's own caption."""
+
+    codes = ("FGD302",)
+    reads = (ev.MB_DUP_SHARE, REGION_K, ev.REGIONS_VALID)
+    absent = "no duplicate share or candidate count in this log"
+
+    def observe(self, step: int, m: Row) -> None:
+        e = self.engine
+        share, k, valid = m.get(ev.MB_DUP_SHARE), m.get(REGION_K), m.get(ev.REGIONS_VALID)
+        if not (finite(share) or finite(k)):
+            e.why("FGD302", "no duplicate share or candidate count in this log")
+            return
+        e.judge("FGD302")
+        queue_dups = finite(share) and share > DUPLICATE_SHARE_MAX
+        batch_dups = finite(k) and finite(valid) and valid >= 4 and k <= 1.5
+        if e.gate("FGD302", queue_dups or batch_dups):
+            what = (
+                f"{share:.0%} of the queued negatives carry the positive's caption"
+                if queue_dups
+                else f"only {k:.1f} candidates for {valid:.0f} regions: every other caption equals the positive's"
+            )
+            e.emit(
+                "FGD302",
+                f"{what}: repeated captions are false negatives and leave no negatives",
+                step,
+                evidence={"duplicate_share": share, "candidates": k, "regions": valid},
+            )

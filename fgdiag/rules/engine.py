@@ -1,0 +1,385 @@
+"""The streaming judge: metric rows in, findings out, through every registered runtime check.
+
+`observe(step, metrics)` is called once per logging step (again with the same step when more of that step's
+metrics arrive) and returns only new findings. The engine owns what every rule shares and knows no rule by
+name: the bounded series the checks ask it to keep, the run's clock (logging points, the typical interval
+between them, the warm-up and the window sized from the run), the episode gate (a condition fires once and
+re-arms after `clear_points` clear logging points), and the "not judged" bookkeeping.
+
+Speed: a row is routed only to the checks that read one of its metrics (plus those that need every row,
+such as a deadline), through a table cached per set of metric names; a 1 GB log has millions of rows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from fgdiag import events as ev
+from fgdiag.diagnostic import Finding, Severity
+from fgdiag.facts import LN_100
+from fgdiag.rules import registry
+
+Row = Mapping[str, float | None]
+SERIES_CAP = 4096  # points kept per series: the longest look-back of any rule (500 steps) with room to spare
+ROUTE_CACHE = 512
+
+
+@dataclass
+class RuleParams:
+    """The run's clock (steps are optimizer steps; points are logging steps). Thresholds of the rules live in
+    their own classes."""
+
+    warmup_fraction: float = 0.1  # rules on trends start after this share of the planned steps...
+    warmup_min_steps: int = 10  # ...or this many steps, or the lr warm-up, whichever is last
+    window_fraction: float = 0.1  # a trend window spans this share of the planned steps,
+    window_min_steps: int = 20  # clamped to [min, max] steps (failure-modes A1: 200 steps on long runs)
+    window_max_steps: int = 200
+    window_min_points: int = 5  # and at least this many logging points
+    clear_points: int = 5  # an episode ends after this many clear logging points
+
+
+class Series:
+    """(step, value) points of one metric, the last entry replaced when a step is observed again; only the
+    newest SERIES_CAP points are kept (trimmed in blocks, so appending stays O(1) amortised)."""
+
+    __slots__ = ("steps", "values")
+
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+        self.values: list[float] = []
+
+    def put(self, step: int, value: float) -> None:
+        if self.steps and self.steps[-1] == step:
+            self.values[-1] = value
+            return
+        self.steps.append(step)
+        self.values.append(value)
+        if len(self.steps) > 2 * SERIES_CAP:
+            del self.steps[:SERIES_CAP], self.values[:SERIES_CAP]
+
+    def since(self, step: float) -> list[tuple[int, float]]:
+        out = []
+        for i in range(len(self.steps) - 1, -1, -1):
+            if self.steps[i] < step:
+                break
+            out.append((self.steps[i], self.values[i]))
+        out.reverse()
+        return out
+
+    def last(self, n: int) -> list[tuple[int, float]]:
+        return list(zip(self.steps[-n:], self.values[-n:], strict=True))
+
+
+def median(values: list[float]) -> float:
+    """Median without importing `statistics` (it pulls in fractions/decimal: startup time for watch)."""
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+class Check:
+    """Base of a runtime check: a small class that owns its state and judges the rows routed to it.
+
+    codes: what it may emit. reads: metric names it judges (a trailing "/" makes a prefix): a row holding one
+    is routed to `observe`. every_row: also route rows without them (deadlines); may change in `configure`,
+    which runs at start and whenever the run info changes. keeps: series the engine must store for it.
+    absent: why its codes are not judged when no row ever held what it reads ("" = say nothing).
+    """
+
+    codes: ClassVar[tuple[str, ...]] = ()
+    reads: ClassVar[tuple[str, ...]] = ()
+    keeps: tuple[str, ...] = ()
+    absent: ClassVar[str] = ""
+    every_row: bool = False
+
+    def __init__(self, engine: RuleEngine) -> None:
+        self.engine = engine
+
+    def configure(self) -> None:
+        """Recompute run-info-dependent settings (`every_row` among them)."""
+
+    def observe(self, step: int, m: Row) -> None:
+        """Judge one row (a check emits through `self.engine.emit`)."""
+
+    def event(self, step: int, kind: str, data: Mapping[str, Any]) -> None:
+        """A point event of the log (memory_bank_enabled, crash, ...)."""
+
+    def finish(self) -> None:
+        """The log or run ended: judge what can only be judged at the end."""
+
+
+def _matcher(patterns: Iterable[str]) -> tuple[frozenset[str], tuple[str, ...]]:
+    """(exact names, prefixes) of patterns where a trailing "/" marks a prefix."""
+    given = list(patterns)
+    return frozenset(p for p in given if not p.endswith("/")), tuple(p for p in given if p.endswith("/"))
+
+
+class RuleEngine:
+    """Judge a run from its metric rows, streaming. `run_info` keys (events.py): planned_steps, warmup_steps
+    (lr), memory_bank_size, memory_bank_warmup_steps, logit_scale_max, candidates (K when the log has none),
+    region_loss_weight, logging_steps, logit_scales_weight_decay."""
+
+    def __init__(
+        self,
+        run_info: Mapping[str, Any] | None = None,
+        targets: Any = None,
+        params: RuleParams | None = None,
+        checks: Iterable[type[Check]] | None = None,
+    ):
+        self.run_info: dict[str, Any] = dict(run_info or {})
+        self.targets = targets
+        self.params = params or RuleParams()
+        self.series: dict[str, Series] = {}
+        self.last_step: int | None = None
+        self.npoints = 0
+        self.findings: list[Finding] = []
+        self.target_results: list[dict[str, Any]] = []  # target points judged so far (checks append)
+        self.judged: set[str] = set()
+        self.why_not: dict[str, str] = {}
+        self.extra_not_judged: dict[str, str] = {}
+        self.heavy = True  # window statistics are due on this row (every 5 % of a window, not every row)
+        self._open: dict[str, int] = {}  # episode key -> clear points seen (-1 while the condition holds)
+        self._out: list[Finding] = []
+        self._rules: dict[str, registry.Rule] = {}
+        self._loss_steps: deque[int] = deque(maxlen=11)
+        self._row_steps: deque[int] = deque(maxlen=11)
+        self._last_heavy = 0
+        self._interval: tuple[int, float] | None = None
+        self._clock: tuple[int, float] | None = None  # (info version, interval) of _warm and _w
+        self._warm, self._w = 0, 1
+        self._version = 0
+        self._raw: tuple[int, dict[str, float]] | None = None
+        classes = list(checks) if checks is not None else registry.checks("runtime")
+        self.checks: list[Check] = [cls(self) for cls in classes]
+        self._reads = [_matcher(c.reads) for c in self.checks]
+        self._seen = [False] * len(self.checks)
+        self._routes: dict[tuple[str, ...], tuple[list[Check], list[str]]] = {}
+        self._keep_names, self._keep_prefixes = _matcher(k for c in self.checks for k in c.keeps)
+        for check in self.checks:
+            check.configure()
+
+    # --- run info and clock ------------------------------------------------------------------------------
+    def update_info(self, info: Mapping[str, Any]) -> None:
+        """Merge run facts (a `run` record, trainer_state.json, the user's options); checks reconfigure."""
+        changed = {k: v for k, v in info.items() if self.run_info.get(k, ...) != v}
+        if not changed:
+            return
+        self.run_info.update(changed)
+        self._version += 1
+        self._clock = None
+        for check in self.checks:
+            check.configure()
+        self._routes.clear()
+
+    def reroute(self) -> None:
+        """A check changed what it reads or `every_row`: rebuild the routing table."""
+        self._routes.clear()
+
+    def planned(self) -> int | None:
+        planned = self.run_info.get("planned_steps")
+        return int(planned) if finite(planned) and planned > 0 else None
+
+    def clamp(self) -> float:
+        value = self.run_info.get("logit_scale_max")
+        return float(value) if finite(value) else LN_100
+
+    def interval(self) -> float:
+        """Typical steps between logging points (median of recent gaps), refreshed every 8 new points."""
+        if self._interval is not None and self.npoints - self._interval[0] < 8:
+            return self._interval[1]
+        steps = self._loss_steps if len(self._loss_steps) >= 2 else self._row_steps
+        tail = list(steps)
+        gaps = [b - a for a, b in zip(tail, tail[1:], strict=False) if b > a]
+        value = float(median(gaps)) if gaps else 1.0
+        self._interval = (self.npoints, value)
+        return value
+
+    def warmup_end(self) -> int:
+        p, planned = self.params, self.planned()
+        end = p.warmup_min_steps
+        if planned:
+            end = max(end, math.ceil(p.warmup_fraction * planned))
+        lr_warmup = self.run_info.get("warmup_steps")
+        if finite(lr_warmup):
+            end = max(end, int(lr_warmup))
+        return end
+
+    def window_points(self) -> int:
+        p, planned = self.params, self.planned()
+        steps = p.window_fraction * planned if planned else p.window_min_steps
+        steps = min(max(steps, p.window_min_steps), p.window_max_steps)
+        return max(p.window_min_points, math.ceil(steps / max(self.interval(), 1.0)))
+
+    @property
+    def warm(self) -> int:
+        """The warm-up's end (optimizer step) as of the current row."""
+        return self._warm
+
+    @property
+    def window(self) -> int:
+        """Logging points of a trend window as of the current row."""
+        return self._w
+
+    # --- shared views of a row ---------------------------------------------------------------------------
+    def raw_scales(self, m: Row) -> dict[str, float]:
+        """Raw (log-space) scale per head in this row; from exp(scale) when only that is logged."""
+        cached = self._raw
+        if cached is not None and cached[0] == id(m):
+            return cached[1]
+        raw = {}
+        for h in ev.HEADS:
+            v = m.get(ev.head_metric(ev.LOGIT_SCALE, h))
+            if v is not None and math.isfinite(v):
+                raw[h] = float(v)
+        for h in ev.HEADS:
+            s = m.get(ev.head_metric(ev.LOGIT_SCALE_EXP, h))
+            if h not in raw and s is not None and math.isfinite(s) and s > 0:
+                raw[h] = math.log(s)
+        self._raw = (id(m), raw)
+        return raw
+
+    # --- episode gate and reporting -----------------------------------------------------------------------
+    def gate(self, key: str, condition: bool, *, once: bool = False) -> bool:
+        """True when `condition` starts a new episode for `key`. An episode ends after `clear_points` clear
+        logging points; `once` keys never re-arm (first occurrence only: data problems, first NaN)."""
+        state = self._open.get(key)
+        if condition:
+            self._open[key] = -1
+            return state is None
+        if state is not None and not once:
+            state = (0 if state < 0 else state) + 1
+            if state >= self.params.clear_points:
+                del self._open[key]
+            else:
+                self._open[key] = state
+        return False
+
+    def close(self, key: str) -> None:
+        """End an episode at once (the condition can no longer hold)."""
+        self._open.pop(key, None)
+
+    def emit(
+        self,
+        code: str,
+        message: str,
+        step: int,
+        *,
+        severity: Severity | None = None,
+        evidence: dict[str, Any] | None = None,
+    ) -> None:
+        rule = self._rules.get(code)
+        if rule is None:
+            rule = self._rules[code] = registry.get(code)
+        finding = rule.finding(
+            message, location=f"step {step}", step=step, severity=severity, evidence=evidence
+        )
+        self.findings.append(finding)
+        self._out.append(finding)
+
+    def judge(self, *codes: str) -> None:
+        """Mark codes as judged on this log (they leave the not-judged list)."""
+        self.judged.update(codes)
+
+    def why(self, code: str, reason: str) -> None:
+        """Why `code` could not be judged (the latest reason wins; dropped once the code is judged)."""
+        self.why_not[code] = f"{code}: not judged: {reason}"
+
+    # --- streaming --------------------------------------------------------------------------------------
+    def _route(self, names: tuple[str, ...]) -> tuple[list[Check], list[str]]:
+        checks = []
+        for i, (check, (exact, prefixes)) in enumerate(zip(self.checks, self._reads, strict=True)):
+            hit = (
+                any(n in exact or n.startswith(prefixes) for n in names)
+                if prefixes
+                else bool(exact & set(names))
+            )
+            if hit:
+                self._seen[i] = True
+            if hit or check.every_row:
+                checks.append(check)
+        kept = [n for n in names if n in self._keep_names or n.startswith(self._keep_prefixes)]
+        if len(self._routes) >= ROUTE_CACHE:
+            self._routes.clear()
+        self._routes[names] = (checks, kept)
+        return checks, kept
+
+    def observe(self, step: int, metrics: Row) -> list[Finding]:
+        """Feed one logging step's metrics (None = missing); returns the findings that are new."""
+        step = int(step)
+        last = self.last_step
+        if last is None or step > last:
+            self.npoints += 1
+            self._row_steps.append(step)
+            self.last_step = step
+        names = tuple(metrics)
+        route = self._routes.get(names)
+        checks, kept = route if route is not None else self._route(names)
+        series = self.series
+        for name in kept:
+            value = metrics[name]
+            if value is not None:
+                sr = series.get(name)
+                if sr is None:
+                    sr = series[name] = Series()
+                sr.put(step, value)
+        if metrics.get(ev.LOSS) is not None and (not self._loss_steps or self._loss_steps[-1] < step):
+            self._loss_steps.append(step)
+        clock = (self._version, self.interval())
+        if clock != self._clock:
+            self._warm, self._w = self.warmup_end(), self.window_points()
+            self._clock = clock
+        stride = max(1, self._w // 20)
+        self.heavy = self.npoints - self._last_heavy >= stride
+        if self.heavy:
+            self._last_heavy = self.npoints
+        for check in checks:
+            check.observe(step, metrics)
+        out, self._out = self._out, []
+        return out
+
+    def observe_rows(self, rows: Iterable[tuple[int, Row]]) -> list[Finding]:
+        """Feed several rows in order (the same findings as one `observe` per row)."""
+        out: list[Finding] = []
+        for step, row in rows:
+            out += self.observe(step, row)
+        return out
+
+    def event(self, step: int, kind: str, data: Mapping[str, Any] | None = None) -> list[Finding]:
+        """Feed a point event (memory_bank_enabled, crash, ...)."""
+        for check in self.checks:
+            check.event(int(step), kind, data or {})
+        out, self._out = self._out, []
+        return out
+
+    def finish(self) -> list[Finding]:
+        """End of the log or run: judge what can only be judged at the end; returns new findings."""
+        for check in self.checks:
+            check.finish()
+        out, self._out = self._out, []
+        return out
+
+    def not_judged(self) -> list[dict[str, str]]:
+        """Rules that could not be judged on this log, each with the reason (what to pass to fix it)."""
+        reasons: dict[str, str] = {}
+        for check, seen in zip(self.checks, self._seen, strict=True):
+            for code in check.codes:
+                if code in self.judged or code in reasons:
+                    continue
+                reason = self.why_not.get(code)
+                if reason is None and not seen and check.absent:
+                    reason = f"{code}: not judged: {check.absent}"
+                if reason is not None:
+                    reasons[code] = reason
+        out = [{"code": code, "reason": reason} for code, reason in sorted(reasons.items())]
+        out += [
+            {"code": key.split("@")[0], "reason": reason} for key, reason in self.extra_not_judged.items()
+        ]
+        return out
