@@ -98,7 +98,7 @@ def build_snapshot(
             continue
         target = None
         if targets is not None:
-            due = [c for c in targets.checkpoints if c.metric == name]
+            due = [c for c in targets.points if c.metric == name]
             nxt = next((c for c in due if steps and c.step >= steps[-1]), due[-1] if due else None)
             target = None if nxt is None else f"{'<' if nxt.below else '>'}{nxt.threshold:g}@{nxt.step}"
         trends.append(

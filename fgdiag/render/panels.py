@@ -80,8 +80,8 @@ def _region_loss(ax: Any, runs: Mapping[str, Any], targets: Any) -> None:
                 ax.axvline(e["step"], color=_color(i), lw=0.8, ls=":", alpha=0.8)
     profile = targets or next((r.targets for r in runs.values() if r.targets is not None), None)
     last = max((max(r.rows) for r in runs.values() if r.rows), default=0)
-    if profile is not None:  # checkpoints beyond the data would squash it; the report's table lists them
-        for cp in profile.checkpoints:
+    if profile is not None:  # target points beyond the data would squash it; the report's table lists them
+        for cp in profile.points:
             if cp.metric == ev.head_metric(ev.HEAD_LOSS, "region") and cp.step <= last * 1.1:
                 ax.plot(
                     [cp.step], [cp.threshold], marker="v" if cp.below else "^", color="black", ms=8, ls="none"

@@ -19,7 +19,7 @@ register(
     "FGD601",
     "region-loss-at-chance",
     "error",
-    what="The region loss stays within 2 % of chance level ln K for a window after warm-up.",
+    what="The region loss stays within 2 % of chance level ln K for a window after the first steps.",
     why="At chance the region head learns nothing; K changes when the bank activates, so the line is ln K_t.",
     example="region_loss 1.386 for 200 steps with K = 4",
     fix="Check the region scale (FGD101), boxes (FGD301) and pairing of boxes and captions.",
@@ -115,10 +115,10 @@ class RegionLossVsChance(Check):
             return
         if not e.heavy:
             return
-        w, warm = e.window, e.warm
-        pts = [pt for pt in self.points[-w:] if pt[0] > warm]
+        w, start = e.window, e.start
+        pts = [pt for pt in self.points[-w:] if pt[0] > start]
         if len(pts) < w:
-            why = f"fewer than {w} logging points with a region loss after warm-up (step {e.warmup_end()})"
+            why = f"fewer than {w} logging points with a region loss after step {e.trend_start()} (trends start there)"
             e.why("FGD601", why)
             e.why("FGD602", why)
             return
@@ -172,8 +172,8 @@ class Collapse(Check):
         for head, base, name in self.NAMES:
             if m.get(name) is None:
                 continue
-            if step <= e.warm:
-                e.why("FGD603", "the log ends inside the warm-up")
+            if step <= e.start:
+                e.why("FGD603", "the log ends before trends are judged")
                 continue
             e.judge("FGD603")
             limit = self.COS_STD_MIN if base == ev.COS_STD else self.LOGITS_STD_MIN
@@ -213,7 +213,7 @@ class Targets(Check):
         t = engine.targets
         self.done: set[int] = set()
         self.scale_done: set[str] = set()
-        self.keeps = tuple(cp.metric for cp in t.checkpoints) if t is not None else ()
+        self.keeps = tuple(cp.metric for cp in t.points) if t is not None else ()
         self.every_row = t is not None
         if t is None:
             engine.why("FGD604", "no target profile; pass --targets")
@@ -222,7 +222,7 @@ class Targets(Check):
         e, t = self.engine, self.engine.targets
         if t.logit_scale is not None and len(self.scale_done) < len(ev.HEADS):
             self._scale(step, m, t)
-        for i, cp in enumerate(t.checkpoints):
+        for i, cp in enumerate(t.points):
             if i in self.done or step < cp.step:
                 continue
             series = e.series.get(cp.metric)
@@ -259,7 +259,7 @@ class Targets(Check):
                         "metric": cp.metric,
                         "target": cp.threshold,
                         "value": smoothed,
-                        "checkpoint": cp.step,
+                        "point": cp.step,
                     },
                 )
 
@@ -283,7 +283,7 @@ class Targets(Check):
         e, t = self.engine, self.engine.targets
         if t is None or e.last_step is None:
             return
-        for i, cp in enumerate(t.checkpoints):
+        for i, cp in enumerate(t.points):
             if i not in self.done and cp.step > e.last_step:
                 e.extra_not_judged[f"FGD604@{cp.step}:{cp.metric}"] = (
                     f"FGD604: target {cp.describe()} not judged: the log ends at step {e.last_step}"

@@ -3,7 +3,7 @@
 `observe(step, metrics)` is called once per logging step (again with the same step when more of that step's
 metrics arrive) and returns only new findings. The engine owns what every rule shares and knows no rule by
 name: the bounded series the checks ask it to keep, the run's clock (logging points, the typical interval
-between them, the warm-up and the window sized from the run), the episode gate (a condition fires once and
+between them, the trend start and the window sized from the run), the episode gate (a condition fires once and
 re-arms after `clear_points` clear logging points), and the "not judged" bookkeeping.
 
 Speed: a row is routed only to the checks that read one of its metrics (plus those that need every row,
@@ -33,8 +33,8 @@ class RuleParams:
     """The run's clock (steps are optimizer steps; points are logging steps). Thresholds of the rules live in
     their own classes."""
 
-    warmup_fraction: float = 0.1  # rules on trends start after this share of the planned steps...
-    warmup_min_steps: int = 10  # ...or this many steps, or the lr warm-up, whichever is last
+    trend_start_fraction: float = 0.1  # rules on trends start after this share of the planned steps...
+    trend_start_min_steps: int = 10  # ...or this many steps, or the lr warm-up, whichever is last
     window_fraction: float = 0.1  # a trend window spans this share of the planned steps,
     window_min_steps: int = 20  # clamped to [min, max] steps (failure-modes A1: 200 steps on long runs)
     window_max_steps: int = 200
@@ -153,8 +153,8 @@ class RuleEngine:
         self._row_steps: deque[int] = deque(maxlen=11)
         self._last_heavy = 0
         self._interval: tuple[int, float] | None = None
-        self._clock: tuple[int, float] | None = None  # (info version, interval) of _warm and _w
-        self._warm, self._w = 0, 1
+        self._clock: tuple[int, float] | None = None  # (info version, interval) of _start and _w
+        self._start, self._w = 0, 1
         self._version = 0
         self._raw: tuple[int, dict[str, float]] | None = None
         classes = list(checks) if checks is not None else registry.checks("runtime")
@@ -202,11 +202,12 @@ class RuleEngine:
         self._interval = (self.npoints, value)
         return value
 
-    def warmup_end(self) -> int:
+    def trend_start(self) -> int:
+        """The optimizer step after which trend rules judge (the start of training is noisy by design)."""
         p, planned = self.params, self.planned()
-        end = p.warmup_min_steps
+        end = p.trend_start_min_steps
         if planned:
-            end = max(end, math.ceil(p.warmup_fraction * planned))
+            end = max(end, math.ceil(p.trend_start_fraction * planned))
         lr_warmup = self.run_info.get("warmup_steps")
         if finite(lr_warmup):
             end = max(end, int(lr_warmup))
@@ -219,9 +220,9 @@ class RuleEngine:
         return max(p.window_min_points, math.ceil(steps / max(self.interval(), 1.0)))
 
     @property
-    def warm(self) -> int:
-        """The warm-up's end (optimizer step) as of the current row."""
-        return self._warm
+    def start(self) -> int:
+        """`trend_start()` as of the current row."""
+        return self._start
 
     @property
     def window(self) -> int:
@@ -334,7 +335,7 @@ class RuleEngine:
             self._loss_steps.append(step)
         clock = (self._version, self.interval())
         if clock != self._clock:
-            self._warm, self._w = self.warmup_end(), self.window_points()
+            self._start, self._w = self.trend_start(), self.window_points()
             self._clock = clock
         stride = max(1, self._w // 20)
         self.heavy = self.npoints - self._last_heavy >= stride

@@ -131,13 +131,13 @@ class GradientNorms(Check):
 
     def _spike(self, step: int, gn: float) -> None:
         """Against the median of the previous SPIKE_HISTORY logged values (a step logged again replaces its
-        value), after the warm-up."""
+        value), once trends are judged (`trend_start`)."""
         e = self.engine
         if step == self.last_step and self.history:
             self._drop(self.history.pop())
         if math.isfinite(gn):
             hist = self.ordered
-            if step > e.warm and len(hist) >= self.SPIKE_MIN_HISTORY:
+            if step > e.start and len(hist) >= self.SPIKE_MIN_HISTORY:
                 e.judge("FGD501")
                 n = len(hist)
                 med = hist[n // 2] if n % 2 else (hist[n // 2 - 1] + hist[n // 2]) / 2
@@ -151,7 +151,7 @@ class GradientNorms(Check):
                         evidence={"grad_norm": gn, "median": med},
                     )
             else:
-                e.why("FGD501", "too few grad-norm points after warm-up")
+                e.why("FGD501", "too few grad-norm points after the trend start")
         self.history.append(gn)
         if math.isfinite(gn):
             bisect.insort(self.ordered, gn)

@@ -259,11 +259,11 @@ class ScaleAtClamp(Check):
     SATURATED_STEPS = 500  # ...of the last 500 steps (half of a shorter run)
     FLAT_REL = 0.02  # loss changed by < 2 % over the window: flat
     FLAT_FLOOR = 0.1  # a loss below this is converged, not flat
-    LEARNED_DROP = 0.2  # a loss 20 % below its post-warm-up value has learned: a plateau is not "flat"
+    LEARNED_DROP = 0.2  # a loss 20 % below its value at the trend start has learned: a plateau is not "flat"
 
     def __init__(self, engine: Any) -> None:
         super().__init__(engine)
-        self.post_warm: dict[tuple[str, int], float] = {}
+        self.start_loss: dict[tuple[str, int], float] = {}
 
     def observe(self, step: int, m: Row) -> None:
         e = self.engine
@@ -283,7 +283,7 @@ class ScaleAtClamp(Check):
                     severity=Severity.ERROR,
                     evidence={"head": head, "raw": value, "clamp": clamp},
                 )
-            if step > e.warm and e.heavy:
+            if step > e.start and e.heavy:
                 self._saturated(step, head, clamp)
 
     def _saturated(self, step: int, head: str, clamp: float) -> None:
@@ -307,19 +307,19 @@ class ScaleAtClamp(Check):
         at_clamp = clamp - self.CLAMP_TOL
         saturated = len(pts) >= w and sum(v >= at_clamp for v in pts) >= self.SATURATED_SHARE * len(pts)
         flat = False
-        key = (head, e.warm)
-        start = self.post_warm.get(key)
+        key = (head, e.start)
+        start = self.start_loss.get(key)
         if start is None and loss is not None:
             start = next(
-                (v for s, v in zip(loss.steps, loss.values, strict=True) if s > e.warm and math.isfinite(v)),
+                (v for s, v in zip(loss.steps, loss.values, strict=True) if s > e.start and math.isfinite(v)),
                 None,
             )
             if start is not None:
-                self.post_warm[key] = start
+                self.start_loss[key] = start
         if len(lvals) >= max(4, w) and start is not None:
             half = len(lvals) // 2
             first, second = sum(lvals[:half]) / half, sum(lvals[half:]) / (len(lvals) - half)
-            # flat, not converged: still above the floor and never 20 % below where it left warm-up
+            # flat, not converged: still above the floor and never 20 % below its value at the trend start
             flat = (
                 first > self.FLAT_FLOOR
                 and (first - second) < self.FLAT_REL * first
@@ -386,15 +386,15 @@ class ScaleFrozenOrDecaying(Check):
                     step,
                     evidence={"head": head, "raw": first[1], "steps": step - first[0]},
                 )
-            if step <= e.warm or not e.heavy or e.run_info.get("logit_scales_weight_decay") == 0:
+            if step <= e.start or not e.heavy or e.run_info.get("logit_scales_weight_decay") == 0:
                 continue  # a scale the optimizer does not decay may fall: that is the gradient
             self._decay(step, head)
 
     def _decay(self, step: int, head: str) -> None:
         e = self.engine
-        w, warm = max(e.window, 10), e.warm
+        w, start = max(e.window, 10), e.start
         sr = e.series[RAW[head]]
-        tail = [v for s, v in zip(sr.steps[-w:], sr.values[-w:], strict=True) if s > warm]
+        tail = [v for s, v in zip(sr.steps[-w:], sr.values[-w:], strict=True) if s > start]
         if len(tail) < w:
             return
         falls = sum(b < a for a, b in zip(tail, tail[1:], strict=False))

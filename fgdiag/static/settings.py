@@ -274,7 +274,7 @@ def _heads_new(settings: Settings) -> None:
 
 
 def _profile(settings: Settings, table: Field) -> None:
-    """`targets = "ucf"` (or a path): region-loss checkpoints and the bank deadline of a fgdiag.targets profile."""
+    """`targets = "ucf"` (or a path): region-loss target points and the bank deadline of a fgdiag.targets profile."""
     from fgdiag.targets import TargetError, get_profile
 
     try:
@@ -282,9 +282,9 @@ def _profile(settings: Settings, table: Field) -> None:
     except TargetError as exc:
         raise table.error(str(exc)) from None
     where = f"{table.location} ({profile.name})"
-    for checkpoint in profile.checkpoints:
-        if checkpoint.below and checkpoint.metric.endswith("/region") and "loss" in checkpoint.metric:
-            settings.targets.append((checkpoint.step, checkpoint.threshold, where))
+    for point in profile.points:
+        if point.below and point.metric.endswith("/region") and "loss" in point.metric:
+            settings.targets.append((point.step, point.threshold, where))
     if profile.memory_bank_active_by is not None:
         settings.bank_active_by = (profile.memory_bank_active_by, where)
 

@@ -252,14 +252,14 @@ def test_runtime_rules_fgd604_target_missed_on_smoothed_value():
 
     found, engine = run(slow, targets=get_profile("ucf"))
     hits = [f for f in found if f.code == "FGD604"]
-    assert [f.evidence["checkpoint"] for f in hits] == [50, 200]
+    assert [f.evidence["point"] for f in hits] == [50, 200]
     assert [t["passed"] for t in engine.target_results] == [False, False]
 
     def noisy(step, row):
         row[REGION] = 1.2 if step == 50 else 0.8  # one bad point at 50; the smoothed value passes
 
     hits = [f for f in run(noisy, targets=get_profile("ucf"))[0] if f.code == "FGD604"]
-    assert [f.evidence["checkpoint"] for f in hits] == [200]
+    assert [f.evidence["point"] for f in hits] == [200]
 
 
 def test_runtime_rules_fgd604_logit_scale_target():
@@ -294,8 +294,8 @@ def test_runtime_rules_windows_scale_with_run_length():
     for engine, every in ((short, 5), (long, 100)):
         for step in range(every, 20 * every + 1, every):
             engine.observe(step, {ev.LOSS: 1.0})
-    assert short.window_points() == 5 and short.warmup_end() == 20
-    assert long.window_points() == 5 and long.warmup_end() == 2000
+    assert short.window_points() == 5 and short.trend_start() == 20
+    assert long.window_points() == 5 and long.trend_start() == 2000
     assert RuleEngine({}, params=RuleParams(window_min_points=30)).window_points() == 30
 
 

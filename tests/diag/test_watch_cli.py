@@ -48,8 +48,8 @@ def test_watch_once_json_error_finding_exit_1(tmp_path):
     assert {"FGD201", "FGD601", "FGD604"} <= found
     assert all({"code", "severity", "step"} <= set(f) for f in data["findings"])
     assert data["verdict"] == "failing"
-    assert data["targets"]["checkpoints"][0]["status"] == "missed"
-    assert data["targets"]["checkpoints"][1]["status"] == "pending"
+    assert data["targets"]["points"][0]["status"] == "missed"
+    assert data["targets"]["points"][1]["status"] == "pending"
 
 
 def test_watch_not_judged_says_what_to_pass(tmp_path):
