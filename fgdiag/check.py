@@ -1,4 +1,5 @@
-"""`check_paths`: the whole static check as one library call, shared by `fgdiag check-config` and `fgdiag run`;
+"""`check_paths`: the whole static check as one library call, shared by `fgdiag check-config` and
+`fgdiag run`;
 and `compare_checkpoint`, the resume guard's question (is this checkpoint stale against that configuration?).
 
 Flow: read every input (fgdiag.static.inputs) -> resolve the effective settings of the planned run

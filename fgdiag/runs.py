@@ -43,7 +43,7 @@ class RunResult:
 def train_command(config: str | None, out_dir: Path, extra: list[str]) -> list[str]:
     cmd = [sys.executable, "-m", "fgclip.train"]
     cmd += ["--config", config] if config else ["--preset", "embedded"]
-    return cmd + ["--output_dir", str(out_dir), "--disable_tqdm", "true", *extra]
+    return [*cmd, "--output_dir", str(out_dir), "--disable_tqdm", "true", *extra]
 
 
 def run_training(

@@ -2,7 +2,8 @@
 both, with the accumulated rows, events and findings.
 
 `watch` feeds it bytes as the file grows; `read_log` feeds it a whole file. Both get the same judgement.
-The pandas frame is built only when `LogRead.metrics` is first touched, so `watch --json` never imports pandas.
+The pandas frame is built only when `LogRead.metrics` is first touched, so `watch --json` never imports
+pandas.
 """
 
 from __future__ import annotations
@@ -214,7 +215,8 @@ class LogSession:
 
 
 def resolve(path: str | Path) -> Path:
-    """A file, or a run directory: its (fgdiag/)events.jsonl, else the newest checkpoint's trainer_state.json."""
+    """A file, or a run directory: its (fgdiag/)events.jsonl, else the newest checkpoint's
+    trainer_state.json."""
     p = Path(path)
     if p.is_dir():
         for name in ("events.jsonl", "fgdiag/events.jsonl", "trainer_state.json"):

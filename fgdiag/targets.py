@@ -1,6 +1,7 @@
 """Convergence-target profiles: what a healthy run reaches, and by when.
 
-A profile is a TOML file. Every `*.toml` in the package folder `fgdiag/targets/` is a built-in profile named by
+A profile is a TOML file. Every `*.toml` in the package folder `fgdiag/targets/` is a built-in profile named
+by
 its `name` (the file stem when absent); any other path is a user profile. The format (see `ucf.toml`):
 
     name = "ucf"

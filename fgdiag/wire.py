@@ -1,13 +1,16 @@
-"""The wire format of our human log lines, beside `events.py` (the JSONL one): it formats them and parses them.
+"""The wire format of our human log lines, beside `events.py` (the JSONL one): it formats them and parses
+them.
 
 The live training callback prints these lines and `fgdiag watch` reads them, so both sides must use this
 module: a format change here changes the parser in the same edit. Three lines exist:
 
     logit_scale (finegrained): 4.605200 (exp=100.0000)          (also `(global)`, `(hardneg)`)
     [Memory Bank] enabled @ training_step 7 (candidates 4 -> 132)
-    [fgdiag] step 40 | loss 2.3100 | region 0.8400 (K=132, ln K=4.8828) | scale global=4.605200 ... | lr 5.000e-06
+    [fgdiag] step 40 | loss 2.3100 | region 0.8400 (K=132, ln K=4.8828) | scale global=4.605200 ... | lr
+    5.000e-06
 
-The first keeps the fgclip-vad fork's spelling on purpose: logs of the fork and of our runs then read the same.
+The first keeps the fgclip-vad fork's spelling on purpose: logs of the fork and of our runs then read the
+same.
 The summary line is a list of ` | `-separated segments `<keyword> <values>`; unknown keywords are skipped by
 the parser, so later versions can add segments without breaking older readers.
 """

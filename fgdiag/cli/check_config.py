@@ -96,8 +96,8 @@ def register(app: typer.Typer) -> None:
         paths: Annotated[
             list[Path],
             typer.Argument(
-                help="Configs (.toml/.json), launch scripts (.sh), model dirs, output dirs with checkpoint-*, "
-                "checkpoints, weight files, data sets; judged together"
+                help="Configs (.toml/.json), launch scripts (.sh), model dirs, output dirs with "
+                "checkpoint-*, checkpoints, weight files, data sets; judged together"
             ),
         ],
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,

@@ -51,7 +51,7 @@ def register(app: typer.Typer) -> None:
         live: Annotated[bool, typer.Option("--live/--no-live", help="live dashboard on a terminal")] = True,
         as_json: Annotated[bool, typer.Option("--json", help="print a JSON summary")] = False,
     ) -> None:
-        """Diagnostic training run; extra arguments after `--` go to fgclip.train (e.g. -- --max_steps 100)."""
+        """Diagnostic training run; extra arguments after `--` go to fgclip.train (-- --max_steps 100)."""
         from fgdiag import runs as R
         from fgdiag.check import check_paths
         from fgdiag.facts.values import InputError

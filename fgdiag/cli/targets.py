@@ -1,4 +1,5 @@
-"""`fgdiag targets [--json]`: list the built-in convergence-target profiles (every *.toml in fgdiag/targets/)."""
+"""`fgdiag targets [--json]`: list the built-in convergence-target profiles (every *.toml in
+fgdiag/targets/)."""
 
 from __future__ import annotations
 

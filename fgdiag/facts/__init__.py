@@ -92,7 +92,7 @@ __all__ = [
     "REGIONS_VALID",
     "REGIONS_ZERO_NORM",
     "SCALE_PARAMS",
+    "head_metric",
     "is_clip_from_scratch",
     "is_ln100",
-    "head_metric",
 ]

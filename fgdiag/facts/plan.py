@@ -27,7 +27,8 @@ def planned_steps(
 
 
 def activation_step(warmup: float, unit: str, accum: int) -> float:
-    """Optimizer step at which the bank joins the loss; a warm-up in forward passes divides by accumulation."""
+    """Optimizer step at which the bank joins the loss; a warm-up in forward passes divides by
+    accumulation."""
     return warmup / accum if unit == "forward" else float(warmup)
 
 

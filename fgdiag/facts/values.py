@@ -112,7 +112,8 @@ def unresolved(value: Any) -> bool:
 
 
 def as_float(field: Field) -> float | None:
-    """The field as a finite float, None when unset/unresolved; raise InputError naming the field otherwise."""
+    """The field as a finite float, None when unset/unresolved; raise InputError naming the field
+    otherwise."""
     value = field.value
     if value is None or unresolved(value):
         return None

@@ -39,7 +39,7 @@ TRAIN_END_KEYS = ("train_runtime", "train_loss", "train_samples_per_second", "tr
 class DictLine:
     """What one dict line held: metrics for a logging step, or the end-of-training summary."""
 
-    __slots__ = ("metrics", "end", "skipped")
+    __slots__ = ("end", "metrics", "skipped")
 
     def __init__(self) -> None:
         self.metrics: dict[str, float | None] = {}

@@ -1,5 +1,6 @@
 """`OursParser`: what fgdiag itself writes, our `[fgdiag] step N | ...` summary line (wire format in
-`fgdiag.wire`) and `events.jsonl` records (schema in `fgdiag.events`), plus the seed's `Loaded logit_scale`."""
+`fgdiag.wire`) and `events.jsonl` records (schema in `fgdiag.events`), plus the seed's
+`Loaded logit_scale`."""
 
 from __future__ import annotations
 

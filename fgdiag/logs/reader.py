@@ -34,7 +34,8 @@ Rows = list[tuple[int, dict[str, float | None]]]
 
 
 class LogReader:
-    """Feed bytes (`feed`), then `flush`; take rows and events with `drain`. Counters say how much was read."""
+    """Feed bytes (`feed`), then `flush`; take rows and events with `drain`. Counters say how much was
+    read."""
 
     def __init__(self, *, logging_steps: int | None = None, source: str = "", fast: bool = True):
         self.source = source

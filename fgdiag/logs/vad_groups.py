@@ -155,8 +155,8 @@ class VadGroups:
         bad = img[3] + txt[3] + ("=True" in any_line)
         head, raw, exp = scale
         self.raw.append(
-            (valid, img[0], img[1], img[2], bad, l_min, l_max, l_mean, l_std, total, glob, region, hard, filled,
-             size, ptr, active, lr, head, raw, exp)
+            (valid, img[0], img[1], img[2], bad, l_min, l_max, l_mean, l_std, total, glob, region, hard,
+             filled, size, ptr, active, lr, head, raw, exp)
         )  # fmt: skip
         sink.defer(self.fold)
         return True

@@ -57,7 +57,8 @@ def _clean(line: str) -> str:
 
 
 class VadParser:
-    """The fork's lines; `commit` closes the open forward group (the sink runs it before a line names a step)."""
+    """The fork's lines; `commit` closes the open forward group (the sink runs it before a line names a
+    step)."""
 
     def __init__(self, sink: LogSink) -> None:
         self.sink = sink
@@ -211,7 +212,8 @@ class VadParser:
         return True
 
     def diag_any(self, line: str) -> bool:
-        """Closes the block's counts: regions/nonfinite is 0 for a clean forward, so its mean is comparable."""
+        """Closes the block's counts: regions/nonfinite is 0 for a clean forward, so its mean is
+        comparable."""
         self.fwd[R_BAD] = self.fwd.get(R_BAD, 0.0) + (1.0 if "=True" in line else 0.0)
         return True
 
@@ -263,7 +265,8 @@ class VadParser:
         return True
 
     def loss_line(self, line: str) -> bool:
-        """`[LOSS] Total: ... | Region: ...`, `[ACCUMULATED] Total: ...`, `[MICRO-BATCH] Total: ...` (no step).
+        """`[LOSS] Total: ... | Region: ...`, `[ACCUMULATED] Total: ...`, `[MICRO-BATCH] Total: ...` (no
+        step).
         The fork prints the same values on the batch line that follows, so parsing waits for the group."""
         self.sink.formats.add("fgclip-vad")
         self.loss_text = (self.sink.lineno, line)
@@ -284,7 +287,8 @@ class VadParser:
         sink.lineno = now
 
     def batch_line(self, line: str) -> bool:
-        """`[Epoch e][Step s][Batch b] Loss: ...` and `[ACCUMULATED][Epoch e][Step s][Batch b] AvgLoss: ...`."""
+        """`[Epoch e][Step s][Batch b] Loss: ...` and
+        `[ACCUMULATED][Epoch e][Step s][Batch b] AvgLoss: ...`."""
         m = vad.BATCH_FAST_RE.search(line)
         if m is not None and self._losses(m.group(3, 4, 5, 6)):
             self.loss_text = None
@@ -314,7 +318,8 @@ class VadParser:
 
     # --- memory-bank lines ----------------------------------------------------------------------------------
     def mb_forward(self, line: str) -> bool:
-        """`[MB-FORWARD] 使用{K}个历史负样本 | Batch内: {N} | 总负样本: {N+K}` (N + K recomputed at commit)."""
+        """`[MB-FORWARD] 使用{K}个历史负样本 | Batch内: {N} | 总负样本: {N+K}` (N + K recomputed at
+        commit)."""
         m = vad.MB_FORWARD_RE.search(line)
         if m is None:
             return self.sink.malformed("MB-FORWARD counts", line)
@@ -327,7 +332,8 @@ class VadParser:
         return True
 
     def memory_bank(self, line: str) -> bool:
-        """`[Memory Bank] enabled @ training_step N (candidates a -> b)` (ours) or `... ✅ 已启用 @ training_step N`
+        """`[Memory Bank] enabled @ training_step N (candidates a -> b)` (ours) or
+        `... ✅ 已启用 @ training_step N`
         (the fork, N counted in forward passes), and `[Memory Bank] 队列大小: 128, 当前指针: 0`."""
         sink = self.sink
         m = MB_ENABLED_RE.search(line)
@@ -346,7 +352,8 @@ class VadParser:
         return True
 
     def memory_bank_legacy(self, line: str) -> bool:
-        """`[MEMORY BANK] ... Ptr: p/128 ...`, `... 队列首次填满！Ptr: a→b, 负样本数量: N→128`, `[MEMORY BANK][Normal] ...`."""
+        """`[MEMORY BANK] ... Ptr: p/128 ...`, `... 队列首次填满！Ptr: a→b, 负样本数量: N→128`,
+        `[MEMORY BANK][Normal] ...`."""
         sink = self.sink
         full = vad.MB_FULL_QUEUE_RE.match(line)
         if full is not None:
@@ -365,7 +372,8 @@ class VadParser:
             sink.add(ev.MB_FILL, float(m.group(1)))
         return True
 
-    # --- batch_losses.log ---------------------------------------------------------------------------------------
+    # --- batch_losses.log
+    # ---------------------------------------------------------------------------------------
     def table_header(self, line: str) -> bool:
         """`Epoch Global_Step Batch Loss ...`: the rows that follow are read as the fork's table."""
         if not vad.TABLE_HEADER_RE.match(line):

@@ -53,7 +53,8 @@ def last_values(rows: Mapping[int, Mapping[str, float | None]]) -> dict[str, flo
 def target_table(
     targets: Any, results: list[Mapping[str, Any]], last_step: int | None
 ) -> list[dict[str, Any]]:
-    """Each target point of the profile with its status: passed, missed, or pending (the log ends before it)."""
+    """Each target point of the profile with its status: passed, missed, or pending (the log ends before
+    it)."""
     if targets is None:
         return []
     table = []

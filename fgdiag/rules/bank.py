@@ -24,12 +24,15 @@ register(
     "FGD201",
     "memory-bank-never-active",
     "error",
-    what="The memory bank cannot activate within the planned run (warm-up >= planned optimizer steps), activates "
+    what="The memory bank cannot activate within the planned run (warm-up >= planned optimizer steps), "
+    "activates "
     "only in the last part of it, or is not active by the step the configuration implies.",
-    why="The bank is what turns 4 in-batch candidates into 132; if it never switches on the region loss trains "
+    why="The bank is what turns 4 in-batch candidates into 132; if it never switches on the region loss "
+    "trains "
     "against almost no negatives.",
     example="memory_bank_warmup_steps=400 with 240 planned optimizer steps",
-    fix="Count the warm-up in optimizer steps and keep it well inside the run (e.g. 5-10 % of the planned steps).",
+    fix="Count the warm-up in optimizer steps and keep it well inside the run (e.g. 5-10 % of the planned "
+    "steps).",
 )
 register(
     "FGD202",
@@ -37,14 +40,16 @@ register(
     "warning",
     what="A memory-bank warm-up expressed in forward passes (micro-batches), as in the fgclip-vad fork.",
     why="With gradient accumulation G the bank switches on G times later than a step-based reading suggests.",
-    example="training_steps >= 200 counted per forward, gradient_accumulation_steps 16 -> 12.5 optimizer steps",
+    example="training_steps >= 200 counted per forward, gradient_accumulation_steps 16 -> 12.5 optimizer "
+    "steps",
     fix="Express the warm-up in optimizer steps (memory_bank_warmup_steps); fgclip counts optimizer steps.",
 )
 register(
     "FGD203",
     "queue-size-mismatch",
     "warning",
-    what="Queue size against the batch: K so small that the bank adds nothing, so large that most entries are stale "
+    what="Queue size against the batch: K so small that the bank adds nothing, so large that most entries "
+    "are stale "
     "or duplicates, or a target below the floor the temperature allows for that K.",
     why="Chance level ln K and the loss floor depend on K; targets written for another K cannot be met.",
     example="memory_bank_size=4 with 16 regions per step",
@@ -91,7 +96,8 @@ def activation(facts: RunFacts) -> list[Finding]:
     elif start >= total:
         out.append(
             rule.finding(
-                f"memory bank never activates: its warm-up ends at optimizer step {start:g} but the run plans "
+                f"memory bank never activates: its warm-up ends at optimizer step {start:g} but the run "
+                "plans "
                 f"{total} optimizer steps; the region loss trains against in-batch negatives only",
                 location=s.warmup.location,
                 evidence={"activation_step": start, "planned_steps": total},
@@ -111,7 +117,8 @@ def activation(facts: RunFacts) -> list[Finding]:
     if s.bank_active_by is not None and start > s.bank_active_by[0]:
         out.append(
             rule.finding(
-                f"memory bank activates at optimizer step {start:g}, after step {s.bank_active_by[0]} by which "
+                f"memory bank activates at optimizer step {start:g}, after step {s.bank_active_by[0]} by "
+                "which "
                 f"the target profile {s.bank_active_by[1]} expects it",
                 location=s.warmup.location,
                 evidence={"activation_step": start, "active_by": s.bank_active_by[0]},
@@ -135,7 +142,8 @@ def queue(facts: RunFacts) -> list[Finding]:
             rule.finding(
                 f"memory bank of {k} entries <= {plan.regions_per_optimizer_step} regions per optimizer step "
                 f"(batch {plan.per_device_train_batch_size} x {s.boxes_per_sample} boxes x accumulation "
-                f"{plan.gradient_accumulation_steps} x world {plan.world_size}): the queue is overwritten every "
+                f"{plan.gradient_accumulation_steps} x world {plan.world_size}): the queue is overwritten "
+                "every "
                 "step and adds no older negatives",
                 location=where,
                 evidence={"queue": k},
@@ -170,7 +178,8 @@ def queue(facts: RunFacts) -> list[Finding]:
         elif target >= chance:
             out.append(
                 rule.finding(
-                    f"region-loss target {target:g}{at} is at or above chance ln {candidates} = {chance:.3f}: a "
+                    f"region-loss target {target:g}{at} is at or above chance ln {candidates} = "
+                    f"{chance:.3f}: a "
                     "model that learned nothing meets it",
                     location=location,
                 )
@@ -180,7 +189,8 @@ def queue(facts: RunFacts) -> list[Finding]:
 
 @static_check("FGD202")
 def forward_pass_counter(facts: RunFacts) -> list[Finding]:
-    """The fork's `training_steps` buffer in a checkpoint: a warm-up counter in forward passes (latest one)."""
+    """The fork's `training_steps` buffer in a checkpoint: a warm-up counter in forward passes (latest
+    one)."""
     counted = [c for c in facts.checkpoints if c.forward_passes is not None]
     if not counted:
         return []
@@ -201,7 +211,8 @@ def forward_pass_counter(facts: RunFacts) -> list[Finding]:
         )
     return [
         get("FGD202").finding(
-            f"{latest.path.name} counts the bank warm-up in forward passes (training_steps buffer): {per}{warm}",
+            f"{latest.path.name} counts the bank warm-up in forward passes (training_steps buffer): "
+            f"{per}{warm}",
             location=str(latest.path),
             evidence={"training_steps": passes, "step": step},
         )
@@ -284,7 +295,8 @@ class BankActiveInTime(Check):
             if e.gate("FGD201", True, once=True):
                 e.emit(
                     "FGD201",
-                    f"memory bank cannot activate within the planned run: warm-up {int(warm)} optimizer steps "
+                    f"memory bank cannot activate within the planned run: warm-up {int(warm)} optimizer "
+                    "steps "
                     f">= {planned} planned",
                     step,
                     evidence={"warmup": int(warm), "planned": planned},

@@ -29,7 +29,8 @@ register(
     "region-loss-above-chance",
     "error",
     what="The region loss sits above chance level ln K for a window.",
-    why="Above chance means the targets point to the wrong column (misaligned labels) or negatives are duplicates "
+    why="Above chance means the targets point to the wrong column (misaligned labels) or negatives are "
+    "duplicates "
     "of the positive.",
     example="region_loss 5.1 with K = 132 (ln K = 4.88)",
     fix="Check the pairing of boxes and captions and mask duplicate captions in the queue.",
@@ -38,7 +39,8 @@ register(
     "FGD603",
     "embedding-collapse",
     "warning",
-    what="All pairs sit at nearly the same cosine (narrow cosine spread) or logits are nearly constant per row.",
+    what="All pairs sit at nearly the same cosine (narrow cosine spread) or logits are nearly constant per "
+    "row.",
     why="Collapsed embeddings carry no information and the loss cannot go below chance.",
     example="cosine std 0.002 across the logits matrix",
     fix="Lower the learning rate, check the temperature and that features are not detached.",
@@ -118,7 +120,9 @@ class RegionLossVsChance(Check):
         w, start = e.window, e.start
         pts = [pt for pt in self.points[-w:] if pt[0] > start]
         if len(pts) < w:
-            why = f"fewer than {w} logging points with a region loss after step {e.trend_start()} (trends start there)"
+            why = (
+                f"fewer than {w} logging points with a region loss after step {e.trend_start()} (trend start)"
+            )
             e.why("FGD601", why)
             e.why("FGD602", why)
             return
@@ -137,7 +141,8 @@ class RegionLossVsChance(Check):
         if e.gate("FGD601", abs(ratio - 1.0) < self.CHANCE_REL_TOL):
             e.emit(
                 "FGD601",
-                f"region loss {mean_loss:.4f} is within {abs(ratio - 1) * 100:.1f} % of chance ln K_t over steps "
+                f"region loss {mean_loss:.4f} is within {abs(ratio - 1) * 100:.1f} % of chance ln K_t over "
+                "steps "
                 f"{lo}-{hi} (mean ln K {mean_c:.4f}, K ~ {math.exp(mean_c):.0f})",
                 step,
                 evidence={"loss": mean_loss, "chance": mean_c, "from": lo, "to": hi},
@@ -146,7 +151,8 @@ class RegionLossVsChance(Check):
         if e.gate("FGD602", excess > margin and above >= self.ABOVE_SHARE * w):
             e.emit(
                 "FGD602",
-                f"region loss {mean_loss:.4f} is above chance ln K_t by {excess:.2f} on {above} of {w} logging "
+                f"region loss {mean_loss:.4f} is above chance ln K_t by {excess:.2f} on {above} of {w} "
+                "logging "
                 f"steps {lo}-{hi} (mean ln K {mean_c:.4f})",
                 step,
                 evidence={"loss": mean_loss, "chance": mean_c, "from": lo, "to": hi},
@@ -193,7 +199,8 @@ class Collapse(Check):
             if e.gate(f"FGD603/{name}", tiny):
                 e.emit(
                     "FGD603",
-                    f"{base} of the {head} head is {pts[-1]:.4g} (< {limit:g}) on the last {len(pts)} logging "
+                    f"{base} of the {head} head is {pts[-1]:.4g} (< {limit:g}) on the last {len(pts)} "
+                    "logging "
                     "steps: embeddings collapsed or logits constant",
                     step,
                     evidence={"metric": name, "value": pts[-1]},

@@ -18,7 +18,8 @@ register(
     "FGD301",
     "invalid-boxes-or-region-features",
     "warning",
-    what="Invalid boxes above a threshold in the data (zero area, inverted, out of range, non-finite), or zero-norm "
+    what="Invalid boxes above a threshold in the data (zero area, inverted, out of range, non-finite), or "
+    "zero-norm "
     "/ non-finite region features in a batch.",
     why="RoIAlign returns zeros for empty boxes; zero features normalise to NaN or a constant and poison the "
     "region loss and the queue.",
@@ -96,7 +97,8 @@ def repeated(facts: RunFacts) -> list[Finding]:
         out.append(
             get("FGD302").finding(
                 f"{len(flagged)} {group} caption(s) repeated enough to be false negatives; worst {caption!r} "
-                f"x{count} of {total}: ~{expected:.2f} copies among the {candidates - 1} negatives of each query "
+                f"x{count} of {total}: ~{expected:.2f} copies among the {candidates - 1} negatives of each "
+                "query "
                 f"holding it{masked}",
                 location=facts.data_location,
                 evidence={"group": group, "captions": [[c, n] for c, n, _ in flagged[:10]]},
@@ -152,7 +154,8 @@ class FalseNegatives(Check):
             what = (
                 f"{share:.0%} of the queued negatives carry the positive's caption"
                 if queue_dups
-                else f"only {k:.1f} candidates for {valid:.0f} regions: every other caption equals the positive's"
+                else f"only {k:.1f} candidates for {valid:.0f} regions: every other caption equals the "
+                "positive's"
             )
             e.emit(
                 "FGD302",

@@ -1,5 +1,6 @@
 """FGD8xx, distributed training: docs. No check is registered yet: `fgclip.train` writes every rank's queue
-checksum to `memory_bank_ranks.json`, which a future static check can compare (a new class or function here)."""
+checksum to `memory_bank_ranks.json`, which a future static check can compare (a new class or function
+here)."""
 
 from __future__ import annotations
 

@@ -16,6 +16,7 @@ import math
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any, ClassVar
 
 from fgdiag import events as ev
@@ -197,7 +198,7 @@ class RuleEngine:
             return self._interval[1]
         steps = self._loss_steps if len(self._loss_steps) >= 2 else self._row_steps
         tail = list(steps)
-        gaps = [b - a for a, b in zip(tail, tail[1:], strict=False) if b > a]
+        gaps = [b - a for a, b in pairwise(tail) if b > a]
         value = float(median(gaps)) if gaps else 1.0
         self._interval = (self.npoints, value)
         return value

@@ -17,7 +17,8 @@ register(
     "FGD701",
     "non-finite-values",
     "error",
-    what="A non-finite loss part or gradient norm (the first step is reported), or fp16 with logit scale 100.",
+    what="A non-finite loss part or gradient norm (the first step is reported), or fp16 with logit scale "
+    "100.",
     why="transformers filters NaN losses out of its logs by default; fp16 overflows at scale 100.",
     example="{'loss': 0.0, 'grad_norm': nan}",
     fix="Use bf16 or fp32; find the first non-finite step and the loss part that produced it.",
@@ -72,7 +73,8 @@ class NonFinite(Check):
         if e.gate("FGD701", bool(bad), once=True):
             e.emit(
                 "FGD701",
-                f"first non-finite value at step {step}: {', '.join(bad)} ({', '.join(str(m[n]) for n in bad)})",
+                f"first non-finite value at step {step}: {', '.join(bad)} "
+                f"({', '.join(str(m[n]) for n in bad)})",
                 step,
                 evidence={"metrics": bad},
             )

@@ -18,7 +18,8 @@ register(
     "FGD501",
     "learning-rate-or-gradient-imbalance",
     "warning",
-    what="New heads on the towers' learning rate, learning rates that make the first steps explode, a gradient-norm "
+    what="New heads on the towers' learning rate, learning rates that make the first steps explode, a "
+    "gradient-norm "
     "spike, or a new head's gradients dwarfing the towers'.",
     why="A randomly initialised head trained like the pretrained towers can blow up the first steps.",
     example="grad_norm 10x the median of the previous 100 steps",
@@ -47,23 +48,25 @@ def learning_rates(facts: RunFacts) -> list[Finding]:
     if s.dialect != "fgclip":
         out.append(
             rule.finding(
-                f"new heads ({heads}) train at the towers' learning rate {lr_text}: the {s.dialect} trainer has no head "
+                f"new heads ({heads}) train at the towers' learning rate {lr_text}: the {s.dialect} trainer "
+                "has no head "
                 "learning rate (text_model_lr only splits off text_model.*)",
                 location=lr_field.location,
             )
         )
     elif head_lr is None or head_lr == lr:
+        unset = "head_learning_rate not set" if head is None else "head_learning_rate equals learning_rate"
         out.append(
             rule.finding(
-                f"new heads ({heads}) train at the towers' learning rate {lr_text} "
-                f"({'head_learning_rate not set' if head is None else 'head_learning_rate equals learning_rate'})",
+                f"new heads ({heads}) train at the towers' learning rate {lr_text} ({unset})",
                 location=(head or lr_field).location,
             )
         )
     elif lr and head_lr >= HEAD_LR_RATIO * lr:
         out.append(
             rule.finding(
-                f"head_learning_rate {head_lr:g} is {head_lr / lr:.0f}x the towers' {lr:g}: a randomly initialised head "
+                f"head_learning_rate {head_lr:g} is {head_lr / lr:.0f}x the towers' {lr:g}: a randomly "
+                "initialised head "
                 "at that rate can blow up the first steps",
                 location=head.location if head is not None else lr_field.location,
             )
@@ -72,7 +75,8 @@ def learning_rates(facts: RunFacts) -> list[Finding]:
     if not (as_float(clip) or 0.0) > 0:
         out.append(
             rule.finding(
-                f"no gradient clipping ({clip.why or clip.origin}: max_grad_norm {clip.value}) while new heads ({heads}) "
+                f"no gradient clipping ({clip.why or clip.origin}: max_grad_norm {clip.value}) while new "
+                f"heads ({heads}) "
                 "start from random weights",
                 location=clip.location,
             )
@@ -145,7 +149,8 @@ class GradientNorms(Check):
                 if e.gate("FGD501/spike", spike):
                     e.emit(
                         "FGD501",
-                        f"grad norm {gn:.4g} at step {step} is {gn / med:.0f}x the running median {med:.4g} of "
+                        f"grad norm {gn:.4g} at step {step} is {gn / med:.0f}x the running median {med:.4g} "
+                        "of "
                         f"the previous {n} logging steps",
                         step,
                         evidence={"grad_norm": gn, "median": med},

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from itertools import pairwise
 from typing import Any
 
 from fgdiag import events as ev
@@ -23,21 +24,27 @@ register(
     "FGD101",
     "head-scale-at-clip-init",
     "error",
-    what="A region or hard-negative logit scale initialised at CLIP's from-scratch ln(1/0.07) = 2.6592, or more "
+    what="A region or hard-negative logit scale initialised at CLIP's from-scratch ln(1/0.07) = 2.6592, or "
+    "more "
     "than 1.0 apart (log space) from the global scale, while fine-tuning from a checkpoint at ln 100.",
-    why="With scale exp(2.6592) = 14.3 the region logits span only +-14 while the global head runs at 100; the "
+    why="With scale exp(2.6592) = 14.3 the region logits span only +-14 while the global head runs at 100; "
+    "the "
     "seed's region loss sat at chance for days because of exactly this.",
-    example="FGCLIPConfig(finegrained_logit_scale_init=2.6592) with a CLIP checkpoint whose logit_scale is 4.6052",
-    fix="Initialise every head at the checkpoint's scale: finegrained_logit_scale_init = hardneg_logit_scale_init "
+    example="FGCLIPConfig(finegrained_logit_scale_init=2.6592) with a CLIP checkpoint whose logit_scale is "
+    "4.6052",
+    fix="Initialise every head at the checkpoint's scale: finegrained_logit_scale_init = "
+    "hardneg_logit_scale_init "
     "= 4.6052 (ln 100).",
 )
 register(
     "FGD102",
     "scale-unclamped-or-saturated",
     "warning",
-    what="A logit scale initialised above the clamp (error), no clamp configured, or a scale sitting at the clamp "
+    what="A logit scale initialised above the clamp (error), no clamp configured, or a scale sitting at the "
+    "clamp "
     "while the loss is flat.",
-    why="Without a clamp exp(scale) can pass 100 and destabilise training; at the clamp the temperature is frozen "
+    why="Without a clamp exp(scale) can pass 100 and destabilise training; at the clamp the temperature is "
+    "frozen "
     "and a flat loss there means the scale is not the lever.",
     example="logit_scale_max = None (upstream FG-CLIP has no clamp)",
     fix="Set logit_scale_max = 4.6052 (ln 100) and initialise every head at or below it.",
@@ -46,11 +53,13 @@ register(
     "FGD103",
     "scale-decayed-or-frozen",
     "warning",
-    what="A logit scale under weight decay, with requires_grad False, missing from the optimizer or present twice, "
+    what="A logit scale under weight decay, with requires_grad False, missing from the optimizer or present "
+    "twice, "
     "or that has not moved at all after many optimizer steps below the clamp.",
     why="Decoupled weight decay pulls the raw scale towards 0 (temperature 1); a frozen scale never adapts.",
     example="AdamW(weight_decay=0.01) over named_parameters() including logit_scale_finegrained",
-    fix="Put every logit scale in a no-decay group exactly once and keep it trainable (fgclip.train does this).",
+    fix="Put every logit scale in a no-decay group exactly once and keep it trainable (fgclip.train does "
+    "this).",
 )
 
 HEAD_GAP = 1.0  # B5/FGD101: heads more than 1.0 apart in log space
@@ -137,7 +146,8 @@ def clamp(facts: RunFacts) -> list[Finding]:
     return [
         rule.finding(
             f"{label} logit scale starts at {value:.5g} ({field.origin}), above the clamp logit_scale_max = "
-            f"{limit:.5g} ({limit_field.origin}): the first clamp cuts it and the configured value never holds",
+            f"{limit:.5g} ({limit_field.origin}): the first clamp cuts it and the configured value never "
+            "holds",
             location=field.location,
             severity=Severity.ERROR,
             evidence={"head": label, "init": value, "clamp": limit},
@@ -328,8 +338,10 @@ class ScaleAtClamp(Check):
         if e.gate(f"FGD102/saturated/{head}", saturated and flat):
             e.emit(
                 "FGD102",
-                f"{head} logit scale sits at the clamp {clamp:.4f} on the last {len(pts)} logging steps while "
-                f"its loss is flat ({lvals[0]:.4f} -> {lvals[-1]:.4f}): the temperature is frozen and not the "
+                f"{head} logit scale sits at the clamp {clamp:.4f} on the last {len(pts)} logging steps "
+                "while "
+                f"its loss is flat ({lvals[0]:.4f} -> {lvals[-1]:.4f}): the temperature is frozen and not "
+                "the "
                 "lever",
                 step,
                 evidence={"head": head},
@@ -381,7 +393,8 @@ class ScaleFrozenOrDecaying(Check):
             if e.gate(f"FGD103/frozen/{head}", frozen, once=True):
                 e.emit(
                     "FGD103",
-                    f"{head} logit scale has not moved from {first[1]:.6f} in {step - first[0]} optimizer steps "
+                    f"{head} logit scale has not moved from {first[1]:.6f} in {step - first[0]} optimizer "
+                    "steps "
                     "below the clamp with lr > 0: it is frozen, missing from the optimizer or stored in bf16",
                     step,
                     evidence={"head": head, "raw": first[1], "steps": step - first[0]},
@@ -397,12 +410,13 @@ class ScaleFrozenOrDecaying(Check):
         tail = [v for s, v in zip(sr.steps[-w:], sr.values[-w:], strict=True) if s > start]
         if len(tail) < w:
             return
-        falls = sum(b < a for a, b in zip(tail, tail[1:], strict=False))
+        falls = sum(b < a for a, b in pairwise(tail))
         decaying = falls >= self.DECAY_SHARE * (len(tail) - 1) and tail[0] - tail[-1] >= self.DECAY_MIN_DROP
         if e.gate(f"FGD103/decay/{head}", decaying):
             e.emit(
                 "FGD103",
-                f"{head} logit scale falls steadily ({tail[0]:.4f} -> {tail[-1]:.4f} over the last {len(tail)} "
+                f"{head} logit scale falls steadily ({tail[0]:.4f} -> {tail[-1]:.4f} over the last "
+                f"{len(tail)} "
                 "logging steps): weight decay on the scale?",
                 step,
                 evidence={"head": head, "from": tail[0], "to": tail[-1]},

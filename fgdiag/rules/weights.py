@@ -45,7 +45,8 @@ register(
     what="A pretrained source that leaves parameters newly initialised beyond the expected new heads.",
     why="The fgclip-vad loader left q/k/v random in all 24 layers; training then starts from a broken tower.",
     example="newly initialised: text_model.encoder.layers.0.self_attn.q_proj.weight",
-    fix="Load a complete CLIP checkpoint; only the long-text table, long projection, roi head and the auxiliary "
+    fix="Load a complete CLIP checkpoint; only the long-text table, long projection, roi head and the "
+    "auxiliary "
     "scales may be new.",
 )
 
@@ -76,7 +77,8 @@ def _describe(value: float, dtype: str = "") -> str:
 
 
 def stale_differences(info: CheckpointInfo, expected: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each way the checkpoint disagrees with `expected` (see compare_checkpoint), or carries the FGD101 bug."""
+    """Each way the checkpoint disagrees with `expected` (see compare_checkpoint), or carries the FGD101
+    bug."""
     diffs: list[dict[str, Any]] = []
     drift = float(expected.get("scale_drift_per_step") or 0.0) * (info.step or 0)
     for head in SCALE_HEADS:
@@ -258,8 +260,10 @@ def new_parameters(facts: RunFacts) -> list[Finding]:
             out.append(
                 rule.finding(
                     f"model_name_or_path {s.source.value!r} with --from_openai goes through the fork's "
-                    "load_openai_clip_weights, which skips in_proj_* (q/k/v stay random in all 24 layers) and ln_final "
-                    "and copies text_projection untransposed (its log: 'Copied 127 vision / 122 text weights')",
+                    "load_openai_clip_weights, which skips in_proj_* (q/k/v stay random in all 24 layers) "
+                    "and ln_final "
+                    "and copies text_projection untransposed (its log: 'Copied 127 vision / 122 text "
+                    "weights')",
                     location=s.source.location,
                 )
             )

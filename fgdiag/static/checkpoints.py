@@ -5,7 +5,8 @@ only through `torch.load(weights_only=True, mmap=True)`, which refuses to run th
 file that cannot be read that way is reported as unreadable/unsafe, never unpickled some other way.
 
 Ours, upstream FG-CLIP's and fgclip-vad's layouts are all read: the auxiliary scale is
-`logit_scale_finegrained` (ours) or `logit_scale_finegraind` (upstream/fork); the bank is `memory_bank.*` (ours,
+`logit_scale_finegrained` (ours) or `logit_scale_finegraind` (upstream/fork); the bank is `memory_bank.*`
+(ours,
 warm-up in optimizer steps) or the fork's `region_*_queue_{normal,abnormal}` + `training_steps` (forward
 passes). Safetensors checkpoints are read without torch.
 """

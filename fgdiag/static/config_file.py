@@ -51,7 +51,8 @@ def _line_of(text: str, key: str, section: str | None, toml: bool) -> int | None
 
 
 def parse_text(text: str, path: Path) -> dict[str, Any]:
-    """Decode TOML or JSON by suffix (JSON when the text starts with `{`); InputError with the line on failure."""
+    """Decode TOML or JSON by suffix (JSON when the text starts with `{`); InputError with the line on
+    failure."""
     is_json = path.suffix.lower() == ".json" or text.lstrip().startswith("{")
     try:
         data = json.loads(text) if is_json else tomllib.loads(text)

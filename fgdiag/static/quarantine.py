@@ -79,7 +79,8 @@ def quarantine(items: list[Candidate], now: float | None = None) -> list[dict[st
                     "codes": sorted({f.code for f in item.findings}),
                     "reasons": [f.message for f in item.findings],
                     "differences": [d for f in item.findings for d in f.evidence.get("differences", [])],
-                    "restore": f"mv {shlex.quote(str(target.resolve()))} {shlex.quote(str(item.path.resolve()))}",
+                    "restore": f"mv {shlex.quote(str(target.resolve()))} "
+                    f"{shlex.quote(str(item.path.resolve()))}",
                     "status": "pending",
                 }
             )

@@ -1,7 +1,8 @@
 """Turn raw training arguments into the effective settings the rules judge, one dialect at a time.
 
 The same intent is spelled three ways: our `fgclip.train` arguments (docs/CONTRACTS.md), upstream FG-CLIP v1's
-`train_fgclip.py` (scales copied from the loaded checkpoint, no bank, scales decayed) and the fgclip-vad fork's
+`train_fgclip.py` (scales copied from the loaded checkpoint, no bank, scales decayed) and the fgclip-vad
+fork's
 (scales cloned from `logit_scale_init_value` before the weights load, a 128-entry bank switched on after 200
 forward passes, scales decayed, only the global scale clamped). Every effective value is a `Field` that says
 where it came from, so a finding can cite a line or state the assumption it rests on.
@@ -253,7 +254,8 @@ def _bank(settings: Settings) -> None:
 
 
 def _heads_new(settings: Settings) -> None:
-    """Heads the source does not provide, which start from fresh weights (FGD501 wants them on their own lr)."""
+    """Heads the source does not provide, which start from fresh weights (FGD501 wants them on their own
+    lr)."""
     values = settings.values
     if settings.dialect == "fork":
         settings.new_heads = ["roi_projection", "temporal_transformer", "temporal_attention"]
@@ -274,7 +276,8 @@ def _heads_new(settings: Settings) -> None:
 
 
 def _profile(settings: Settings, table: Field) -> None:
-    """`targets = "ucf"` (or a path): region-loss target points and the bank deadline of a fgdiag.targets profile."""
+    """`targets = "ucf"` (or a path): region-loss target points and the bank deadline of a fgdiag.targets
+    profile."""
     from fgdiag.targets import TargetError, get_profile
 
     try:
@@ -290,7 +293,8 @@ def _profile(settings: Settings, table: Field) -> None:
 
 
 def _targets(settings: Settings) -> None:
-    """Region-loss targets: `target_region_loss = x`, `[targets] region_loss = {step = value}` or a profile."""
+    """Region-loss targets: `target_region_loss = x`, `[targets] region_loss = {step = value}` or a
+    profile."""
     values = settings.values
     flat = values.get("target_region_loss")
     if flat is not None and (value := as_float(flat)) is not None:

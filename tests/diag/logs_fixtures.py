@@ -37,8 +37,8 @@ def hf_trainer_log(
             out.append(bar)
         if s % logging_steps == 0:
             rec = (
-                f"{{'loss': {loss(s):.4f}, 'grad_norm': {grad(s)}, 'learning_rate': {5e-6 * (1 - s / steps):.3e}, "
-                f"'epoch': {s / steps:.2f}}}"
+                f"{{'loss': {loss(s):.4f}, 'grad_norm': {grad(s)}, "
+                f"'learning_rate': {5e-6 * (1 - s / steps):.3e}, 'epoch': {s / steps:.2f}}}"
             )
             if bars == "cr":  # tqdm.write clears the bar with \r and spaces, then prints on the same line
                 out.append(line + "\r" + " " * 60 + "\r" + rec)
@@ -87,7 +87,8 @@ def vad_group(
     lines = [
         "[DIAG] Region batch diagnostics:",
         f"  - valid_count={valid} | bbox_batch_size={valid}",
-        f"  - img_norms: min={0.0 if zero else 1.0:.4f}, max=1.0000, mean={mean:.4f}, std=0.0000, has_nan=False",
+        f"  - img_norms: min={0.0 if zero else 1.0:.4f}, max=1.0000, mean={mean:.4f}, std=0.0000, "
+        "has_nan=False",
         "  - txt_norms: min=1.0000, max=1.0000, mean=1.0000, std=0.0000, has_nan=False",
         f"  - logits_i2t: min=-5.0312, max=3.7188, mean=-1.7031, std={std}, has_nan=False",
         f"  - logit_scale (finegrained): {scale:.6f} (exp={math.exp(scale):.4f})",
@@ -112,7 +113,8 @@ def vad_group(
         )
     else:
         lines.append(
-            f"{bar}[ACCUMULATED][Epoch 0][Step {step}][Batch {batch}] AvgLoss: {total:.6f} | Global: 1.500000 "
+            f"{bar}[ACCUMULATED][Epoch 0][Step {step}][Batch {batch}] AvgLoss: {total:.6f} | Global: "
+            "1.500000 "
             f"| Region: {region:.6f} | Hard: 0.000000{mb} | LR: 4.17e-07 | Time: 0.77s"
         )
     return lines
@@ -148,7 +150,8 @@ def vad_log(
             batch += 1
             bank = 128 if bank_at is not None and s > bank_at else 0
             bar = (
-                f"\r {100 * (s + 1) // total_steps:2d}%|▏         | {s + 1}/{total_steps} [01:00<1:15:07, 19.02s/it]"
+                f"\r {100 * (s + 1) // total_steps:2d}%|▏         | {s + 1}/{total_steps} [01:00<1:15:07, "
+                "19.02s/it]"
                 if g == ga - 1
                 else ""
             )

@@ -1,4 +1,5 @@
-"""The registry: every code has its docs and is checked in exactly one family module; a new rule is one class in
+"""The registry: every code has its docs and is checked in exactly one family module; a new rule is one class
+in
 one family file (shown by adding one to a copy of the tree, with nothing else edited)."""
 
 from __future__ import annotations

@@ -25,7 +25,8 @@ INFO = {
 
 
 def healthy(step: int) -> dict[str, float]:
-    """A run that learns: bank on at 7 (4 -> 132 candidates), region loss well below ln K, scales at ln 100."""
+    """A run that learns: bank on at 7 (4 -> 132 candidates), region loss well below ln K, scales at ln
+    100."""
     bank = step >= 7
     k = 132.0 if bank else 4.0
     region = 0.3 + 1.0 * math.exp(-step / 60)
