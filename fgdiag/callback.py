@@ -12,12 +12,15 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transformers import TrainerCallback
 
 from fgdiag import events as ev
 from fgdiag.probes.model_stats import GradNormProbe, ModelStatsProbe, read_scalars
+
+if TYPE_CHECKING:
+    from fgdiag.rules.engine import RuleEngine
 
 SWITCH = "ENABLE_RUNTIME_DIAG"
 OFF = {"", "0", "false", "no", "off"}
@@ -81,10 +84,10 @@ class FGDiagCallback(TrainerCallback):
         self.model_probe = ModelStatsProbe()
         self.grad_probe = GradNormProbe()
         self.writer: ev.EventWriter | None = None
-        self.engine = None
+        self.engine: RuleEngine | None = None
         self.findings: list = []
-        self._model = None
-        self._optimizer = None
+        self._model: Any = None
+        self._optimizer: Any = None
         self._logs_seen = 0
         self._mb_announced = False
         self._last_candidates: float | None = None
@@ -145,7 +148,7 @@ class FGDiagCallback(TrainerCallback):
                 if k not in logs and v is not None and math.isfinite(v)
             }
         )
-        if not self._is_main or self.writer is None:
+        if not self._is_main or self.writer is None or self.engine is None:
             return
         self.writer.write(ev.metrics_record(state.global_step, metrics))
         self._print_lines(state.global_step, metrics)
@@ -154,7 +157,7 @@ class FGDiagCallback(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):
         self.model_probe.detach()
-        if self._is_main and self.writer is not None:
+        if self._is_main and self.writer is not None and self.engine is not None:
             for finding in self.engine.finish():
                 self._report(finding)
             self.writer.write(ev.event_record(state.global_step, ev.EVENT_TRAIN_END, "training finished"))
@@ -210,11 +213,15 @@ class FGDiagCallback(TrainerCallback):
                 activated, int(before) if before else None, int(k) if k else None
             )
             lines.append(line)
-            self.writer.write(
-                ev.event_record(
-                    activated, ev.EVENT_MB_ENABLED, line, {"candidates_before": before, "candidates_after": k}
+            if self.writer is not None:
+                self.writer.write(
+                    ev.event_record(
+                        activated,
+                        ev.EVENT_MB_ENABLED,
+                        line,
+                        {"candidates_before": before, "candidates_after": k},
+                    )
                 )
-            )
             self._mb_announced = True
         if k is not None and metrics.get(ev.MB_ACTIVE, 0.0) != 1.0:
             self._last_candidates = k

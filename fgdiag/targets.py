@@ -110,7 +110,9 @@ def _point(entry: Any, where: str) -> TargetPoint:
     below, above = _number(entry, "below", where), _number(entry, "above", where)
     if (below is None) == (above is None):
         raise TargetError(f"{where}: give exactly one of 'below' or 'above'")
-    return TargetPoint(metric, int(step), float(below if below is not None else above), below is not None)
+    threshold = below if below is not None else above
+    assert threshold is not None
+    return TargetPoint(metric, int(step), float(threshold), below is not None)
 
 
 def parse_profile(data: dict[str, Any], source: str, default_name: str) -> TargetProfile:

@@ -36,9 +36,9 @@ _KV_RE = re.compile(r"([\w.]+)=(\S+)")
 _HEAD_LOSS_RE = re.compile(r"^([-+\w.]+)(?: \(K=([-+\w.]+), ln K=([-+\w.]+)\))?$")
 
 
-def _num(value: float, spec: str) -> str:
+def _num(value: float | None, spec: str) -> str:
     """Format a float; non-finite values print as nan / inf / -inf, which float() reads back."""
-    value = float(value)
+    value = float(value) if value is not None else math.nan
     if math.isfinite(value):
         return format(value, spec)
     return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")

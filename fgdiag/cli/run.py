@@ -7,7 +7,7 @@ import json
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -135,7 +135,7 @@ class _live_view:
     def __init__(self, enabled: bool, targets: str | None):
         self.enabled = enabled
         self.targets = targets
-        self._live = None
+        self._live: Any = None
         self._last_print = 0.0
         self._runs: dict[str, tuple] = {}
 

@@ -63,6 +63,7 @@ def _pair(item: Any) -> list[tuple[str, int]]:
         caption, count = item
     else:
         return []
-    if isinstance(caption, str) and _int(count) is not None:
-        return [(caption, count)]
+    number = _int(count)
+    if isinstance(caption, str) and number is not None:
+        return [(caption, number)]
     return []

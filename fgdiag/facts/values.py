@@ -80,8 +80,8 @@ class ConfigValues:
     def __iter__(self) -> Iterator[Field]:
         return iter(self._fields.values())
 
-    def names(self) -> set[str]:
-        return set(self._fields)
+    def names(self) -> frozenset[str]:
+        return frozenset(self._fields)
 
     def value(self, name: str, default: Any = None) -> Any:
         field = self._fields.get(name)

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeGuard
 
 from fgdiag import events as ev
 from fgdiag.diagnostic import Finding, Severity
@@ -75,14 +75,15 @@ class Series:
         return list(zip(self.steps[-n:], self.values[-n:], strict=True))
 
 
-def median(values: list[float]) -> float:
+def median(values: Sequence[float]) -> float:
     """Median without importing `statistics` (it pulls in fractions/decimal: startup time for watch)."""
     ordered = sorted(values)
     mid = len(ordered) // 2
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
-def finite(x: Any) -> bool:
+def finite(x: Any) -> TypeGuard[float]:
+    """A real, finite number (not None, not NaN/inf, not a bool)."""
     return isinstance(x, (int, float)) and math.isfinite(x)
 
 

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
 from fgdiag.facts.values import ConfigValues, Field, InputError
 
-try:
+if sys.version_info >= (3, 11):
     import tomllib
-except ModuleNotFoundError:  # Python 3.10: the same parser under its PyPI name
-    import tomli as tomllib  # type: ignore[no-redef]
+else:  # Python 3.10: the same parser under its PyPI name
+    import tomli as tomllib
 
 SECTIONS = ("model", "data", "training")
 MODEL_CONFIG_KEYS = {"architectures", "text_config", "vision_config"}

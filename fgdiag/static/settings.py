@@ -205,7 +205,11 @@ def _optimizer(settings: Settings) -> None:
             lora.path,
             lora.line,
         )
-    elif isinstance(groups.value if groups else None, list) and "logit_scale" not in json.dumps(groups.value):
+    elif (
+        groups is not None
+        and isinstance(groups.value, list)
+        and "logit_scale" not in json.dumps(groups.value)
+    ):
         settings.frozen = Field(
             groups.name,
             "no parameter group holds the logit scales (expected a 'logit_scales' group)",

@@ -273,7 +273,7 @@ def _training_args(tokens: list[Token], info: ScriptInfo) -> None:
             if not eq:
                 nxt = tokens[i + 1].text if i + 1 < len(tokens) else None
                 is_value = nxt is not None and (not nxt.startswith("-") or re.match(r"^-\d", nxt) is not None)
-                value = nxt if is_value else "True"
+                value = nxt if is_value and nxt is not None else "True"
                 i += 1 if is_value else 0
             info.values.set(Field(name.replace("-", "_"), value, shown, line))
         i += 1
