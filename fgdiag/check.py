@@ -58,8 +58,8 @@ def _data(inputs: Inputs, settings: Settings | None, notes: list[str]) -> tuple[
     found = resolve_near(field.value, bases)
     if found is None:
         notes.append(
-            f"{field.location}: {field.value} is not readable here; data size from num_train_samples, "
-            "data audit skipped"
+            f"{field.location}: {field.value} is not readable here; data size from num_train_samples, data "
+            "audit skipped"
         )
     return found, False
 

@@ -55,8 +55,8 @@ def _render_text(findings: list[Any], summary: dict[str, Any]) -> None:
         for folder in record.get("folders", []):
             console.print(
                 Text(
-                    f"quarantine: moved {len(folder['moved'])} checkpoint(s) to {folder['folder']} "
-                    f"(manifest {folder['manifest']})"
+                    f"quarantine: moved {len(folder['moved'])} checkpoint(s) to {folder['folder']} (manifest "
+                    f"{folder['manifest']})"
                 )
             )
             for failed in folder["failed"]:

@@ -74,8 +74,8 @@ def render_text(result: dict[str, Any], max_invalid_ratio: float) -> str:
     if "test_overlap" in result:
         o = result["test_overlap"]
         lines.append(
-            f"  test overlap: {o['overlapping_records']} records ({o['overlapping_media']} media) "
-            f"appear in {o['test_list']}"
+            f"  test overlap: {o['overlapping_records']} records ({o['overlapping_media']} media) appear in "
+            f"{o['test_list']}"
         )
     for issue in result["issues"][:5]:
         where = issue["file"] + (f":{issue['line']}" if issue["line"] else "")

@@ -215,8 +215,8 @@ def _follow_plain(
     from fgdiag.render.summary import verdict
 
     typer.echo(
-        f"verdict: {verdict(read.rows, read.events, read.findings)} ({len(read.findings)} findings, "
-        f"last step {read.last_step})"
+        f"verdict: {verdict(read.rows, read.events, read.findings)} ({len(read.findings)} findings, last "
+        f"step {read.last_step})"
     )
 
 

@@ -24,6 +24,10 @@ from fgdiag.logs.values import NotANumber, to_float
 _KEY_RE = re.compile(r"""(['"])([A-Za-z_][\w./\-]{0,80})\1\s*:\s*""")
 # tqdm: ` 42%|████▏     | 100/240 [01:00<01:24,  1.66it/s]` (also `?it/s`, `s/it`)
 BAR_RE = re.compile(r"(\d+)/(\d+) \[[^\[\]]{0,80}?(?:it/s|s/it)[^\[\]]{0,20}\]")
+# a whole segment that is only a bar (no label, nothing after it): the common case, read in one match
+BAR_LINE_RE = re.compile(
+    r"\s*\d+%\|[^|\r\n]*\|\s*(\d+)/(\d+) \[[^\[\]]{0,80}?(?:it/s|s/it)[^\[\]]{0,20}\]\s*"
+)
 LITERAL_EVAL_MAX = 4096
 
 # Trainer keys -> event metric names
@@ -175,9 +179,44 @@ def read_trainer_state(
 
 
 STEP_NOTE = (
-    "Trainer dict lines without a progress bar: steps are logging-line numbers, not optimizer steps "
-    "(pass --logging-steps)"
+    "Trainer dict lines without a progress bar: steps are logging-line numbers, not optimizer steps (pass "
+    "--logging-steps)"
 )
+
+
+_NUM = r"[-+]?(?:\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|nan|NaN|inf|Inf|Infinity)"
+MAX_LAYOUTS = 8
+
+
+class Layout:
+    """The key order of a dict line seen before, as one regex over plain numbers: the next line with the same
+    keys is read in one match (any other shape takes the general scan)."""
+
+    __slots__ = ("end", "metrics", "regex")
+
+    def __init__(self, text: str, pairs: list[tuple[str, str]]) -> None:
+        quote = text[1]
+        value = f"['\"]?({_NUM})['\"]?"
+        self.regex = re.compile(
+            r"\{" + ", ".join(f"{quote}{re.escape(k)}{quote}: {value}" for k, _ in pairs) + r"\}"
+        )
+        line = DictLine()
+        for i, (key, _) in enumerate(pairs):
+            _assign(line, key, float(i))  # where each key goes, by its position
+        self.metrics = [(name, int(i)) for name, i in line.metrics.items() if i is not None]
+        self.end = [(key, int(i)) for key, i in (line.end or {}).items()]
+        if self.end and not any(name in (ev.LOSS, ev.GRAD_NORM) for name, _ in self.metrics):
+            self.metrics = []  # the end-of-training line repeats `epoch`: not a logging step
+
+    def read(self, text: str) -> DictLine | None:
+        m = self.regex.fullmatch(text)
+        if m is None:
+            return None
+        values = [float(v) for v in m.groups()]
+        out = DictLine()
+        out.metrics = {name: values[i] for name, i in self.metrics}
+        out.end = {key: values[i] for key, i in self.end} if self.end else None
+        return out
 
 
 class HfParser:
@@ -190,10 +229,26 @@ class HfParser:
         self.bar_n: int | None = None
         self.dict_lines = 0
         self.last_step: int | None = None
+        self.layouts: list[Layout] = []
+
+    def _parse(self, text: str) -> DictLine | None:
+        for layout in self.layouts:
+            parsed = layout.read(text)
+            if parsed is not None:
+                return parsed
+        parsed = parse_dict_line(text)
+        if parsed is not None and len(self.layouts) < MAX_LAYOUTS and text[:2] in ("{'", '{"'):
+            pairs = _scan_pairs(text.strip()[1:])
+            if pairs:
+                layout = Layout(text.strip(), pairs)
+                again = layout.read(text.strip())
+                if again is not None and again.metrics == parsed.metrics and again.end == parsed.end:
+                    self.layouts.append(layout)  # it reads this line exactly as the general scan did
+        return parsed
 
     def dict_line(self, text: str) -> bool:
         """A Trainer dict (text starts at `{`): metrics at its step, or the train_runtime end line."""
-        parsed = parse_dict_line(text)
+        parsed = self._parse(text)
         if parsed is None:
             return False
         sink = self.sink
@@ -204,8 +259,10 @@ class HfParser:
             step = self.step()
             sink.at(step)
             self.last_step = step
-            for name, value in parsed.metrics.items():
-                sink.put(name, float("nan") if value is None else value)
+            if None in parsed.metrics.values():
+                sink.put_many({k: float("nan") if v is None else v for k, v in parsed.metrics.items()})
+            else:
+                sink.put_many(parsed.metrics)
         if parsed.end is not None:
             sink.event(ev.event_record(sink.step, ev.EVENT_TRAIN_END, "training finished", parsed.end))
         return True
@@ -237,3 +294,23 @@ class HfParser:
             self.bar_n = n
             if n > sink.step:
                 sink.at(n)
+
+    def bars(self, line: str) -> bool:
+        """A line of `\r`-separated redraws of the training bar (tqdm to a file): False when any part is not
+        a plain bar, so the general path reads it."""
+        parts = [seg for seg in line.split("\r") if seg and not seg.isspace()]
+        if not parts:
+            return False
+        last: tuple[int, int] | None = None
+        for seg in parts:
+            m = BAR_LINE_RE.fullmatch(seg)
+            if m is None:
+                return False
+            n, total = int(m.group(1)), int(m.group(2))
+            if last is not None and (total != last[1] or n < last[0]):
+                return False
+            if last is None:
+                self.bar(n, total)  # the first sets the planned steps
+            last = (n, total)
+        self.bar(*last)  # type: ignore[misc]
+        return True

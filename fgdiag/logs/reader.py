@@ -30,6 +30,11 @@ MAX_LINE = 1 << 20  # longer lines are counted unparsed without a look
 RANK_RE = re.compile(r"\[rank(\d+)\]:\s?")
 HOST_RE = re.compile(r"((?:\d{1,3}\.){3}\d{1,3}|[A-Za-z][\w-]*\d(?:\.[\w-]+)*): ")
 Handler = Callable[[str], bool]
+MAX_UNKNOWN = 4096
+# a line holding one of these may reach a handler that counts it malformed or changes state even when the
+# line is not read: such lines are never remembered as unknown
+STATEFUL_MARKS = ("[", "{", "\r", "ogit", "Epoch", "Train", "Traceback", "memory", "Killed")
+UNKNOWN_LEN = 400  # only short lines are remembered
 Rows = list[tuple[int, dict[str, float | None]]]
 
 
@@ -53,6 +58,7 @@ class LogReader:
         self._host: str | None = None
         self._pending = b""
         self._skip_to_newline = False
+        self._unknown: set[str] = set()  # lines the slow path did not recognise and that touch no state
         self._fast: dict[str, Handler] = {**self.vad.prefixes(), **self.ours.prefixes()}
         for ch in "=-*#~":
             self._fast[ch * 12] = self._decoration
@@ -167,7 +173,7 @@ class LogReader:
 
     # --- hot loop ----------------------------------------------------------------------------------------
     def _lines(self, lines: list[str]) -> None:
-        fast, sink = self._fast, self.sink
+        fast, sink, unknown = self._fast, self.sink, self._unknown
         n = self.lines
         for line in lines:
             n += 1
@@ -185,8 +191,24 @@ class LogReader:
                 self.blank += 1
                 continue
             sink.lineno = n
+            first = line[0] if len(line) <= MAX_LINE else ""
+            if first == "{" and "\r" not in line and self.hf.dict_line(line):
+                continue  # a Trainer dict line, the commonest untagged line
+            if first == "\r" and self.hf.bars(line):
+                continue  # a line of tqdm redraws
+            if len(line) < UNKNOWN_LEN and line in unknown and self.vad.table is None:
+                sink.unparsed += 1  # seen before and not recognised: a warning printed every step
+                continue
             if not self._slow(line):
                 sink.unparsed += 1
+                if (
+                    len(line) < UNKNOWN_LEN
+                    and self.vad.table is None
+                    and not any(mark in line for mark in STATEFUL_MARKS)
+                ):
+                    if len(unknown) >= MAX_UNKNOWN:
+                        unknown.clear()
+                    unknown.add(line)
         self.lines = n
 
     def _slow(self, line: str) -> bool:

@@ -100,6 +100,12 @@ class LogSink:
             self._row_step = self.step
         self._set[name] = value
 
+    def put_many(self, values: dict[str, float | None]) -> None:
+        """Several `put`s at once."""
+        if self._row_step is None:
+            self._row_step = self.step
+        self._set.update(values)
+
     def keep_last(self, name: str, value: float) -> None:
         """A state-like value (pointer, fill, scale, learning rate): the step keeps the last one."""
         if self._row_step is None:

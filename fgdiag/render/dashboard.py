@@ -265,8 +265,8 @@ def render_dashboard(snap: DashboardSnapshot, *, spark_width: int = 40) -> Any:
     if snap.optimizer:
         side.add_row(
             "optimizer",
-            f"grad_norm {_f(snap.optimizer.get('grad_norm'), '.4g')}  "
-            f"lr {_f(snap.optimizer.get('lr'), '.2e')}",
+            f"grad_norm {_f(snap.optimizer.get('grad_norm'), '.4g')}  lr "
+            f"{_f(snap.optimizer.get('lr'), '.2e')}",
         )
     if side.row_count:
         parts.append(side)

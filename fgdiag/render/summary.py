@@ -88,7 +88,7 @@ def summary_dict(read: Any) -> dict[str, Any]:
         "lines": read.lines,
         "unparsed": read.unparsed,
         "malformed": [{"line": n, "field": f, "detail": d} for n, f, d in read.malformed],
-        "steps": len(rows),
+        "steps": getattr(read, "step_count", 0) or len(rows),
         "last_step": last,
         "planned_steps": read.run_info.get("planned_steps"),
         "metrics": (

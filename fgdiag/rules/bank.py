@@ -17,19 +17,19 @@ from fgdiag.diagnostic import Finding
 from fgdiag.facts.plan import loss_floor
 from fgdiag.facts.run import RunFacts
 from fgdiag.facts.values import as_float, as_int
-from fgdiag.rules.engine import Check, Row, RuleEngine, finite
+from fgdiag.rules.batch import Batch, finite_values
+from fgdiag.rules.engine import Check, Row, RuleEngine
 from fgdiag.rules.registry import get, register, runtime_check, static_check
+from fgdiag.rules.series import finite
 
 register(
     "FGD201",
     "memory-bank-never-active",
     "error",
     what="The memory bank cannot activate within the planned run (warm-up >= planned optimizer steps), "
-    "activates "
-    "only in the last part of it, or is not active by the step the configuration implies.",
+    "activates only in the last part of it, or is not active by the step the configuration implies.",
     why="The bank is what turns 4 in-batch candidates into 132; if it never switches on the region loss "
-    "trains "
-    "against almost no negatives.",
+    "trains against almost no negatives.",
     example="memory_bank_warmup_steps=400 with 240 planned optimizer steps",
     fix="Count the warm-up in optimizer steps and keep it well inside the run (e.g. 5-10 % of the planned "
     "steps).",
@@ -49,8 +49,7 @@ register(
     "queue-size-mismatch",
     "warning",
     what="Queue size against the batch: K so small that the bank adds nothing, so large that most entries "
-    "are stale "
-    "or duplicates, or a target below the floor the temperature allows for that K.",
+    "are stale or duplicates, or a target below the floor the temperature allows for that K.",
     why="Chance level ln K and the loss floor depend on K; targets written for another K cannot be met.",
     example="memory_bank_size=4 with 16 regions per step",
     fix="Choose a queue several times the regions per optimizer step and below ~5 % of the data set.",
@@ -59,6 +58,7 @@ register(
 LATE_ACTIVATION = 0.8  # a bank switching on after 80 % of the run trains most steps without its negatives
 QUEUE_DATA_SHARE = 0.05
 FORK_WARMUP_FORWARDS = 200  # the fork switches the bank on at training_steps >= 200 (forward passes)
+NO_DEADLINE = "no memory-bank warm-up in the run info and no target profile; pass --targets"
 
 
 # --- static ------------------------------------------------------------------------------------------------
@@ -90,15 +90,14 @@ def activation(facts: RunFacts) -> list[Finding]:
     rule = get("FGD201")
     if total is None:
         facts.notes.append(
-            "planned optimizer steps unknown (no max_steps, and no readable data_path or num_train_samples)"
-            ": set one of them to check when the memory bank activates (FGD201)"
+            "planned optimizer steps unknown (no max_steps, and no readable data_path or "
+            "num_train_samples): set one of them to check when the memory bank activates (FGD201)"
         )
     elif start >= total:
         out.append(
             rule.finding(
                 f"memory bank never activates: its warm-up ends at optimizer step {start:g} but the run "
-                "plans "
-                f"{total} optimizer steps; the region loss trains against in-batch negatives only",
+                f"plans {total} optimizer steps; the region loss trains against in-batch negatives only",
                 location=s.warmup.location,
                 evidence={"activation_step": start, "planned_steps": total},
             )
@@ -118,8 +117,7 @@ def activation(facts: RunFacts) -> list[Finding]:
         out.append(
             rule.finding(
                 f"memory bank activates at optimizer step {start:g}, after step {s.bank_active_by[0]} by "
-                "which "
-                f"the target profile {s.bank_active_by[1]} expects it",
+                f"which the target profile {s.bank_active_by[1]} expects it",
                 location=s.warmup.location,
                 evidence={"activation_step": start, "active_by": s.bank_active_by[0]},
             )
@@ -143,8 +141,7 @@ def queue(facts: RunFacts) -> list[Finding]:
                 f"memory bank of {k} entries <= {plan.regions_per_optimizer_step} regions per optimizer step "
                 f"(batch {plan.per_device_train_batch_size} x {s.boxes_per_sample} boxes x accumulation "
                 f"{plan.gradient_accumulation_steps} x world {plan.world_size}): the queue is overwritten "
-                "every "
-                "step and adds no older negatives",
+                "every step and adds no older negatives",
                 location=where,
                 evidence={"queue": k},
             )
@@ -179,8 +176,7 @@ def queue(facts: RunFacts) -> list[Finding]:
             out.append(
                 rule.finding(
                     f"region-loss target {target:g}{at} is at or above chance ln {candidates} = "
-                    f"{chance:.3f}: a "
-                    "model that learned nothing meets it",
+                    f"{chance:.3f}: a model that learned nothing meets it",
                     location=location,
                 )
             )
@@ -226,26 +222,28 @@ class BankActiveInTime(Check):
 
     codes = ("FGD201",)
     reads = (ev.MB_SIZE, ev.MB_ACTIVE, ev.MB_FILL, ev.MB_ACTIVATED_STEP)
+    every_row = True  # a deadline passes on rows that say nothing about the bank
     SLACK_STEPS = 2
+    NAMES = (ev.MB_SIZE, ev.MB_ACTIVE, ev.MB_FILL, ev.MB_ACTIVATED_STEP)
 
     def __init__(self, engine: RuleEngine) -> None:
         super().__init__(engine)
         self.active_step: int | None = None  # optimizer step the bank switched on (None: not yet seen on)
         self.off_step: int | None = None  # last logging step that saw it off
         self.seen = False  # the log has memory-bank lines
+        self.configured = False  # the run has a bank (its run info or its lines say so)
         self.settled = False  # on in time: nothing left to judge
 
     def configure(self) -> None:
         self.settled = False  # the run info changed: judge again
         size = self.engine.run_info.get("memory_bank_size")
-        configured = (finite(size) and size > 0) or self.seen
+        self.configured = (finite(size) and size > 0) or self.seen
         if finite(size) and size == 0:
-            configured = False
-        if not configured:
+            self.configured = False
+        if not self.configured:
             self.engine.why(
                 "FGD201", "no memory-bank lines in this log and no memory_bank_size in its run info"
             )
-        self.every_row = configured
 
     def event(self, step: int, kind: str, data: Mapping[str, Any]) -> None:
         if kind == ev.EVENT_MB_ENABLED:
@@ -257,11 +255,16 @@ class BankActiveInTime(Check):
         if not self.seen:
             self.seen = True
             self.configure()
-            self.engine.reroute()
 
     def observe(self, step: int, m: Row) -> None:
         if self.settled:
             return
+        self._track(step, m)
+        if self.configured:
+            self._judge(step)
+
+    def _track(self, step: int, m: Row) -> None:
+        """The bank's state as the log shows it: seen at all, switched on (when), last seen off."""
         if m.get(ev.MB_SIZE) or m.get(ev.MB_ACTIVE) is not None or m.get(ev.MB_FILL) is not None:
             self._seen()
         active = m.get(ev.MB_ACTIVE)
@@ -276,19 +279,63 @@ class BankActiveInTime(Check):
                     self.active_step = self.off_step + 1 if self.off_step is not None else 0
             else:
                 self.off_step = step
-        if self.every_row:
-            self._judge(step)
+
+    def _deadline(self) -> tuple[int, str] | None:
+        """(the optimizer step by which the bank must be on, why), or None when the run info cannot say."""
+        targets, warm = self.engine.targets, self.engine.run_info.get("memory_bank_warmup_steps")
+        if finite(warm):
+            return int(warm) + self.SLACK_STEPS, f"warm-up {int(warm)} + slack"
+        if targets is not None and targets.memory_bank_active_by is not None:
+            return targets.memory_bank_active_by, f"target profile {targets.name}"
+        return None
+
+    def quick(self, batch: Batch, rows: list[int]) -> list[int] | None:
+        """Settled in bulk while the bank's state cannot change the verdict: on in time, no deadline known,
+        the deadline not reached, or the late episode already reported and the bank still off."""
+        e = self.engine
+        if self.settled:
+            return []
+        if any(name in names for names in batch.groups for name in self.NAMES):
+            if not self.configured:
+                return None  # the bank shows up in this batch: judged from that row on
+            self.seen = True
+            if self.active_step is None:
+                values = finite_values(batch.any_order(ev.MB_ACTIVE))
+                if values and max(values) > 0:
+                    return None  # it switches on in this batch
+                act_idx, act_vals = batch.column(ev.MB_ACTIVE)
+                for j in range(len(act_vals) - 1, -1, -1):  # the last row that saw it off
+                    if finite(act_vals[j]):
+                        self.off_step = batch.steps[act_idx[j]]
+                        break
+        deadline = self._deadline()
+        if not self.configured:
+            return []
+        if deadline is None:
+            e.why("FGD201", NO_DEADLINE)
+            return []
+        expected, warm, planned = deadline[0], e.run_info.get("memory_bank_warmup_steps"), e.planned()
+        never = finite(warm) and planned and int(warm) >= planned and self.active_step is None
+        if self.active_step is not None and self.active_step <= expected:
+            return None  # on in time: the next row settles it
+        if never or max(batch.steps[i] for i in rows) > expected:
+            if not e.is_open("FGD201"):
+                return None
+            e.judge("FGD201")
+            return []
+        e.why("FGD201", f"the log ends before step {expected}")
+        return []
 
     def _judge(self, step: int) -> None:
-        e = self.engine
-        targets, warm = e.targets, e.run_info.get("memory_bank_warmup_steps")
-        if finite(warm):
-            expected, why = int(warm) + self.SLACK_STEPS, f"warm-up {int(warm)} + slack"
-        elif targets is not None and targets.memory_bank_active_by is not None:
-            expected, why = targets.memory_bank_active_by, f"target profile {targets.name}"
-        else:
-            e.why("FGD201", "no memory-bank warm-up in the run info and no target profile; pass --targets")
+        e, warm, deadline = (
+            self.engine,
+            self.engine.run_info.get("memory_bank_warmup_steps"),
+            self._deadline(),
+        )
+        if deadline is None:
+            e.why("FGD201", NO_DEADLINE)
             return
+        expected, why = deadline
         planned = e.planned()
         if finite(warm) and planned and int(warm) >= planned and self.active_step is None:
             e.judge("FGD201")
@@ -296,8 +343,7 @@ class BankActiveInTime(Check):
                 e.emit(
                     "FGD201",
                     f"memory bank cannot activate within the planned run: warm-up {int(warm)} optimizer "
-                    "steps "
-                    f">= {planned} planned",
+                    f"steps >= {planned} planned",
                     step,
                     evidence={"warmup": int(warm), "planned": planned},
                 )
@@ -322,5 +368,3 @@ class BankActiveInTime(Check):
         if not late:
             e.close("FGD201")
             self.settled = True  # on in time, and the activation step never changes again
-            self.every_row = False
-            e.reroute()

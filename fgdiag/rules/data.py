@@ -11,18 +11,19 @@ from fgdiag.facts import REGION
 from fgdiag.facts.audit import invalid_counts, repeated_captions
 from fgdiag.facts.run import RunFacts
 from fgdiag.facts.values import Field, as_bool
-from fgdiag.rules.engine import Check, Row, finite
+from fgdiag.rules.batch import Batch, finite_values
+from fgdiag.rules.engine import Check, Row
 from fgdiag.rules.registry import get, register, runtime_check, static_check
+from fgdiag.rules.series import finite
 
 register(
     "FGD301",
     "invalid-boxes-or-region-features",
     "warning",
     what="Invalid boxes above a threshold in the data (zero area, inverted, out of range, non-finite), or "
-    "zero-norm "
-    "/ non-finite region features in a batch.",
-    why="RoIAlign returns zeros for empty boxes; zero features normalise to NaN or a constant and poison the "
-    "region loss and the queue.",
+    "zero-norm / non-finite region features in a batch.",
+    why="RoIAlign returns zeros for empty boxes; zero features normalise to NaN or a constant and poison "
+    "the region loss and the queue.",
     example="a box [0.4, 0.4, 0.4, 0.6] (zero width)",
     fix="Validate boxes with a policy (drop, clip or error) and audit the data: fgdiag data-audit DATA.",
 )
@@ -98,8 +99,7 @@ def repeated(facts: RunFacts) -> list[Finding]:
             get("FGD302").finding(
                 f"{len(flagged)} {group} caption(s) repeated enough to be false negatives; worst {caption!r} "
                 f"x{count} of {total}: ~{expected:.2f} copies among the {candidates - 1} negatives of each "
-                "query "
-                f"holding it{masked}",
+                f"query holding it{masked}",
                 location=facts.data_location,
                 evidence={"group": group, "captions": [[c, n] for c, n, _ in flagged[:10]]},
             )
@@ -126,11 +126,24 @@ class RegionFeatures(Check):
         if e.gate("FGD301", hit, once=True) and hit:
             e.emit(
                 "FGD301",
-                f"region features with zero norm ({zero if zero is not None else '?'} per batch) "
-                f"or non-finite values ({bad if bad is not None else '?'}) first at step {step}",
+                f"region features with zero norm ({zero if zero is not None else '?'} per batch) or "
+                f"non-finite values ({bad if bad is not None else '?'}) first at step {step}",
                 step,
                 evidence={"zero_norm": zero, "nonfinite": bad},
             )
+
+    def quick(self, batch: Batch, rows: list[int]) -> list[int] | None:
+        """No zero-norm and no non-finite feature in the batch (or already reported): judged, nothing more."""
+        e = self.engine
+        zero = batch.column(ev.REGIONS_ZERO_NORM)[1]
+        bad = batch.column(ev.REGIONS_NONFINITE)[1]
+        if not e.is_open("FGD301"):
+            zeros, bads = finite_values(zero), [v for v in bad if v is not None]
+            if (zeros and max(zeros) > 0) or (bads and (finite_values(bads) != bads or max(bads) > 0)):
+                return None
+        if any(v is not None for v in zero) or any(v is not None for v in bad):
+            e.judge("FGD301")
+        return []
 
 
 @runtime_check
@@ -163,3 +176,24 @@ class FalseNegatives(Check):
                 step,
                 evidence={"duplicate_share": share, "candidates": k, "regions": valid},
             )
+
+    def quick(self, batch: Batch, rows: list[int]) -> list[int] | None:
+        """No share above the limit and never a handful of candidates for many regions: nothing fires."""
+        e = self.engine
+        if e.is_open("FGD302"):
+            return None
+        shares, ks = batch.column(ev.MB_DUP_SHARE), batch.column(REGION_K)
+        share_vals, k_vals = finite_values(shares[1]), finite_values(ks[1])
+        valid = finite_values(batch.column(ev.REGIONS_VALID)[1])
+        if share_vals and max(share_vals) > DUPLICATE_SHARE_MAX:
+            return None
+        if k_vals and valid and min(k_vals) <= 1.5 and max(valid) >= 4:
+            return None
+        have = {i for i, v in zip(*shares, strict=True) if finite(v)} | {
+            i for i, v in zip(*ks, strict=True) if finite(v)
+        }
+        if have:
+            e.judge("FGD302")
+        if len(have) < len(rows):
+            e.why("FGD302", "no duplicate share or candidate count in this log")
+        return []

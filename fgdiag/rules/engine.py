@@ -1,13 +1,17 @@
 """The streaming judge: metric rows in, findings out, through every registered runtime check.
 
-`observe(step, metrics)` is called once per logging step (again with the same step when more of that step's
-metrics arrive) and returns only new findings. The engine owns what every rule shares and knows no rule by
-name: the bounded series the checks ask it to keep, the run's clock (logging points, the typical interval
-between them, the trend start and the window sized from the run), the episode gate (a condition fires once and
-re-arms after `clear_points` clear logging points), and the "not judged" bookkeeping.
+`observe_rows(rows)` (or `observe(step, metrics)` for one row) is called as logging steps arrive (again with
+the same step when more of that step's metrics arrive) and returns only new findings. The engine owns what
+every rule shares and knows no rule by name: the bounded series the checks ask it to keep, the run's clock
+(logging points, the typical interval between them, the trend start and the window sized from the run), the
+episode gate (a condition fires once and re-arms after `clear_points` clear logging points), and the "not
+judged" bookkeeping.
 
-Speed: a row is routed only to the checks that read one of its metrics (plus those that need every row,
-such as a deadline), through a table cached per set of metric names; a 1 GB log has millions of rows.
+Speed: rows come in batches (a chunk of a log). A row is routed only to the checks that read one of its
+metrics (plus those that need every row, such as a deadline); a check may settle a whole batch from its
+columns (`Check.quick`) and ask `observe` only for the rows where something can happen. The findings and
+their order are those of one `observe` per row, whatever the batch boundaries (tests feed one log in many
+chunkings).
 """
 
 from __future__ import annotations
@@ -17,15 +21,16 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import Any, ClassVar, TypeGuard
+from typing import Any, ClassVar
 
 from fgdiag import events as ev
 from fgdiag.diagnostic import Finding, Severity
 from fgdiag.facts import LN_100
 from fgdiag.rules import registry
+from fgdiag.rules.batch import Batch
+from fgdiag.rules.series import SeriesStore, finite, median
 
 Row = Mapping[str, float | None]
-SERIES_CAP = 4096  # points kept per series: the longest look-back of any rule (500 steps) with room to spare
 ROUTE_CACHE = 512
 
 
@@ -41,50 +46,6 @@ class RuleParams:
     window_max_steps: int = 200
     window_min_points: int = 5  # and at least this many logging points
     clear_points: int = 5  # an episode ends after this many clear logging points
-
-
-class Series:
-    """(step, value) points of one metric, the last entry replaced when a step is observed again; only the
-    newest SERIES_CAP points are kept (trimmed in blocks, so appending stays O(1) amortised)."""
-
-    __slots__ = ("steps", "values")
-
-    def __init__(self) -> None:
-        self.steps: list[int] = []
-        self.values: list[float] = []
-
-    def put(self, step: int, value: float) -> None:
-        if self.steps and self.steps[-1] == step:
-            self.values[-1] = value
-            return
-        self.steps.append(step)
-        self.values.append(value)
-        if len(self.steps) > 2 * SERIES_CAP:
-            del self.steps[:SERIES_CAP], self.values[:SERIES_CAP]
-
-    def since(self, step: float) -> list[tuple[int, float]]:
-        out = []
-        for i in range(len(self.steps) - 1, -1, -1):
-            if self.steps[i] < step:
-                break
-            out.append((self.steps[i], self.values[i]))
-        out.reverse()
-        return out
-
-    def last(self, n: int) -> list[tuple[int, float]]:
-        return list(zip(self.steps[-n:], self.values[-n:], strict=True))
-
-
-def median(values: Sequence[float]) -> float:
-    """Median without importing `statistics` (it pulls in fractions/decimal: startup time for watch)."""
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-
-
-def finite(x: Any) -> TypeGuard[float]:
-    """A real, finite number (not None, not NaN/inf, not a bool)."""
-    return isinstance(x, (int, float)) and math.isfinite(x)
 
 
 class Check:
@@ -110,6 +71,12 @@ class Check:
 
     def observe(self, step: int, m: Row) -> None:
         """Judge one row (a check emits through `self.engine.emit`)."""
+
+    def quick(self, batch: Batch, rows: list[int]) -> list[int] | None:
+        """Settle the batch's routed `rows` in bulk where that gives exactly what `observe` would (no finding,
+        the same state), and return the rows that still need `observe`; None (the default): all of them.
+        Runs before the batch reaches the engine's series, so those hold the rows before the batch."""
+        return None
 
     def event(self, step: int, kind: str, data: Mapping[str, Any]) -> None:
         """A point event of the log (memory_bank_enabled, crash, ...)."""
@@ -139,7 +106,8 @@ class RuleEngine:
         self.run_info: dict[str, Any] = dict(run_info or {})
         self.targets = targets
         self.params = params or RuleParams()
-        self.series: dict[str, Series] = {}
+        self.store = SeriesStore()
+        self.series = self.store.series  # name -> Series, the points the checks asked to keep
         self.last_step: int | None = None
         self.npoints = 0
         self.findings: list[Finding] = []
@@ -154,16 +122,16 @@ class RuleEngine:
         self._loss_steps: deque[int] = deque(maxlen=11)
         self._row_steps: deque[int] = deque(maxlen=11)
         self._last_heavy = 0
-        self._interval: tuple[int, float] | None = None
+        self._interval: tuple[int, float] = (-8, 1.0)  # (npoints when measured, value)
         self._clock: tuple[int, float] | None = None  # (info version, interval) of _start and _w
-        self._start, self._w = 0, 1
+        self._start, self._w, self._now_interval = 0, 1, 1.0
         self._version = 0
-        self._raw: tuple[int, dict[str, float]] | None = None
+        self._raw: tuple[Row, dict[str, float]] | None = None
         classes = list(checks) if checks is not None else registry.checks("runtime")
         self.checks: list[Check] = [cls(self) for cls in classes]
         self._reads = [_matcher(c.reads) for c in self.checks]
         self._seen = [False] * len(self.checks)
-        self._routes: dict[tuple[str, ...], tuple[list[Check], list[str]]] = {}
+        self._routes: dict[tuple[str, ...], tuple[list[int], list[str]]] = {}
         self._keep_names, self._keep_prefixes = _matcher(k for c in self.checks for k in c.keeps)
         for check in self.checks:
             check.configure()
@@ -176,7 +144,6 @@ class RuleEngine:
             return
         self.run_info.update(changed)
         self._version += 1
-        self._clock = None
         for check in self.checks:
             check.configure()
         self._routes.clear()
@@ -194,15 +161,15 @@ class RuleEngine:
         return float(value) if finite(value) else LN_100
 
     def interval(self) -> float:
-        """Typical steps between logging points (median of recent gaps), refreshed every 8 new points."""
-        if self._interval is not None and self.npoints - self._interval[0] < 8:
-            return self._interval[1]
+        """Typical steps between logging points (median of recent gaps, refreshed every 8 new points), as of
+        the current row."""
+        return self._now_interval
+
+    def _measure_interval(self) -> float:
         steps = self._loss_steps if len(self._loss_steps) >= 2 else self._row_steps
         tail = list(steps)
         gaps = [b - a for a, b in pairwise(tail) if b > a]
-        value = float(median(gaps)) if gaps else 1.0
-        self._interval = (self.npoints, value)
-        return value
+        return float(median(gaps)) if gaps else 1.0
 
     def trend_start(self) -> int:
         """The optimizer step after which trend rules judge (the start of training is noisy by design)."""
@@ -235,7 +202,7 @@ class RuleEngine:
     def raw_scales(self, m: Row) -> dict[str, float]:
         """Raw (log-space) scale per head in this row; from exp(scale) when only that is logged."""
         cached = self._raw
-        if cached is not None and cached[0] == id(m):
+        if cached is not None and cached[0] is m:
             return cached[1]
         raw = {}
         for h in ev.HEADS:
@@ -246,7 +213,7 @@ class RuleEngine:
             s = m.get(ev.head_metric(ev.LOGIT_SCALE_EXP, h))
             if h not in raw and s is not None and math.isfinite(s) and s > 0:
                 raw[h] = math.log(s)
-        self._raw = (id(m), raw)
+        self._raw = (m, raw)  # holds the row: an id() could be reused by the next row's dict
         return raw
 
     # --- episode gate and reporting -----------------------------------------------------------------------
@@ -268,6 +235,11 @@ class RuleEngine:
     def close(self, key: str) -> None:
         """End an episode at once (the condition can no longer hold)."""
         self._open.pop(key, None)
+
+    def is_open(self, prefix: str) -> bool:
+        """An episode whose key starts with `prefix` is open (clear points still count): quick paths must
+        then let `observe` count them."""
+        return any(key.startswith(prefix) for key in self._open)
 
     def emit(
         self,
@@ -296,18 +268,15 @@ class RuleEngine:
         self.why_not[code] = f"{code}: not judged: {reason}"
 
     # --- streaming --------------------------------------------------------------------------------------
-    def _route(self, names: tuple[str, ...]) -> tuple[list[Check], list[str]]:
+    def _route(self, names: tuple[str, ...]) -> tuple[list[int], list[str]]:
+        """(indices of the checks a row with these metric names goes to, the names whose series are kept)."""
         checks = []
         for i, (check, (exact, prefixes)) in enumerate(zip(self.checks, self._reads, strict=True)):
-            hit = (
-                any(n in exact or n.startswith(prefixes) for n in names)
-                if prefixes
-                else bool(exact & set(names))
-            )
+            hit = any(n in exact or n.startswith(prefixes) for n in names)
             if hit:
                 self._seen[i] = True
             if hit or check.every_row:
-                checks.append(check)
+                checks.append(i)
         kept = [n for n in names if n in self._keep_names or n.startswith(self._keep_prefixes)]
         if len(self._routes) >= ROUTE_CACHE:
             self._routes.clear()
@@ -316,44 +285,105 @@ class RuleEngine:
 
     def observe(self, step: int, metrics: Row) -> list[Finding]:
         """Feed one logging step's metrics (None = missing); returns the findings that are new."""
-        step = int(step)
-        last = self.last_step
-        if last is None or step > last:
-            self.npoints += 1
-            self._row_steps.append(step)
-            self.last_step = step
-        names = tuple(metrics)
-        route = self._routes.get(names)
-        checks, kept = route if route is not None else self._route(names)
-        series = self.series
-        for name in kept:
-            value = metrics[name]
-            if value is not None:
-                sr = series.get(name)
-                if sr is None:
-                    sr = series[name] = Series()
-                sr.put(step, value)
-        if metrics.get(ev.LOSS) is not None and (not self._loss_steps or self._loss_steps[-1] < step):
-            self._loss_steps.append(step)
-        clock = (self._version, self.interval())
-        if clock != self._clock:
-            self._start, self._w = self.trend_start(), self.window_points()
-            self._clock = clock
-        stride = max(1, self._w // 20)
-        self.heavy = self.npoints - self._last_heavy >= stride
-        if self.heavy:
-            self._last_heavy = self.npoints
-        for check in checks:
-            check.observe(step, metrics)
+        return self.observe_rows([(int(step), metrics)])
+
+    def _clock_batch(self, rows: Sequence[tuple[int, Row]]) -> Batch:
+        """Advance the run's clock over the rows; the batch records each row's clock and routing."""
+        batch = Batch(rows)
+        steps, heavy, windows, intervals, groups = (
+            batch.steps,
+            batch.heavy,
+            batch.windows,
+            batch.intervals,
+            batch.groups,
+        )
+        last, npoints, last_heavy = self.last_step, self.npoints, self._last_heavy
+        loss_steps, row_steps = self._loss_steps, self._row_steps
+        measured_at, interval = self._interval
+        clock, start, w = self._clock, self._start, self._w
+        version, loss = self._version, ev.LOSS
+        for i, (step, m) in enumerate(rows):
+            step = int(step)
+            steps.append(step)
+            if last is None or step > last:
+                npoints += 1
+                row_steps.append(step)
+                last = step
+            if m.get(loss) is not None and (not loss_steps or loss_steps[-1] < step):
+                loss_steps.append(step)
+            if npoints - measured_at >= 8:
+                measured_at, interval = npoints, self._measure_interval()
+            if clock != (version, interval):
+                clock = (version, interval)
+                self._now_interval = interval
+                start, w = self.trend_start(), self.window_points()
+            stride = max(1, w // 20)
+            h = npoints - last_heavy >= stride
+            if h:
+                last_heavy = npoints
+            heavy.append(h)
+            windows.append(w)
+            intervals.append(interval)
+            names = tuple(m)
+            group = groups.get(names)
+            if group is None:
+                groups[names] = [i]
+            else:
+                group.append(i)
+        self.last_step, self.npoints, self._last_heavy = last, npoints, last_heavy
+        self._interval, self._clock, self._start, self._w = (measured_at, interval), clock, start, w
+        batch.start = start
+        return batch
+
+    def observe_rows(self, rows: Sequence[tuple[int, Row]]) -> list[Finding]:
+        """Feed rows in log order; returns the new findings (those of one `observe` per row, in order)."""
+        if not rows:
+            return []
+        batch = self._clock_batch(rows)
+        routes = {names: self._routes.get(names) or self._route(names) for names in batch.groups}
+        routed: list[list[int]] = [[] for _ in self.checks]
+        for names, idx in batch.groups.items():
+            for ci in routes[names][0]:
+                routed[ci] = idx if not routed[ci] else sorted(routed[ci] + idx)
+        needs: dict[int, list[int]] = {}
+        for ci, idx in enumerate(routed):
+            if idx:
+                need = self.checks[ci].quick(batch, idx)
+                for i in idx if need is None else need:
+                    needs.setdefault(i, []).append(ci)
+        steps, store = batch.steps, self.store
+        rising = store.rising(steps)
+        if rising:  # the batch goes into the series at once; `tail` shows each row the points up to it
+            store.view = store.keep_batch(batch, routes)
+        done = 0
+        for i in sorted(needs):
+            step, m = rows[i]
+            if not rising:
+                if i > done:
+                    store.keep_span(batch, routes, done, i)
+                store.keep_row(step, m, routes[tuple(m)][1])
+            store.row = i
+            self._start, self._w = batch.start, batch.windows[i]
+            self._now_interval, self.heavy = batch.intervals[i], batch.heavy[i]
+            self._raw = None  # a row merged with more metrics of its step may be the same dict again
+            for ci in sorted(needs[i]):
+                self.checks[ci].observe(steps[i], m)
+            done = i + 1
+        if not rising and done < len(rows):
+            store.keep_span(batch, routes, done, len(rows))
+        store.done(steps)
+        self._start, self._w = batch.start, batch.windows[-1]
+        self._now_interval, self.heavy = batch.intervals[-1], batch.heavy[-1]
         out, self._out = self._out, []
         return out
 
-    def observe_rows(self, rows: Iterable[tuple[int, Row]]) -> list[Finding]:
-        """Feed several rows in order (the same findings as one `observe` per row)."""
-        out: list[Finding] = []
-        for step, row in rows:
-            out += self.observe(step, row)
-        return out
+    def tail(self, name: str, n: int) -> tuple[list[int], list[float]]:
+        """(steps, values) of the last n points of a kept series, as of the row being judged."""
+        return self.store.tail(name, n)
+
+    def since(self, name: str, step: float) -> list[tuple[int, float]]:
+        """(step, value) points of a kept series from `step` on, as of the row being judged."""
+        return self.store.since(name, step)
 
     def event(self, step: int, kind: str, data: Mapping[str, Any] | None = None) -> list[Finding]:
         """Feed a point event (memory_bank_enabled, crash, ...)."""
@@ -377,7 +407,7 @@ class RuleEngine:
                 if code in self.judged or code in reasons:
                     continue
                 reason = self.why_not.get(code)
-                if reason is None and not seen and check.absent:
+                if reason is None and not seen and check.absent and self.npoints:
                     reason = f"{code}: not judged: {check.absent}"
                 if reason is not None:
                     reasons[code] = reason

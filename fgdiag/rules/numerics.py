@@ -10,6 +10,7 @@ from fgdiag.diagnostic import Finding
 from fgdiag.facts import LN_100, LN_100_TOLERANCE
 from fgdiag.facts.run import RunFacts
 from fgdiag.facts.values import as_bool, as_float
+from fgdiag.rules.batch import Batch, all_finite
 from fgdiag.rules.engine import Check, Row
 from fgdiag.rules.registry import get, register, runtime_check, static_check
 
@@ -78,3 +79,16 @@ class NonFinite(Check):
                 step,
                 evidence={"metrics": bad},
             )
+
+    def quick(self, batch: Batch, rows: list[int]) -> list[int] | None:
+        """Every routed row holds a watched metric (judged); only a non-finite value needs `observe`."""
+        e = self.engine
+        e.judge("FGD701")
+        if e.is_open("FGD701"):
+            return []  # reported once: nothing more can happen
+        for name in batch.names():
+            if (name in WATCHED or name.startswith(WATCHED_PREFIXES)) and not all_finite(
+                batch.column(name)[1]
+            ):
+                return None
+        return []

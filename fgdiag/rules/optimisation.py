@@ -11,6 +11,7 @@ from fgdiag import events as ev
 from fgdiag.diagnostic import Finding
 from fgdiag.facts.run import RunFacts
 from fgdiag.facts.values import as_float
+from fgdiag.rules.batch import Batch, finite_values
 from fgdiag.rules.engine import Check, Row, RuleEngine
 from fgdiag.rules.registry import get, register, runtime_check, static_check
 
@@ -19,8 +20,7 @@ register(
     "learning-rate-or-gradient-imbalance",
     "warning",
     what="New heads on the towers' learning rate, learning rates that make the first steps explode, a "
-    "gradient-norm "
-    "spike, or a new head's gradients dwarfing the towers'.",
+    "gradient-norm spike, or a new head's gradients dwarfing the towers'.",
     why="A randomly initialised head trained like the pretrained towers can blow up the first steps.",
     example="grad_norm 10x the median of the previous 100 steps",
     fix="Give new heads their own learning rate (--head_learning_rate) and keep max_grad_norm set.",
@@ -49,8 +49,7 @@ def learning_rates(facts: RunFacts) -> list[Finding]:
         out.append(
             rule.finding(
                 f"new heads ({heads}) train at the towers' learning rate {lr_text}: the {s.dialect} trainer "
-                "has no head "
-                "learning rate (text_model_lr only splits off text_model.*)",
+                "has no head learning rate (text_model_lr only splits off text_model.*)",
                 location=lr_field.location,
             )
         )
@@ -66,8 +65,7 @@ def learning_rates(facts: RunFacts) -> list[Finding]:
         out.append(
             rule.finding(
                 f"head_learning_rate {head_lr:g} is {head_lr / lr:.0f}x the towers' {lr:g}: a randomly "
-                "initialised head "
-                "at that rate can blow up the first steps",
+                "initialised head at that rate can blow up the first steps",
                 location=head.location if head is not None else lr_field.location,
             )
         )
@@ -76,8 +74,7 @@ def learning_rates(facts: RunFacts) -> list[Finding]:
         out.append(
             rule.finding(
                 f"no gradient clipping ({clip.why or clip.origin}: max_grad_norm {clip.value}) while new "
-                f"heads ({heads}) "
-                "start from random weights",
+                f"heads ({heads}) start from random weights",
                 location=clip.location,
             )
         )
@@ -133,6 +130,44 @@ class GradientNorms(Check):
                     evidence={"ratio": ratio},
                 )
 
+    def quick(self, batch: Batch, rows: list[int]) -> list[int] | None:
+        """No group norms and every grad norm at most SPIKE_FACTOR x the smallest one around it (so below
+        SPIKE_FACTOR x any running median): the history moves on in bulk, nothing fires."""
+        e = self.engine
+        if self.has_groups or e.is_open("FGD501/") or any(n.startswith(GROUP) for n in batch.names()):
+            return None
+        col_idx, vals = batch.column(ev.GRAD_NORM)
+        steps = [batch.steps[i] for i, v in zip(col_idx, vals, strict=True) if v is not None]
+        gns = [v for v in vals if v is not None]
+        if not gns:
+            return []
+        if sorted(set(steps)) != steps or (self.last_step is not None and steps[0] <= self.last_step):
+            return None  # a step logged again replaces its value: row by row
+        finite = finite_values(gns)
+        if len(finite) < len(gns) or len(self.ordered) < len(self.history):
+            return None  # NaN in the window: row by row
+        floor = min(finite + self.ordered)
+        if floor <= 0 or max(finite) > self.SPIKE_FACTOR * floor:
+            return None
+        count, start = len(self.ordered), batch.start
+        judged = early = False
+        for step in steps:
+            if step > start and count >= self.SPIKE_MIN_HISTORY:
+                judged = True
+            else:
+                early = True
+            count = min(count + 1, self.SPIKE_HISTORY)
+        if judged:
+            e.judge("FGD501")
+        if early:
+            e.why("FGD501", "too few grad-norm points after the trend start")
+        self.history.extend(gns)
+        while len(self.history) > self.SPIKE_HISTORY:
+            self.history.popleft()
+        self.ordered = sorted(v for v in self.history if math.isfinite(v))
+        self.last_step = steps[-1]
+        return []
+
     def _spike(self, step: int, gn: float) -> None:
         """Against the median of the previous SPIKE_HISTORY logged values (a step logged again replaces its
         value), once trends are judged (`trend_start`)."""
@@ -150,8 +185,7 @@ class GradientNorms(Check):
                     e.emit(
                         "FGD501",
                         f"grad norm {gn:.4g} at step {step} is {gn / med:.0f}x the running median {med:.4g} "
-                        "of "
-                        f"the previous {n} logging steps",
+                        f"of the previous {n} logging steps",
                         step,
                         evidence={"grad_norm": gn, "median": med},
                     )

@@ -72,9 +72,9 @@ class Rule:
 
     def explain(self) -> str:
         return (
-            f"{self.code} {self.name} ({self.family}, default severity {self.severity.value})\n\n"
-            f"What it checks\n  {self.what}\n\nWhy it matters\n  {self.why}\n\n"
-            f"Example\n  {self.example}\n\nFix\n  {self.fix}\n"
+            f"{self.code} {self.name} ({self.family}, default severity {self.severity.value})\n\nWhat it "
+            f"checks\n  {self.what}\n\nWhy it matters\n  {self.why}\n\nExample\n  {self.example}\n\nFix\n  "
+            f"{self.fix}\n"
         )
 
 

@@ -46,8 +46,7 @@ register(
     why="The fgclip-vad loader left q/k/v random in all 24 layers; training then starts from a broken tower.",
     example="newly initialised: text_model.encoder.layers.0.self_attn.q_proj.weight",
     fix="Load a complete CLIP checkpoint; only the long-text table, long projection, roi head and the "
-    "auxiliary "
-    "scales may be new.",
+    "auxiliary scales may be new.",
 )
 
 SCALE_TOLERANCE = 1e-3  # a saved scale further than this (at its dtype's precision) from the configured one
@@ -152,8 +151,8 @@ def stale_differences(info: CheckpointInfo, expected: dict[str, Any]) -> list[di
                 "field": "memory_bank_warmup_steps",
                 "saved": info.memory_bank_warmup_steps,
                 "expected": int(want_w),
-                "reason": f"memory-bank warm-up {info.memory_bank_warmup_steps} "
-                f"optimizer steps saved, configured {int(want_w)}",
+                "reason": f"memory-bank warm-up {info.memory_bank_warmup_steps} optimizer steps saved, "
+                f"configured {int(want_w)}",
             }
         )
     return diffs
@@ -261,9 +260,8 @@ def new_parameters(facts: RunFacts) -> list[Finding]:
                 rule.finding(
                     f"model_name_or_path {s.source.value!r} with --from_openai goes through the fork's "
                     "load_openai_clip_weights, which skips in_proj_* (q/k/v stay random in all 24 layers) "
-                    "and ln_final "
-                    "and copies text_projection untransposed (its log: 'Copied 127 vision / 122 text "
-                    "weights')",
+                    "and ln_final and copies text_projection untransposed (its log: 'Copied 127 vision / "
+                    "122 text weights')",
                     location=s.source.location,
                 )
             )

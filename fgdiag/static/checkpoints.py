@@ -83,8 +83,8 @@ def _torch_state(path: Path) -> dict[str, Any]:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(
             path,
-            f"unreadable or unsafe: torch.load(weights_only=True) refused it ({first[:200]}); "
-            "nothing in it was executed",
+            f"unreadable or unsafe: torch.load(weights_only=True) refused it ({first[:200]}); nothing in it "
+            "was executed",
         ) from None
     if isinstance(obj, dict):
         for key in ("state_dict", "model", "module"):

@@ -88,8 +88,8 @@ def quarantine(items: list[Candidate], now: float | None = None) -> list[dict[st
             "tool": "fgdiag check-config --quarantine",
             "created_utc": stamp,
             "output_dir": str(output_dir.resolve()),
-            "note": "Nothing was deleted. To restore, run each entry's `restore` command "
-            "(or os.rename(quarantined_path, original_path)).",
+            "note": "Nothing was deleted. To restore, run each entry's `restore` command (or "
+            "os.rename(quarantined_path, original_path)).",
             "entries": entries,
         }
         _write_manifest(folder, manifest)

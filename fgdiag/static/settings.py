@@ -94,8 +94,8 @@ def _source(settings: Settings) -> None:
             f"assumed: {name!r} names a released CLIP, whose logit_scale is ln 100 = 4.6052",
         )
         settings.notes.append(
-            f"{settings.source.location}: {name!r} is not readable here; its logit_scale is "
-            "assumed to be 4.6052 (ln 100), as in every released CLIP checkpoint"
+            f"{settings.source.location}: {name!r} is not readable here; its logit_scale is assumed to be "
+            "4.6052 (ln 100), as in every released CLIP checkpoint"
         )
     glob = _first(values, ("global_logit_scale_init", "logit_scale_init_value"))
     settings.global_init = glob or _assumed(
@@ -179,8 +179,8 @@ def _optimizer(settings: Settings) -> None:
         if (as_float(wd) or 0.0) > 0:
             settings.decayed = Field(
                 wd.name,
-                f"weight_decay = {wd.value} applies to the logit scales: the FG-CLIP "
-                "trainer decays every parameter outside LayerNorm and bias",
+                f"weight_decay = {wd.value} applies to the logit scales: the FG-CLIP trainer decays every "
+                "parameter outside LayerNorm and bias",
                 wd.path,
                 wd.line,
                 wd.default,
@@ -200,8 +200,8 @@ def _optimizer(settings: Settings) -> None:
     ):
         settings.frozen = Field(
             lora.name,
-            "LoRA without modules_to_save leaves the logit scales (and the temporal "
-            "modules) frozen at their initial values",
+            "LoRA without modules_to_save leaves the logit scales (and the temporal modules) frozen at "
+            "their initial values",
             lora.path,
             lora.line,
         )
@@ -232,13 +232,13 @@ def _bank(settings: Settings) -> None:
         if not settings.entry.endswith("train_fgclip_region_normal.py"):
             settings.bank_effective = min(as_int(settings.bank_size) or 0, 64)
             settings.notes.append(
-                "fork: train_fgclip.py passes no region_labels, so every entry goes to the normal "
-                "queue: at most 64 queued negatives"
+                "fork: train_fgclip.py passes no region_labels, so every entry goes to the normal queue: at "
+                "most 64 queued negatives"
             )
         if steps is not None and forwards is None:
             settings.notes.append(
-                f"{steps.location}: the fork never reads memory_bank_warmup_steps; it switches the "
-                "bank on at training_steps >= 200 forward passes"
+                f"{steps.location}: the fork never reads memory_bank_warmup_steps; it switches the bank on "
+                "at training_steps >= 200 forward passes"
             )
         settings.warmup = forwards or _assumed(
             anchor,
@@ -366,8 +366,8 @@ def resolve(
     if world is None or as_int_or_none(world) is None:
         if world is not None:
             settings.notes.append(
-                f"{world.location}: world size not resolvable ({world.value}); assumed 1, so the "
-                "planned optimizer steps are an upper bound"
+                f"{world.location}: world size not resolvable ({world.value}); assumed 1, so the planned "
+                "optimizer steps are an upper bound"
             )
         world = _assumed(anchor, "world_size", 1, "assumed: one process")
     settings.fields["world_size"] = world

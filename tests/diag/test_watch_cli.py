@@ -100,10 +100,9 @@ def test_watch_subprocess_exit_codes_and_keys(tmp_path):
 def test_watch_subprocess_json_does_not_import_heavy_modules(tmp_path):
     path = write(tmp_path, vad_log(steps=5, ga=2))
     code = (
-        "import sys, runpy\n"
-        f"sys.argv = ['fgdiag', 'watch', '--once', '--json', {str(path)!r}]\n"
-        "try:\n    runpy.run_module('fgdiag.cli.app', run_name='__main__')\nexcept SystemExit:\n    pass\n"
-        "print('HEAVY', sorted(m for m in ('torch', 'pandas', 'matplotlib') if m in sys.modules))\n"
+        f"import sys, runpy\nsys.argv = ['fgdiag', 'watch', '--once', '--json', {str(path)!r}]\ntry:\n    "
+        "runpy.run_module('fgdiag.cli.app', run_name='__main__')\nexcept SystemExit:\n    "
+        "pass\nprint('HEAVY', sorted(m for m in ('torch', 'pandas', 'matplotlib') if m in sys.modules))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert "HEAVY []" in proc.stdout, proc.stdout[-500:] + proc.stderr[-2000:]
