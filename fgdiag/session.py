@@ -19,14 +19,15 @@ from typing import Any
 from fgdiag import events as ev
 from fgdiag.diagnostic import Finding, Severity
 from fgdiag.logs import hf
+from fgdiag.logs.follow import regular_file
 from fgdiag.logs.reader import LogReader
 from fgdiag.logs.store import RowStore
 from fgdiag.rules.engine import RuleEngine, RuleParams
 
 CHUNK = 1 << 22
-MAX_EVENTS = (
-    10_000  # point events kept (a 1 GB log may repeat "queue full" millions of times); counted beyond
-)
+# point events kept (a 1 GB log may repeat "queue full" millions of times); counted beyond
+MAX_EVENTS = 10_000
+END_KINDS = frozenset((ev.EVENT_TRAIN_END, ev.EVENT_CRASH, ev.EVENT_OOM))  # the run is over
 
 
 class LogReadError(OSError):
@@ -113,6 +114,7 @@ class LogSession:
         self.store = RowStore()
         self.events: list[dict[str, Any]] = []
         self.events_dropped = 0
+        self.ended = False  # the log showed the end of training, a crash or an out-of-memory
         self.findings: list[Finding] = []
         self._seen: set[tuple[str, int | None, str]] = set()
         self.row_updates = 0
@@ -193,6 +195,8 @@ class LogSession:
         return new
 
     def _event(self, record: dict[str, Any]) -> None:
+        if record.get("kind") in END_KINDS:
+            self.ended = True
         if len(self.events) < MAX_EVENTS:
             self.events.append(record)
         else:
@@ -256,12 +260,14 @@ def resolve(path: str | Path) -> Path:
         )
     if not p.exists():
         raise LogReadError(f"{p}: no such file")
+    if not regular_file(p):
+        raise LogReadError(f"{p}: not a regular file (a FIFO, a device or a socket): a log must be a file")
     return p
 
 
 def _trainer_state(session: LogSession, path: Path) -> bool:
     """Read a trainer_state.json whole; False when the file is not one (then it is read as a log)."""
-    if path.stat().st_size > 256 << 20:
+    if path.stat().st_size > 64 << 20:  # a bigger one is read as lines: memory stays bounded
         return False
     try:
         data = json.loads(path.read_text(encoding="utf-8", errors="replace"))

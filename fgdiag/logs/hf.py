@@ -24,9 +24,11 @@ from fgdiag.logs.values import NotANumber, to_float
 _KEY_RE = re.compile(r"""(['"])([A-Za-z_][\w./\-]{0,80})\1\s*:\s*""")
 # tqdm: ` 42%|████▏     | 100/240 [01:00<01:24,  1.66it/s]` (also `?it/s`, `s/it`)
 BAR_RE = re.compile(r"(\d+)/(\d+) \[[^\[\]]{0,80}?(?:it/s|s/it)[^\[\]]{0,20}\]")
-# a whole segment that is only a bar (no label, nothing after it): the common case, read in one match
-BAR_LINE_RE = re.compile(
-    r"\s*\d+%\|[^|\r\n]*\|\s*(\d+)/(\d+) \[[^\[\]]{0,80}?(?:it/s|s/it)[^\[\]]{0,20}\]\s*"
+_BAR = r"\s*\d+%\|[^|\r\n]*\|\s*\d+/\d+ \[[^\[\]]{0,80}?(?:it/s|s/it)[^\[\]]{0,20}\]\s*"
+BARS_LINE_RE = re.compile(rf"(?:\r+(?:{_BAR})?)+")  # `\r`-separated plain bars, nothing else
+BAR_NUMBERS_RE = re.compile(r"\|\s*(\d+)/(\d+) \[")
+BAR_PREFIX_RE = re.compile(
+    r"\r\s*\d+%\|[^|\r\n]*\|\s*(\d+)/(\d+) \[[^\[\]]{0,80}?(?:it/s|s/it)[^\[\]]{0,20}\]"
 )
 LITERAL_EVAL_MAX = 4096
 
@@ -192,7 +194,7 @@ class Layout:
     """The key order of a dict line seen before, as one regex over plain numbers: the next line with the same
     keys is read in one match (any other shape takes the general scan)."""
 
-    __slots__ = ("end", "metrics", "regex")
+    __slots__ = ("end", "metrics", "names", "regex")
 
     def __init__(self, text: str, pairs: list[tuple[str, str]]) -> None:
         quote = text[1]
@@ -207,13 +209,18 @@ class Layout:
         self.end = [(key, int(i)) for key, i in (line.end or {}).items()]
         if self.end and not any(name in (ev.LOSS, ev.GRAD_NORM) for name, _ in self.metrics):
             self.metrics = []  # the end-of-training line repeats `epoch`: not a logging step
+        in_order = [i for _, i in self.metrics] == list(range(len(pairs)))  # the common line: all metrics
+        self.names = [n for n, _ in self.metrics] if in_order else None
 
     def read(self, text: str) -> DictLine | None:
         m = self.regex.fullmatch(text)
         if m is None:
             return None
-        values = [float(v) for v in m.groups()]
         out = DictLine()
+        if self.names is not None and not self.end:
+            out.metrics = dict(zip(self.names, map(float, m.groups()), strict=True))
+            return out
+        values = [float(v) for v in m.groups()]
         out.metrics = {name: values[i] for name, i in self.metrics}
         out.end = {key: values[i] for key, i in self.end} if self.end else None
         return out
@@ -297,20 +304,18 @@ class HfParser:
 
     def bars(self, line: str) -> bool:
         """A line of `\r`-separated redraws of the training bar (tqdm to a file): False when any part is not
-        a plain bar, so the general path reads it."""
-        parts = [seg for seg in line.split("\r") if seg and not seg.isspace()]
-        if not parts:
+        a plain bar, so the general path reads it. Redraws of one bar moving forward leave the first (which
+        sets the planned steps) and the last to read."""
+        if BARS_LINE_RE.fullmatch(line) is None:
             return False
-        last: tuple[int, int] | None = None
-        for seg in parts:
-            m = BAR_LINE_RE.fullmatch(seg)
-            if m is None:
-                return False
-            n, total = int(m.group(1)), int(m.group(2))
-            if last is not None and (total != last[1] or n < last[0]):
-                return False
-            if last is None:
-                self.bar(n, total)  # the first sets the planned steps
-            last = (n, total)
-        self.bar(*last)  # type: ignore[misc]
+        found = BAR_NUMBERS_RE.findall(line)
+        if not found:
+            return False
+        ns = [int(n) for n, _total in found]
+        if len({total for _n, total in found}) != 1 or ns != sorted(ns):
+            return False
+        total = int(found[0][1])
+        self.bar(ns[0], total)
+        if len(ns) > 1:
+            self.bar(ns[-1], total)
         return True

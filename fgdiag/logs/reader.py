@@ -194,8 +194,8 @@ class LogReader:
             first = line[0] if len(line) <= MAX_LINE else ""
             if first == "{" and "\r" not in line and self.hf.dict_line(line):
                 continue  # a Trainer dict line, the commonest untagged line
-            if first == "\r" and self.hf.bars(line):
-                continue  # a line of tqdm redraws
+            if first == "\r" and (self.hf.bars(line) or self._bar_then_line(line)):
+                continue  # a line of tqdm redraws, or one bar and then a tagged line
             if len(line) < UNKNOWN_LEN and line in unknown and self.vad.table is None:
                 sink.unparsed += 1  # seen before and not recognised: a warning printed every step
                 continue
@@ -210,6 +210,20 @@ class LogReader:
                         unknown.clear()
                     unknown.add(line)
         self.lines = n
+
+    def _bar_then_line(self, line: str) -> bool:
+        """`\r<bar><tagged line>`, what tqdm leaves when a line is printed under its bar: the bar moves the
+        step, the rest is read as a line. False (nothing done) for any other shape."""
+        m = hf.BAR_PREFIX_RE.match(line)
+        if m is None:
+            return False
+        rest = line[m.end() :]
+        if "\r" in rest or "it/s]" in rest or "s/it]" in rest:
+            return False
+        self.hf.bar(int(m.group(1)), int(m.group(2)))
+        if rest.strip():
+            self._segment(rest)
+        return True
 
     def _slow(self, line: str) -> bool:
         if len(line) > MAX_LINE:

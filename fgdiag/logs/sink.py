@@ -78,6 +78,19 @@ class LogSink:
             s[name] = value
             self._cnt[name] = 1
 
+    def add_all(self, values: dict[str, float]) -> None:
+        """`add` for each item."""
+        if self._row_step is None:
+            self._row_step = self.step
+        s, c = self._sum, self._cnt
+        for name, value in values.items():
+            if name in s:
+                s[name] += value
+                c[name] += 1
+            else:
+                s[name] = value
+                c[name] = 1
+
     def add_sums(self, sums: dict[str, float], counts: dict[str, int]) -> None:
         """Many `add`s at once: per name the sum of the values and how many there were."""
         if self._row_step is None:
@@ -111,6 +124,12 @@ class LogSink:
         if self._row_step is None:
             self._row_step = self.step
         self._last[name] = value
+
+    def keep_all(self, values: dict[str, float]) -> None:
+        """`keep_last` for each item."""
+        if self._row_step is None:
+            self._row_step = self.step
+        self._last.update(values)
 
     def event(self, record: dict[str, Any]) -> None:
         self._out.append(("event", record))
@@ -164,6 +183,8 @@ class LogSink:
 
     def _row(self) -> Row:
         self.fold_deferred()
+        if not self._sum and not self._last:
+            return dict(self._set)  # a dict line or a JSONL record: nothing averaged
         cnt = self._cnt
         row: Row = {k: v / cnt[k] for k, v in self._sum.items()}
         row.update(self._last)
@@ -172,6 +193,10 @@ class LogSink:
 
     def _emit_row(self) -> None:
         if self._row_step is not None and (self._sum or self._set or self._last or self._deferred):
-            self._out.append(("row", (self._row_step, self._row())))
+            if not self._sum and not self._last and not self._deferred:
+                row, self._set = self._set, {}  # the row is the dict of puts itself: no copy
+                self._out.append(("row", (self._row_step, row)))
+            else:
+                self._out.append(("row", (self._row_step, self._row())))
         self._sum, self._cnt, self._set, self._last = {}, {}, {}, {}
         self._row_step = None

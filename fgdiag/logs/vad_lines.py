@@ -148,11 +148,12 @@ class VadParser:
             scale = fwd.get(EXP_REGION)
             if scale:
                 fwd[COS_REGION] = std / scale
-        for name, value in fwd.items():
-            if name in LAST_NAMES:
-                sink.keep_last(name, value)
-            else:
-                sink.add(name, value)
+        last = {name: value for name, value in fwd.items() if name in LAST_NAMES}
+        if last:
+            sink.keep_all(last)
+            sink.add_all({name: value for name, value in fwd.items() if name not in last})
+        else:
+            sink.add_all(fwd)
         self.fwd = {}
         self.bank = None
 
