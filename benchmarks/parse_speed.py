@@ -129,7 +129,7 @@ def fork_steps(rng: random.Random, steps: int) -> Iterator[list[str]]:
 
 
 KINDS: dict[str, tuple[Callable[[random.Random, int], Iterator[list[str]]], float]] = {
-    "mix": (mix_steps, GA * 10.4 + 1.1),  # lines per step, to size the run
+    "mix": (mix_steps, GA * 10.4),  # about the lines per step, to size the run
     "trainer": (trainer_steps, 4.0),
     "fork": (fork_steps, 4.0 + 9 / 16),
 }
@@ -141,7 +141,7 @@ def generate(kind: str, path: Path, n_lines: int, seed: int = 0) -> int:
     steps_of, per_step = KINDS[kind]
     written = 0
     with path.open("w", encoding="utf-8") as fh:
-        for chunk in steps_of(rng, max(1, int(n_lines / per_step) + 1)):
+        for chunk in steps_of(rng, max(1, int(1.2 * n_lines / per_step) + 10)):  # more steps than needed
             chunk = chunk[: n_lines - 1 - written]
             fh.write("\n".join(chunk) + "\n")
             written += len(chunk)

@@ -148,10 +148,6 @@ class RuleEngine:
             check.configure()
         self._routes.clear()
 
-    def reroute(self) -> None:
-        """A check changed what it reads or `every_row`: rebuild the routing table."""
-        self._routes.clear()
-
     def planned(self) -> int | None:
         planned = self.run_info.get("planned_steps")
         return int(planned) if finite(planned) and planned > 0 else None
@@ -302,8 +298,10 @@ class RuleEngine:
         measured_at, interval = self._interval
         clock, start, w = self._clock, self._start, self._w
         version, loss = self._version, ev.LOSS
+        stride = max(1, w // 20)
         for i, (step, m) in enumerate(rows):
-            step = int(step)
+            if step.__class__ is not int:
+                step = int(step)
             steps.append(step)
             if last is None or step > last:
                 npoints += 1
@@ -313,11 +311,16 @@ class RuleEngine:
                 loss_steps.append(step)
             if npoints - measured_at >= 8:
                 measured_at, interval = npoints, self._measure_interval()
-            if clock != (version, interval):
+                if clock != (version, interval):  # the interval moved: the trend start and window follow
+                    clock = (version, interval)
+                    self._now_interval = interval
+                    start, w = self.trend_start(), self.window_points()
+                    stride = max(1, w // 20)
+            elif clock is None or clock[0] != version:
                 clock = (version, interval)
                 self._now_interval = interval
                 start, w = self.trend_start(), self.window_points()
-            stride = max(1, w // 20)
+                stride = max(1, w // 20)
             h = npoints - last_heavy >= stride
             if h:
                 last_heavy = npoints

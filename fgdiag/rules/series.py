@@ -51,18 +51,6 @@ class Series:
             cut = max(0, len(self.steps) - SERIES_CAP)
             del self.steps[:cut], self.values[:cut]
 
-    def since(self, step: float) -> list[tuple[int, float]]:
-        out = []
-        for i in range(len(self.steps) - 1, -1, -1):
-            if self.steps[i] < step:
-                break
-            out.append((self.steps[i], self.values[i]))
-        out.reverse()
-        return out
-
-    def last(self, n: int) -> list[tuple[int, float]]:
-        return list(zip(self.steps[-n:], self.values[-n:], strict=True))
-
 
 def median(values: Sequence[float]) -> float:
     """Median without importing `statistics` (it pulls in fractions/decimal: startup time for watch)."""
