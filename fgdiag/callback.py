@@ -12,12 +12,15 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transformers import TrainerCallback
 
 from fgdiag import events as ev
 from fgdiag.probes.model_stats import GradNormProbe, ModelStatsProbe, read_scalars
+
+if TYPE_CHECKING:
+    from fgdiag.rules.engine import RuleEngine
 
 SWITCH = "ENABLE_RUNTIME_DIAG"
 OFF = {"", "0", "false", "no", "off"}
@@ -81,10 +84,10 @@ class FGDiagCallback(TrainerCallback):
         self.model_probe = ModelStatsProbe()
         self.grad_probe = GradNormProbe()
         self.writer: ev.EventWriter | None = None
-        self.engine = None
+        self.engine: RuleEngine | None = None
         self.findings: list = []
-        self._model = None
-        self._optimizer = None
+        self._model: Any = None
+        self._optimizer: Any = None
         self._logs_seen = 0
         self._mb_announced = False
         self._last_candidates: float | None = None
@@ -98,7 +101,7 @@ class FGDiagCallback(TrainerCallback):
         self.model_probe.attach(self._model)
         if not self._is_main:
             return
-        from fgdiag.rules.runtime_rules import RuleEngine
+        from fgdiag.rules.engine import RuleEngine
         from fgdiag.targets import get_profile
 
         path = (
@@ -145,7 +148,7 @@ class FGDiagCallback(TrainerCallback):
                 if k not in logs and v is not None and math.isfinite(v)
             }
         )
-        if not self._is_main or self.writer is None:
+        if not self._is_main or self.writer is None or self.engine is None:
             return
         self.writer.write(ev.metrics_record(state.global_step, metrics))
         self._print_lines(state.global_step, metrics)
@@ -154,7 +157,7 @@ class FGDiagCallback(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):
         self.model_probe.detach()
-        if self._is_main and self.writer is not None:
+        if self._is_main and self.writer is not None and self.engine is not None:
             for finding in self.engine.finish():
                 self._report(finding)
             self.writer.write(ev.event_record(state.global_step, ev.EVENT_TRAIN_END, "training finished"))
@@ -192,7 +195,7 @@ class FGDiagCallback(TrainerCallback):
         return metrics
 
     def _print_lines(self, step: int, metrics: dict[str, float]) -> None:
-        from fgdiag.render.lines import format_logit_scale, format_memory_bank_enabled, format_step_summary
+        from fgdiag.wire import format_logit_scale, format_memory_bank_enabled, format_step_summary
 
         # the summary line first: it carries the step, so a log reader files the lines after it under it
         lines = [format_step_summary(step, metrics)]
@@ -210,11 +213,15 @@ class FGDiagCallback(TrainerCallback):
                 activated, int(before) if before else None, int(k) if k else None
             )
             lines.append(line)
-            self.writer.write(
-                ev.event_record(
-                    activated, ev.EVENT_MB_ENABLED, line, {"candidates_before": before, "candidates_after": k}
+            if self.writer is not None:
+                self.writer.write(
+                    ev.event_record(
+                        activated,
+                        ev.EVENT_MB_ENABLED,
+                        line,
+                        {"candidates_before": before, "candidates_after": k},
+                    )
                 )
-            )
             self._mb_announced = True
         if k is not None and metrics.get(ev.MB_ACTIVE, 0.0) != 1.0:
             self._last_candidates = k
@@ -247,30 +254,14 @@ class FGDiagCallback(TrainerCallback):
         return max(decays) if decays else None
 
     def _static_checks(self, args) -> list:
-        """Scales trainable, in the optimizer exactly once, free of weight decay (FGD103)."""
-        from fgdiag.rules.registry import get
+        """The registered live checks over the model's scales and the optimizer (FGD103: trainable, in the
+        optimizer exactly once, free of weight decay)."""
+        from fgdiag.rules import registry
 
-        out = []
         model, optimizer = self._model, self._optimizer
         if model is None or optimizer is None:
-            return out
-        rule = get("FGD103")
-        for head, (pname, param) in _scales(model).items():
-            groups = [g for g in optimizer.param_groups if any(p is param for p in g["params"])]
-            count = sum(sum(1 for p in g["params"] if p is param) for g in groups)
-            if not param.requires_grad:
-                out.append(
-                    rule.finding(f"{pname} ({head}) has requires_grad=False: frozen", location=pname, step=0)
-                )
-            elif count != 1:
-                out.append(
-                    rule.finding(
-                        f"{pname} ({head}) appears {count} times in the optimizer", location=pname, step=0
-                    )
-                )
-            elif any(g.get("weight_decay", 0) > 0 for g in groups):
-                wd = max(g.get("weight_decay", 0) for g in groups)
-                out.append(
-                    rule.finding(f"{pname} ({head}) is under weight decay {wd}", location=pname, step=0)
-                )
+            return []
+        scales, out = _scales(model), []
+        for check in registry.checks("live"):
+            out += check(scales, optimizer.param_groups)
         return out

@@ -6,9 +6,10 @@ One JSON object per line, each with a `type`:
         Run facts the rules need: planned_steps, gradient_accumulation_steps, world_size,
         memory_bank_size, memory_bank_warmup_steps, logit_scale_max, targets (profile name), source.
     {"type": "metrics", "step": N, "time": unix_seconds, "metrics": {name: float | null}}
-        One record per logging step. Names are the METRIC_* constants below; per-head names use
-        `<metric>/<head>` with head in HEADS. Non-finite values are written as null plus the name in
-        "nonfinite": [...] (JSON has no NaN).
+        One record per logging step. Names are fgclip's statistics keys (`fgclip.vocab`, re-exported by
+        `fgdiag.facts`) plus the trainer's and the callback's below; per-head names use `<metric>/<head>` with
+        head in HEADS. Non-finite values are written as null plus the name in "nonfinite": [...] (JSON has
+        no NaN).
     {"type": "finding", "step": N, "finding": Finding.to_dict()}
         One record per finding (see fgdiag.diagnostic).
     {"type": "event", "step": N, "kind": KIND, "message": str, "data": {...}}
@@ -27,37 +28,43 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-HEADS = ("global", "region", "hardneg")
+from fgdiag.facts import (
+    BOXES_DROPPED,
+    CANDIDATES,
+    CHANCE,
+    COS_STD,
+    HEAD_LOSS,
+    HEAD_STATS,
+    HEADS,
+    LOGIT_SCALE,
+    LOGIT_SCALE_EXP,
+    LOGITS_MAX,
+    LOGITS_MEAN,
+    LOGITS_MIN,
+    LOGITS_STD,
+    LOSS_FLOOR,
+    LOSS_PARTS,
+    MB_ACTIVATED_STEP,
+    MB_ACTIVE,
+    MB_DUP_SHARE,
+    MB_FILL,
+    MB_KEY_NORM_MAX,
+    MB_KEY_NORM_MIN,
+    MB_OLDEST_AGE,
+    MB_PTR,
+    MB_SIZE,
+    NEG_MEAN,
+    POS_MEAN,
+    REGIONS_NONFINITE,
+    REGIONS_VALID,
+    REGIONS_ZERO_NORM,
+    head_metric,
+)
 
 # loss parts as the model names them (already weighted), plus the trainer's total
 LOSS = "loss"
-LOSS_PARTS = ("global_long_loss", "global_short_loss", "region_loss", "hard_negative_loss")
-# per head (suffix /<head>)
-LOGIT_SCALE = "logit_scale"  # raw, log space
-LOGIT_SCALE_EXP = "logit_scale_exp"  # exp(raw) = 1/temperature
-CANDIDATES = "candidates"  # K: softmax candidates per query
-CHANCE = "chance"  # ln K
+# per head (suffix /<head>): fgclip's statistics keys plus what the callback derives from them
 LOSS_OVER_CHANCE = "loss_over_chance"  # unweighted head loss / ln K
-LOGITS_MIN, LOGITS_MAX, LOGITS_MEAN, LOGITS_STD = "logits_min", "logits_max", "logits_mean", "logits_std"
-POS_MEAN, NEG_MEAN = "pos_logit_mean", "neg_logit_mean"
-COS_STD = "cos_std"  # spread of cosines across the logits matrix (collapse when tiny)
-LOSS_FLOOR = "loss_floor"  # ln(1 + (K-1) exp(-s * (c_pos - c_neg))) with the current spread
-HEAD_LOSS = "head_loss"  # unweighted loss of the head
-# memory bank
-MB_ACTIVE = "memory_bank/active"
-MB_ACTIVATED_STEP = "memory_bank/activated_step"
-MB_FILL = "memory_bank/fill"
-MB_PTR = "memory_bank/ptr"
-MB_OLDEST_AGE = "memory_bank/oldest_age"
-MB_DUP_SHARE = "memory_bank/duplicate_share"
-MB_KEY_NORM_MIN = "memory_bank/key_norm_min"
-MB_KEY_NORM_MAX = "memory_bank/key_norm_max"
-MB_SIZE = "memory_bank/size"  # queue capacity; memory_bank/fill counts the filled entries
-# regions / boxes
-REGIONS_VALID = "regions/valid"
-REGIONS_ZERO_NORM = "regions/zero_norm"
-REGIONS_NONFINITE = "regions/nonfinite"
-BOXES_DROPPED = "boxes/dropped"
 # optimisation
 GRAD_NORM = "grad_norm"
 GRAD_NORM_GROUP = "grad_norm_group"  # suffix /<param group name>
@@ -73,22 +80,7 @@ EVENT_OOM = "oom"
 EVENT_RESUME = "resume"
 EVENT_TRAIN_END = "train_end"
 
-PER_HEAD = (
-    LOGIT_SCALE,
-    LOGIT_SCALE_EXP,
-    CANDIDATES,
-    CHANCE,
-    LOSS_OVER_CHANCE,
-    LOGITS_MIN,
-    LOGITS_MAX,
-    LOGITS_MEAN,
-    LOGITS_STD,
-    POS_MEAN,
-    NEG_MEAN,
-    COS_STD,
-    LOSS_FLOOR,
-    HEAD_LOSS,
-)
+PER_HEAD = (*HEAD_STATS, LOSS_OVER_CHANCE)
 GLOBAL_METRICS = frozenset(
     (
         LOSS,
@@ -111,10 +103,6 @@ GLOBAL_METRICS = frozenset(
         EPOCH,
     )
 )
-
-
-def head_metric(metric: str, head: str) -> str:
-    return f"{metric}/{head}"
 
 
 def is_metric_name(name: str) -> bool:
@@ -208,3 +196,58 @@ def read_events(path: str | Path) -> Iterator[dict[str, Any]]:
                 continue
             if isinstance(record, dict) and "type" in record:
                 yield record
+
+
+__all__ = [  # fgclip's names re-exported, so readers of the schema find them all here
+    "BOXES_DROPPED",
+    "CANDIDATES",
+    "CHANCE",
+    "COS_STD",
+    "EPOCH",
+    "EVENT_CRASH",
+    "EVENT_MB_ENABLED",
+    "EVENT_MB_FULL",
+    "EVENT_OOM",
+    "EVENT_RESUME",
+    "EVENT_TRAIN_END",
+    "GLOBAL_METRICS",
+    "GRAD_NORM",
+    "GRAD_NORM_GROUP",
+    "HEADS",
+    "HEAD_LOSS",
+    "HEAD_STATS",
+    "LEARNING_RATE",
+    "LOGITS_MAX",
+    "LOGITS_MEAN",
+    "LOGITS_MIN",
+    "LOGITS_STD",
+    "LOGIT_SCALE",
+    "LOGIT_SCALE_EXP",
+    "LOSS",
+    "LOSS_FLOOR",
+    "LOSS_OVER_CHANCE",
+    "LOSS_PARTS",
+    "MB_ACTIVATED_STEP",
+    "MB_ACTIVE",
+    "MB_DUP_SHARE",
+    "MB_FILL",
+    "MB_KEY_NORM_MAX",
+    "MB_KEY_NORM_MIN",
+    "MB_OLDEST_AGE",
+    "MB_PTR",
+    "MB_SIZE",
+    "NEG_MEAN",
+    "PER_HEAD",
+    "POS_MEAN",
+    "REGIONS_NONFINITE",
+    "REGIONS_VALID",
+    "REGIONS_ZERO_NORM",
+    "EventWriter",
+    "event_record",
+    "finding_record",
+    "head_metric",
+    "is_metric_name",
+    "metrics_record",
+    "read_events",
+    "run_record",
+]

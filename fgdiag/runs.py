@@ -56,7 +56,7 @@ class RunResult:
 def train_command(config: str | None, out_dir: Path, extra: list[str]) -> list[str]:
     cmd = [sys.executable, "-m", "fgclip.train"]
     cmd += ["--config", config] if config else ["--preset", "embedded"]
-    return cmd + ["--output_dir", str(out_dir), "--disable_tqdm", "true", *extra]
+    return [*cmd, "--output_dir", str(out_dir), "--disable_tqdm", "true", *extra]
 
 
 def child_env(threads: int | None, targets: str | None = None) -> dict[str, str]:
@@ -211,7 +211,9 @@ def comparison_rows(runs: dict[str, RunResult]) -> list[tuple[str, list[str]]]:
 
     rows: list[tuple[str, list[str]]] = []
     reads = {name: r.read for name, r in runs.items()}
-    last_steps = {name: max(read.rows) if read and read.rows else None for name, read in reads.items()}
+    last_steps: dict[str, Any] = {
+        name: max(read.rows) if read and read.rows else None for name, read in reads.items()
+    }
 
     def row(label: str, fn) -> None:
         rows.append((label, [fn(name, read) for name, read in reads.items()]))
@@ -286,12 +288,12 @@ def write_outputs(runs: dict[str, RunResult], out: Path, targets: str | None) ->
     from fgdiag.targets import get_profile
 
     report_dir = out / "report"
-    targets = get_profile(targets) if isinstance(targets, str) else targets
+    profile = get_profile(targets) if isinstance(targets, str) else targets
     write_report(
         {name: r.read for name, r in runs.items()} if len(runs) > 1 else next(iter(runs.values())).read,
         report_dir,
         title="fgdiag run",
-        targets=targets,
+        targets=profile,
     )
     if len(runs) > 1:
         table = comparison_markdown(runs)

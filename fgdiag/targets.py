@@ -1,6 +1,7 @@
 """Convergence-target profiles: what a healthy run reaches, and by when.
 
-A profile is a TOML file. Every `*.toml` in the package folder `fgdiag/targets/` is a built-in profile named by
+A profile is a TOML file. Every `*.toml` in the package folder `fgdiag/targets/` is a built-in profile named
+by
 its `name` (the file stem when absent); any other path is a user profile. The format (see `ucf.toml`):
 
     name = "ucf"
@@ -9,7 +10,8 @@ its `name` (the file stem when absent); any other path is a user profile. The fo
     logit_scale_tolerance = 0.02   # optional (bf16 stores ln 100 as 4.59375)
     memory_bank_active_by = 7      # optional: optimizer step by which the bank must be on
 
-    [[checkpoints]]                # any number; judged on the smoothed metric once the run passes `step`
+    [[points]]                     # target points, any number; judged on the smoothed metric once the run
+                                   # passes `step` (`[[checkpoints]]`, the older spelling, is read too)
     metric = "head_loss/region"    # an events.py metric name
     step = 50
     below = 1.0                    # or `above = ...`
@@ -42,8 +44,8 @@ class TargetError(ValueError):
 
 
 @dataclass(frozen=True)
-class Checkpoint:
-    """`metric` must be below (or above) `threshold` at optimizer step `step`."""
+class TargetPoint:
+    """`metric` must be below (or above) `threshold` at optimizer step `step` (not a training checkpoint)."""
 
     metric: str
     step: int
@@ -64,7 +66,7 @@ class TargetProfile:
     logit_scale: float | None = None
     logit_scale_tolerance: float = 0.02
     memory_bank_active_by: int | None = None
-    checkpoints: tuple[Checkpoint, ...] = ()
+    points: tuple[TargetPoint, ...] = ()
     source: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -76,9 +78,9 @@ class TargetProfile:
             "logit_scale": self.logit_scale,
             "logit_scale_tolerance": self.logit_scale_tolerance,
             "memory_bank_active_by": self.memory_bank_active_by,
-            "checkpoints": [
+            "points": [
                 {"metric": c.metric, "step": c.step, "below" if c.below else "above": c.threshold}
-                for c in self.checkpoints
+                for c in self.points
             ],
         }
 
@@ -96,7 +98,7 @@ def _number(data: dict[str, Any], key: str, where: str, *, integer: bool = False
     return float(value)
 
 
-def _checkpoint(entry: Any, where: str) -> Checkpoint:
+def _point(entry: Any, where: str) -> TargetPoint:
     if not isinstance(entry, dict):
         raise TargetError(f"{where}: must be a table with metric, step and below/above")
     metric = entry.get("metric", ev.head_metric(ev.HEAD_LOSS, "region"))
@@ -108,7 +110,9 @@ def _checkpoint(entry: Any, where: str) -> Checkpoint:
     below, above = _number(entry, "below", where), _number(entry, "above", where)
     if (below is None) == (above is None):
         raise TargetError(f"{where}: give exactly one of 'below' or 'above'")
-    return Checkpoint(metric, int(step), float(below if below is not None else above), below is not None)
+    threshold = below if below is not None else above
+    assert threshold is not None
+    return TargetPoint(metric, int(step), float(threshold), below is not None)
 
 
 def parse_profile(data: dict[str, Any], source: str, default_name: str) -> TargetProfile:
@@ -116,12 +120,13 @@ def parse_profile(data: dict[str, Any], source: str, default_name: str) -> Targe
     name = data.get("name", default_name)
     if not isinstance(name, str) or not name.strip():
         raise TargetError(f"{source}: field 'name' must be a non-empty string")
-    entries = data.get("checkpoints", [])
+    key = "points" if "points" in data or "checkpoints" not in data else "checkpoints"
+    entries = data.get(key, [])
     if not isinstance(entries, list):
-        raise TargetError(f"{source}: field 'checkpoints' must be an array of tables ([[checkpoints]])")
-    checkpoints = tuple(
+        raise TargetError(f"{source}: field {key!r} must be an array of tables ([[{key}]])")
+    points = tuple(
         sorted(
-            (_checkpoint(e, f"{source}: checkpoints[{i}]") for i, e in enumerate(entries)),
+            (_point(e, f"{source}: {key}[{i}]") for i, e in enumerate(entries)),
             key=lambda c: (c.step, c.metric),
         )
     )
@@ -133,6 +138,7 @@ def parse_profile(data: dict[str, Any], source: str, default_name: str) -> Targe
         "logit_scale",
         "logit_scale_tolerance",
         "memory_bank_active_by",
+        "points",
         "checkpoints",
     }
     return TargetProfile(
@@ -141,7 +147,7 @@ def parse_profile(data: dict[str, Any], source: str, default_name: str) -> Targe
         logit_scale=_number(data, "logit_scale", source),
         logit_scale_tolerance=0.02 if tolerance is None else float(tolerance),
         memory_bank_active_by=None if active_by is None else int(active_by),
-        checkpoints=checkpoints,
+        points=points,
         source=source,
         extra={k: v for k, v in data.items() if k not in known},
     )

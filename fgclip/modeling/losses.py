@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fgclip import vocab as V
 from fgclip.modeling import dist
 from fgclip.modeling.memory_bank import RegionMemoryBank
 
@@ -57,19 +58,19 @@ def logit_stats(
     floor = torch.log1p((k - 1).clamp(min=0) * torch.exp(-gap))
     big = torch.finfo(torch.float32).max
     return {
-        "logit_scale": raw_scale.detach().float(),
-        "logit_scale_exp": scale.detach().float(),
-        "logits_min": torch.where(has, torch.where(valid, x, big).amin() if x.numel() else zero, nan),
-        "logits_max": torch.where(has, torch.where(valid, x, -big).amax() if x.numel() else zero, nan),
-        "logits_mean": torch.where(has, mean, nan),
-        "logits_std": std,
-        "pos_logit_mean": pos_mean,
-        "neg_logit_mean": neg_mean,
-        "cos_std": std / scale.float(),
-        "candidates": k,
-        "chance": torch.log(k.clamp(min=1)),
-        "head_loss": loss.detach().float(),
-        "loss_floor": floor,
+        V.LOGIT_SCALE: raw_scale.detach().float(),
+        V.LOGIT_SCALE_EXP: scale.detach().float(),
+        V.LOGITS_MIN: torch.where(has, torch.where(valid, x, big).amin() if x.numel() else zero, nan),
+        V.LOGITS_MAX: torch.where(has, torch.where(valid, x, -big).amax() if x.numel() else zero, nan),
+        V.LOGITS_MEAN: torch.where(has, mean, nan),
+        V.LOGITS_STD: std,
+        V.POS_MEAN: pos_mean,
+        V.NEG_MEAN: neg_mean,
+        V.COS_STD: std / scale.float(),
+        V.CANDIDATES: k,
+        V.CHANCE: torch.log(k.clamp(min=1)),
+        V.HEAD_LOSS: loss.detach().float(),
+        V.LOSS_FLOOR: floor,
     }
 
 
@@ -156,7 +157,7 @@ class RegionContrastiveLoss(nn.Module):
         loss = (per_query * weights).sum() / (2 * count)  # 0 with a graph when no region is valid
         stats = logit_stats(logits_i2t.detach(), targets, scale, raw_scale, candidates, loss, valid)
         if bank is not None:
-            stats.update({f"memory_bank/{k}": v for k, v in bank.stats(caption_keys, valid).items()})
+            stats.update({f"{V.MEMORY_BANK}/{k}": v for k, v in bank.stats(caption_keys, valid).items()})
             if bank.training:
                 bank.enqueue(region.detach(), text.detach(), caption_keys, valid)
         return {"region_loss": self.weight * loss}, stats

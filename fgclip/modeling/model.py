@@ -17,6 +17,7 @@ from torch import nn
 from transformers import initialization as init
 from transformers.models.clip.modeling_clip import CLIPPreTrainedModel, CLIPTextModel, CLIPVisionModel
 
+from fgclip import vocab as V
 from fgclip.config import FGCLIPConfig
 from fgclip.modeling import text
 from fgclip.modeling.forward import FGCLIPForward, FGCLIPOutput
@@ -29,7 +30,7 @@ from fgclip.weights.report import LoadingReport
 
 logger = logging.getLogger(__name__)
 
-HEADS = ("global", "region", "hardneg")
+HEADS = V.HEADS
 
 
 class FGCLIPModel(FGCLIPForward, CLIPPreTrainedModel):

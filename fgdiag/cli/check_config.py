@@ -55,8 +55,8 @@ def _render_text(findings: list[Any], summary: dict[str, Any]) -> None:
         for folder in record.get("folders", []):
             console.print(
                 Text(
-                    f"quarantine: moved {len(folder['moved'])} checkpoint(s) to {folder['folder']} "
-                    f"(manifest {folder['manifest']})"
+                    f"quarantine: moved {len(folder['moved'])} checkpoint(s) to {folder['folder']} (manifest "
+                    f"{folder['manifest']})"
                 )
             )
             for failed in folder["failed"]:
@@ -70,7 +70,7 @@ def _render_text(findings: list[Any], summary: dict[str, Any]) -> None:
 
 
 def _quarantine(findings: list[Any], yes: bool, summary: dict[str, Any]) -> None:
-    from fgdiag.quarantine import candidates, quarantine
+    from fgdiag.static.quarantine import candidates, quarantine
 
     items = candidates(findings)
     if not items:
@@ -96,8 +96,8 @@ def register(app: typer.Typer) -> None:
         paths: Annotated[
             list[Path],
             typer.Argument(
-                help="Configs (.toml/.json), launch scripts (.sh), model dirs, output dirs with checkpoint-*, "
-                "checkpoints, weight files, data sets; judged together"
+                help="Configs (.toml/.json), launch scripts (.sh), model dirs, output dirs with "
+                "checkpoint-*, checkpoints, weight files, data sets; judged together"
             ),
         ],
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
@@ -125,9 +125,9 @@ def register(app: typer.Typer) -> None:
         ] = 0.05,
     ) -> None:
         """Check a training configuration, its launch script, checkpoints and data before step 0."""
+        from fgdiag.check import check_paths
         from fgdiag.diagnostic import exit_code
-        from fgdiag.static.check import check_paths
-        from fgdiag.static.values import InputError
+        from fgdiag.facts.values import InputError
 
         if do_quarantine and not yes and not _interactive():
             raise _fail(

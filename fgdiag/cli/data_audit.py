@@ -1,7 +1,9 @@
-"""`fgdiag data-audit DATA`: box validity, boxes per sample, caption repetition and test overlap of a data set.
+"""`fgdiag data-audit DATA`: box validity, boxes per sample, caption repetition and test overlap of a data
+set.
 
 Exit codes: 0 clean, 1 invalid-box ratio above --max-invalid-ratio (or an invalid box under --policy error),
-2 unreadable input. The library function is `fgclip.data.audit.audit`; heavy imports happen inside the command.
+2 unreadable input. The library function is `fgclip.data.audit.audit`; heavy imports happen inside the
+command.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import typer
 PROGRESS_MIN_RECORDS = 2000  # smaller sets finish before a bar is worth drawing
 
 
-def _progress_callback(stack: Any):  # noqa: ANN202 - returns (callback or None)
+def _progress_callback(stack: Any):
     """A rich progress bar on stderr when stderr is a terminal; None otherwise."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -72,8 +74,8 @@ def render_text(result: dict[str, Any], max_invalid_ratio: float) -> str:
     if "test_overlap" in result:
         o = result["test_overlap"]
         lines.append(
-            f"  test overlap: {o['overlapping_records']} records ({o['overlapping_media']} media) "
-            f"appear in {o['test_list']}"
+            f"  test overlap: {o['overlapping_records']} records ({o['overlapping_media']} media) appear in "
+            f"{o['test_list']}"
         )
     for issue in result["issues"][:5]:
         where = issue["file"] + (f":{issue['line']}" if issue["line"] else "")

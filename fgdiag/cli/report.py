@@ -42,9 +42,9 @@ def register(app: typer.Typer) -> None:
         """Write the report of a run: region loss with targets and ln K, logit scales, logit ranges, memory
         bank, gradient norms, and the findings."""
         from fgdiag.cli.watch import load_targets, report_malformed
-        from fgdiag.logs.session import LogReadError, read_log
         from fgdiag.render.report import write_report
         from fgdiag.render.summary import summary_dict
+        from fgdiag.session import LogReadError, read_log
 
         profile = load_targets(targets)
         runs = {}

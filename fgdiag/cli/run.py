@@ -68,10 +68,10 @@ def register(app: typer.Typer) -> None:
         ] = 10.0,
         as_json: Annotated[bool, typer.Option("--json", help="print a JSON summary")] = False,
     ) -> None:
-        """Diagnostic training run; extra arguments after `--` go to fgclip.train (e.g. -- --max_steps 100)."""
+        """Diagnostic training run; extra arguments after `--` go to fgclip.train (-- --max_steps 100)."""
         from fgdiag import runs as R
-        from fgdiag.static import check_paths
-        from fgdiag.static.values import InputError
+        from fgdiag.check import check_paths
+        from fgdiag.facts.values import InputError
 
         err = typer.echo
         extra = list(ctx.args)
@@ -192,7 +192,7 @@ class _live_view:
         self.targets = targets
         self.every = every
         self.say = say or _say
-        self._live = None
+        self._live: Any = None
         self._frames: dict[str, Any] = {}
         self._progress: dict[str, _Progress] = {}
         self._runs: dict[str, tuple] = {}
@@ -210,7 +210,7 @@ class _live_view:
 
     def _read(self, name: str, events_path: Path):
         from fgdiag.logs.follow import Follower
-        from fgdiag.logs.session import LogSession
+        from fgdiag.session import LogSession
         from fgdiag.targets import get_profile
 
         if name not in self._runs:

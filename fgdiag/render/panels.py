@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from fgdiag import events as ev
+from fgdiag.facts import CLIP_FROM_SCRATCH_SCALE, LN_100
 
-LN_100 = math.log(100.0)
 FIGSIZE = (8.0, 4.5)
 DPI = 100
 COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
@@ -80,8 +80,8 @@ def _region_loss(ax: Any, runs: Mapping[str, Any], targets: Any) -> None:
                 ax.axvline(e["step"], color=_color(i), lw=0.8, ls=":", alpha=0.8)
     profile = targets or next((r.targets for r in runs.values() if r.targets is not None), None)
     last = max((max(r.rows) for r in runs.values() if r.rows), default=0)
-    if profile is not None:  # checkpoints beyond the data would squash it; the report's table lists them
-        for cp in profile.checkpoints:
+    if profile is not None:  # target points beyond the data would squash it; the report's table lists them
+        for cp in profile.points:
             if cp.metric == ev.head_metric(ev.HEAD_LOSS, "region") and cp.step <= last * 1.1:
                 ax.plot(
                     [cp.step], [cp.threshold], marker="v" if cp.below else "^", color="black", ms=8, ls="none"
@@ -127,7 +127,7 @@ def _scales(ax: Any, runs: Mapping[str, Any], targets: Any) -> None:
             if x:
                 ax.plot(x, y, color=_color(i), ls=HEAD_STYLES[head], lw=1.3, label=_label(run, head, many))
     ax.axhline(LN_100, color="grey", lw=0.8, ls="-.", label="clamp ln 100")
-    ax.axhline(2.6592, color="grey", lw=0.6, ls=":", label="CLIP init ln(1/0.07)")
+    ax.axhline(CLIP_FROM_SCRATCH_SCALE, color="grey", lw=0.6, ls=":", label="CLIP init ln(1/0.07)")
     ax.set_ylabel("raw logit scale (log space)")
 
 

@@ -136,9 +136,10 @@ def _html(title: str, sections: list, images: Sequence[tuple[str, Path]], skippe
     if skipped:
         body.append("<ul>" + "".join(f"<li>skipped {e(n)}</li>" for n in skipped) + "</ul>")
     style = (
-        "body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:2px 6px;text-align:left;vertical-align:top}"
-        "tr.error td{background:#fdd}tr.warning td{background:#ffd}img{max-width:100%}"
+        "body{font-family:sans-serif;max-width:60em;margin:2em "
+        "auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px "
+        "6px;text-align:left;vertical-align:top}tr.error td{background:#fdd}tr.warning "
+        "td{background:#ffd}img{max-width:100%}"
     )
     return (
         f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{e(title)}</title><style>{style}</style>'

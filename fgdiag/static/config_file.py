@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
-from fgdiag.static.values import ConfigValues, Field, InputError
+from fgdiag.facts.values import ConfigValues, Field, InputError
 
-try:
+if sys.version_info >= (3, 11):
     import tomllib
-except ModuleNotFoundError:  # Python 3.10: the same parser under its PyPI name
-    import tomli as tomllib  # type: ignore[no-redef]
+else:  # Python 3.10: the same parser under its PyPI name
+    import tomli as tomllib
 
 SECTIONS = ("model", "data", "training")
 MODEL_CONFIG_KEYS = {"architectures", "text_config", "vision_config"}
@@ -51,7 +52,8 @@ def _line_of(text: str, key: str, section: str | None, toml: bool) -> int | None
 
 
 def parse_text(text: str, path: Path) -> dict[str, Any]:
-    """Decode TOML or JSON by suffix (JSON when the text starts with `{`); InputError with the line on failure."""
+    """Decode TOML or JSON by suffix (JSON when the text starts with `{`); InputError with the line on
+    failure."""
     is_json = path.suffix.lower() == ".json" or text.lstrip().startswith("{")
     try:
         data = json.loads(text) if is_json else tomllib.loads(text)

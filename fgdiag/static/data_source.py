@@ -1,5 +1,5 @@
 """The data set, as far as check-config needs it: how many records (for the planned steps) and the data
-audit's counts (for FGD301/FGD302).
+audit's report (its counts are read by `fgdiag.facts.audit` for FGD301/FGD302).
 
 The audit belongs to `fgclip.data` (another part of the project). It is imported lazily, only when a data set
 is actually checked, so check-config stays fast and keeps working before that library exists: then the two
@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from fgdiag.static.values import InputError
+from fgdiag.facts.values import InputError
 
 DATA_SUFFIXES = {".json", ".jsonl"}
 
@@ -82,62 +82,3 @@ def run_audit(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     if not isinstance(report, dict):
         return None, f"fgclip.data audit returned {type(report).__name__}, not a dict; FGD301/FGD302 skipped"
     return report, None
-
-
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def invalid_counts(report: dict[str, Any]) -> tuple[int | None, int | None, float | None]:
-    """(invalid boxes, boxes, ratio); `invalid` may be a count or a per-reason dict of counts."""
-    boxes = _int(report.get("boxes"))
-    invalid = _int(report.get("invalid_total"))
-    if invalid is None:
-        raw = report.get("invalid")
-        invalid = (
-            _int(raw) if not isinstance(raw, dict) else sum(v for v in raw.values() if _int(v) is not None)
-        )
-    ratio = report.get("invalid_ratio")
-    if not isinstance(ratio, (int, float)):
-        ratio = invalid / boxes if invalid is not None and boxes else None
-    return invalid, boxes, ratio
-
-
-def repeated_captions(report: dict[str, Any]) -> list[tuple[str, int, list[tuple[str, int]]]]:
-    """[(group, captions in the group, [(caption, count > 1), ...])] from the audit's caption repetition.
-
-    Accepts `{"region": {"total": N, "top": [{"caption", "count"}]}, "global": ...}` (fgclip.data) and flatter
-    shapes: a list of {"caption", "count"} or a {caption: count} dict (total then taken from the records).
-    """
-    raw: Any = None
-    for key, value in report.items():
-        if "repet" in key.lower() or "duplicate" in key.lower() or "repeated" in key.lower():
-            raw = value
-            break
-    fallback = _int(report.get("regions")) or _int(report.get("boxes")) or _int(report.get("records")) or 0
-    groups: list[tuple[str, int, list[tuple[str, int]]]] = []
-    if isinstance(raw, dict) and all(isinstance(v, dict) for v in raw.values()) and raw:
-        for name, group in raw.items():
-            pairs = [p for item in (group.get("top") or []) for p in _pair(item)]
-            groups.append((str(name), _int(group.get("total")) or fallback, pairs))
-    elif isinstance(raw, dict):
-        groups.append(("captions", fallback, [p for item in raw.items() for p in _pair(item)]))
-    elif isinstance(raw, list):
-        groups.append(("captions", fallback, [p for item in raw for p in _pair(item)]))
-    return [
-        (name, total, sorted(((c, n) for c, n in pairs if n > 1), key=lambda p: -p[1]))
-        for name, total, pairs in groups
-    ]
-
-
-def _pair(item: Any) -> list[tuple[str, int]]:
-    if isinstance(item, dict):
-        caption = item.get("caption") or item.get("text")
-        count = item.get("count") or item.get("n")
-    elif isinstance(item, (list, tuple)) and len(item) == 2:
-        caption, count = item
-    else:
-        return []
-    if isinstance(caption, str) and _int(count) is not None:
-        return [(caption, count)]
-    return []

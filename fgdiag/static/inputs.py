@@ -11,10 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fgdiag.checkpoints import CHECKPOINT_DIR, CheckpointInfo, list_checkpoints, read_checkpoint, weight_files
+from fgdiag.facts.checkpoint import CHECKPOINT_DIR, CheckpointInfo
+from fgdiag.facts.values import ConfigValues, InputError
+from fgdiag.static.checkpoints import list_checkpoints, read_checkpoint, weight_files
 from fgdiag.static.config_file import looks_like_model_config, parse_text, read_config_file
 from fgdiag.static.shell_script import ScriptInfo, read_script
-from fgdiag.static.values import ConfigValues, InputError
 
 WEIGHT_SUFFIXES = {".safetensors", ".bin", ".pt", ".pth"}
 SCRIPT_SUFFIXES = {".sh", ".bash"}
@@ -58,8 +59,8 @@ def classify(path: Path) -> str:
         if (path / "config.json").is_file():
             raise InputError(
                 path,
-                "model directory without weights (model.safetensors, pytorch_model.bin or "
-                "shards next to config.json)",
+                "model directory without weights (model.safetensors, pytorch_model.bin or shards next to "
+                "config.json)",
             )
         if any(p.suffix.lower() in {".json", ".jsonl"} for p in path.iterdir()):
             return "data"
@@ -89,8 +90,8 @@ def classify(path: Path) -> str:
         return "script"
     raise InputError(
         path,
-        "unrecognised input: expected a config (.toml/.json), a launch script, a model or "
-        "output directory, a weights file or a data set",
+        "unrecognised input: expected a config (.toml/.json), a launch script, a model or output directory, "
+        "a weights file or a data set",
     )
 
 
@@ -158,8 +159,8 @@ def load_inputs(paths: list[Path]) -> Inputs:
             if weight_files(path):
                 _add_model(inputs, path)
                 inputs.notes.append(
-                    f"{path}: the model saved at the top of the output directory is checked for "
-                    "non-finite weights and missing keys, not compared as a checkpoint"
+                    f"{path}: the model saved at the top of the output directory is checked for non-finite "
+                    "weights and missing keys, not compared as a checkpoint"
                 )
         elif kind in {"model_dir", "weights"}:
             inputs.given_models.append(_add_model(inputs, path.parent if path.suffix == ".json" else path))
@@ -215,7 +216,7 @@ def pretrained_source(inputs: Inputs) -> tuple[CheckpointInfo | None, str | None
         if source is None:
             return info, f"{info.path} taken as the pretrained source"
         return info, (
-            f"{info.path} taken as the pretrained source ({source.location} = {source.value!r} is "
-            "not readable here)"
+            f"{info.path} taken as the pretrained source ({source.location} = {source.value!r} is not "
+            "readable here)"
         )
     return None, None

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fgdiag.static.values import InputError
+from fgdiag.facts.values import InputError
 
 NUMPY_DTYPES = {
     "F64": np.float64,

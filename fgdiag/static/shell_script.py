@@ -1,6 +1,7 @@
 """Read the training command out of a launch script such as fgclip-vad's `scripts/train_ucf_full.sh`.
 
-Real scripts set variables, `export` environment, wrap the command in `nohup`/`torchrun`/`deepspeed`, continue it
+Real scripts set variables, `export` environment, wrap the command in `nohup`/`torchrun`/`deepspeed`,
+continue it
 over many lines with `\\`, and pipe it into `tee`. This module resolves what a static reader can (the script's
 own assignments, `${VAR:-default}`) and reports what it cannot (`$NUM_GPUS` from the caller's environment,
 `$(pwd)`), instead of guessing. Nothing is executed: tokens come from `shlex`.
@@ -13,7 +14,7 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fgdiag.static.values import ConfigValues, Field, InputError
+from fgdiag.facts.values import ConfigValues, Field, InputError
 
 PYTHON = re.compile(r"^python(\d(\.\d+)?)?$")
 WRAPPERS = {"nohup", "exec", "time", "env", "stdbuf", "srun", "numactl"}
@@ -159,7 +160,8 @@ def _launcher_options(tokens: list[Token]) -> dict[str, Token]:
 
 
 def _world_size(launcher: str, options: dict[str, Token], env: dict[str, str], info: ScriptInfo) -> None:
-    """Record `world_size` as an int, or as the unresolved launcher text (plan.py then assumes 1 and says so)."""
+    """Record `world_size` as an int, or as the unresolved launcher text (plan.py then assumes 1 and says
+    so)."""
     shown = str(info.path)
 
     def put(value: str, line: int) -> None:
@@ -271,7 +273,7 @@ def _training_args(tokens: list[Token], info: ScriptInfo) -> None:
             if not eq:
                 nxt = tokens[i + 1].text if i + 1 < len(tokens) else None
                 is_value = nxt is not None and (not nxt.startswith("-") or re.match(r"^-\d", nxt) is not None)
-                value = nxt if is_value else "True"
+                value = nxt if is_value and nxt is not None else "True"
                 i += 1 if is_value else 0
             info.values.set(Field(name.replace("-", "_"), value, shown, line))
         i += 1

@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fgdiag.checkpoints import compare_checkpoint, list_checkpoints, read_checkpoint, round_to
+from fgdiag.check import check_paths, compare_checkpoint
 from fgdiag.diagnostic import Severity
-from fgdiag.static import check_paths
+from fgdiag.facts.checkpoint import round_to
+from fgdiag.facts.values import InputError
 from fgdiag.static import safetensors_io as sio
-from fgdiag.static.values import InputError
+from fgdiag.static.checkpoints import list_checkpoints, read_checkpoint
 
 try:
     from .fixtures_check_config import builders as b

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from fgdiag.check import check_paths
 from fgdiag.diagnostic import Severity
-from fgdiag.static import check_paths
 
 try:
     from .fixtures_check_config import builders as b
@@ -115,7 +115,7 @@ def test_check_config_fgd101_reads_the_source_scale(tmp_path: Path) -> None:
         hardneg_logit_scale_init=2.6592,
         logit_scale_max=4.6052,
     )
-    findings, summary = run(tmp_path, config)
+    findings, _summary = run(tmp_path, config)
     assert not found(findings, "FGD101")  # from-scratch source at 2.6592: heads agree with it
     far = b.model_dir(tmp_path / "clip100", b.clip_tensors())
     findings, _ = run(tmp_path, dict(config, model_name_or_path=str(far)))
@@ -222,7 +222,7 @@ def test_check_config_data_rules_skip_without_audit(tmp_path: Path, monkeypatch:
     )
     data = tmp_path / "d.json"
     data.write_text(json.dumps([{"caption": "a"}] * 3))
-    findings, summary = run(tmp_path, b.fixed_with(data_path=str(data)))
+    _findings, summary = run(tmp_path, b.fixed_with(data_path=str(data)))
     assert any("FGD301/FGD302 skipped" in n for n in summary["notes"])
     assert summary["plan"]["data_size"] == 3
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fgdiag.checkpoints import CHECKPOINT_DIR
 from fgdiag.diagnostic import Finding
+from fgdiag.facts.checkpoint import CHECKPOINT_DIR
 
 QUARANTINE_DIR = "quarantine"
 MANIFEST = "MANIFEST.json"
@@ -79,7 +79,8 @@ def quarantine(items: list[Candidate], now: float | None = None) -> list[dict[st
                     "codes": sorted({f.code for f in item.findings}),
                     "reasons": [f.message for f in item.findings],
                     "differences": [d for f in item.findings for d in f.evidence.get("differences", [])],
-                    "restore": f"mv {shlex.quote(str(target.resolve()))} {shlex.quote(str(item.path.resolve()))}",
+                    "restore": f"mv {shlex.quote(str(target.resolve()))} "
+                    f"{shlex.quote(str(item.path.resolve()))}",
                     "status": "pending",
                 }
             )
@@ -87,8 +88,8 @@ def quarantine(items: list[Candidate], now: float | None = None) -> list[dict[st
             "tool": "fgdiag check-config --quarantine",
             "created_utc": stamp,
             "output_dir": str(output_dir.resolve()),
-            "note": "Nothing was deleted. To restore, run each entry's `restore` command "
-            "(or os.rename(quarantined_path, original_path)).",
+            "note": "Nothing was deleted. To restore, run each entry's `restore` command (or "
+            "os.rename(quarantined_path, original_path)).",
             "entries": entries,
         }
         _write_manifest(folder, manifest)

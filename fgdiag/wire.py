@@ -1,13 +1,16 @@
-"""Our human log lines: the one place that formats them and parses them back.
+"""The wire format of our human log lines, beside `events.py` (the JSONL one): it formats them and parses
+them.
 
 The live training callback prints these lines and `fgdiag watch` reads them, so both sides must use this
 module: a format change here changes the parser in the same edit. Three lines exist:
 
     logit_scale (finegrained): 4.605200 (exp=100.0000)          (also `(global)`, `(hardneg)`)
     [Memory Bank] enabled @ training_step 7 (candidates 4 -> 132)
-    [fgdiag] step 40 | loss 2.3100 | region 0.8400 (K=132, ln K=4.8828) | scale global=4.605200 ... | lr 5.000e-06
+    [fgdiag] step 40 | loss 2.3100 | region 0.8400 (K=132, ln K=4.8828) | scale global=4.605200 ... | lr
+    5.000e-06
 
-The first keeps the fgclip-vad fork's spelling on purpose: logs of the fork and of our runs then read the same.
+The first keeps the fgclip-vad fork's spelling on purpose: logs of the fork and of our runs then read the
+same.
 The summary line is a list of ` | `-separated segments `<keyword> <values>`; unknown keywords are skipped by
 the parser, so later versions can add segments without breaking older readers.
 """
@@ -19,18 +22,11 @@ import re
 from collections.abc import Callable, Mapping
 
 from fgdiag import events as ev
+from fgdiag.facts.aliases import head_of
 
-# head name in events.py -> label printed in the logit-scale line (the fork's spelling for the region head)
+# head name -> label printed in the logit-scale line (the fork's spelling for the region head); read back
+# through fgdiag.facts.aliases.HEAD_ALIASES, which also knows the fork's other spellings
 HEAD_LABELS = {"global": "global", "region": "finegrained", "hardneg": "hardneg"}
-LABEL_HEADS = {
-    "global": "global",
-    "finegrained": "region",
-    "finegraind": "region",
-    "region": "region",
-    "hardneg": "hardneg",
-    "hard_negative": "hardneg",
-    "hard": "hardneg",
-}
 
 LOGIT_SCALE_RE = re.compile(r"logit_scale \((\w+)\): *([-+\w.]+)(?: *\(exp=([-+\w.]+)\))?")
 MB_ENABLED_RE = re.compile(r"\[Memory Bank\].*?@ training_step (\d+)(?: \(candidates (\d+) -> (\d+)\))?")
@@ -40,9 +36,9 @@ _KV_RE = re.compile(r"([\w.]+)=(\S+)")
 _HEAD_LOSS_RE = re.compile(r"^([-+\w.]+)(?: \(K=([-+\w.]+), ln K=([-+\w.]+)\))?$")
 
 
-def _num(value: float, spec: str) -> str:
+def _num(value: float | None, spec: str) -> str:
     """Format a float; non-finite values print as nan / inf / -inf, which float() reads back."""
-    value = float(value)
+    value = float(value) if value is not None else math.nan
     if math.isfinite(value):
         return format(value, spec)
     return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
@@ -56,6 +52,21 @@ def format_logit_scale(head: str, raw: float) -> str:
     except (TypeError, OverflowError):
         scale = float("nan")
     return f"logit_scale ({label}): {_num(raw, '.6f')} (exp={_num(scale, '.4f')})"
+
+
+def parse_logit_scale(line: str) -> tuple[str, float, float] | str:
+    """(head, raw, exp) of a logit-scale line (ours or the fork's spelling), or why it does not parse."""
+    m = LOGIT_SCALE_RE.search(line)
+    if m is None:
+        return line
+    head = head_of(m.group(1))
+    if head is None:
+        return f"unknown head {m.group(1)!r}"
+    try:
+        raw = float(m.group(2))
+        return head, raw, float(m.group(3)) if m.group(3) else math.exp(raw)
+    except (ValueError, OverflowError):
+        return line
 
 
 def format_memory_bank_enabled(

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from fgdiag.facts.aliases import TENSOR_ALIASES
+
 TEXT_DEFAULTS = {
     "vocab_size": 49408,
     "hidden_size": 512,
@@ -27,12 +29,6 @@ VISION_DEFAULTS = {
     "patch_size": 32,
 }
 
-# saved names of the same tensor in upstream FG-CLIP / fgclip-vad, mapped to ours (docs/CONTRACTS.md)
-ALIASES = {
-    "logit_scale_finegraind": "logit_scale_finegrained",
-    "text_filip_projection.weight": "text_long_projection.weight",
-    "text_model.embeddings.position_embedding_res.weight": "long_position_embedding.weight",
-}
 # buffers some transformers versions save and others do not: never "missing"
 OPTIONAL = re.compile(r"(^|\.)position_ids$")
 STRIP_PREFIXES = ("module.", "base_model.model.", "model.")
@@ -124,7 +120,7 @@ def normalise_keys(names: list[str]) -> dict[str, str]:
         for prefix in STRIP_PREFIXES:
             if key.startswith(prefix) and not key.startswith(("text_model.", "vision_model.")):
                 key = key[len(prefix) :]
-        out[ALIASES.get(key, key)] = name
+        out[TENSOR_ALIASES.get(key, key)] = name
     return out
 
 

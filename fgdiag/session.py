@@ -1,7 +1,11 @@
-"""A log being read and judged: reader + RuleEngine + the accumulated rows, events and findings.
+"""A log being read and judged: the reader (fgdiag.logs) joined with the rules (fgdiag.rules.engine), above
+both, with the accumulated rows, events and findings.
 
-`watch` feeds it bytes as the file grows; `read_log` feeds it a whole file. Both get the same judgement.
-The pandas frame is built only when `LogRead.metrics` is first touched, so `watch --json` never imports pandas.
+`watch` feeds it bytes as the file grows; `read_log` feeds it a whole file. Both get the same judgement:
+rows reach the rules in batches (what one chunk of bytes produced), and the findings do not depend on where
+the chunks end. Memory is bounded: rows are kept for reports in a `RowStore` (thinned beyond its cap), point
+events up to MAX_EVENTS. The pandas frame is built only when `LogRead.metrics` is first touched, so
+`watch --json` never imports pandas.
 """
 
 from __future__ import annotations
@@ -15,10 +19,15 @@ from typing import Any
 from fgdiag import events as ev
 from fgdiag.diagnostic import Finding, Severity
 from fgdiag.logs import hf
+from fgdiag.logs.follow import regular_file
 from fgdiag.logs.reader import LogReader
-from fgdiag.rules.runtime_rules import RuleEngine, RuleParams
+from fgdiag.logs.store import RowStore
+from fgdiag.rules.engine import RuleEngine, RuleParams
 
 CHUNK = 1 << 22
+# point events kept (a 1 GB log may repeat "queue full" millions of times); counted beyond
+MAX_EVENTS = 10_000
+END_KINDS = frozenset((ev.EVENT_TRAIN_END, ev.EVENT_CRASH, ev.EVENT_OOM))  # the run is over
 
 
 class LogReadError(OSError):
@@ -43,6 +52,7 @@ class LogRead:
     target_results: list[dict[str, Any]] = field(default_factory=list)
     latest: dict[str, float] = field(default_factory=dict)  # last value of every metric (None-free)
     notes: list[str] = field(default_factory=list)
+    step_count: int = 0  # logging steps read (rows may hold fewer: a long log's older rows are thinned)
     _frame: Any = None
 
     @property
@@ -101,10 +111,18 @@ class LogSession:
         self.reader = LogReader(logging_steps=logging_steps, source=path)
         self.engine = RuleEngine(self.user_info, targets, params)
         self.targets = targets
-        self.rows: dict[int, dict[str, float | None]] = {}
+        self.store = RowStore()
         self.events: list[dict[str, Any]] = []
+        self.events_dropped = 0
+        self.ended = False  # the log showed the end of training, a crash or an out-of-memory
         self.findings: list[Finding] = []
+        self._seen: set[tuple[str, int | None, str]] = set()
         self.row_updates = 0
+
+    @property
+    def rows(self) -> dict[int, dict[str, float | None]]:
+        """Rows by step (bounded; see RowStore)."""
+        return self.store.rows
 
     def run_info(self) -> dict[str, Any]:
         return {**self.reader.run_info, **self.user_info}
@@ -122,8 +140,7 @@ class LogSession:
 
     def reset_partial(self) -> None:
         """The file was truncated or replaced: drop a half-read line (rows already read stay)."""
-        self.reader._pending = b""
-        self.reader._skip_to_newline = False
+        self.reader.reset_partial()
 
     def feed_rows(
         self,
@@ -134,15 +151,13 @@ class LogSession:
         """Rows that come with their steps (trainer_state.json)."""
         if info:
             self.reader.run_info.update(info)
-        self.engine.run_info.update(self.run_info())
-        new: list[Finding] = []
-        for step, row in rows:
-            self.rows.setdefault(step, {}).update(row)
-            self.row_updates += 1
-            new += self._add(self.engine.observe(step, row))
+        self.engine.update_info(self.run_info())
+        new = self._judge([("row", row) for row in rows])
         if end is not None:
-            self.events.append(
-                ev.event_record(max(self.rows, default=0), ev.EVENT_TRAIN_END, "training finished", dict(end))
+            self._event(
+                ev.event_record(
+                    max(self.store.rows, default=0), ev.EVENT_TRAIN_END, "training finished", dict(end)
+                )
             )
         return new
 
@@ -150,54 +165,60 @@ class LogSession:
         out = self.reader.drain_ordered()
         if not out and not self.reader.recorded_findings:
             return []
-        self.engine.run_info.update(self.run_info())
+        self.engine.update_info(self.run_info())
         new: list[Finding] = []
         if self.reader.recorded_findings:
-            new += self._add(self.reader.recorded_findings)
-            self.reader.recorded_findings = []
+            new += self._add(list(self.reader.recorded_findings))
+            self.reader.recorded_findings.clear()
+        return new + self._judge(out)
+
+    def _judge(self, out: list[tuple[str, Any]]) -> list[Finding]:
+        """Store rows (merging a step seen again) and judge them a run of rows at a time, events between."""
+        new: list[Finding] = []
+        run: list[tuple[int, dict[str, float | None]]] = []
+        add, engine, keep = self.store.add, self.engine, run.append
+        events = 0
         for kind, item in out:
-            if kind == "event":
-                self.events.append(item)
-                new += self._add(self.engine.event(item["step"], item["kind"], item.get("data")))
+            if kind == "row":
+                step, row = item
+                keep((step, add(step, row)))
                 continue
-            step, row = item
-            known = self.rows.get(step)
-            if known is not None:
-                known.update(row)
-                row = known
-            else:
-                self.rows[step] = row
-            self.row_updates += 1
-            found = self.engine.observe(step, row)
-            if found:
-                new += self._add(found)
+            if run:
+                new += self._add(engine.observe_rows(run))
+                run.clear()
+            events += 1
+            self._event(item)
+            new += self._add(engine.event(item["step"], item["kind"], item.get("data")))
+        if run:
+            new += self._add(engine.observe_rows(run))
+        self.row_updates += len(out) - events
         return new
+
+    def _event(self, record: dict[str, Any]) -> None:
+        if record.get("kind") in END_KINDS:
+            self.ended = True
+        if len(self.events) < MAX_EVENTS:
+            self.events.append(record)
+        else:
+            self.events_dropped += 1
 
     def _add(self, findings: list[Finding]) -> list[Finding]:
         if not findings:
             return []
-        seen = {(f.code, f.step, f.message) for f in self.findings}
-        fresh = [f for f in findings if (f.code, f.step, f.message) not in seen]
+        fresh = []
+        for f in findings:
+            key = (f.code, f.step, f.message)
+            if key not in self._seen:
+                self._seen.add(key)
+                fresh.append(f)
         self.findings.extend(fresh)
         return fresh
-
-    def _latest(self) -> dict[str, float]:
-        """Last non-missing value of every metric: walk the rows backwards until every name has one."""
-        names = set().union(*self.rows.values()) if self.rows else set()
-        out: dict[str, float] = {}
-        for step in sorted(self.rows, reverse=True):
-            for name, value in self.rows[step].items():
-                if value is not None and name not in out:
-                    out[name] = value
-            if len(out) == len(names):
-                break
-        return out
 
     def result(self) -> LogRead:
         r = self.reader
         return LogRead(
             path=self.path,
-            rows=dict(sorted(self.rows.items())),
+            rows=dict(sorted(self.store.rows.items())),
             events=list(self.events),
             findings=list(self.findings),
             not_judged=self.engine.not_judged(),
@@ -208,13 +229,21 @@ class LogSession:
             malformed=list(r.malformed),
             targets=self.targets,
             target_results=list(self.engine.target_results),
-            latest=self._latest(),
-            notes=list(r.notes),
+            latest=dict(self.store.latest),
+            notes=list(r.notes)
+            + ([f"{self.events_dropped} more point events not kept"] if self.events_dropped else [])
+            + (
+                [f"{self.store.thinned} older rows thinned for the report (kept: {len(self.store.rows)})"]
+                if self.store.thinned
+                else []
+            ),
+            step_count=self.store.count,
         )
 
 
 def resolve(path: str | Path) -> Path:
-    """A file, or a run directory: its (fgdiag/)events.jsonl, else the newest checkpoint's trainer_state.json."""
+    """A file, or a run directory: its (fgdiag/)events.jsonl, else the newest checkpoint's
+    trainer_state.json."""
     p = Path(path)
     if p.is_dir():
         for name in ("events.jsonl", "fgdiag/events.jsonl", "trainer_state.json"):
@@ -231,12 +260,14 @@ def resolve(path: str | Path) -> Path:
         )
     if not p.exists():
         raise LogReadError(f"{p}: no such file")
+    if not regular_file(p):
+        raise LogReadError(f"{p}: not a regular file (a FIFO, a device or a socket): a log must be a file")
     return p
 
 
 def _trainer_state(session: LogSession, path: Path) -> bool:
     """Read a trainer_state.json whole; False when the file is not one (then it is read as a log)."""
-    if path.stat().st_size > 256 << 20:
+    if path.stat().st_size > 64 << 20:  # a bigger one is read as lines: memory stays bounded
         return False
     try:
         data = json.loads(path.read_text(encoding="utf-8", errors="replace"))

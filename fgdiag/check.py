@@ -1,9 +1,10 @@
-"""`check_paths`: the whole static check as one library call, shared by `fgdiag check-config`, `fgdiag run`
-and `fgclip.train`'s resume guard.
+"""`check_paths`: the whole static check as one library call, shared by `fgdiag check-config` and
+`fgdiag run`;
+and `compare_checkpoint`, the resume guard's question (is this checkpoint stale against that configuration?).
 
 Flow: read every input (fgdiag.static.inputs) -> resolve the effective settings of the planned run
-(settings) -> plan it (plan) -> judge (fgdiag.rules.config_rules, weight_rules) -> filter by --select/--ignore.
-Input problems raise `InputError` (exit 2); findings never do.
+(fgdiag.static.settings) -> plan it (fgdiag.facts.plan) -> run every registered static check over those facts
+-> filter by --select/--ignore. Input problems raise `InputError` (exit 2); findings never do.
 """
 
 from __future__ import annotations
@@ -13,13 +14,18 @@ from pathlib import Path
 from typing import Any
 
 from fgdiag.diagnostic import Finding, Severity, exit_code
-from fgdiag.rules import config_rules, registry
-from fgdiag.static import weight_rules
+from fgdiag.facts.checkpoint import CheckpointInfo
+from fgdiag.facts.clip_keys import normalise_keys
+from fgdiag.facts.plan import Plan, make_plan
+from fgdiag.facts.run import RunFacts
+from fgdiag.facts.settings import Settings
+from fgdiag.facts.values import InputError, as_int
+from fgdiag.rules import registry
+from fgdiag.rules.weights import stale_differences, stale_finding
+from fgdiag.static.checkpoints import read_checkpoint
 from fgdiag.static.data_source import count_records, run_audit
 from fgdiag.static.inputs import Inputs, load_inputs, pretrained_source, resolve_near
-from fgdiag.static.plan import Plan, make_plan
-from fgdiag.static.settings import Settings, resolve
-from fgdiag.static.values import InputError, as_int
+from fgdiag.static.settings import resolve
 
 
 def validate_codes(prefixes: Iterable[str] | None) -> list[str]:
@@ -52,8 +58,8 @@ def _data(inputs: Inputs, settings: Settings | None, notes: list[str]) -> tuple[
     found = resolve_near(field.value, bases)
     if found is None:
         notes.append(
-            f"{field.location}: {field.value} is not readable here; data size from num_train_samples, "
-            "data audit skipped"
+            f"{field.location}: {field.value} is not readable here; data size from num_train_samples, data "
+            "audit skipped"
         )
     return found, False
 
@@ -93,8 +99,8 @@ def _summary(
         "inputs": inputs.listed,
         "dialect": settings.dialect if settings else None,
         "plan": plan.to_dict() if plan else None,
-        "checkpoints": weight_rules.checkpoint_rows(inputs.checkpoints),
-        "models": weight_rules.checkpoint_rows(inputs.models),
+        "checkpoints": checkpoint_rows(inputs.checkpoints),
+        "models": checkpoint_rows(inputs.models),
         "notes": notes,
         "quarantine": None,
     }
@@ -143,28 +149,65 @@ def check_paths(
         if skipped:
             notes.append(skipped)
     data_size = _data_size(data_path, explicit, report, settings, notes)
-    findings: list[Finding] = []
     if settings is not None:
         plan = make_plan(settings, data_size)
-        findings += config_rules.head_scale_rules(settings)
-        findings += config_rules.clamp_rules(settings)
-        findings += config_rules.optimizer_scale_rules(settings)
-        findings += config_rules.precision_rules(settings)
-        findings += config_rules.bank_rules(settings, plan, notes)
-        regions = next(
-            (report[k] for k in ("regions", "boxes") if report and isinstance(report.get(k), int)),
-            data_size * settings.boxes_per_sample if data_size else None,
-        )
-        findings += config_rules.queue_rules(settings, plan, regions)
-        findings += config_rules.lr_rules(settings)
-    if report is not None and data_path is not None:
-        findings += config_rules.data_rules(report, settings, plan, max_invalid_ratio, str(data_path))
-    expected = weight_rules.expected_from_settings(settings) if settings else {}
-    findings += weight_rules.stale_rules(inputs.checkpoints, expected)
-    findings += weight_rules.nonfinite_rules(inputs.models + inputs.checkpoints)
-    findings += weight_rules.new_parameter_rules(inputs.models + inputs.checkpoints, settings, notes)
-    findings += weight_rules.counter_rules(inputs.checkpoints, settings)
-    findings += weight_rules.source_scale_rules(inputs.models)
+    regions = next(
+        (report[k] for k in ("regions", "boxes") if report and isinstance(report.get(k), int)),
+        data_size * settings.boxes_per_sample if data_size and settings is not None else None,
+    )
+    facts = RunFacts(
+        settings=settings,
+        plan=plan,
+        data_report=report if data_path is not None else None,
+        data_location=str(data_path) if data_path is not None else "",
+        regions_in_data=regions,
+        max_invalid_ratio=max_invalid_ratio,
+        checkpoints=inputs.checkpoints,
+        models=inputs.models,
+        notes=notes,
+    )
+    findings: list[Finding] = []
+    for check in registry.checks("static"):
+        findings += check(facts)
     findings = registry.select(findings, selected, ignored)
     findings.sort(key=lambda f: (f.location, f.code, f.message))
     return findings, _summary(findings, inputs, settings, plan, list(dict.fromkeys(notes)))
+
+
+def compare_checkpoint(checkpoint_dir: str | Path, expected: dict[str, Any]) -> list[Finding]:
+    """FGD401 findings for a checkpoint that does not match `expected` (empty list when it does).
+
+    `expected` keys, each optional (only given keys are compared):
+        logit_scale, logit_scale_finegrained, logit_scale_hardneg: intended raw (log-space) values; compared
+            at the saved tensor's precision (bf16 holds 4.6052 as 4.59375) with tolerance 1e-3;
+        scale_drift_per_step: extra tolerance per optimizer step of the checkpoint (Adam moves a parameter by
+            about its learning rate per step, so pass the scales' learning rate);
+        memory_bank_size: queue length K (0: no bank); memory_bank_warmup_steps: in optimizer steps;
+        source: a label for the message (e.g. the config file).
+    A checkpoint whose region/hard-negative scale sits at CLIP's from-scratch 2.6592 while its global scale is
+    ln 100 is always stale: resuming from it brings the seed's bug back whatever the configuration says.
+    Raises InputError when the checkpoint cannot be read safely.
+    """
+    info = read_checkpoint(Path(checkpoint_dir))
+    diffs = stale_differences(info, expected)
+    return [stale_finding(info, diffs, str(expected.get("source", "")))] if diffs else []
+
+
+def checkpoint_rows(infos: list[CheckpointInfo]) -> list[dict[str, Any]]:
+    """One summary row per checkpoint / model (JSON-ready)."""
+    rows = []
+    for info in infos:
+        names = normalise_keys(list(info.weights.shapes))
+        rows.append(
+            {
+                "path": str(info.path),
+                "step": info.step,
+                "naming": info.naming,
+                "logit_scale": {h: info.scales[h].value for h in info.scales},
+                "memory_bank_size": info.memory_bank_size,
+                "memory_bank_warmup_steps": info.memory_bank_warmup_steps,
+                "training_steps": info.forward_passes,
+                "tensors": len(names),
+            }
+        )
+    return rows

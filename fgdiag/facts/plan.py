@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from fgdiag.static.settings import Settings
-from fgdiag.static.values import as_float, as_int
+from fgdiag.facts.settings import Settings
+from fgdiag.facts.values import as_float, as_int
 
 
 def planned_steps(
@@ -27,7 +27,8 @@ def planned_steps(
 
 
 def activation_step(warmup: float, unit: str, accum: int) -> float:
-    """Optimizer step at which the bank joins the loss; a warm-up in forward passes divides by accumulation."""
+    """Optimizer step at which the bank joins the loss; a warm-up in forward passes divides by
+    accumulation."""
     return warmup / accum if unit == "forward" else float(warmup)
 
 

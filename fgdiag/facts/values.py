@@ -80,8 +80,8 @@ class ConfigValues:
     def __iter__(self) -> Iterator[Field]:
         return iter(self._fields.values())
 
-    def names(self) -> set[str]:
-        return set(self._fields)
+    def names(self) -> frozenset[str]:
+        return frozenset(self._fields)
 
     def value(self, name: str, default: Any = None) -> Any:
         field = self._fields.get(name)
@@ -112,7 +112,8 @@ def unresolved(value: Any) -> bool:
 
 
 def as_float(field: Field) -> float | None:
-    """The field as a finite float, None when unset/unresolved; raise InputError naming the field otherwise."""
+    """The field as a finite float, None when unset/unresolved; raise InputError naming the field
+    otherwise."""
     value = field.value
     if value is None or unresolved(value):
         return None

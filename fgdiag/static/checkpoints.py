@@ -1,43 +1,35 @@
-"""Read checkpoints and model directories safely, and judge whether a checkpoint matches a configuration.
+"""Read checkpoints and model directories safely into `CheckpointInfo` facts (the rules judge them).
 
 Safety first: `.safetensors` files are read through their header and one tensor at a time; `.bin`/`.pt` files
 only through `torch.load(weights_only=True, mmap=True)`, which refuses to run the code a pickle may carry. A
 file that cannot be read that way is reported as unreadable/unsafe, never unpickled some other way.
 
 Ours, upstream FG-CLIP's and fgclip-vad's layouts are all read: the auxiliary scale is
-`logit_scale_finegrained` (ours) or `logit_scale_finegraind` (upstream/fork); the bank is `memory_bank.*` (ours,
+`logit_scale_finegrained` (ours) or `logit_scale_finegraind` (upstream/fork); the bank is `memory_bank.*`
+(ours,
 warm-up in optimizer steps) or the fork's `region_*_queue_{normal,abnormal}` + `training_steps` (forward
-passes). `compare_checkpoint` is the piece `fgclip.train`'s resume guard reuses; it needs no torch for
-safetensors checkpoints.
+passes). Safetensors checkpoints are read without torch.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from fgdiag.diagnostic import Finding
-from fgdiag.static.clip_keys import normalise_keys
+from fgdiag.facts.checkpoint import CHECKPOINT_DIR, SCALE_HEADS, CheckpointInfo, Scale
+from fgdiag.facts.clip_keys import normalise_keys
+from fgdiag.facts.values import InputError
 from fgdiag.static.safetensors_io import TensorMeta, nonfinite_tensors, read_header, read_scalar
-from fgdiag.static.values import InputError
 
-LN_100 = math.log(100.0)
-CLIP_INIT = 2.6592  # ln(1/0.07); bf16 stores it as 2.65625
-SCALE_HEADS = ("logit_scale", "logit_scale_finegrained", "logit_scale_hardneg")
-CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
 WEIGHT_FILES = (
     "model.safetensors",
     "model.safetensors.index.json",
     "pytorch_model.bin",
     "pytorch_model.bin.index.json",
 )
-SCALE_TOLERANCE = 1e-3
 TORCH_DTYPES = {
     "torch.float32": "F32",
     "torch.float16": "F16",
@@ -48,29 +40,6 @@ TORCH_DTYPES = {
     "torch.bool": "BOOL",
     "torch.uint8": "U8",
 }
-
-
-def is_ln100(value: float) -> bool:
-    """ln 100 as saved in fp32 (4.60517) or bf16 (4.59375)."""
-    return abs(value - LN_100) <= 0.02
-
-
-def is_clip_init(value: float) -> bool:
-    """CLIP's from-scratch ln(1/0.07) = 2.6592, also its bf16 rounding 2.65625."""
-    return abs(value - CLIP_INIT) <= 0.01
-
-
-def round_to(value: float, dtype: str) -> float:
-    """The value a tensor of `dtype` can hold nearest to `value` (bf16: round to nearest even on 16 bits)."""
-    if dtype == "BF16":
-        bits = int(np.array([value], dtype=np.float32).view(np.uint32)[0])
-        bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
-        return float(np.array([bits], dtype=np.uint32).view(np.float32)[0])
-    if dtype == "F16":
-        return float(np.float16(value))
-    if dtype == "F32":
-        return float(np.float32(value))
-    return float(value)
 
 
 def weight_files(path: Path) -> list[Path]:
@@ -114,8 +83,8 @@ def _torch_state(path: Path) -> dict[str, Any]:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(
             path,
-            f"unreadable or unsafe: torch.load(weights_only=True) refused it ({first[:200]}); "
-            "nothing in it was executed",
+            f"unreadable or unsafe: torch.load(weights_only=True) refused it ({first[:200]}); nothing in it "
+            "was executed",
         ) from None
     if isinstance(obj, dict):
         for key in ("state_dict", "model", "module"):
@@ -191,28 +160,6 @@ class WeightSet:
         return out
 
 
-@dataclass
-class Scale:
-    value: float
-    dtype: str
-    key: str  # the saved name
-
-
-@dataclass
-class CheckpointInfo:
-    """What check-config needs from one checkpoint or model directory."""
-
-    path: Path
-    weights: WeightSet
-    naming: str  # fgclip | fork | upstream | clip
-    scales: dict[str, Scale]
-    memory_bank_size: int | None
-    memory_bank_warmup_steps: int | None  # optimizer steps (ours)
-    forward_passes: int | None  # fork `training_steps`: forward passes so far
-    step: int | None  # optimizer step (directory name or trainer_state.json)
-    config: dict[str, Any] | None  # config.json, when present
-
-
 def _read_json(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
@@ -285,119 +232,3 @@ def read_checkpoint(path: Path) -> CheckpointInfo:
         checkpoint_step(path) if path.is_dir() else None,
         config,
     )
-
-
-def _describe(value: float, dtype: str = "") -> str:
-    return f"{value:.5g}" + (f" ({dtype.lower()})" if dtype and dtype != "F32" else "")
-
-
-def stale_differences(info: CheckpointInfo, expected: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each way the checkpoint disagrees with `expected` (see compare_checkpoint), or carries the FGD101 bug."""
-    diffs: list[dict[str, Any]] = []
-    drift = float(expected.get("scale_drift_per_step") or 0.0) * (info.step or 0)
-    for head in SCALE_HEADS:
-        want, have = expected.get(head), info.scales.get(head)
-        if want is None or have is None:
-            continue
-        target = round_to(float(want), have.dtype)
-        if abs(have.value - target) > SCALE_TOLERANCE + drift:
-            diffs.append(
-                {
-                    "field": head,
-                    "saved": have.value,
-                    "expected": float(want),
-                    "reason": f"{head} saved {_describe(have.value, have.dtype)}, configured {want:.5g}",
-                }
-            )
-    glob = info.scales.get("logit_scale")
-    for head in SCALE_HEADS[1:]:
-        have = info.scales.get(head)
-        if (
-            glob
-            and have
-            and is_ln100(glob.value)
-            and is_clip_init(have.value)
-            and not any(d["field"] == head for d in diffs)
-        ):
-            diffs.append(
-                {
-                    "field": head,
-                    "saved": have.value,
-                    "expected": glob.value,
-                    "reason": f"{head} saved {_describe(have.value, have.dtype)} is CLIP's from-scratch init "
-                    f"while logit_scale is {glob.value:.5g} (ln 100): resuming restores the FGD101 bug",
-                }
-            )
-    config = info.config or {}
-    for key, head in (
-        ("finegrained_logit_scale_init", "logit_scale_finegrained"),
-        ("hardneg_logit_scale_init", "logit_scale_hardneg"),
-    ):
-        want, have = expected.get(head), config.get(key)
-        if want is not None and isinstance(have, (int, float)) and abs(have - float(want)) > SCALE_TOLERANCE:
-            diffs.append(
-                {
-                    "field": key,
-                    "saved": have,
-                    "expected": float(want),
-                    "reason": f"trained with {key} = {have:.5g} (its config.json), configured {want:.5g}",
-                }
-            )
-    if "memory_bank_size" in expected:
-        want_k = int(expected["memory_bank_size"] or 0)
-        have_k = info.memory_bank_size or 0
-        if have_k != want_k:
-            diffs.append(
-                {
-                    "field": "memory_bank_size",
-                    "saved": have_k,
-                    "expected": want_k,
-                    "reason": f"memory bank of {have_k} entries saved, configured {want_k}",
-                }
-            )
-    want_w = expected.get("memory_bank_warmup_steps")
-    if (
-        want_w is not None
-        and info.memory_bank_warmup_steps is not None
-        and int(want_w) != info.memory_bank_warmup_steps
-    ):
-        diffs.append(
-            {
-                "field": "memory_bank_warmup_steps",
-                "saved": info.memory_bank_warmup_steps,
-                "expected": int(want_w),
-                "reason": f"memory-bank warm-up {info.memory_bank_warmup_steps} "
-                f"optimizer steps saved, configured {int(want_w)}",
-            }
-        )
-    return diffs
-
-
-def stale_finding(info: CheckpointInfo, diffs: list[dict[str, Any]], source: str = "") -> Finding:
-    from fgdiag.rules import registry
-
-    against = f" against {source}" if source else ""
-    return registry.get("FGD401").finding(
-        f"{info.path.name} is stale{against}: " + "; ".join(d["reason"] for d in diffs),
-        location=str(info.path),
-        evidence={"path": str(info.path), "step": info.step, "differences": diffs},
-    )
-
-
-def compare_checkpoint(checkpoint_dir: str | Path, expected: dict[str, Any]) -> list[Finding]:
-    """FGD401 findings for a checkpoint that does not match `expected` (empty list when it does).
-
-    `expected` keys, each optional (only given keys are compared):
-        logit_scale, logit_scale_finegrained, logit_scale_hardneg: intended raw (log-space) values; compared
-            at the saved tensor's precision (bf16 holds 4.6052 as 4.59375) with tolerance 1e-3;
-        scale_drift_per_step: extra tolerance per optimizer step of the checkpoint (Adam moves a parameter by
-            about its learning rate per step, so pass the scales' learning rate);
-        memory_bank_size: queue length K (0: no bank); memory_bank_warmup_steps: in optimizer steps;
-        source: a label for the message (e.g. the config file).
-    A checkpoint whose region/hard-negative scale sits at CLIP's from-scratch 2.6592 while its global scale is
-    ln 100 is always stale: resuming from it brings the seed's bug back whatever the configuration says.
-    Raises InputError when the checkpoint cannot be read safely.
-    """
-    info = read_checkpoint(Path(checkpoint_dir))
-    diffs = stale_differences(info, expected)
-    return [stale_finding(info, diffs, str(expected.get("source", "")))] if diffs else []
