@@ -80,8 +80,11 @@ class ProgressBoard:
         if self.bars:
             task.rich_id = self.renderable.add_task(label, total=total, note="")
 
-    def update(self, name: str, done: float, *, total: float | None = None, note: str = "") -> None:
-        """Set a task's count (and total, when it becomes known); plain mode prints on its cadence."""
+    def update(
+        self, name: str, done: float, *, total: float | None = None, note: str = "", force: bool = False
+    ) -> None:
+        """Set a task's count (and total, when it becomes known); plain mode prints on its cadence (or now,
+        with `force`), never the same count twice."""
         task = self.tasks[name]
         task.done = done
         if total is not None:
@@ -90,13 +93,13 @@ class ProgressBoard:
             self.renderable.update(task.rich_id, completed=done, total=task.total, note=note)
             return
         now = self.clock()
-        final = task.total is not None and done >= task.total
+        final = force or (task.total is not None and done >= task.total)
         if task.printed == done or (now - task.printed_at < self.every and not final):
             return
         task.printed, task.printed_at = done, now
         count = f"{done:g}/{task.total:g}" if task.total is not None else f"{done:g}"
-        unit = f" {task.unit}" if task.unit else ""
-        self.echo(f"{task.label}: {count}{unit}" + (f", {note}" if note else ""))
+        unit = f"{task.unit} " if task.unit else ""
+        self.echo(f"{task.label}: {unit}{count}" + (f", {note}" if note else ""))
 
     def start(self) -> None:
         """Show the bars on their own (not inside another Live display)."""
@@ -117,7 +120,7 @@ def report_progress(board: ProgressBoard | None, name: str = "report") -> Callab
         if board is None:
             return
         if name not in board.tasks:
-            board.add(name, "rendering the report", total, unit="panels")
+            board.add(name, "rendering the report", total, unit="panel")
         board.update(name, done, total=total, note=what)
 
     return step
