@@ -88,6 +88,7 @@ def prepare_embedded_default(
     cmd = [sys.executable, "-m", "fgclip.train.embedded"]
     with log_path.open("a" if append else "w", encoding="utf-8") as log:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+        assert proc.stderr is not None and proc.stdout is not None  # both are pipes
         for line in proc.stderr:  # the child prints its paths (small) on stdout at the very end
             log.write(line)
             if "pretraining the tiny CLIP" in line:

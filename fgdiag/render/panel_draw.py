@@ -6,7 +6,7 @@ Each takes a matplotlib Figure (constrained layout), the runs (name -> LogRead) 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fgdiag import events as ev
@@ -75,7 +75,7 @@ def legend_below(fig: Any, extra: list[tuple[Any, str]] | None = None, ncols: in
         )
 
 
-def end_labels(ax: Any, items: list[tuple[float, float, str, str]]) -> None:
+def end_labels(ax: Any, items: Sequence[tuple[float, float, str, str]]) -> None:
     """Text just right of the axes at each line's last point (x, y, text, colour), nudged apart."""
     if not items:
         return
@@ -241,11 +241,12 @@ def logit_scales(fig: Any, runs: Mapping[str, Any], targets: Any) -> None:
     ax.yaxis.set_minor_locator(NullLocator())
     _style(ax, "exp(logit scale) = 1/temperature")
     end_labels(ax, labels)
-    heads = [
-        Line2D([], [], color="black", ls=HEAD_STYLES[h], label=f"{HEAD_WORDS[h]} head") for h in ev.HEADS
+    keys: list[tuple[Any, str]] = [
+        (Line2D([], [], color="black", ls=HEAD_STYLES[h]), f"{HEAD_WORDS[h]} head") for h in ev.HEADS
     ]
-    runs_h = [Line2D([], [], color=color(i), lw=3, label=run) for i, run in enumerate(runs)]
-    legend_below(fig, [(h, h.get_label()) for h in heads + (runs_h if many else [])], ncols=5)
+    if many:
+        keys += [(Line2D([], [], color=color(i), lw=3), run) for i, run in enumerate(runs)]
+    legend_below(fig, keys, ncols=5)
 
 
 def logit_ranges(fig: Any, runs: Mapping[str, Any], targets: Any) -> None:
@@ -295,10 +296,10 @@ def logit_ranges(fig: Any, runs: Mapping[str, Any], targets: Any) -> None:
         _style(bottom, "cosine std" if j == 0 else "")
     if bottom0 is not None:  # shared: set once, after every head's data is in
         bottom0.set_ylim(0, cos_max * 1.15 or 1.0)
-    bands = [
-        Patch(color=color(i), alpha=0.25, label=_name(run, "min .. max", many)) for i, run in enumerate(runs)
+    bands: list[tuple[Any, str]] = [
+        (Patch(color=color(i), alpha=0.25), _name(run, "min .. max", many)) for i, run in enumerate(runs)
     ]
-    legend_below(fig, [(b, b.get_label()) for b in bands], ncols=3 if many else 4)
+    legend_below(fig, bands, ncols=3 if many else 4)
 
 
 def memory_bank(fig: Any, runs: Mapping[str, Any], targets: Any) -> None:

@@ -160,7 +160,7 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     drawn, skipped = P.select(runs, panels)
     total = len(drawn) + 1
-    figures = []
+    figures: list[dict[str, Any]] = []
     for i, panel in enumerate(drawn):
         if progress is not None:
             progress(i, total, panel.name)

@@ -125,7 +125,9 @@ def _why(name: str, read: Any, names: list[str], reference: Any) -> Why:
     word, detail = M.verdict(read)
     parts = []
     if word == "crashed":
-        crash = next((e for e in read.events if e.get("kind") in (ev.EVENT_CRASH, ev.EVENT_OOM)), {})
+        crash: Mapping[str, Any] = next(
+            (e for e in read.events if e.get("kind") in (ev.EVENT_CRASH, ev.EVENT_OOM)), {}
+        )
         parts.append(f"it crashed at step {crash.get('step')}: {str(crash.get('message', ''))[:160]}")
     measured = {
         "FGD101": _scale_sentence(read),
@@ -156,12 +158,15 @@ def _learning(name: str, read: Any, reference: Any, ref_name: str, names: list[s
         return None
     subject = _subject(name, names).capitalize()
     if loss / chance >= 0.9:
-        return f"{subject} stays at chance level: its region loss never left ln K."
-    if reference is None:
+        return f"{subject} stays at chance level: its region loss ends within 10 % of ln K."
+    if reference is None or end is None:
         return None
     steps = M.checkpoint_steps({name: read, ref_name: reference}) or [end]
-    pairs = [(s, M.at(read, M.REGION_LOSS, s), M.at(reference, M.REGION_LOSS, s)) for s in steps]
-    pairs = [(s, a, b) for s, a, b in pairs if a is not None and b is not None]
+    pairs: list[tuple[int, float, float]] = []
+    for s in steps:
+        a, b = M.at(read, M.REGION_LOSS, s), M.at(reference, M.REGION_LOSS, s)
+        if a is not None and b is not None:
+            pairs.append((s, a, b))
     if pairs and all(a > b for _s, a, b in pairs):
         s, a, b = pairs[0]
         return (

@@ -67,7 +67,7 @@ def test_report_overlay_of_two_runs(tmp_path):
     md = result.markdown.read_text()
     assert md.startswith("# fixed vs seed") and "### fixed" in md and "### seed" in md
     assert "The seed arm failed; the fixed arm passed." in md
-    assert "The seed arm stays at chance level" in md
+    assert "The seed arm stays at chance level: its region loss ends within 10 % of ln K" in md
     assert "| region loss at the end, vs chance ln K |" in md  # the comparison is in the report itself
 
 
