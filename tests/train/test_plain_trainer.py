@@ -176,3 +176,29 @@ def test_callback_in_callbacks_list_still_trains_and_says_why_tensorboard_misses
     history = [e for e in trainer.state.log_history if "loss" in e]
     assert all("region_loss" in e for e in history)  # log_history still gets them
     assert "train/region_loss" not in _scalars(out)  # tensorboard ran before the callback
+
+
+def test_attach_order_does_not_matter_and_a_misplaced_callback_is_named(tmp_path):
+    """FGDiagCallback ends up after FGCLIPCallback (whose parts it reads) and before the integrations,
+    whichever is attached first; placed by callbacks=[...], it says why TensorBoard misses its tags."""
+    from transformers import Trainer, TrainingArguments
+    from transformers.integrations import TensorBoardCallback
+
+    from fgclip.train import FGCLIPCallback
+    from fgdiag.callback import FGDiagCallback
+
+    args = TrainingArguments(output_dir=str(tmp_path), report_to="tensorboard", use_cpu=True)
+    for first, second in ((FGDiagCallback, FGCLIPCallback), (FGCLIPCallback, FGDiagCallback)):
+        trainer = Trainer(model=torch.nn.Linear(2, 2), args=args)
+        first.attach(trainer)
+        second.attach(trainer)
+        kinds = [type(cb) for cb in trainer.callback_handler.callbacks]
+        assert kinds.index(FGCLIPCallback) < kinds.index(FGDiagCallback) < kinds.index(TensorBoardCallback)
+        diag = trainer.callback_handler.callbacks[kinds.index(FGDiagCallback)]
+        assert diag.placement_problem(args) is None
+    listed = FGDiagCallback()
+    trainer = Trainer(model=torch.nn.Linear(2, 2), args=args, callbacks=[listed])
+    assert "FGDiagCallback.attach(trainer)" in listed.placement_problem(args)
+    late = FGDiagCallback.attach(trainer)
+    trainer.callback_handler.callbacks.append(FGCLIPCallback())  # added after: its parts come too late
+    assert "runs before FGCLIPCallback" in late.placement_problem(args)
