@@ -95,6 +95,8 @@ class TargetRow:
     before the point, not the single logged value)."""
 
     target: str  # "region loss < 0.8 @ 50"
+    metric: str  # "region loss"
+    condition: str  # "< 0.8 @ 50"
     step: int
     status: str  # passed / missed / pending / not judged
     value: float | None  # the smoothed value FGD604 judged
@@ -125,8 +127,9 @@ def target_rows(read: Any, profile: Any = None) -> list[TargetRow]:
         if hit is not None:
             span = max(span_of, Targets.SMOOTH_FRACTION * cp.step)
             window = (max(0, int(cp.step - span)), int(hit.get("judged_at", cp.step)))
-        label = f"{metric_words(cp.metric)} {'<' if cp.below else '>'} {cp.threshold:g} @ {cp.step}"
-        out.append(TargetRow(label, cp.step, row["status"], finite(row["value"]), window))
+        words, condition = metric_words(cp.metric), f"{'<' if cp.below else '>'} {cp.threshold:g} @ {cp.step}"
+        value = finite(row["value"])
+        out.append(TargetRow(f"{words} {condition}", words, condition, cp.step, row["status"], value, window))
     return out
 
 

@@ -131,9 +131,12 @@ def _comparison(runs: Mapping[str, Any], seconds: Mapping[str, float] | None, ta
     names = list(runs)
     rows = comparison_rows(runs, seconds=seconds, profile=targets)
     groups: dict[str, list[dict[str, Any]]] = {}
+    previous = ""
     for row in rows:
         cells = [{"text": c, "cls": _cell_class(row.key, c)} for c in row.cells]
-        groups.setdefault(row.group, []).append({"label": row.label, "cells": cells, "note": row.note})
+        note = "" if row.note == previous else row.note  # said once for a run of rows of the same kind
+        previous = row.note
+        groups.setdefault(row.group, []).append({"label": row.label, "cells": cells, "note": note})
     return {
         "names": names,
         "groups": list(groups.items()),

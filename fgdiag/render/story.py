@@ -91,7 +91,7 @@ def _bank_sentence(read: Any, reference: Any) -> str | None:
             return None
         return f"the memory bank switched on only at step {on}: {late.message} (FGD201)"
     warmup, planned = read.run_info.get("memory_bank_warmup_steps"), read.run_info.get("planned_steps")
-    plan = f" (warm-up {warmup:g} optimizer steps, the run had {planned})" if warmup and planned else ""
+    plan = f" (warm-up {warmup:g} optimizer steps, the run planned {planned})" if warmup and planned else ""
     k = M.at(read, M.REGION_K, M.last_step(read))
     ref_k = M.at(reference, M.REGION_K, M.last_step(reference)) if reference is not None else None
     versus = f", against {ref_k:.0f} with the bank on" if ref_k is not None and k is not None else ""
@@ -101,16 +101,15 @@ def _bank_sentence(read: Any, reference: Any) -> str | None:
 
 def _targets_sentence(read: Any) -> str | None:
     rows = [r for r in M.target_rows(read) if r.status in ("passed", "missed")]
-    missed = [r for r in rows if r.status == "missed"]
+    missed = [r for r in rows if r.status == "missed" and r.value is not None]
     if not missed:
         return None
-    shown = "; ".join(
-        f"{r.target} (smoothed {r.value:.3f}"
-        + (f" over steps {r.window[0]}-{r.window[1]})" if r.window else ")")
-        for r in missed
-        if r.value is not None
+    shown = ", ".join(f"{r.condition} ({r.value:.3f})" for r in missed)
+    metric = missed[0].metric
+    return (
+        f"it missed {len(missed)} of {len(rows)} judged targets: {metric} {shown}, each value the {metric} "
+        f"smoothed over the steps before the point{_tag(read, 'FGD604')}"
     )
-    return f"it missed {len(missed)} of {len(rows)} judged targets: {shown}{_tag(read, 'FGD604')}"
 
 
 def _other_errors(read: Any, explained: set[str]) -> list[str]:

@@ -142,3 +142,19 @@ def test_report_compare_names_runs_by_their_folders(tmp_path):
     assert result.exit_code in (0, 1), result.output
     md = (tmp_path / "r" / "report.md").read_text()
     assert "### fixed" in md and "### seed" in md and "training'" not in md
+
+
+def test_report_never_imports_torch(tmp_path):
+    import subprocess
+    import sys
+
+    path = log(tmp_path, vad_log(steps=20, ga=2, bank_at=10), "vad.log")
+    code = (
+        "import sys, runpy\n"
+        f"sys.argv = ['fgdiag', 'report', {str(path)!r}, '--out', {str(tmp_path / 'r')!r}, '--json']\n"
+        "try:\n    runpy.run_module('fgdiag.cli.app', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+        "print('HEAVY=' + ','.join(m for m in ('torch', 'transformers') if m in sys.modules))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "HEAVY=\n" in proc.stdout, proc.stdout[-500:] + proc.stderr[-2000:]
+    assert (tmp_path / "r" / "report.html").is_file()
