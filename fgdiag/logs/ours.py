@@ -98,14 +98,17 @@ class OursParser:
         sink = self.sink
         sink.formats.add("fgdiag-events")
         if isinstance(record, ev.MetricsRecord):
-            nonfinite = set(record.nonfinite)
+            metrics: dict[str, float | None] = record.metrics
+            if None in metrics.values():  # null: not finite when listed in nonfinite, else absent
+                nonfinite = set(record.nonfinite)
+                metrics = {
+                    k: math.nan if v is None else v
+                    for k, v in metrics.items()
+                    if v is not None or k in nonfinite
+                }
             sink.settle()
             sink.at(record.step)
-            for name, value in record.metrics.items():
-                if value is not None:
-                    sink.put(name, value)
-                elif name in nonfinite:
-                    sink.put(name, math.nan)
+            sink.put_many(metrics)
             return True
         if isinstance(record, ev.RunRecord):
             sink.run_info.update(record.info)
