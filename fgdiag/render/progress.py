@@ -65,11 +65,11 @@ class ProgressBoard:
 
             kwargs = {"console": self._console} if self._console is not None else {}
             self._progress = Progress(
-                TextColumn("{task.description}"),
+                TextColumn("{task.description}", markup=False),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),
-                TextColumn("{task.fields[note]}"),
+                TextColumn("{task.fields[note]}", markup=False),
                 **kwargs,
             )
         return self._progress

@@ -68,7 +68,10 @@ def test_bars_on_a_terminal():
     step = report_progress(board)
     for done in range(4):
         step(done, 7, "memory_bank")
+    board.add("fixed", "[fgdiag run] fixed", None, unit="step")  # brackets are text, not rich markup
+    board.update("fixed", 60, total=400, note="region loss 0.52 [ln K 5.13]")
     console.print(board.renderable)
     text = out.getvalue()
     assert "rendering the report" in text and "3/7" in text and "memory_bank" in text
+    assert "[fgdiag run] fixed" in text and "60/400" in text and "[ln K 5.13]" in text
     assert report_progress(None)(1, 2, "x") is None  # no board: nothing to do
