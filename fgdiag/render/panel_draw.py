@@ -31,10 +31,10 @@ def color(i: int) -> str:
     return COLORS[i % len(COLORS)]
 
 
-def cased(i: int, lw: float) -> dict[str, Any]:
-    """Line width and alpha of run i: the first run wider and lighter underneath, so a later run drawn on
-    top of the same values leaves both colours visible."""
-    if i == 0:
+def cased(i: int, lw: float, many: bool = True) -> dict[str, Any]:
+    """Line width and alpha of run i: with several runs the first one is drawn wider and lighter
+    underneath, so a later run on top of the same values leaves both colours visible."""
+    if i == 0 and many:
         return {"lw": lw * 2.0, "alpha": 0.45, "zorder": 2}
     return {"lw": lw, "alpha": 0.95, "zorder": 3}
 
@@ -174,7 +174,7 @@ def losses(fig: Any, runs: Mapping[str, Any], targets: Any) -> None:
     for i, (run, read) in enumerate(runs.items()):
         x, y = xy(read, ev.LOSS)
         if x:
-            ax.plot(x, y, color=color(i), **cased(i, 1.8), label=_name(run, "total (weighted)", many))
+            ax.plot(x, y, color=color(i), **cased(i, 1.8, many), label=_name(run, "total (weighted)", many))
         for head in ("global", "hardneg"):
             x, y = xy(read, ev.head_metric(ev.HEAD_LOSS, head))
             if x:
@@ -184,7 +184,7 @@ def losses(fig: Any, runs: Mapping[str, Any], targets: Any) -> None:
                     color=color(i),
                     ls="-." if head == "global" else ":",
                     label=_name(run, f"{HEAD_WORDS[head]} head", many),
-                    **cased(i, 1.2),
+                    **cased(i, 1.2, many),
                 )
     ax.set_ylim(bottom=0)
     _style(ax, "nats")
@@ -206,7 +206,7 @@ def logit_scales(fig: Any, runs: Mapping[str, Any], targets: Any) -> None:
                 y = [math.exp(min(v, 700.0)) for v in raw]
             if not x:
                 continue
-            ax.plot(x, y, color=color(i), ls=HEAD_STYLES[head], **cased(i, 1.6))
+            ax.plot(x, y, color=color(i), ls=HEAD_STYLES[head], **cased(i, 1.6, many))
             values += [v for v in y if math.isfinite(v) and v > 0]
             ends.append((head, x[-1], y[-1]))
         while ends:  # heads ending at the same value share one label
@@ -285,10 +285,10 @@ def logit_ranges(fig: Any, runs: Mapping[str, Any], targets: Any) -> None:
             ):
                 x, y = xy(read, ev.head_metric(metric, head))
                 if x:
-                    top.plot(x, y, color=c, ls=ls, label=_name(run, what, many), **cased(i, 1.5))
+                    top.plot(x, y, color=c, ls=ls, label=_name(run, what, many), **cased(i, 1.5, many))
             x, y = xy(read, ev.head_metric(ev.COS_STD, head))
             if x:
-                bottom.plot(x, y, color=c, label=_name(run, "cosine std", many), **cased(i, 1.3))
+                bottom.plot(x, y, color=c, label=_name(run, "cosine std", many), **cased(i, 1.3, many))
                 cos_max = max([cos_max, *(v for v in y if math.isfinite(v))])
         top.set_title(f"{HEAD_WORDS[head]} head", fontsize=10)
         top.axhline(0, color="grey", lw=0.6)
@@ -319,7 +319,7 @@ def memory_bank(fig: Any, runs: Mapping[str, Any], targets: Any) -> None:
                 color=c,
                 drawstyle="steps-post",
                 label=_name(run, "candidates K", many),
-                **cased(i, 1.6),
+                **cased(i, 1.6, many),
             )
             labels.append((xk[-1], yk[-1], _name(run, f"K {yk[-1]:.0f}", many), c))
         _bank_line(top, read, c, run, many)
@@ -340,7 +340,7 @@ def memory_bank(fig: Any, runs: Mapping[str, Any], targets: Any) -> None:
         stored = {"ls": dashes, "lw": 2.2, "drawstyle": "steps-post"}
         bottom.plot(x, fill, color=c, label=_name(run, "stored", many), **stored)
         used_style = {"drawstyle": "steps-post", "label": _name(run, "used by the loss", many)}
-        bottom.plot(x, used, color=c, **used_style, **cased(i, 3.0))
+        bottom.plot(x, used, color=c, **used_style, **cased(i, 3.0, many))
     if size:
         bottom.set_ylim(-0.06 * size, size * 1.3)
         bottom.annotate(

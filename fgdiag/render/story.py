@@ -149,7 +149,7 @@ def _end_phrase(name: str, read: Any, names: list[str]) -> str | None:
     return f"{loss:.3f} in {_subject(name, names)}{vs}"
 
 
-def _learning(name: str, read: Any, reference: Any, ref_name: str, names: list[str]) -> str | None:
+def _learning(name: str, read: Any, reference: Any, ref_name: str | None, names: list[str]) -> str | None:
     """Honest about a failing run: at chance, or learning but slower than the reference."""
     end = M.last_step(read)
     loss, chance = M.at(read, M.REGION_LOSS, end), M.at(read, M.REGION_CHANCE, end)
@@ -158,7 +158,7 @@ def _learning(name: str, read: Any, reference: Any, ref_name: str, names: list[s
     subject = _subject(name, names).capitalize()
     if loss / chance >= 0.9:
         return f"{subject} stays at chance level: its region loss ends within 10 % of ln K."
-    if reference is None or end is None:
+    if reference is None or ref_name is None or end is None:
         return None
     steps = M.checkpoint_steps({name: read, ref_name: reference}) or [end]
     pairs: list[tuple[int, float, float]] = []
@@ -235,8 +235,7 @@ def build_story(reads: Mapping[str, Any]) -> Story:
         steps = {M.last_step(r) for r in reads.values()}
         when = f"At step {steps.pop()}" if len(steps) == 1 else "At the end"
         story.showed.append(f"{when} the region loss is " + " and ".join(ends) + ".")
-    if reference_name is not None:
-        story.showed += [s for n in failed if (s := _learning(n, reads[n], reference, reference_name, names))]
+    story.showed += [s for n in failed if (s := _learning(n, reads[n], reference, reference_name, names))]
     if summary := _targets_summary(reads, names):
         story.showed.append(summary)
     for n in passed:
