@@ -61,13 +61,18 @@ class Plan:
         return asdict(self)
 
 
+def _at_least(value: int | None, low: int) -> int | None:
+    """A count the plan can use: impossible ones (FGD001 reports them) count as unknown."""
+    return value if value is not None and value >= low else None
+
+
 def make_plan(settings: Settings, data_size: int | None) -> Plan:
-    batch = settings.integer("per_device_train_batch_size") or 1
-    accum = settings.integer("gradient_accumulation_steps") or 1
-    world = as_int(settings.fields["world_size"]) or 1
+    batch = _at_least(settings.integer("per_device_train_batch_size"), 1) or 1
+    accum = _at_least(settings.integer("gradient_accumulation_steps"), 1) or 1
+    world = _at_least(as_int(settings.fields["world_size"]), 1) or 1
     epochs = settings.number("num_train_epochs")
     steps = planned_steps(settings.integer("max_steps"), epochs, data_size, batch, world, accum)
-    size = as_int(settings.bank_size) if settings.bank_size is not None else None
+    size = _at_least(as_int(settings.bank_size), 0) if settings.bank_size is not None else None
     warmup = as_float(settings.warmup) if settings.warmup is not None else None
     active = activation_step(warmup, settings.warmup_unit, accum) if warmup is not None and size else None
     per_forward = batch * settings.boxes_per_sample

@@ -4,6 +4,7 @@ scripts: every value a `Field` that says where it came from (a line, or the assu
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from fgdiag.facts.checkpoint import CheckpointInfo
 from fgdiag.facts.values import ConfigValues, Field, as_float, as_int
@@ -43,6 +44,8 @@ class Settings:
         default_factory=list
     )  # (step, region loss, location)
     bank_active_by: tuple[int, str] | None = None  # (optimizer step, location) from a target profile
+    defaults: dict[str, Any] = field(default_factory=dict)  # every option fgclip.train knows -> its default
+    unknown: list[tuple[Field, str | None]] = field(default_factory=list)  # (key nobody reads, closest known)
     notes: list[str] = field(default_factory=list)
 
     def number(self, name: str) -> float | None:

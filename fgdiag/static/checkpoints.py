@@ -53,8 +53,12 @@ def weight_files(path: Path) -> list[Path]:
                 try:
                     index = json.loads(candidate.read_text(encoding="utf-8"))
                     shards = sorted(set(index["weight_map"].values()))
+                except RecursionError:
+                    raise InputError(candidate, "unreadable shard index: nested too deeply") from None
                 except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-                    raise InputError(candidate, f"unreadable shard index: {exc}") from None
+                    raise InputError(candidate, f"unreadable shard index: {str(exc)[:200]}") from None
+                if not all(isinstance(s, str) and s and "/" not in s and s != ".." for s in shards):
+                    raise InputError(candidate, "shard index names a file outside its folder")
                 return [path / shard for shard in shards]
             return [candidate]
     found = sorted(path.glob("*.safetensors")) or sorted([*path.glob("*.bin"), *path.glob("*.pt")])
@@ -165,8 +169,10 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(path, f"unreadable JSON: {exc}") from None
+    except RecursionError:
+        raise InputError(path, "unreadable JSON: nested too deeply (a corrupt or hostile file)") from None
+    except (OSError, ValueError) as exc:  # JSONDecodeError, bad UTF-8, a 5,000-digit integer
+        raise InputError(path, f"unreadable JSON: {str(exc)[:200]}") from None
     return data if isinstance(data, dict) else None
 
 

@@ -19,8 +19,9 @@ from fgdiag.facts.aliases import HEAD_INIT_KEYS
 from fgdiag.facts.checkpoint import CheckpointInfo
 from fgdiag.facts.settings import Settings
 from fgdiag.facts.values import ConfigValues, Field, as_bool, as_float, as_int
+from fgdiag.static.known_options import fgclip_defaults, trainer_defaults, unknown_keys
 
-HF_DEFAULTS = {
+HF_DEFAULTS = {  # read from the installed transformers when it is there (known_options); else these
     "per_device_train_batch_size": 8,
     "gradient_accumulation_steps": 1,
     "num_train_epochs": 3.0,
@@ -84,6 +85,13 @@ def _source(settings: Settings) -> None:
         scale = info.scales["logit_scale"]
         settings.source_scale = Field(
             "logit_scale", scale.value, str(info.path), None, default=True, why=f"read from {info.path}"
+        )
+    elif settings.source is not None and settings.source.why.startswith("preset"):
+        settings.source_scale = _assumed(
+            anchor,
+            "logit_scale",
+            LN_100,
+            f"{settings.source.why}: fgclip.train.pretrain exports it at ln 100",
         )
     elif settings.source is not None and PRETRAINED_NAME.search(str(settings.source.value)):
         name = settings.source.value
@@ -360,7 +368,11 @@ def resolve(
 ) -> Settings:
     """Effective settings of the run described by `values` (merged config and/or script arguments)."""
     settings = Settings(detect_dialect(values, entry), anchor, values, entry, source_info=source_info)
-    for name, default in HF_DEFAULTS.items():
+    settings.defaults = {**trainer_defaults(), **fgclip_defaults()}
+    if settings.dialect == "fgclip":
+        settings.unknown = unknown_keys(values)
+    for name, fallback in HF_DEFAULTS.items():
+        default = settings.defaults.get(name, fallback)
         settings.fields[name] = values.get(name) or _assumed(anchor, name, default, "transformers default")
     world = _first(values, ("world_size", "nproc_per_node", "num_gpus"))
     if world is None or as_int_or_none(world) is None:
