@@ -34,6 +34,7 @@ STATE_FIELDS = {  # trainer_state.json key -> training argument
     "train_batch_size": "per_device_train_batch_size",
 }
 MAX_JSON_BYTES = 64 << 20
+RUN = "the run's own files"  # Field.why of what a run folder supplies: saved by the trainer, never unknown
 
 
 def _json(path: Path) -> tuple[dict[str, Any] | None, str]:
@@ -77,7 +78,9 @@ def _layers(where: Path, notes: list[str]) -> dict[str, Field]:
     for name in MODEL_FIELDS:
         if config is not None and config.get(name) is not None:
             lines = key_lines(text, name, toml=False)
-            found[name] = Field(name, config[name], str(where / "config.json"), lines[0] if lines else None)
+            found[name] = Field(
+                name, config[name], str(where / "config.json"), lines[0] if lines else None, why=RUN
+            )
     state, text = _json(where / "trainer_state.json")
     for key, name in STATE_FIELDS.items():
         value = state.get(key) if state else None
@@ -87,7 +90,9 @@ def _layers(where: Path, notes: list[str]) -> dict[str, Field]:
             and (key != "max_steps" or value > 0)
         ):
             lines = key_lines(text, key, toml=False)
-            found[name] = Field(name, value, str(where / "trainer_state.json"), lines[0] if lines else None)
+            found[name] = Field(
+                name, value, str(where / "trainer_state.json"), lines[0] if lines else None, why=RUN
+            )
     args_file = where / "training_args.bin"
     if args_file.is_file():
         try:
@@ -96,8 +101,9 @@ def _layers(where: Path, notes: list[str]) -> dict[str, Field]:
             notes.append(f"{args_file}: not read ({exc}); batch and accumulation from trainer_state.json")
         else:
             for name, value in saved.items():
-                if isinstance(value, (str, int, float, bool)) and name not in {"output_dir", "logging_dir"}:
-                    found[name] = Field(name, value, str(args_file))
+                skip = name.startswith("_") or name in {"output_dir", "logging_dir"}
+                if isinstance(value, (str, int, float, bool)) and not skip:
+                    found[name] = Field(name, value, str(args_file), why=RUN)
             notes.append(f"{args_file}: {cls.rsplit('.', 1)[-1]} read as data (never unpickled)")
     return found
 
@@ -115,18 +121,16 @@ def read_run_folder(folder: Path, values: ConfigValues) -> list[str]:
 
 def _entry_state(entry: dict[str, Any]) -> str:
     """What the entry's paths show on disk, whatever its status says (a kill may have cut the record)."""
-    here = (
-        Path(str(entry.get("quarantined_path", ""))).exists()
-        or Path(str(entry.get("quarantined_path", ""))).is_symlink()
-    )
+    moved_to = Path(str(entry.get("quarantined_path", "")))
+    here = moved_to.exists() or moved_to.is_symlink()
     there = Path(str(entry.get("original_path", ""))).exists()
-    if here and not there:
-        return (
-            "moved" if entry.get("status") == "moved" else f"moved (the manifest says {entry.get('status')})"
-        )
-    if there and not here:
-        return "not moved" if entry.get("status") != "moved" else "back in place (restored)"
-    return "missing from both places" if not here else "in both places"
+    status = entry.get("status")
+    if here:
+        state = "moved" if status == "moved" else f"moved (the manifest says {status})"
+        return state + ("; a new one has been written in its place since" if there else "")
+    if there:
+        return "not moved" if status != "moved" else "back in place (restored)"
+    return "missing from both places"
 
 
 def quarantine_notes(output_dir: Path) -> list[str]:
