@@ -229,12 +229,11 @@ def _follow_config(inputs: Inputs) -> None:
     source = inputs.values.get("model_name_or_path")
     if source is not None and isinstance(source.value, str) and "$" not in source.value:
         found = resolve_near(source.value, bases)
-        if (
-            found is not None
-            and found.is_dir()
-            and found.resolve() not in inputs._seen
-            and weight_files(found)
-        ):
+        readable = found is not None and (
+            (found.is_dir() and bool(weight_files(found)))
+            or (found.is_file() and found.suffix.lower() in WEIGHT_SUFFIXES)  # an OpenAI CLIP file
+        )
+        if found is not None and readable and found.resolve() not in inputs._seen:
             _add_model(inputs, found)
             inputs.notes.append(f"{source.location}: read the pretrained source {found}")
 

@@ -59,7 +59,8 @@ class _Lexer:
 
     def line(self, raw: str) -> tuple[str, bool]:
         """(the line's code without its comment and trailing backslash, whether the command continues)."""
-        out, i, n = [], 0, len(raw)
+        out: list[str] = []
+        i, n = 0, len(raw)
         while i < n:
             c = raw[i]
             if self.quote == "'":
