@@ -135,6 +135,7 @@ def check_paths(
             anchor=inputs.anchor,
             entry=inputs.script.entry if inputs.script else "",
             source_info=source,
+            deepspeed=inputs.deepspeed,
         )
         notes += settings.notes
     data_path, explicit = _data(inputs, settings, notes)
@@ -164,6 +165,7 @@ def check_paths(
         max_invalid_ratio=max_invalid_ratio,
         checkpoints=inputs.checkpoints,
         models=inputs.models,
+        deepspeed=settings.deepspeed if settings is not None else inputs.deepspeed,
         notes=notes,
     )
     findings: list[Finding] = []

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fgdiag.facts.checkpoint import CheckpointInfo
+from fgdiag.facts.deepspeed import DeepSpeedConfig
 from fgdiag.facts.values import ConfigValues, Field, as_float, as_int
 
 # our parameter name -> the head's name in messages
@@ -44,6 +45,7 @@ class Settings:
         default_factory=list
     )  # (step, region loss, location)
     bank_active_by: tuple[int, str] | None = None  # (optimizer step, location) from a target profile
+    deepspeed: DeepSpeedConfig | None = None  # the DeepSpeed JSON the run uses, when known
     defaults: dict[str, Any] = field(default_factory=dict)  # every option fgclip.train knows -> its default
     unknown: list[tuple[Field, str | None]] = field(default_factory=list)  # (key nobody reads, closest known)
     notes: list[str] = field(default_factory=list)

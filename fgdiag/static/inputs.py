@@ -14,9 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fgdiag.facts.checkpoint import CHECKPOINT_DIR, CheckpointInfo
+from fgdiag.facts.deepspeed import DeepSpeedConfig
 from fgdiag.facts.values import ConfigValues, InputError
 from fgdiag.static.checkpoints import list_checkpoints, read_checkpoint, weight_files
 from fgdiag.static.config_file import looks_like_model_config, parse_text, read_config_file
+from fgdiag.static.deepspeed import MARKERS as DEEPSPEED_MARKERS
+from fgdiag.static.deepspeed import read_deepspeed
 from fgdiag.static.presets import apply_preset
 from fgdiag.static.run_folder import LOCK_FILES, config_folder, quarantine_notes, read_run_folder
 from fgdiag.static.shell_script import ScriptInfo, read_script
@@ -38,6 +41,7 @@ class Inputs:
     data: list[Path] = field(default_factory=list)
     listed: list[dict[str, str]] = field(default_factory=list)  # [{"path", "kind"}] in command-line order
     notes: list[str] = field(default_factory=list)
+    deepspeed: DeepSpeedConfig | None = None  # a DeepSpeed JSON given on the command line
     run_folder: Path | None = None  # an output folder / checkpoint read as the configuration (none given)
     run_source: CheckpointInfo | None = None  # that run's own weights: its global scale stands for the source
     _seen: set[Path] = field(default_factory=set)
@@ -56,7 +60,8 @@ class Inputs:
 
 
 def classify(path: Path) -> str:
-    """config | script | model_dir | checkpoint | output_dir | weights | data (InputError when none fits)."""
+    """config | script | model_dir | checkpoint | output_dir | weights | deepspeed | data (InputError when
+    none fits)."""
     if not path.exists():
         raise InputError(path, "does not exist")
     mode = os.stat(path).st_mode
@@ -97,6 +102,8 @@ def classify(path: Path) -> str:
     if suffix == ".json" or stripped[:1] in {"{", "["}:
         if stripped.startswith("["):
             return "data"
+        if any(f'"{marker}"' in head for marker in DEEPSPEED_MARKERS):
+            return "deepspeed"
         if '"weight_map"' in head:
             return "model_dir"
         return "config"
@@ -170,6 +177,12 @@ def _read_path(inputs: Inputs, path: Path, kind: str) -> None:
                 f"{path}: the model saved at the top of the output directory is checked for non-finite "
                 "weights and missing keys, not compared as a checkpoint"
             )
+    elif kind == "deepspeed":
+        if inputs.deepspeed is not None:
+            raise InputError(
+                path, f"only one DeepSpeed config per check (already read {inputs.deepspeed.path})"
+            )
+        inputs.deepspeed = read_deepspeed(path)
     elif kind in {"model_dir", "weights"}:
         inputs.given_models.append(_add_model(inputs, path.parent if path.suffix == ".json" else path))
     else:
