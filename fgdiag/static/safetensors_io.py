@@ -74,8 +74,11 @@ class TensorMeta:
         return count
 
 
+USIZE = 2**64  # the library reads every count and offset as a 64-bit unsigned integer
+
+
 def _is_count(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < USIZE
 
 
 def _entry(path: Path, name: str, entry: object, base: int) -> TensorMeta:
@@ -96,6 +99,11 @@ def _entry(path: Path, name: str, entry: object, base: int) -> TensorMeta:
         raise InputError(path, f"corrupt safetensors header: tensor {name!r} has data_offsets {offsets!r}")
     meta = TensorMeta(dtype, tuple(shape), base + offsets[0], base + offsets[1])
     bits = meta.numel * BITS[dtype]
+    running = [1]
+    for dim in shape:  # the library multiplies dims in order, with overflow checks
+        running.append(running[-1] * dim)
+    if max(running) >= USIZE or bits >= USIZE:
+        raise InputError(path, f"corrupt safetensors header: tensor {name!r}: shape {shape} overflows")
     if offsets[1] < offsets[0] or bits % 8 or offsets[1] - offsets[0] != bits // 8:
         raise InputError(
             path,
