@@ -154,7 +154,7 @@ def check_paths(
         plan = make_plan(settings, data_size)
     regions = next(
         (report[k] for k in ("regions", "boxes") if report and isinstance(report.get(k), int)),
-        data_size * settings.boxes_per_sample if data_size and settings is not None else None,
+        plan.data_size * settings.boxes_per_sample if plan and plan.data_size and settings else None,
     )
     facts = RunFacts(
         settings=settings,

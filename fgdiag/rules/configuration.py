@@ -17,6 +17,7 @@ from typing import Any
 from fgclip.train.options import ModelArguments
 from fgclip.train.validate import problems
 from fgdiag.diagnostic import Finding
+from fgdiag.facts.plan import COUNT_LIMIT
 from fgdiag.facts.run import RunFacts
 from fgdiag.facts.settings import Settings
 from fgdiag.facts.values import Field, as_float, as_int, unresolved
@@ -84,6 +85,15 @@ LOSS_WEIGHTS = (
 )
 SCALE_INITS = ("finegrained_logit_scale_init", "hardneg_logit_scale_init")
 TEMPERATURE_LIKE = 0.6  # FGCLIPConfig: a raw scale in (0, 0.6) is a temperature written in the wrong field
+COUNTS = (  # counts no run reaches beyond COUNT_LIMIT (the plan's arithmetic treats them as unknown)
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "max_steps",
+    "num_train_epochs",
+    "num_train_samples",
+    "world_size",
+    *MINIMUM,
+)
 
 
 def _choices() -> dict[str, tuple[str, ...]]:
@@ -143,6 +153,11 @@ def _model_problems(s: Settings, rule: Any) -> list[Finding]:
         value = as_float(field) if field is not None else None
         if field is not None and value is not None and (value < low or value != int(value)):
             bad(field, f"must be an integer >= {low}")
+    for name in COUNTS:
+        field = s.values.get(name)
+        value = as_float(field) if field is not None and not isinstance(field.value, bool) else None
+        if field is not None and value is not None and value > COUNT_LIMIT:
+            bad(field, f"more than {COUNT_LIMIT:.0e}: no run has that many")
     for name in LOSS_WEIGHTS:
         field = s.values.get(name)
         value = as_float(field) if field is not None else None

@@ -118,13 +118,13 @@ def classify(path: Path) -> str:
 
 def resolve_near(text: str, bases: list[Path]) -> Path | None:
     """A path written in a config or script, tried relative to each base (the launch directory is unknown)."""
-    candidate = Path(text).expanduser()
-    if candidate.is_absolute():
-        return candidate if candidate.exists() else None
-    for base in bases:
-        if (base / candidate).exists():
-            return base / candidate
-    return None
+    try:
+        candidate = Path(text).expanduser()
+        if candidate.is_absolute():
+            return candidate if candidate.exists() else None
+        return next((base / candidate for base in bases if (base / candidate).exists()), None)
+    except (OSError, RuntimeError, ValueError):  # a name too long, a NUL, an unknown ~user: not here
+        return None
 
 
 def _bases(inputs: Inputs) -> list[Path]:

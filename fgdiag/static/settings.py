@@ -18,6 +18,7 @@ from fgdiag.facts import CLIP_FROM_SCRATCH_SCALE, LN_100
 from fgdiag.facts.aliases import HEAD_INIT_KEYS
 from fgdiag.facts.checkpoint import CheckpointInfo
 from fgdiag.facts.deepspeed import CLIPPING, FP16, DeepSpeedConfig
+from fgdiag.facts.plan import COUNT_LIMIT
 from fgdiag.facts.settings import Settings
 from fgdiag.facts.values import ConfigValues, Field, as_bool, as_float, as_int
 from fgdiag.static.deepspeed import find_deepspeed, read_deepspeed
@@ -298,6 +299,8 @@ def _profile(settings: Settings, table: Field) -> None:
         profile = get_profile(str(table.value))
     except TargetError as exc:
         raise table.error(str(exc)) from None
+    except (OSError, ValueError) as exc:  # a "path" too long or holding a NUL
+        raise table.error(f"not a target profile name or readable file ({exc.__class__.__name__})") from None
     where = f"{table.location} ({profile.name})"
     for point in profile.points:
         if point.below and point.metric.endswith("/region") and "loss" in point.metric:
@@ -390,7 +393,8 @@ def resolve(
     for name in ("fp16", "bf16"):
         settings.fields[name] = values.get(name) or _assumed(anchor, name, False, "transformers default")
     boxes = _first(values, ("max_boxes_per_sample", "max_anns"))
-    settings.boxes_per_sample = (as_int(boxes) if boxes else None) or 4
+    count = as_int(boxes) if boxes else None
+    settings.boxes_per_sample = count if count is not None and 1 <= count <= COUNT_LIMIT else 4
     _source(settings)
     _heads(settings)
     _clamp(settings)

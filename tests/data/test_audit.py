@@ -195,3 +195,10 @@ def test_audit_progress_reports_bytes_and_plain_lines_without_a_terminal(tmp_pat
     result = CliRunner().invoke(app, ["data-audit", str(path), "--no-media"])
     assert result.exit_code == 0, result.output
     assert f"data-audit: {path}: 100% of" in result.stderr and "\x1b[" not in result.stderr
+
+
+def test_a_coordinate_beyond_float_range_is_non_finite(tmp_path):
+    """Found by tests/fuzz: a 400-digit integer in a box raised OverflowError in the box check."""
+    path = write_records(tmp_path / "d.jsonl", [image_record("a.png", [[0, 0, 0, 10**400]])])
+    result = audit(path, check_media=False)
+    assert result["invalid"] == {"non_finite": 1} and result["dropped"] == {"non_finite": 1}

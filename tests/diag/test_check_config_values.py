@@ -191,3 +191,16 @@ def test_config_and_command_line_override_the_preset(tmp_path: Path) -> None:
     unknown.write_text('preset = "tiny"\n')
     with pytest.raises(InputError, match=r"u\.toml:1: field preset: unknown preset 'tiny'"):
         check_paths([unknown])
+
+
+def test_counts_beyond_any_run_are_errors_not_overflows(tmp_path: Path) -> None:
+    """Found by tests/fuzz: `num_train_samples = "1e308"` or epochs at 1e300 raised OverflowError in the
+    plan arithmetic; they are FGD001 now and the plan treats them as unknown."""
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps({"num_train_samples": "1e308", "num_train_epochs": 1e300, "max_steps": -1}))
+    findings, summary = check_paths([path])
+    assert {f.location.rsplit(":", 1)[-1] for f in by_code(findings, "FGD001")} >= {
+        "num_train_samples",
+        "num_train_epochs",
+    }
+    assert summary["plan"]["planned_optimizer_steps"] is None and summary["plan"]["data_size"] is None

@@ -68,7 +68,7 @@ def opens(path: Path) -> bool:
         return False
 
 
-@budget(300)
+@budget(600)
 @given(headers())
 def test_fuzz_header_agrees_with_the_library(case: tuple[bytes, bytes]) -> None:
     path = write(WORK / "model.safetensors", *case)
@@ -86,7 +86,7 @@ def test_fuzz_header_agrees_with_the_library(case: tuple[bytes, bytes]) -> None:
         assert str(path) in str(exc)
 
 
-@budget(150)
+@budget(300)
 @given(st.binary(max_size=400), st.one_of(st.none(), st.integers(0, 2**64 - 1)))
 def test_fuzz_raw_bytes(raw: bytes, length: int | None) -> None:
     path = write(WORK / "raw.safetensors", raw, b"", length)
