@@ -98,8 +98,9 @@ def register(app: typer.Typer) -> None:
         paths: Annotated[
             list[Path],
             typer.Argument(
-                help="Configs (.toml/.json), launch scripts (.sh), model dirs, output dirs with "
-                "checkpoint-*, checkpoints, weight files, data sets; judged together"
+                help="Configs (.toml/.json, presets applied), launch scripts (.sh), model dirs, output dirs "
+                "with checkpoint-* (judged by their own config.json when no config is given), checkpoints, "
+                "weight files (OpenAI CLIP .pt archives too), DeepSpeed configs, data sets; judged together"
             ),
         ],
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
