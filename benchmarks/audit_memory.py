@@ -63,11 +63,17 @@ def measure(path: Path) -> dict:
     if done.returncode not in (0, 1):
         raise SystemExit(f"data-audit failed ({done.returncode}): {done.stderr[-2000:]}")
     result = json.loads(done.stdout)
-    return {"seconds": round(seconds, 2), "peak_rss_mb": round(peak_kb / 1024, 1), "records": result["records"]}
+    return {
+        "seconds": round(seconds, 2),
+        "peak_rss_mb": round(peak_kb / 1024, 1),
+        "records": result["records"],
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--mb", type=float, default=200.0)
     parser.add_argument("--jsonl", action="store_true")
     parser.add_argument("--keep", type=Path, help="write the file here and keep it")

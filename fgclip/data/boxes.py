@@ -158,17 +158,17 @@ def region_failure(reason: str, policy: str, location: Location, detail: str = "
 
 
 __all__ = [
-    "BOX_REASONS",
-    "RECORD_REASONS",
     "ALL_REASONS",
+    "BOX_REASONS",
     "POLICIES",
+    "RECORD_REASONS",
     "TOLERANCE",
     "WRONG_SPACE_LIMIT",
     "Box",
     "BoxDecision",
+    "check_policy",
     "classify_box",
     "decide_box",
-    "region_failure",
     "grid_shape",
-    "check_policy",
+    "region_failure",
 ]
