@@ -131,3 +131,44 @@ def test_fgclip_train_quarantine_manifest_is_read(home: dict[str, str], tmp_path
     [note] = [n for n in summary["notes"] if n.startswith(str(manifest))]
     assert "fgclip.train (unreadable checkpoints)" in note and "checkpoint-4 moved" in note
     assert "model.safetensors" in note
+
+
+class Payload:
+    """Pickles as a call of os.system: what a hostile training_args.bin would carry."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+class Holder:
+    """Stands in for TrainingArguments: an object rebuilt with a field dict."""
+
+
+def test_hostile_training_args_are_read_as_data_never_run(tmp_path: Path) -> None:
+    """training_args.bin is a pickle; one that asks for os.system is interpreted as data (the call becomes
+    an inert record), the payload never runs, the plain fields are still read."""
+    import pickle
+    import zipfile
+
+    from fgdiag.static.pickled_fields import Opaque, PickleFieldsError, read_pickle_data, training_arguments
+
+    marker = tmp_path / "PWNED"
+    holder = Holder()
+    fields = {"per_device_train_batch_size": 3, "learning_rate": 1e-5, "report_to": Payload(marker)}
+    holder.__dict__.update(fields)
+    path = tmp_path / "training_args.bin"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("training_args/data.pkl", pickle.dumps(holder, protocol=2))
+    name, found = training_arguments(path)
+    assert name.endswith("Holder") and found["per_device_train_batch_size"] == 3
+    assert found["report_to"] == f"touch {marker}"  # the call's argument, as inert text
+    assert not marker.exists()
+    assert read_pickle_data(pickle.dumps(Payload(marker), protocol=2)) == Opaque(
+        "posix.system" if os.name == "posix" else "nt.system", (f"touch {marker}",)
+    )
+    path.write_bytes(path.read_bytes()[:40])
+    with pytest.raises(PickleFieldsError):
+        training_arguments(path)
