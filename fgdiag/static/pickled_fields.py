@@ -179,8 +179,14 @@ def read_pickle_data(data: bytes) -> Any:
 
 
 def plain(value: Any) -> Any:
-    """An enum-like Opaque (`SchedulerType('cosine')`) as its argument; other values unchanged."""
-    if isinstance(value, Opaque) and len(value.args) == 1 and isinstance(value.args[0], (str, int, float)):
+    """An enum member (`SchedulerType('cosine')`: a class called with one value) as that value; a function
+    call (`os.system('...')`) and everything else unchanged."""
+    if (
+        isinstance(value, Opaque)
+        and value.name.rsplit(".", 1)[-1][:1].isupper()
+        and len(value.args) == 1
+        and isinstance(value.args[0], (str, int, float))
+    ):
         return value.args[0]
     return value
 

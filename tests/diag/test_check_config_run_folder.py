@@ -164,11 +164,9 @@ def test_hostile_training_args_are_read_as_data_never_run(tmp_path: Path) -> Non
         zf.writestr("training_args/data.pkl", pickle.dumps(holder, protocol=2))
     name, found = training_arguments(path)
     assert name.endswith("Holder") and found["per_device_train_batch_size"] == 3
-    assert found["report_to"] == f"touch {marker}"  # the call's argument, as inert text
-    assert not marker.exists()
-    assert read_pickle_data(pickle.dumps(Payload(marker), protocol=2)) == Opaque(
-        "posix.system" if os.name == "posix" else "nt.system", (f"touch {marker}",)
-    )
+    call = Opaque("posix.system" if os.name == "posix" else "nt.system", (f"touch {marker}",))
+    assert found["report_to"] == call and not marker.exists()  # an inert record of the call
+    assert read_pickle_data(pickle.dumps(Payload(marker), protocol=2)) == call
     path.write_bytes(path.read_bytes()[:40])
     with pytest.raises(PickleFieldsError):
         training_arguments(path)
