@@ -164,11 +164,12 @@ def queue(facts: RunFacts) -> list[Finding]:
         candidates = plan.regions_per_forward + (k if active else 0)
         chance = math.log(candidates) if candidates > 1 else 0.0
         at = f" at step {step}" if step is not None else ""
-        if raw is not None and target < (floor := loss_floor(candidates, math.exp(raw))):
+        scale = math.exp(min(raw, 700.0)) if raw is not None else 0.0  # past 700: a typo, not an error
+        if raw is not None and target < (floor := loss_floor(candidates, scale)):
             out.append(
                 rule.finding(
                     f"region-loss target {target:g}{at} is below the floor {floor:.3f} that scale {raw:.4g} "
-                    f"(exp {math.exp(raw):.4g}) allows with {candidates} candidates (ln(1 + (K-1) e^(-2s)))",
+                    f"(exp {scale:.4g}) allows with {candidates} candidates (ln(1 + (K-1) e^(-2s)))",
                     location=location,
                 )
             )

@@ -170,7 +170,7 @@ class RegionLossVsChance(Check):
             e.emit(
                 "FGD601",
                 f"region loss {mean_loss:.4f} is within {abs(ratio - 1) * 100:.1f} % of chance ln K_t over "
-                f"steps {lo}-{hi} (mean ln K {mean_c:.4f}, K ~ {math.exp(mean_c):.0f})",
+                f"steps {lo}-{hi} (mean ln K {mean_c:.4f}, K ~ {math.exp(min(mean_c, 700.0)):.0f})",
                 step,
                 evidence={"loss": mean_loss, "chance": mean_c, "from": lo, "to": hi},
             )

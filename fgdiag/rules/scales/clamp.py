@@ -93,7 +93,7 @@ class ScaleAtClamp(Check):
                 e.emit(
                     "FGD102",
                     f"{head} logit scale {value:.6f} (exp {math.exp(min(value, 50)):.2f}) is above the clamp "
-                    f"{clamp:.4f} (exp {math.exp(clamp):.2f}): the scale is not clamped",
+                    f"{clamp:.4f} (exp {math.exp(min(clamp, 700.0)):.2f}): the scale is not clamped",
                     step,
                     severity=Severity.ERROR,
                     evidence={"head": head, "raw": value, "clamp": clamp},

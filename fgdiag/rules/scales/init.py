@@ -38,8 +38,13 @@ register(
 )
 
 
+def _e(raw: float) -> float:
+    """exp(raw) for a message; a raw scale past 700 (a corrupt log, a typo) reads as ~1e304, not an error."""
+    return math.exp(min(raw, 700.0))
+
+
 def _exp(raw: float) -> str:
-    return f"exp {math.exp(raw):.4g}"
+    return f"exp {_e(raw):.4g}"
 
 
 # --- static ------------------------------------------------------------------------------------------------
@@ -66,7 +71,7 @@ def head_scales(facts: RunFacts) -> list[Finding]:
             get("FGD101").finding(
                 f"{SCALE_LABELS[head]} logit scale initialised at {value:.5g} ({_exp(value)}; {why}) while "
                 f"fine-tuning from {origin} whose logit_scale is {ref:.5g} ({_exp(ref)}; {src.origin}): its "
-                f"logits span only +-{math.exp(value):.3g} against +-{math.exp(ref):.3g} for the global head",
+                f"logits span only +-{_e(value):.3g} against +-{_e(ref):.3g} for the global head",
                 location=field.location,
                 evidence={"head": head, "init": value, "source_scale": ref},
             )
@@ -122,17 +127,17 @@ class ScaleAtInit(Check):
             if glob is not None and at_init and is_ln100(glob):
                 message = (
                     f"{head} logit scale {value:.6f} is CLIP's from-scratch init ln(1/0.07) while the global "
-                    f"scale is {glob:.4f} (ln 100): the {head} logits span only +-{math.exp(value):.1f}"
+                    f"scale is {glob:.4f} (ln 100): the {head} logits span only +-{_e(value):.1f}"
                 )
             elif glob is not None and abs(value - glob) > HEAD_GAP:
                 message = (
                     f"{head} logit scale {value:.4f} is {abs(value - glob):.2f} apart from the global scale "
-                    f"{glob:.4f} in log space (exp {math.exp(value):.1f} vs {math.exp(glob):.1f})"
+                    f"{glob:.4f} in log space (exp {_e(value):.1f} vs {_e(glob):.1f})"
                 )
             elif glob is None and at_init:
                 message = (
                     f"{head} logit scale {value:.6f} is CLIP's from-scratch init ln(1/0.07) (exp "
-                    f"{math.exp(value):.2f}); the global scale is not in this log, check it is not at ln 100"
+                    f"{_e(value):.2f}); the global scale is not in this log, check it is not at ln 100"
                 )
                 severity = Severity.WARNING
             if e.gate(f"FGD101/{head}", message is not None) and message:
