@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import save_file
 
-from fgdiag.static.clip_keys import clip_state_shapes
+from fgdiag.facts.clip_keys import clip_state_shapes
 
 LN_100 = float(np.log(100.0))
 VIT_B16 = {

@@ -11,8 +11,7 @@ import math
 
 from transformers import CLIPConfig
 
-LN_100 = math.log(100.0)  # 4.6052: the scale of every released CLIP checkpoint, and open_clip's clamp
-CLIP_FROM_SCRATCH_SCALE = 2.6592  # ln(1/0.07): CLIP's init for a model trained from scratch
+from fgclip.vocab import CLIP_FROM_SCRATCH_SCALE, LN_100
 
 REGION_HEADS = ("shared", "roi_projection")
 TEMPORAL_POOLINGS = ("mean", "attention")

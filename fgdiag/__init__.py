@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 _LAZY = {
-    "read_log": ("fgdiag.logs.session", "read_log"),
-    "LogRead": ("fgdiag.logs.session", "LogRead"),
-    "LogReadError": ("fgdiag.logs.session", "LogReadError"),
-    "RuleEngine": ("fgdiag.rules.runtime_rules", "RuleEngine"),
-    "RuleParams": ("fgdiag.rules.runtime_rules", "RuleParams"),
+    "read_log": ("fgdiag.session", "read_log"),
+    "LogRead": ("fgdiag.session", "LogRead"),
+    "LogReadError": ("fgdiag.session", "LogReadError"),
+    "RuleEngine": ("fgdiag.rules.engine", "RuleEngine"),
+    "RuleParams": ("fgdiag.rules.engine", "RuleParams"),
     "TargetProfile": ("fgdiag.targets", "TargetProfile"),
     "get_profile": ("fgdiag.targets", "get_profile"),
     "write_report": ("fgdiag.render.report", "write_report"),

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from transformers.utils import ModelOutput
 
+from fgclip import vocab as V
 from fgclip.modeling import regions, text, text_index
 from fgclip.modeling.temporal import masked_mean
 
@@ -209,7 +210,7 @@ class FGCLIPForward:
         def add(part: dict[str, torch.Tensor], head_stats: dict[str, torch.Tensor], head: str) -> None:
             losses.update(part)
             for key, value in head_stats.items():
-                stats[key if key.startswith("memory_bank/") else f"{key}/{head}"] = value
+                stats[key if key.startswith(f"{V.MEMORY_BANK}/") else V.head_metric(key, head)] = value
 
         long_emb = None
         if long_input_ids is not None:
@@ -226,7 +227,7 @@ class FGCLIPForward:
             )  # (B * R, D), (B, R)
             stats.update(region_stats)
         if boxes_dropped is not None:
-            stats["boxes/dropped"] = boxes_dropped.float().sum()
+            stats[V.BOXES_DROPPED] = boxes_dropped.float().sum()
 
         if return_loss:
             if long_emb is not None:
@@ -237,7 +238,7 @@ class FGCLIPForward:
                 if long_emb is None:
                     add({}, head_stats, "global")
                 else:
-                    stats["head_loss/global_short"] = head_stats["head_loss"]
+                    stats[V.GLOBAL_SHORT_LOSS] = head_stats[V.HEAD_LOSS]
             if region_emb is not None:
                 valid = usable.reshape(-1)  # (B * R,)
                 keys = self._region_caption_keys(texts)

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fgclip import vocab as V
 from fgclip.modeling import dist
 from fgclip.modeling.duplicates import Captions, DuplicateMasking, pair_counts, share
 from fgclip.modeling.memory_bank import RegionMemoryBank
@@ -64,21 +65,21 @@ def logit_stats(
     big = torch.finfo(torch.float32).max
     hardest_gap = _hardest_gap(x, targets, valid, live, pos, scale.float(), big)
     return {
-        "logit_scale": raw_scale.detach().float(),
-        "logit_scale_exp": scale.detach().float(),
-        "logits_min": torch.where(has, torch.where(valid, x, big).amin() if x.numel() else zero, nan),
-        "logits_max": torch.where(has, torch.where(valid, x, -big).amax() if x.numel() else zero, nan),
-        "logits_mean": torch.where(has, mean, nan),
-        "logits_std": std,
-        "pos_logit_mean": pos_mean,
-        "neg_logit_mean": neg_mean,
-        "cos_std": std / scale.float(),
-        "candidates": k,
-        "chance": torch.log(k.clamp(min=1)),
-        "head_loss": loss.detach().float(),
-        "loss_floor": floor,
-        "hardest_gap": hardest_gap,
-        "loss_at_max_scale": (loss if loss_at_max is None else loss_at_max).detach().float(),
+        V.LOGIT_SCALE: raw_scale.detach().float(),
+        V.LOGIT_SCALE_EXP: scale.detach().float(),
+        V.LOGITS_MIN: torch.where(has, torch.where(valid, x, big).amin() if x.numel() else zero, nan),
+        V.LOGITS_MAX: torch.where(has, torch.where(valid, x, -big).amax() if x.numel() else zero, nan),
+        V.LOGITS_MEAN: torch.where(has, mean, nan),
+        V.LOGITS_STD: std,
+        V.POS_MEAN: pos_mean,
+        V.NEG_MEAN: neg_mean,
+        V.COS_STD: std / scale.float(),
+        V.CANDIDATES: k,
+        V.CHANCE: torch.log(k.clamp(min=1)),
+        V.HEAD_LOSS: loss.detach().float(),
+        V.LOSS_FLOOR: floor,
+        V.HARDEST_GAP: hardest_gap,
+        V.LOSS_AT_MAX_SCALE: (loss if loss_at_max is None else loss_at_max).detach().float(),
     }
 
 
@@ -228,7 +229,7 @@ class RegionContrastiveLoss(nn.Module):
         stats = logit_stats(logits_i2t.detach(), targets, scale, raw_scale, candidates, loss, valid, at_max)
         stats.update(_duplicate_stats(counts[0], queue, counts))
         if bank is not None:
-            stats.update({f"memory_bank/{k}": v for k, v in bank.stats().items()})
+            stats.update({f"{V.MEMORY_BANK}/{k}": v for k, v in bank.stats().items()})
             if bank.training:
                 bank.enqueue(region.detach(), text.detach(), caption_keys, valid, captions.canonical, words)
         return {"region_loss": self.weight * loss}, stats
@@ -238,13 +239,13 @@ def _duplicate_stats(batch: dict, queue: dict, every: list[dict]) -> dict[str, t
     """Shares of duplicate captions among the candidate pairs (batch, queue) and among the used negatives."""
     used = sum(c["used"] for c in every)
     out = {
-        "exact_duplicate_share": share(batch["exact"], batch["pairs"]),
-        "near_duplicate_share": share(batch["near"], batch["pairs"]),
-        "unmasked_duplicate_share": share(sum(c["used_duplicates"] for c in every), used),
+        V.EXACT_DUP_SHARE: share(batch["exact"], batch["pairs"]),
+        V.NEAR_DUP_SHARE: share(batch["near"], batch["pairs"]),
+        V.UNMASKED_DUP_SHARE: share(sum(c["used_duplicates"] for c in every), used),
     }
     if queue:
-        out["memory_bank/duplicate_share"] = share(queue["exact"], queue["pairs"])
-        out["memory_bank/near_duplicate_share"] = share(queue["near"], queue["pairs"])
+        out[V.MB_DUP_SHARE] = share(queue["exact"], queue["pairs"])
+        out[V.MB_NEAR_DUP_SHARE] = share(queue["near"], queue["pairs"])
     return out
 
 

@@ -17,7 +17,8 @@ from torch import nn
 from transformers import initialization as init
 from transformers.models.clip.modeling_clip import CLIPPreTrainedModel, CLIPTextModel, CLIPVisionModel
 
-from fgclip.config import LN_100, FGCLIPConfig
+from fgclip import vocab as V
+from fgclip.config import FGCLIPConfig
 from fgclip.modeling import text
 from fgclip.modeling.forward import FGCLIPForward, FGCLIPOutput
 from fgclip.modeling.losses import GlobalContrastiveLoss, HardNegativeLoss, RegionContrastiveLoss
@@ -29,7 +30,7 @@ from fgclip.weights.report import LoadingReport
 
 logger = logging.getLogger(__name__)
 
-HEADS = ("global", "region", "hardneg")
+HEADS = V.HEADS
 
 
 class FGCLIPModel(FGCLIPForward, CLIPPreTrainedModel):
@@ -73,7 +74,7 @@ class FGCLIPModel(FGCLIPForward, CLIPPreTrainedModel):
             else None
         )
         # `loss_at_max_scale` of every head is computed at the clamp (ln 100 when there is none)
-        top = LN_100 if config.logit_scale_max is None else float(config.logit_scale_max)
+        top = V.LN_100 if config.logit_scale_max is None else float(config.logit_scale_max)
         self.global_long_loss = GlobalContrastiveLoss("global_long", config.global_long_loss_weight, top)
         self.global_short_loss = GlobalContrastiveLoss("global_short", config.global_short_loss_weight, top)
         self.region_loss = RegionContrastiveLoss(

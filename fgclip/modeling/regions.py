@@ -14,6 +14,8 @@ import torch
 from torchvision.ops import roi_align
 from transformers.models.clip.modeling_clip import CLIPEncoderLayer
 
+from fgclip import vocab as V
+
 
 def value_only_block(layer: CLIPEncoderLayer, hidden: torch.Tensor) -> torch.Tensor:
     """(N, 1 + P, C) input of the last block -> (N, 1 + P, C), attention replaced by v_proj -> out_proj."""
@@ -88,8 +90,8 @@ def usable_regions(features: torch.Tensor, present: torch.Tensor) -> tuple[torch
     nonzero = features.float().norm(dim=-1) > MIN_FEATURE_NORM  # NaN norms compare False
     usable = present & finite & nonzero
     stats = {
-        "regions/valid": usable.float().sum(),
-        "regions/zero_norm": (present & finite & ~nonzero).float().sum(),
-        "regions/nonfinite": (present & ~finite).float().sum(),
+        V.REGIONS_VALID: usable.float().sum(),
+        V.REGIONS_ZERO_NORM: (present & finite & ~nonzero).float().sum(),
+        V.REGIONS_NONFINITE: (present & ~finite).float().sum(),
     }
     return usable, stats

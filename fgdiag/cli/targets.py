@@ -1,4 +1,5 @@
-"""`fgdiag targets [--json]`: list the built-in convergence-target profiles (every *.toml in fgdiag/targets/)."""
+"""`fgdiag targets [--json]`: list the built-in convergence-target profiles (every *.toml in
+fgdiag/targets/)."""
 
 from __future__ import annotations
 
@@ -33,5 +34,5 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"  logit scale {p.logit_scale:g} +- {p.logit_scale_tolerance:g}")
             if p.memory_bank_active_by is not None:
                 typer.echo(f"  memory bank active by step {p.memory_bank_active_by}")
-            for c in p.checkpoints:
+            for c in p.points:
                 typer.echo(f"  {c.describe()}")

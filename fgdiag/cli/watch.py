@@ -62,13 +62,21 @@ def _finding_line(f: Any) -> str:
 
 
 def follow(
-    session: Any, path: Path, *, interval: float, max_seconds: float | None, stop_at_end: bool, on_update: Any
+    session: Any,
+    path: Path,
+    *,
+    interval: float,
+    max_seconds: float | None,
+    stop_at_end: bool,
+    on_update: Any,
+    limit: int | None = None,
 ) -> None:
-    """Poll the file until interrupted, `max_seconds` passed, or (stop_at_end) the run ended or crashed and
-    the file went quiet. `on_update(new_findings, new_rows)` is called after every poll that read data."""
-    from fgdiag.logs.follow import Follower
+    """Poll the file until interrupted, `max_seconds` passed (checked after every read of at most `limit`
+    bytes, so a huge file does not hold it), or (stop_at_end) the run ended or crashed and the file went
+    quiet. `on_update(new_findings, new_rows)` is called after every poll that read data."""
+    from fgdiag.logs.follow import READ_MAX, Follower
 
-    follower = Follower(path)
+    follower = Follower(path, limit=limit or READ_MAX)
     start = time.monotonic()
     ended_at: float | None = None
     try:
@@ -86,14 +94,15 @@ def follow(
                 before = session.row_updates
                 new = session.flush(final=False)
                 on_update(new, session.row_updates - before)
-            kinds = {e["kind"] for e in session.events}
-            if stop_at_end and kinds & {"train_end", "crash", "oom"}:
-                ended_at = ended_at or time.monotonic()
-                if not got and time.monotonic() - ended_at > interval:
+            now = time.monotonic()
+            if stop_at_end and session.ended:
+                ended_at = ended_at or now
+                if not got and now - ended_at > interval:
                     return
-            if max_seconds is not None and time.monotonic() - start >= max_seconds:
+            if max_seconds is not None and now - start >= max_seconds:
                 return
-            time.sleep(interval)
+            if not follower.more:
+                time.sleep(interval)
     except KeyboardInterrupt:
         return
     finally:
@@ -141,8 +150,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Follow a training log like tail -F and judge it live: losses against chance and targets, logit
         scales, logit ranges, memory bank, findings."""
-        from fgdiag.logs.session import LogReadError, LogSession, read_log, resolve
+        from fgdiag.logs.follow import NotAFile
         from fgdiag.render.summary import summary_dict
+        from fgdiag.session import LogReadError, LogSession, read_log, resolve
 
         profile = load_targets(targets)
         if log.name.endswith(".json") and not once and not as_json:
@@ -164,17 +174,21 @@ def register(app: typer.Typer) -> None:
             else:
                 print_dashboard(read, status="read once")
             raise typer.Exit(summary["exit_code"])
-        if log.is_dir():
+        if log.exists():
             try:
-                log = resolve(log)
+                log = resolve(log)  # a run directory's log; a FIFO or a device is refused
             except LogReadError as exc:
                 typer.echo(f"fgdiag watch: {exc}", err=True)
                 raise typer.Exit(2) from None
         session = LogSession(str(log), targets=profile, candidates=candidates, logging_steps=logging_steps)
-        if plain_console():
-            _follow_plain(session, log, interval, max_seconds, stop_at_end)
-        else:
-            _follow_live(session, log, interval, max_seconds, stop_at_end)
+        try:
+            if plain_console():
+                _follow_plain(session, log, interval, max_seconds, stop_at_end)
+            else:
+                _follow_live(session, log, interval, max_seconds, stop_at_end)
+        except NotAFile as exc:
+            typer.echo(f"fgdiag watch: {exc}", err=True)
+            raise typer.Exit(2) from None
         session.flush(final=True)
         read = session.result()
         report_malformed(read)
@@ -184,24 +198,22 @@ def register(app: typer.Typer) -> None:
 def _follow_plain(
     session: Any, log: Path, interval: float, max_seconds: float | None, stop_at_end: bool
 ) -> None:
-    from fgdiag.render.lines import format_step_summary
+    from fgdiag.wire import format_step_summary
 
-    printed: set[int] = set()
-    caught_up = False
+    printed: int | None = None  # the last step printed (bounded state: a 1 GB log has millions of steps)
     if not log.exists():
         typer.echo(f"fgdiag watch: waiting for {log} to appear", err=True)
 
     def update(new: list[Any], rows: int) -> None:
-        nonlocal caught_up
+        nonlocal printed
         for f in new:
             typer.echo(_finding_line(f))
         steps = sorted(session.rows)[:-1]  # the last step may still grow
-        if not caught_up:  # like tail: a long existing log shows only its last steps
-            printed.update(steps[:-10])
-            caught_up = True
+        if printed is None and steps:  # like tail: a long existing log shows only its last steps
+            printed = steps[-11] if len(steps) > 10 else steps[0] - 1
         for step in steps:
-            if step not in printed:
-                printed.add(step)
+            if printed is None or step > printed:
+                printed = step
                 typer.echo(format_step_summary(step, session.rows[step]))
         sys.stdout.flush()
 
@@ -215,8 +227,8 @@ def _follow_plain(
     from fgdiag.render.summary import verdict
 
     typer.echo(
-        f"verdict: {verdict(read.rows, read.events, read.findings)} ({len(read.findings)} findings, "
-        f"last step {read.last_step})"
+        f"verdict: {verdict(read.rows, read.events, read.findings)} ({len(read.findings)} findings, last "
+        f"step {read.last_step})"
     )
 
 

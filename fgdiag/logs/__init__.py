@@ -1,6 +1,3 @@
-"""Log reading: one parser per format feeding the same metric rows and events (see `reader`), a follower
-that survives rotation and truncation (`follow`), and `read_log` for whole files (`session`)."""
-
-from fgdiag.logs.session import LogRead, LogReadError, LogSession, read_log
-
-__all__ = ["LogRead", "LogReadError", "LogSession", "read_log"]
+"""Log reading: `reader.LogReader` turns bytes into metric rows by step and point events, one small parser
+object per format; `follow` tails a growing file. Judging a log lives above this package
+(`fgdiag.session`)."""

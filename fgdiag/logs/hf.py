@@ -1,9 +1,12 @@
 """transformers Trainer output: the logged dict lines, the final `train_runtime` line, tqdm bars and
-`trainer_state.json`.
+`trainer_state.json`; `HfParser` attributes dict lines to optimizer steps.
 
 Dict lines are Python reprs (`{'loss': 2.3, 'grad_norm': nan}`) or JSON; values may be `nan`, `inf`,
 `np.float64(1.2)` or `tensor(...)`. A linear scan for `'key': value` pairs reads them without eval;
 `json.loads` and then `ast.literal_eval` (short lines only) are fallbacks for shapes the scan rejects.
+
+Steps: our `[fgdiag] step N` line just before a dict line names its step; else the training bar's position
+when it moved since the last dict line; else logging lines x logging_steps (or a plain count, with a note).
 """
 
 from __future__ import annotations
@@ -14,12 +17,19 @@ import re
 from typing import Any
 
 from fgdiag import events as ev
+from fgdiag.logs.sink import LogSink
 from fgdiag.logs.values import NotANumber, to_float
 
 # a key in quotes followed by a colon; values are whatever lies between two keys
 _KEY_RE = re.compile(r"""(['"])([A-Za-z_][\w./\-]{0,80})\1\s*:\s*""")
 # tqdm: ` 42%|████▏     | 100/240 [01:00<01:24,  1.66it/s]` (also `?it/s`, `s/it`)
 BAR_RE = re.compile(r"(\d+)/(\d+) \[[^\[\]]{0,80}?(?:it/s|s/it)[^\[\]]{0,20}\]")
+_BAR = r"\s*\d+%\|[^|\r\n]*\|\s*\d+/\d+ \[[^\[\]]{0,80}?(?:it/s|s/it)[^\[\]]{0,20}\]\s*"
+BARS_LINE_RE = re.compile(rf"(?:\r+(?:{_BAR})?)+")  # `\r`-separated plain bars, nothing else
+BAR_NUMBERS_RE = re.compile(r"\|\s*(\d+)/(\d+) \[")
+BAR_PREFIX_RE = re.compile(
+    r"\r\s*\d+%\|[^|\r\n]*\|\s*(\d+)/(\d+) \[[^\[\]]{0,80}?(?:it/s|s/it)[^\[\]]{0,20}\]"
+)
 LITERAL_EVAL_MAX = 4096
 
 # Trainer keys -> event metric names
@@ -35,7 +45,7 @@ TRAIN_END_KEYS = ("train_runtime", "train_loss", "train_samples_per_second", "tr
 class DictLine:
     """What one dict line held: metrics for a logging step, or the end-of-training summary."""
 
-    __slots__ = ("metrics", "end", "skipped")
+    __slots__ = ("end", "metrics", "skipped")
 
     def __init__(self) -> None:
         self.metrics: dict[str, float | None] = {}
@@ -168,3 +178,144 @@ def read_trainer_state(
         if line.metrics:
             rows.append((int(entry["step"]), line.metrics))
     return info, rows, end
+
+
+STEP_NOTE = (
+    "Trainer dict lines without a progress bar: steps are logging-line numbers, not optimizer steps (pass "
+    "--logging-steps)"
+)
+
+
+_NUM = r"[-+]?(?:\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|nan|NaN|inf|Inf|Infinity)"
+MAX_LAYOUTS = 8
+
+
+class Layout:
+    """The key order of a dict line seen before, as one regex over plain numbers: the next line with the same
+    keys is read in one match (any other shape takes the general scan)."""
+
+    __slots__ = ("end", "metrics", "names", "regex")
+
+    def __init__(self, text: str, pairs: list[tuple[str, str]]) -> None:
+        quote = text[1]
+        value = f"['\"]?({_NUM})['\"]?"
+        self.regex = re.compile(
+            r"\{" + ", ".join(f"{quote}{re.escape(k)}{quote}: {value}" for k, _ in pairs) + r"\}"
+        )
+        line = DictLine()
+        for i, (key, _) in enumerate(pairs):
+            _assign(line, key, float(i))  # where each key goes, by its position
+        self.metrics = [(name, int(i)) for name, i in line.metrics.items() if i is not None]
+        self.end = [(key, int(i)) for key, i in (line.end or {}).items()]
+        if self.end and not any(name in (ev.LOSS, ev.GRAD_NORM) for name, _ in self.metrics):
+            self.metrics = []  # the end-of-training line repeats `epoch`: not a logging step
+        in_order = [i for _, i in self.metrics] == list(range(len(pairs)))  # the common line: all metrics
+        self.names = [n for n, _ in self.metrics] if in_order else None
+
+    def read(self, text: str) -> DictLine | None:
+        m = self.regex.fullmatch(text)
+        if m is None:
+            return None
+        out = DictLine()
+        if self.names is not None and not self.end:
+            out.metrics = dict(zip(self.names, map(float, m.groups()), strict=True))
+            return out
+        values = [float(v) for v in m.groups()]
+        out.metrics = {name: values[i] for name, i in self.metrics}
+        out.end = {key: values[i] for key, i in self.end} if self.end else None
+        return out
+
+
+class HfParser:
+    """Trainer dict lines and the training bar; the bar's total is the planned steps."""
+
+    def __init__(self, sink: LogSink, logging_steps: int | None = None) -> None:
+        self.sink = sink
+        self.logging_steps = logging_steps
+        self.bar_total: int | None = None
+        self.bar_n: int | None = None
+        self.dict_lines = 0
+        self.last_step: int | None = None
+        self.layouts: list[Layout] = []
+
+    def _parse(self, text: str) -> DictLine | None:
+        for layout in self.layouts:
+            parsed = layout.read(text)
+            if parsed is not None:
+                return parsed
+        parsed = parse_dict_line(text)
+        if parsed is not None and len(self.layouts) < MAX_LAYOUTS and text[:2] in ("{'", '{"'):
+            pairs = _scan_pairs(text.strip()[1:])
+            if pairs:
+                layout = Layout(text.strip(), pairs)
+                again = layout.read(text.strip())
+                if again is not None and again.metrics == parsed.metrics and again.end == parsed.end:
+                    self.layouts.append(layout)  # it reads this line exactly as the general scan did
+        return parsed
+
+    def dict_line(self, text: str) -> bool:
+        """A Trainer dict (text starts at `{`): metrics at its step, or the train_runtime end line."""
+        parsed = self._parse(text)
+        if parsed is None:
+            return False
+        sink = self.sink
+        sink.formats.add("hf-trainer")
+        sink.settle()
+        if parsed.metrics:
+            self.dict_lines += 1
+            step = self.step()
+            sink.at(step)
+            self.last_step = step
+            if None in parsed.metrics.values():
+                sink.put_many({k: float("nan") if v is None else v for k, v in parsed.metrics.items()})
+            else:
+                sink.put_many(parsed.metrics)
+        if parsed.end is not None:
+            sink.event(ev.event_record(sink.step, ev.EVENT_TRAIN_END, "training finished", parsed.end))
+        return True
+
+    def step(self) -> int:
+        """The step of the dict line being read (see the module docstring)."""
+        every, last, ours = self.logging_steps, self.last_step, self.sink.announced
+        if ours is not None and (last is None or ours > last):
+            return ours  # our runtime layer printed `[fgdiag] step N` just before the Trainer's dict line
+        if self.bar_n is not None and (last is None or self.bar_n > last):
+            n = self.bar_n
+            if every and n % every and (n + 1) % every == 0:
+                n += 1  # the bar was drawn just before the step it logs
+            return n
+        if every:
+            return (last or 0) + every if last is not None else self.dict_lines * every
+        if STEP_NOTE not in self.sink.notes:
+            self.sink.notes.append(STEP_NOTE)
+        return (last or 0) + 1
+
+    def bar(self, n: int, total: int) -> None:
+        """A training bar at n/total moves the current step (labelled bars are filtered by `last_bar`)."""
+        sink = self.sink
+        if self.bar_total is None and total > 1:
+            self.bar_total = total
+            sink.run_info.setdefault("planned_steps", total)
+            sink.formats.add("tqdm")
+        if total == self.bar_total:
+            self.bar_n = n
+            if n > sink.step:
+                sink.at(n)
+
+    def bars(self, line: str) -> bool:
+        """A line of `\r`-separated redraws of the training bar (tqdm to a file): False when any part is not
+        a plain bar, so the general path reads it. Redraws of one bar moving forward leave the first (which
+        sets the planned steps) and the last to read."""
+        if BARS_LINE_RE.fullmatch(line) is None:
+            return False
+        found = BAR_NUMBERS_RE.findall(line)
+        if not found:
+            return False
+        ns = [int(n) for n, _total in found]
+        if len({total for _n, total in found}) != 1 or ns != sorted(ns):
+            return False
+        total = int(found[0][1])
+        self.bar(ns[0], total)
+        if len(ns) > 1:
+            self.bar(ns[-1], total)
+        return True

@@ -14,6 +14,7 @@ import math
 import re
 
 from fgdiag import events as ev
+from fgdiag.logs.sink import LogSink
 
 HEADER_RE = re.compile(r"Train Epoch: (\d+) \[\s*(\d+)/(\d+)")
 SCALE_RE = re.compile(r"Logit Scale: ([-+\w.]+)")
@@ -68,3 +69,23 @@ def parse_line(text: str) -> tuple[tuple[int, int, int] | None, dict[str, float]
     if ev.LOSS not in metrics and ev.head_metric(ev.HEAD_LOSS, "global") in metrics:
         metrics[ev.LOSS] = metrics[ev.head_metric(ev.HEAD_LOSS, "global")]
     return pos, metrics
+
+
+class OpenClipParser:
+    """open_clip's `Train Epoch:` lines: metrics at the step derived from the sample counter."""
+
+    def __init__(self, sink: LogSink) -> None:
+        self.sink = sink
+        self.steps = OpenClipSteps()
+
+    def line(self, text: str) -> bool:
+        pos, metrics = parse_line(text)
+        if pos is None and not metrics:
+            return False
+        sink = self.sink
+        sink.formats.add("open_clip")
+        if pos is not None:
+            sink.at(self.steps.step(*pos))
+        for name, value in metrics.items():
+            sink.put(name, value)
+        return True

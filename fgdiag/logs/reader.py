@@ -4,100 +4,94 @@ Formats are detected per line, so one file may mix them (HF Trainer dicts, tqdm 
 our lines and JSONL events). A line is `\\n`-terminated; `\\r` also ends a segment (tqdm redraws). Lines from
 a non-primary rank (`[rank1]:`) or host (`10.0.0.2:`) are dropped for metrics, except crashes.
 
-Steps. Explicit steps (JSONL, our summary line, trainer_state) win. HF dict lines take the step from the last
-training bar (`100/240`), else count logging lines x logging_steps. fgclip-vad batch lines carry `[Step s]`,
-the number of optimizer steps completed before that micro-batch, so their data belong to step s + 1. Lines
-without a step (a `[DIAG]` block, `[LOSS]`) join the forward group that the next batch line closes. Values
-seen several times in one step (micro-batches) are averaged; authoritative values (dict lines, JSONL) win.
-
-Speed. Canonical fgclip-vad forward groups are read in one regex match each (`fastpath`, same rows as the line
-path). Otherwise a dict keyed by the first 12 characters sends frequent lines straight to their handler, and
-the rest take the slow path (prefix stripping, bars, substring checks before any regex). Lines over MAX_LINE
-are not parsed. Handlers live in `handlers` (tagged lines) and `trainer` (Trainer, open_clip, scales).
+Each format is a parser object (`HfParser`, `VadParser` + `VadGroups`, `OpenClipParser`, `OursParser`) that
+holds its own state and writes into one `LogSink`; this class only splits lines and dispatches them: a dict
+keyed by a line's first 12 characters sends frequent lines straight to their handler, the rest take the slow
+path (prefix stripping, bars, substring checks before any regex). Canonical fgclip-vad forward groups are
+read in one regex match each (`VadGroups`, same rows as the line path). Lines over MAX_LINE are not parsed.
 """
 
 from __future__ import annotations
 
-import math
 import re
+from collections.abc import Callable
 from typing import Any
 
-from fgdiag import events as ev
 from fgdiag.diagnostic import Finding
-from fgdiag.logs import crash, hf, openclip, vad
+from fgdiag.logs import crash, hf
+from fgdiag.logs.hf import HfParser
+from fgdiag.logs.openclip import OpenClipParser
+from fgdiag.logs.ours import OursParser
+from fgdiag.logs.sink import LogSink
+from fgdiag.logs.vad_groups import VadGroups
+from fgdiag.logs.vad_lines import VadParser
 
 MAX_LINE = 1 << 20  # longer lines are counted unparsed without a look
-MAX_MALFORMED = 20
 RANK_RE = re.compile(r"\[rank(\d+)\]:\s?")
 HOST_RE = re.compile(r"((?:\d{1,3}\.){3}\d{1,3}|[A-Za-z][\w-]*\d(?:\.[\w-]+)*): ")
-R_VALID, R_ZERO, R_BAD = ev.REGIONS_VALID, ev.REGIONS_ZERO_NORM, ev.REGIONS_NONFINITE
-RH = "region"
-
-
-def _h(name: str) -> str:
-    return ev.head_metric(name, RH)
-
-
-C_REGION, CH_REGION, STD_REGION, EXP_REGION, COS_REGION = (
-    _h(n) for n in (ev.CANDIDATES, ev.CHANCE, ev.LOGITS_STD, ev.LOGIT_SCALE_EXP, ev.COS_STD)
-)
-# state-like metrics of a forward group: a step keeps the last value (a mean of pointers means nothing)
-LAST_NAMES = frozenset(
-    (
-        ev.MB_PTR,
-        ev.MB_FILL,
-        ev.MB_SIZE,
-        ev.MB_ACTIVE,
-        ev.LEARNING_RATE,
-        *(ev.head_metric(b, h) for b in (ev.LOGIT_SCALE, ev.LOGIT_SCALE_EXP) for h in ev.HEADS),
-    )
-)
+Handler = Callable[[str], bool]
+MAX_UNKNOWN = 4096
+# a line holding one of these may reach a handler that counts it malformed or changes state even when the
+# line is not read: such lines are never remembered as unknown
+STATEFUL_MARKS = ("[", "{", "\r", "ogit", "Epoch", "Train", "Traceback", "memory", "Killed")
+UNKNOWN_LEN = 400  # only short lines are remembered
+Rows = list[tuple[int, dict[str, float | None]]]
 
 
 class LogReader:
-    """Feed bytes (`feed`), then `flush`; take rows and events with `drain`. Counters say how much was read."""
+    """Feed bytes (`feed`), then `flush`; take rows and events with `drain`. Counters say how much was
+    read."""
 
     def __init__(self, *, logging_steps: int | None = None, source: str = "", fast: bool = True):
         self.source = source
-        self._summary_step: int | None = (
-            None  # step of our last `[fgdiag] step N` line (dict lines follow it)
-        )
         self.fast = fast  # whole-group fast path for fgclip-vad blocks (same rows as the per-line path)
-        self.logging_steps = logging_steps
+        self.sink = sink = LogSink()
+        self.hf = HfParser(sink, logging_steps)
+        self.vad = VadParser(sink)
+        self.groups = VadGroups(sink, self.vad)
+        self.openclip = OpenClipParser(sink)
+        self.ours = OursParser(sink)
         self.lines = 0
         self.blank = 0
-        self.unparsed = 0
-        self.malformed: list[tuple[int, str, str]] = []
-        self.malformed_count = 0
-        self.formats: set[str] = set()
-        self.run_info: dict[str, Any] = {}
-        self.notes: list[str] = []  # caveats about this log's reading, shown with the summary
-        self.step = 0
-        self.max_step = 0
-        self.lineno = 0
-        self._row_step: int | None = None
-        self._sum: dict[str, float] = {}
-        self._cnt: dict[str, int] = {}
-        self._set: dict[str, float | None] = {}
-        self._last: dict[str, float] = {}  # state-like values (scale, bank, lr): the step keeps the last one
-        self._fraw: list[tuple[Any, ...]] = []  # forward groups from the fast path, folded in lazily
-        self._fwd: dict[str, float] = {}
-        self._bank: list[float] | None = None  # filled, size for the open forward group
-        self._loss_text: tuple[int, str] | None = None  # a [LOSS] line of the open group, parsed lazily
-        self._out: list[tuple[str, Any]] = []  # ("row", (step, metrics)) and ("event", record), in log order
-        self.recorded_findings: list[Finding] = []
         self._tb: crash.Traceback | None = None
-        self._bar_total: int | None = None
-        self._bar_n: int | None = None
-        self._hf_lines = 0
-        self._hf_last_step: int | None = None
-        self._oc = openclip.OpenClipSteps()
-        self._table: list[str] | None = None
         self._rank: int | None = None
         self._host: str | None = None
-        self._mb_enabled = False
         self._pending = b""
         self._skip_to_newline = False
+        self._unknown: set[str] = set()  # lines the slow path did not recognise and that touch no state
+        self._fast: dict[str, Handler] = {**self.vad.prefixes(), **self.ours.prefixes()}
+        for ch in "=-*#~":
+            self._fast[ch * 12] = self._decoration
+        self._tags = self.vad.tags() + self.ours.tags()
+
+    # --- what was read -------------------------------------------------------------------------------------
+    @property
+    def logging_steps(self) -> int | None:
+        return self.hf.logging_steps
+
+    @property
+    def unparsed(self) -> int:
+        return self.sink.unparsed
+
+    @property
+    def formats(self) -> set[str]:
+        return self.sink.formats
+
+    @property
+    def run_info(self) -> dict[str, Any]:
+        return self.sink.run_info
+
+    @property
+    def notes(self) -> list[str]:
+        return self.sink.notes
+
+    @property
+    def malformed(self) -> list[tuple[int, str, str]]:
+        return self.sink.malformed_lines
+
+    @property
+    def recorded_findings(self) -> list[Finding]:
+        return self.sink.recorded_findings
 
     # --- input ------------------------------------------------------------------------------------------
     def feed(self, data: bytes) -> None:
@@ -114,34 +108,60 @@ class LogReader:
             if len(buf) > MAX_LINE:
                 self._pending, self._skip_to_newline = b"", True
                 self.lines += 1
-                self.unparsed += 1
+                self.sink.unparsed += 1
             return
         self._pending = buf[cut + 1 :]
         self.feed_text(buf[:cut].decode("utf-8", "replace"))
 
+    def reset_partial(self) -> None:
+        """The file was truncated or replaced: drop a half-read line."""
+        self._pending = b""
+        self._skip_to_newline = False
+
     def feed_text(self, text: str) -> None:
         """Consume complete lines of text (no trailing partial line)."""
-        if self.fast:
-            _fastpath.feed_text(self, text)
-        else:
+        if not self.fast:
             self._lines(text.split("\n"))
+            return
+        pos = 0
+        groups = self.groups
+        for m in groups.finditer(text):
+            start, end = m.span()
+            if start and text[start - 1] != "\n":
+                continue
+            if start > pos:
+                self._lines(text[pos : start - 1].split("\n"))
+            ends = text[end - 1] == "\n"
+            n_lines = text.count("\n", start, end) + (0 if ends else 1)
+            self.sink.lineno = self.lines + n_lines  # a prefix (a tqdm bar) is on the group's last line
+            if self._tb is not None or not groups.apply(m, self._slow):
+                self._lines(text[start : end - 1 if ends else end].split("\n"))
+            else:
+                self.lines += n_lines
+                self.sink.lineno = self.lines
+            pos = end
+        if pos == 0:
+            self._lines(text.split("\n"))
+        elif pos < len(text):
+            self._lines(text[pos:].split("\n"))
+        elif text.endswith("\n"):
+            self._lines([""])
 
     def flush(self, final: bool = False) -> None:
         """Make pending data visible. final: the input ended (parse the partial line, close every group);
         otherwise only a provisional copy of the current step's row is published (watch calls this at EOF)."""
-        if final:
-            if self._pending:
-                tail, self._pending = self._pending, b""
-                self._lines([tail.decode("utf-8", "replace")])
-            if self._tb is not None:
-                self._crash_event("crash", "traceback without a closing exception line (log cut)")
-                self._tb = None
-            self._commit_fwd()
-            self._emit_row()
-        elif self._row_step is not None:
-            self._out.append(("row", (self._row_step, self._row())))
+        if not final:
+            self.sink.provisional()
+            return
+        if self._pending:
+            tail, self._pending = self._pending, b""
+            self._lines([tail.decode("utf-8", "replace")])
+        if self._tb is not None:
+            self.sink.crash("crash", "traceback without a closing exception line (log cut)")
+            self._tb = None
+        self.sink.close()
 
-    def drain(self) -> tuple[list[tuple[int, dict[str, float | None]]], list[dict[str, Any]]]:
+    def drain(self) -> tuple[Rows, list[dict[str, Any]]]:
         """Rows and events produced since the last drain (two lists; see drain_ordered for log order)."""
         out = self.drain_ordered()
         return [x for kind, x in out if kind == "row"], [x for kind, x in out if kind == "event"]
@@ -149,35 +169,61 @@ class LogReader:
     def drain_ordered(self) -> list[tuple[str, Any]]:
         """("row", (step, metrics)) and ("event", record) in the order the log produced them, so a rule sees
         an event (the bank switching on) between the rows before and after it."""
-        out, self._out = self._out, []
-        return out
-
-    def _event(self, record: dict[str, Any]) -> None:
-        self._out.append(("event", record))
+        return self.sink.drain()
 
     # --- hot loop ----------------------------------------------------------------------------------------
     def _lines(self, lines: list[str]) -> None:
-        fast = FAST
+        fast, sink, unknown = self._fast, self.sink, self._unknown
         n = self.lines
         for line in lines:
             n += 1
             if self._tb is not None:
-                self.lineno = n
+                sink.lineno = n
                 self._traceback(line)
                 continue
             handler = fast.get(line[:12])
             if handler is not None:
-                self.lineno = n
-                if handler(self, line) is False:
-                    self.unparsed += 1
+                sink.lineno = n
+                if handler(line) is False:
+                    sink.unparsed += 1
                 continue
             if not line or line.isspace():
                 self.blank += 1
                 continue
-            self.lineno = n
+            sink.lineno = n
+            first = line[0] if len(line) <= MAX_LINE else ""
+            if first == "{" and "\r" not in line and self.hf.dict_line(line):
+                continue  # a Trainer dict line, the commonest untagged line
+            if first == "\r" and (self.hf.bars(line) or self._bar_then_line(line)):
+                continue  # a line of tqdm redraws, or one bar and then a tagged line
+            if len(line) < UNKNOWN_LEN and line in unknown and self.vad.table is None:
+                sink.unparsed += 1  # seen before and not recognised: a warning printed every step
+                continue
             if not self._slow(line):
-                self.unparsed += 1
+                sink.unparsed += 1
+                if (
+                    len(line) < UNKNOWN_LEN
+                    and self.vad.table is None
+                    and not any(mark in line for mark in STATEFUL_MARKS)
+                ):
+                    if len(unknown) >= MAX_UNKNOWN:
+                        unknown.clear()
+                    unknown.add(line)
         self.lines = n
+
+    def _bar_then_line(self, line: str) -> bool:
+        """`\r<bar><tagged line>`, what tqdm leaves when a line is printed under its bar: the bar moves the
+        step, the rest is read as a line. False (nothing done) for any other shape."""
+        m = hf.BAR_PREFIX_RE.match(line)
+        if m is None:
+            return False
+        rest = line[m.end() :]
+        if "\r" in rest or "it/s]" in rest or "s/it]" in rest:
+            return False
+        self.hf.bar(int(m.group(1)), int(m.group(2)))
+        if rest.strip():
+            self._segment(rest)
+        return True
 
     def _slow(self, line: str) -> bool:
         if len(line) > MAX_LINE:
@@ -203,46 +249,42 @@ class LogReader:
             m = HOST_RE.match(line)
             if m and not crash.EXCEPTION_RE.match(line):
                 return self._prefixed(line[m.end() :], host=m.group(1))
-        handler = FAST.get(line[:12])
+        handler = self._fast.get(line[:12])
         if handler is not None:
-            return handler(self, line) is not False
+            return handler(line) is not False
         if "/it]" in line or "it/s]" in line:
             bar = hf.last_bar(line)
             if bar is not None:
-                self._on_bar(bar[0], bar[1])
+                self.hf.bar(bar[0], bar[1])
                 rest = line[bar[2] :]
                 if rest.strip():
                     self._segment(rest)
                 return True
         if "[" in line:
-            for tag, handler in TAGS:
+            for tag, tagged in self._tags:
                 i = line.find(tag)
                 if i >= 0:
-                    return handler(self, line[i:]) is not False
-        if "{" in line and ("'" in line or '"' in line) and _trainer.dict_line(self, line[line.find("{") :]):
+                    return tagged(line[i:]) is not False
+        if "{" in line and ("'" in line or '"' in line) and self.hf.dict_line(line[line.find("{") :]):
             return True
         if "logit_scale (" in line:
-            return _trainer.logit_scale(self, line)
+            return self.vad.logit_scale(line)
         if "Logit Scale:" in line or "Train Epoch:" in line:
-            return _trainer.openclip_line(self, line)
+            return self.openclip.line(line)
         if "Loaded logit_scale" in line:
-            return _trainer.loaded_scale(self, line)
+            return self.ours.loaded_scale(line)
         if crash.TB_HEADER in line:
-            self._tb = crash.Traceback(self.lineno)
+            self._tb = crash.Traceback(self.sink.lineno)
             return True
         if crash.is_oom(line):
-            self._crash_event("oom", line.strip()[:500])
+            self.sink.crash("oom", line.strip()[:500])
             return True
         if line.strip() == "Killed":
-            self._crash_event("crash", "process killed by a signal (often the host's out-of-memory killer)")
+            self.sink.crash("crash", "process killed by a signal (often the host's out-of-memory killer)")
             return True
-        if self._table is not None and line[0].isdigit():
-            return _trainer.table_row(self, line)
-        if line.startswith("Epoch") and vad.TABLE_HEADER_RE.match(line):
-            self._table = [c.lower() for c in line.split()]
-            self.formats.add("fgclip-vad batch_losses")
-            return True
-        return False
+        if self.vad.table is not None and line[0].isdigit():
+            return self.vad.table_row(line)
+        return line.startswith("Epoch") and self.vad.table_header(line)
 
     def _prefixed(self, rest: str, *, rank: int | None = None, host: str | None = None) -> bool:
         if rank is not None:
@@ -258,121 +300,12 @@ class LogReader:
         if primary:
             return self._slow(rest) or True
         if crash.TB_HEADER in rest or crash.is_oom(rest):
-            self._crash_event(
+            self.sink.crash(
                 "oom" if crash.is_oom(rest) else "crash",
                 f"{'rank ' + str(rank) if rank is not None else host}: {rest.strip()[:400]}",
             )
         return True
 
-    # --- accumulation ------------------------------------------------------------------------------------
-    def _at(self, step: int) -> None:
-        if step != self._row_step:
-            self._emit_row()
-            self._row_step = step
-        if step < self.max_step - 1:
-            self._event(
-                ev.event_record(
-                    step,
-                    ev.EVENT_RESUME,
-                    f"step went back from {self.max_step} to {step} (resumed or restarted run)",
-                    {"from": self.max_step},
-                )
-            )
-            self.max_step = step
-        self.step = step
-        if step > self.max_step:
-            self.max_step = step
-
-    def _add(self, name: str, value: float) -> None:
-        if self._row_step is None:
-            self._row_step = self.step
-        s = self._sum
-        if name in s:
-            s[name] += value
-            self._cnt[name] += 1
-        else:
-            s[name] = value
-            self._cnt[name] = 1
-
-    def _put(self, name: str, value: float | None) -> None:
-        if self._row_step is None:
-            self._row_step = self.step
-        self._set[name] = value
-
-    def _row(self) -> dict[str, float | None]:
-        if self._fraw:
-            self._materialize()
-        cnt = self._cnt
-        row: dict[str, float | None] = {k: v / cnt[k] for k, v in self._sum.items()}
-        row.update(self._last)
-        row.update(self._set)
-        return row
-
-    def _materialize(self) -> None:
-        """Fold the fast path's raw groups into the step's sums (before anything else touches them)."""
-        raw, self._fraw = self._fraw, []
-        _fastpath.fold(self, raw)
-
-    def _emit_row(self) -> None:
-        if self._row_step is not None and (self._sum or self._set or self._last or self._fraw):
-            self._out.append(("row", (self._row_step, self._row())))
-        self._sum, self._cnt, self._set, self._last, self._fraw = {}, {}, {}, {}, []
-        self._row_step = None
-
-    def _commit_fwd(self, step: int | None = None) -> None:
-        """Close the open forward group (a DIAG block and its loss lines) into `step` (default: current)."""
-        if self._loss_text is not None:
-            _handlers.parse_deferred_loss(self)
-        if self._fraw:
-            self._materialize()
-        fwd = self._fwd
-        bank = self._bank
-        if not fwd and bank is None:
-            return
-        if step is not None:
-            self._at(step)
-        elif self._row_step is None:
-            self._row_step = self.step
-        valid = fwd.get(R_VALID)
-        if bank is not None:
-            filled, size = bank
-            fwd[ev.MB_FILL] = filled
-            if size == size:  # not NaN
-                fwd[ev.MB_SIZE] = size
-            fwd[ev.MB_ACTIVE] = 1.0 if (filled > 0 or self._mb_enabled) else 0.0
-        if valid:
-            k = valid + (bank[0] if bank is not None else 0.0)
-            fwd[C_REGION] = k
-            if k > 1:
-                fwd[CH_REGION] = math.log(k)
-        std = fwd.get(STD_REGION)
-        if std is not None:
-            scale = fwd.get(EXP_REGION)
-            if scale:
-                fwd[COS_REGION] = std / scale
-        sums, cnt, last = self._sum, self._cnt, self._last
-        for name, value in fwd.items():
-            if name in LAST_NAMES:
-                last[name] = value
-            elif name in sums:
-                sums[name] += value
-                cnt[name] += 1
-            else:
-                sums[name] = value
-                cnt[name] = 1
-        self._fwd = {}
-        self._bank = None
-
-    def _malformed(self, field: str, detail: str) -> bool:
-        self.malformed_count += 1
-        if len(self.malformed) < MAX_MALFORMED:
-            self.malformed.append((self.lineno, field, detail[:120]))
-        return False
-
-    def _crash_event(self, kind: str, message: str) -> None:
-        self._event(ev.event_record(self.step, kind, message, {"line": self.lineno}))
-
-    # --- handlers: steps and generic lines ---------------------------------------------------------------
     def _traceback(self, line: str) -> None:
         tb = self._tb
         assert tb is not None
@@ -381,26 +314,13 @@ class LogReader:
             return
         self._tb = None
         if done[0] == "open":
-            self._crash_event("crash", "traceback without a closing exception line")
+            self.sink.crash("crash", "traceback without a closing exception line")
             if line and not line.isspace() and not self._slow(line):
-                self.unparsed += 1
+                self.sink.unparsed += 1
         else:
-            self._crash_event(done[0], done[1])
+            self.sink.crash(done[0], done[1])
 
-    def _on_bar(self, n: int, total: int) -> None:
-        if self._bar_total is None and total > 1:
-            self._bar_total = total
-            self.run_info.setdefault("planned_steps", total)
-            self.formats.add("tqdm")
-        if total == self._bar_total:
-            self._bar_n = n
-            if n > self.step:
-                self._at(n)
-
-
-from fgdiag.logs import fastpath as _fastpath  # noqa: E402
-from fgdiag.logs import handlers as _handlers  # noqa: E402  (the tables need LogReader defined)
-from fgdiag.logs import trainer as _trainer  # noqa: E402
-
-FAST = _handlers.fast_table()
-TAGS = _handlers.TAGS
+    def _decoration(self, line: str) -> bool:
+        """Rules such as `=====`: recognised, carry nothing (counted with the blank lines)."""
+        self.blank += 1
+        return True

@@ -2,13 +2,16 @@
 
 Every pattern anchors on the ASCII parts of a line (`[MB-FORWARD]`, `Batch`, `ptr=`...) and reads numbers
 only, so the Chinese words may arrive intact, as cp1252 mojibake (`å·²å¯ç”¨` for 已启用) or partly lost: the
-mojibake of CJK text never contains ASCII digits or brackets. Step attribution lives in the reader.
+mojibake of CJK text never contains ASCII digits or brackets. The parser object that attributes these lines to
+steps is `vad_lines.VadParser`; canonical blocks take the whole-group path of `vad_groups`.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
+from typing import Any
 
 from fgdiag import events as ev
 from fgdiag.logs.values import NotANumber, to_float
@@ -104,3 +107,40 @@ def bank_from_diag(st: dict[str, str]) -> tuple[float, float, float] | None:
     full = st.get("full") == "True"
     filled = size if full and math.isfinite(size) else ptr
     return filled, size, ptr
+
+
+# DIAG lines repeat verbatim for thousands of forwards (norms of unit vectors, the same scale): parsed values
+# are cached by line text, which keeps a 1M-line log fast.
+CACHE: dict[str, Any] = {}
+CACHE_MAX = 8192
+
+
+def cached(line: str, parse: Callable[[str], Any]) -> Any:
+    """`parse(line)`, remembered by the line's text (bounded)."""
+    hit = CACHE.get(line)
+    if hit is None:
+        hit = parse(line)
+        if len(CACHE) >= CACHE_MAX:
+            CACHE.clear()
+        CACHE[line] = hit
+    return hit
+
+
+def parse_valid(line: str) -> float | None:
+    """`  - valid_count=4 | bbox_batch_size=4` -> 4.0."""
+    i = line.find("valid_count=")
+    try:
+        return float(line[i + 12 :].split(" ", 1)[0].split("|", 1)[0]) if i >= 0 else None
+    except ValueError:
+        return None
+
+
+def parse_norms(line: str) -> tuple[float, float, float, bool] | None:
+    """`  - img_norms: min=.., max=.., mean=.., std=.., has_nan=False` -> (min, max, mean, has_nan)."""
+    m = STATS4_RE.search(line)
+    if m is None:
+        return None
+    try:
+        return float(m.group(1)), float(m.group(2)), float(m.group(3)), "has_nan=True" in line
+    except ValueError:
+        return None

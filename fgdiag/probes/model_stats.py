@@ -11,7 +11,7 @@ class ModelStatsProbe:
     def __init__(self) -> None:
         self.latest: dict[str, torch.Tensor] = {}
         self.forwards = 0
-        self._handle = None
+        self._handle: Any = None  # torch.utils.hooks.RemovableHandle while attached
 
     def attach(self, model: torch.nn.Module) -> None:
         self._handle = model.register_forward_hook(self._hook)

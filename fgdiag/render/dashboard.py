@@ -98,7 +98,7 @@ def build_snapshot(
             continue
         target = None
         if targets is not None:
-            due = [c for c in targets.checkpoints if c.metric == name]
+            due = [c for c in targets.points if c.metric == name]
             nxt = next((c for c in due if steps and c.step >= steps[-1]), due[-1] if due else None)
             target = None if nxt is None else f"{'<' if nxt.below else '>'}{nxt.threshold:g}@{nxt.step}"
         trends.append(
@@ -116,12 +116,12 @@ def build_snapshot(
             scales.append((head, raw, exp if exp is not None else (math.exp(raw) if raw < 700 else math.inf)))
     logits = []
     for head in ev.HEADS:
-        vals = tuple(
+        lo, hi, std, cos = (
             _latest(rows, steps, ev.head_metric(b, head))
             for b in (ev.LOGITS_MIN, ev.LOGITS_MAX, ev.LOGITS_STD, ev.COS_STD)
         )
-        if any(v is not None for v in vals):
-            logits.append((head, *vals))
+        if any(v is not None for v in (lo, hi, std, cos)):
+            logits.append((head, lo, hi, std, cos))
     bank = {
         k: _latest(rows, steps, n)
         for k, n in (
@@ -219,13 +219,13 @@ def render_dashboard(snap: DashboardSnapshot, *, spark_width: int = 40) -> Any:
     progress = f"step {snap.last_step if snap.last_step is not None else '-'}"
     if snap.planned_steps:
         progress += f"/{snap.planned_steps}"
-    head = Text.assemble(
+    title = Text.assemble(
         (f"fgdiag watch  {snap.title}", "bold"),
         f"  {progress}  ",
         (snap.verdict.upper(), VERDICT_STYLE.get(snap.verdict, "")),
         f"  {snap.status}" if snap.status else "",
     )
-    parts: list[Any] = [head]
+    parts: list[Any] = [title]
     if snap.trends:
         t = Table(title="losses", title_justify="left", expand=False, box=None, padding=(0, 1))
         for col in ("", "last", "trend", "chance ln K", "target"):
@@ -259,14 +259,14 @@ def render_dashboard(snap: DashboardSnapshot, *, spark_width: int = 40) -> Any:
     if mb:
         state = "on" if mb.get("active") else "off"
         fill = f" {_f(mb.get('fill'), '.0f')}/{_f(mb.get('size'), '.0f')}" if "fill" in mb else ""
-        at = f" since step {int(mb['enabled_at'])}" if "enabled_at" in mb else ""
+        at = f" since step {int(mb['enabled_at'] or 0)}" if "enabled_at" in mb else ""
         k = f"  K={_f(mb.get('candidates'), '.0f')}" if "candidates" in mb else ""
         side.add_row("memory bank", f"{state}{fill}{at}{k}")
     if snap.optimizer:
         side.add_row(
             "optimizer",
-            f"grad_norm {_f(snap.optimizer.get('grad_norm'), '.4g')}  "
-            f"lr {_f(snap.optimizer.get('lr'), '.2e')}",
+            f"grad_norm {_f(snap.optimizer.get('grad_norm'), '.4g')}  lr "
+            f"{_f(snap.optimizer.get('lr'), '.2e')}",
         )
     if side.row_count:
         parts.append(side)

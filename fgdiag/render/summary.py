@@ -53,11 +53,12 @@ def last_values(rows: Mapping[int, Mapping[str, float | None]]) -> dict[str, flo
 def target_table(
     targets: Any, results: list[Mapping[str, Any]], last_step: int | None
 ) -> list[dict[str, Any]]:
-    """Each checkpoint of the profile with its status: passed, missed, or pending (the log ends before it)."""
+    """Each target point of the profile with its status: passed, missed, or pending (the log ends before
+    it)."""
     if targets is None:
         return []
     table = []
-    for cp in targets.checkpoints:
+    for cp in targets.points:
         hit = next((r for r in results if r["step"] == cp.step and r["metric"] == cp.metric), None)
         status = "pending" if hit is None else ("passed" if hit["passed"] else "missed")
         if hit is None and last_step is not None and last_step >= cp.step:
@@ -87,7 +88,7 @@ def summary_dict(read: Any) -> dict[str, Any]:
         "lines": read.lines,
         "unparsed": read.unparsed,
         "malformed": [{"line": n, "field": f, "detail": d} for n, f, d in read.malformed],
-        "steps": len(rows),
+        "steps": getattr(read, "step_count", 0) or len(rows),
         "last_step": last,
         "planned_steps": read.run_info.get("planned_steps"),
         "metrics": (
@@ -119,7 +120,7 @@ def summary_dict(read: Any) -> dict[str, Any]:
         if read.targets is None
         else {
             "name": read.targets.name,
-            "checkpoints": target_table(read.targets, read.target_results, last),
+            "points": target_table(read.targets, read.target_results, last),
         },
         "verdict": verdict(rows, read.events, read.findings),
         "exit_code": exit_code(read.findings),

@@ -1,7 +1,8 @@
 """Turn raw training arguments into the effective settings the rules judge, one dialect at a time.
 
 The same intent is spelled three ways: our `fgclip.train` arguments (docs/CONTRACTS.md), upstream FG-CLIP v1's
-`train_fgclip.py` (scales copied from the loaded checkpoint, no bank, scales decayed) and the fgclip-vad fork's
+`train_fgclip.py` (scales copied from the loaded checkpoint, no bank, scales decayed) and the fgclip-vad
+fork's
 (scales cloned from `logit_scale_init_value` before the weights load, a 128-entry bank switched on after 200
 forward passes, scales decayed, only the global scale clamped). Every effective value is a `Field` that says
 where it came from, so a finding can cite a line or state the assumption it rests on.
@@ -10,17 +11,20 @@ where it came from, so a finding can cite a line or state the assumption it rest
 from __future__ import annotations
 
 import json
-import math
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from fgdiag.checkpoints import CheckpointInfo
-from fgdiag.static.values import ConfigValues, Field, as_bool, as_float, as_int
+from fgdiag.facts import CLIP_FROM_SCRATCH_SCALE, LN_100
+from fgdiag.facts.aliases import HEAD_INIT_KEYS
+from fgdiag.facts.checkpoint import CheckpointInfo
+from fgdiag.facts.deepspeed import CLIPPING, FP16, DeepSpeedConfig
+from fgdiag.facts.plan import COUNT_LIMIT
+from fgdiag.facts.settings import Settings
+from fgdiag.facts.values import ConfigValues, Field, as_bool, as_float, as_int
+from fgdiag.static.deepspeed import find_deepspeed, read_deepspeed
+from fgdiag.static.known_options import fgclip_defaults, trainer_defaults, unknown_keys
 
-LN_100 = math.log(100.0)
-CLIP_INIT = 2.6592
-HF_DEFAULTS = {
+HF_DEFAULTS = {  # read from the installed transformers when it is there (known_options); else these
     "per_device_train_batch_size": 8,
     "gradient_accumulation_steps": 1,
     "num_train_epochs": 3.0,
@@ -42,56 +46,9 @@ UPSTREAM_MARKERS = {
     "base_seq_length",
     "max_anns",
 }
-HEAD_KEYS = {
-    "logit_scale_finegrained": (
-        "finegrained_logit_scale_init",
-        "logit_scale_finegrained_init",
-        "logit_scale_finegraind_init",
-        "region_logit_scale_init",
-    ),
-    "logit_scale_hardneg": ("hardneg_logit_scale_init", "logit_scale_hardneg_init"),
-}
 PRETRAINED_NAME = re.compile(r"(?i)(clip|^vit-[bhlg]|^rn\d|openai|laion|fg-clip)")
 FORK_BANK = 128
 FORK_WARMUP_FORWARDS = 200
-
-
-@dataclass
-class Settings:
-    """Effective values (Fields) of one planned run; `notes` record every assumption made on the way."""
-
-    dialect: str  # fgclip | fork | upstream
-    anchor: str  # the file findings about defaults point at
-    values: ConfigValues
-    entry: str = ""  # the launched training script or module, when a shell script was read
-    source: Field | None = None  # model_name_or_path
-    source_info: CheckpointInfo | None = None
-    source_scale: Field | None = None  # global logit scale of the pretrained source (raw)
-    global_init: Field | None = None  # global init when training from scratch
-    heads: dict[str, Field] = field(default_factory=dict)  # head -> initial raw scale
-    clamp: Field | None = None  # value None: no clamp
-    decayed: Field | None = None  # value: why the scales are decayed
-    frozen: Field | None = None  # value: why the scales are frozen / missing
-    bank_size: Field | None = None
-    bank_effective: int | None = None
-    warmup: Field | None = None
-    warmup_unit: str = "optimizer"  # optimizer | forward
-    fields: dict[str, Field] = field(default_factory=dict)  # batch, accum, world_size, lr, ... (Fields)
-    new_heads: list[str] = field(default_factory=list)
-    boxes_per_sample: int = 4
-    targets: list[tuple[int | None, float, str]] = field(
-        default_factory=list
-    )  # (step, region loss, location)
-    bank_active_by: tuple[int, str] | None = None  # (optimizer step, location) from a target profile
-    notes: list[str] = field(default_factory=list)
-
-    def number(self, name: str) -> float | None:
-        f = self.fields.get(name)
-        return None if f is None else as_float(f)
-
-    def integer(self, name: str) -> int | None:
-        f = self.fields.get(name)
-        return None if f is None else as_int(f)
 
 
 def detect_dialect(values: ConfigValues, entry: str = "") -> str:
@@ -132,6 +89,13 @@ def _source(settings: Settings) -> None:
         settings.source_scale = Field(
             "logit_scale", scale.value, str(info.path), None, default=True, why=f"read from {info.path}"
         )
+    elif settings.source is not None and settings.source.why.startswith("preset"):
+        settings.source_scale = _assumed(
+            anchor,
+            "logit_scale",
+            LN_100,
+            f"{settings.source.why}: fgclip.train.pretrain exports it at ln 100",
+        )
     elif settings.source is not None and PRETRAINED_NAME.search(str(settings.source.value)):
         name = settings.source.value
         settings.source_scale = _assumed(
@@ -141,18 +105,20 @@ def _source(settings: Settings) -> None:
             f"assumed: {name!r} names a released CLIP, whose logit_scale is ln 100 = 4.6052",
         )
         settings.notes.append(
-            f"{settings.source.location}: {name!r} is not readable here; its logit_scale is "
-            "assumed to be 4.6052 (ln 100), as in every released CLIP checkpoint"
+            f"{settings.source.location}: {name!r} is not readable here; its logit_scale is assumed to be "
+            "4.6052 (ln 100), as in every released CLIP checkpoint"
         )
     glob = _first(values, ("global_logit_scale_init", "logit_scale_init_value"))
-    settings.global_init = glob or _assumed(anchor, "logit_scale_init_value", CLIP_INIT, "CLIPConfig default")
+    settings.global_init = glob or _assumed(
+        anchor, "logit_scale_init_value", CLIP_FROM_SCRATCH_SCALE, "CLIPConfig default"
+    )
 
 
 def _heads(settings: Settings) -> None:
     """Initial region / hard-negative scales: explicit fields win, else what each dialect's train() does."""
     values, anchor, dialect = settings.values, settings.anchor, settings.dialect
     init = values.get("logit_scale_init_value")
-    for head, keys in HEAD_KEYS.items():
+    for head, keys in HEAD_INIT_KEYS.items():
         explicit = _first(values, keys)
         if explicit is not None:
             settings.heads[head] = explicit
@@ -180,7 +146,7 @@ def _heads(settings: Settings) -> None:
             )
         elif dialect == "upstream":
             settings.heads[head] = init or _assumed(
-                anchor, head, CLIP_INIT, "CLIPConfig default logit_scale_init_value"
+                anchor, head, CLIP_FROM_SCRATCH_SCALE, "CLIPConfig default logit_scale_init_value"
             )
         else:
             settings.heads[head] = _assumed(anchor, head, LN_100, "FGCLIPConfig default (ln 100)")
@@ -224,8 +190,8 @@ def _optimizer(settings: Settings) -> None:
         if (as_float(wd) or 0.0) > 0:
             settings.decayed = Field(
                 wd.name,
-                f"weight_decay = {wd.value} applies to the logit scales: the FG-CLIP "
-                "trainer decays every parameter outside LayerNorm and bias",
+                f"weight_decay = {wd.value} applies to the logit scales: the FG-CLIP trainer decays every "
+                "parameter outside LayerNorm and bias",
                 wd.path,
                 wd.line,
                 wd.default,
@@ -245,12 +211,16 @@ def _optimizer(settings: Settings) -> None:
     ):
         settings.frozen = Field(
             lora.name,
-            "LoRA without modules_to_save leaves the logit scales (and the temporal "
-            "modules) frozen at their initial values",
+            "LoRA without modules_to_save leaves the logit scales (and the temporal modules) frozen at "
+            "their initial values",
             lora.path,
             lora.line,
         )
-    elif isinstance(groups.value if groups else None, list) and "logit_scale" not in json.dumps(groups.value):
+    elif (
+        groups is not None
+        and isinstance(groups.value, list)
+        and "logit_scale" not in json.dumps(groups.value)
+    ):
         settings.frozen = Field(
             groups.name,
             "no parameter group holds the logit scales (expected a 'logit_scales' group)",
@@ -273,13 +243,13 @@ def _bank(settings: Settings) -> None:
         if not settings.entry.endswith("train_fgclip_region_normal.py"):
             settings.bank_effective = min(as_int(settings.bank_size) or 0, 64)
             settings.notes.append(
-                "fork: train_fgclip.py passes no region_labels, so every entry goes to the normal "
-                "queue: at most 64 queued negatives"
+                "fork: train_fgclip.py passes no region_labels, so every entry goes to the normal queue: at "
+                "most 64 queued negatives"
             )
         if steps is not None and forwards is None:
             settings.notes.append(
-                f"{steps.location}: the fork never reads memory_bank_warmup_steps; it switches the "
-                "bank on at training_steps >= 200 forward passes"
+                f"{steps.location}: the fork never reads memory_bank_warmup_steps; it switches the bank on "
+                "at training_steps >= 200 forward passes"
             )
         settings.warmup = forwards or _assumed(
             anchor,
@@ -299,7 +269,8 @@ def _bank(settings: Settings) -> None:
 
 
 def _heads_new(settings: Settings) -> None:
-    """Heads the source does not provide, which start from fresh weights (FGD501 wants them on their own lr)."""
+    """Heads the source does not provide, which start from fresh weights (FGD501 wants them on their own
+    lr)."""
     values = settings.values
     if settings.dialect == "fork":
         settings.new_heads = ["roi_projection", "temporal_transformer", "temporal_attention"]
@@ -320,23 +291,27 @@ def _heads_new(settings: Settings) -> None:
 
 
 def _profile(settings: Settings, table: Field) -> None:
-    """`targets = "ucf"` (or a path): region-loss checkpoints and the bank deadline of a fgdiag.targets profile."""
+    """`targets = "ucf"` (or a path): region-loss target points and the bank deadline of a fgdiag.targets
+    profile."""
     from fgdiag.targets import TargetError, get_profile
 
     try:
         profile = get_profile(str(table.value))
     except TargetError as exc:
         raise table.error(str(exc)) from None
+    except (OSError, ValueError) as exc:  # a "path" too long or holding a NUL
+        raise table.error(f"not a target profile name or readable file ({exc.__class__.__name__})") from None
     where = f"{table.location} ({profile.name})"
-    for checkpoint in profile.checkpoints:
-        if checkpoint.below and checkpoint.metric.endswith("/region") and "loss" in checkpoint.metric:
-            settings.targets.append((checkpoint.step, checkpoint.threshold, where))
+    for point in profile.points:
+        if point.below and point.metric.endswith("/region") and "loss" in point.metric:
+            settings.targets.append((point.step, point.threshold, where))
     if profile.memory_bank_active_by is not None:
         settings.bank_active_by = (profile.memory_bank_active_by, where)
 
 
 def _targets(settings: Settings) -> None:
-    """Region-loss targets: `target_region_loss = x`, `[targets] region_loss = {step = value}` or a profile."""
+    """Region-loss targets: `target_region_loss = x`, `[targets] region_loss = {step = value}` or a
+    profile."""
     values = settings.values
     flat = values.get("target_region_loss")
     if flat is not None and (value := as_float(flat)) is not None:
@@ -362,31 +337,29 @@ def _targets(settings: Settings) -> None:
             raise table.error(f"region_loss target {step!r}: {target!r} is not step = number") from None
 
 
-def _deepspeed_clipping(settings: Settings) -> None:
-    """A DeepSpeed JSON without `gradient_clipping` does not clip, whatever max_grad_norm says."""
-    ds = settings.values.get("deepspeed")
-    if ds is None or not isinstance(ds.value, str) or "$" in ds.value:
-        return
-    candidates = [Path(ds.value)] + (
-        [Path(ds.path).parent / ds.value, Path(ds.path).parent.parent / ds.value] if ds.path else []
-    )
-    for candidate in candidates:
-        if candidate.is_file():
-            try:
-                config = json.loads(candidate.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                break
-            if isinstance(config, dict) and "gradient_clipping" not in config:
-                settings.fields["max_grad_norm"] = Field(
-                    "max_grad_norm", 0.0, ds.path, ds.line, why=str(candidate)
-                )
-                settings.notes.append(
-                    f"{candidate}: no gradient_clipping key, so DeepSpeed does not clip gradients"
-                )
+def _deepspeed(settings: Settings, given: DeepSpeedConfig | None) -> None:
+    """The DeepSpeed config the run uses (given on the command line, else the one `deepspeed` names): a
+    missing gradient_clipping means no clipping, an explicit fp16 is the precision the run trains in."""
+    named = settings.values.get("deepspeed")
+    if given is None and named is not None:
+        bases = [Path(named.path).parent, Path(named.path).parent.parent] if named.path else []
+        found = find_deepspeed(named, [*bases, Path.cwd()])
+        if found is None:
+            settings.notes.append(
+                f"{named.location}: DeepSpeed config {named.value!r} not readable here; gradient clipping "
+                "unknown"
+            )
             return
-    settings.notes.append(
-        f"{ds.location}: DeepSpeed config {ds.value!r} not readable here; gradient clipping unknown"
-    )
+        given = read_deepspeed(found)
+    settings.deepspeed = given
+    if given is None:
+        return
+    if given.get(CLIPPING) is None:
+        settings.fields["max_grad_norm"] = Field("max_grad_norm", 0.0, given.path, None, why=given.path)
+        settings.notes.append(f"{given.path}: no gradient_clipping key, so DeepSpeed does not clip gradients")
+    fp16 = given.get(FP16)
+    if fp16 is not None and fp16.value is True:
+        settings.fields["fp16"] = Field("fp16", True, fp16.path, fp16.line)
 
 
 def resolve(
@@ -395,17 +368,22 @@ def resolve(
     anchor: str,
     entry: str = "",
     source_info: CheckpointInfo | None = None,
+    deepspeed: DeepSpeedConfig | None = None,
 ) -> Settings:
     """Effective settings of the run described by `values` (merged config and/or script arguments)."""
     settings = Settings(detect_dialect(values, entry), anchor, values, entry, source_info=source_info)
-    for name, default in HF_DEFAULTS.items():
+    settings.defaults = {**trainer_defaults(), **fgclip_defaults()}
+    if settings.dialect == "fgclip":
+        settings.unknown = unknown_keys(values)
+    for name, fallback in HF_DEFAULTS.items():
+        default = settings.defaults.get(name, fallback)
         settings.fields[name] = values.get(name) or _assumed(anchor, name, default, "transformers default")
     world = _first(values, ("world_size", "nproc_per_node", "num_gpus"))
     if world is None or as_int_or_none(world) is None:
         if world is not None:
             settings.notes.append(
-                f"{world.location}: world size not resolvable ({world.value}); assumed 1, so the "
-                "planned optimizer steps are an upper bound"
+                f"{world.location}: world size not resolvable ({world.value}); assumed 1, so the planned "
+                "optimizer steps are an upper bound"
             )
         world = _assumed(anchor, "world_size", 1, "assumed: one process")
     settings.fields["world_size"] = world
@@ -415,7 +393,8 @@ def resolve(
     for name in ("fp16", "bf16"):
         settings.fields[name] = values.get(name) or _assumed(anchor, name, False, "transformers default")
     boxes = _first(values, ("max_boxes_per_sample", "max_anns"))
-    settings.boxes_per_sample = (as_int(boxes) if boxes else None) or 4
+    count = as_int(boxes) if boxes else None
+    settings.boxes_per_sample = count if count is not None and 1 <= count <= COUNT_LIMIT else 4
     _source(settings)
     _heads(settings)
     _clamp(settings)
@@ -423,7 +402,7 @@ def resolve(
     _bank(settings)
     _heads_new(settings)
     _targets(settings)
-    _deepspeed_clipping(settings)
+    _deepspeed(settings, deepspeed)
     return settings
 
 

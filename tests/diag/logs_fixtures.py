@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 from fgdiag import events as ev
-from fgdiag.render.lines import format_logit_scale, format_memory_bank_enabled, format_step_summary
+from fgdiag.wire import format_logit_scale, format_memory_bank_enabled, format_step_summary
 
 
 def mojibake(text: str, errors: str = "ignore") -> str:
@@ -37,8 +37,8 @@ def hf_trainer_log(
             out.append(bar)
         if s % logging_steps == 0:
             rec = (
-                f"{{'loss': {loss(s):.4f}, 'grad_norm': {grad(s)}, 'learning_rate': {5e-6 * (1 - s / steps):.3e}, "
-                f"'epoch': {s / steps:.2f}}}"
+                f"{{'loss': {loss(s):.4f}, 'grad_norm': {grad(s)}, 'learning_rate': "
+                f"{5e-6 * (1 - s / steps):.3e}, 'epoch': {s / steps:.2f}}}"
             )
             if bars == "cr":  # tqdm.write clears the bar with \r and spaces, then prints on the same line
                 out.append(line + "\r" + " " * 60 + "\r" + rec)
@@ -49,7 +49,7 @@ def hf_trainer_log(
         out.append(line)
     if end:
         out.append(
-            "{'train_runtime': 12.5, 'train_samples_per_second': 3.2, 'train_steps_per_second': 3.2, "
+            f"{{'train_runtime': 12.5, 'train_samples_per_second': 3.2, 'train_steps_per_second': 3.2, "
             f"'train_loss': {loss(steps):.4f}, 'epoch': 1.0}}"
         )
     return "\n".join(out) + "\n"
@@ -62,9 +62,9 @@ def openclip_log(steps: int = 30, per_step: int = 256, total: int = 256 * 100) -
         loss = 5.5 - s * 0.1
         out.append(
             f"2024-01-01,00:00:{s:02d} | INFO | Train Epoch: 0 [{s * per_step:>6}/{total} "
-            f"({100 * s * per_step // total}%)] Data (t): 0.010 Batch (t): 0.500, 512.0/s, 512.0/s/gpu "
-            f"LR: 0.000500 Logit Scale: {scale:.3f} Contrastive_loss: {loss:.4f} ({loss + 0.1:.4f}) "
-            f"Loss: {loss:.4f} ({loss + 0.1:.4f})"
+            f"({100 * s * per_step // total}%)] Data (t): 0.010 Batch (t): 0.500, 512.0/s, 512.0/s/gpu LR: "
+            f"0.000500 Logit Scale: {scale:.3f} Contrastive_loss: {loss:.4f} ({loss + 0.1:.4f}) Loss: "
+            f"{loss:.4f} ({loss + 0.1:.4f})"
         )
     return "\n".join(out) + "\n"
 
@@ -87,7 +87,8 @@ def vad_group(
     lines = [
         "[DIAG] Region batch diagnostics:",
         f"  - valid_count={valid} | bbox_batch_size={valid}",
-        f"  - img_norms: min={0.0 if zero else 1.0:.4f}, max=1.0000, mean={mean:.4f}, std=0.0000, has_nan=False",
+        f"  - img_norms: min={0.0 if zero else 1.0:.4f}, max=1.0000, mean={mean:.4f}, std=0.0000, "
+        "has_nan=False",
         "  - txt_norms: min=1.0000, max=1.0000, mean=1.0000, std=0.0000, has_nan=False",
         f"  - logits_i2t: min=-5.0312, max=3.7188, mean=-1.7031, std={std}, has_nan=False",
         f"  - logit_scale (finegrained): {scale:.6f} (exp={math.exp(scale):.4f})",
@@ -107,13 +108,13 @@ def vad_group(
     mb = f" | MB: {bank}/128 ✓" if bank else ""
     if variant == "legacy":
         lines.append(
-            f"{bar}[Epoch 0][Step {step}][Batch {batch}] Loss: {total:.6f} | Global: 1.500000 | "
-            f"Region: {region:.6f} | Hard: 0.000000{mb} | LR: 4.17e-07 | Time: 0.77s"
+            f"{bar}[Epoch 0][Step {step}][Batch {batch}] Loss: {total:.6f} | Global: 1.500000 | Region: "
+            f"{region:.6f} | Hard: 0.000000{mb} | LR: 4.17e-07 | Time: 0.77s"
         )
     else:
         lines.append(
-            f"{bar}[ACCUMULATED][Epoch 0][Step {step}][Batch {batch}] AvgLoss: {total:.6f} | Global: 1.500000 "
-            f"| Region: {region:.6f} | Hard: 0.000000{mb} | LR: 4.17e-07 | Time: 0.77s"
+            f"{bar}[ACCUMULATED][Epoch 0][Step {step}][Batch {batch}] AvgLoss: {total:.6f} | Global: "
+            f"1.500000 | Region: {region:.6f} | Hard: 0.000000{mb} | LR: 4.17e-07 | Time: 0.77s"
         )
     return lines
 
@@ -148,7 +149,8 @@ def vad_log(
             batch += 1
             bank = 128 if bank_at is not None and s > bank_at else 0
             bar = (
-                f"\r {100 * (s + 1) // total_steps:2d}%|▏         | {s + 1}/{total_steps} [01:00<1:15:07, 19.02s/it]"
+                f"\r {100 * (s + 1) // total_steps:2d}%|▏         | {s + 1}/{total_steps} [01:00<1:15:07, "
+                "19.02s/it]"
                 if g == ga - 1
                 else ""
             )
@@ -180,8 +182,8 @@ def vad_log(
                 "Traceback (most recent call last):",
                 '  File "/data/zyy/FG-CLIP/fgclip/train/train_fgclip.py", line 1102, in <module>',
                 "    train()",
-                "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 588.00 MiB. GPU 0 has a total "
-                "capacity of 23.69 GiB",
+                "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 588.00 MiB. GPU 0 has a "
+                "total capacity of 23.69 GiB",
             ]
             return "\n".join(out) + "\n"
     return "\n".join(out) + "\n"

@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fgdiag.checkpoints import compare_checkpoint, list_checkpoints, read_checkpoint, round_to
+from fgdiag.check import check_paths, compare_checkpoint
 from fgdiag.diagnostic import Severity
-from fgdiag.static import check_paths
+from fgdiag.facts.checkpoint import round_to
+from fgdiag.facts.values import InputError
 from fgdiag.static import safetensors_io as sio
-from fgdiag.static.values import InputError
+from fgdiag.static.checkpoints import list_checkpoints, read_checkpoint
 
 try:
     from .fixtures_check_config import builders as b
@@ -174,7 +175,7 @@ def test_check_config_sharded_safetensors(tmp_path: Path) -> None:
 def test_check_config_truncated_safetensors_is_unreadable(tmp_path: Path) -> None:
     path = b.model_dir(tmp_path / "m", b.clip_tensors()) / "model.safetensors"
     path.write_bytes(path.read_bytes()[:-16])
-    with pytest.raises(InputError, match="does not match"):
+    with pytest.raises(InputError, match="truncated"):
         check_paths([path.parent])
 
 

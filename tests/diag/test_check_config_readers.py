@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from fgdiag.facts.plan import activation_step, loss_floor, planned_steps
+from fgdiag.facts.values import InputError
 from fgdiag.static.config_file import read_config_file
-from fgdiag.static.plan import activation_step, loss_floor, planned_steps
 from fgdiag.static.shell_script import read_script
-from fgdiag.static.values import InputError
 
 try:
     from .fixtures_check_config import builders as b

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from fgdiag.check import check_paths
 from fgdiag.diagnostic import Severity
-from fgdiag.static import check_paths
 
 try:
     from .fixtures_check_config import builders as b
@@ -27,6 +27,9 @@ def found(findings, code: str):
 
 
 TRIGGER = {
+    "FGD001-negative-bank": ("FGD001", Severity.ERROR, {"memory_bank_size": -1}),
+    "FGD001-zero-accumulation": ("FGD001", Severity.ERROR, {"gradient_accumulation_steps": 0}),
+    "FGD002": ("FGD002", Severity.WARNING, {"max_stepz": 240}),
     "FGD101-clip-init": ("FGD101", Severity.ERROR, {"finegrained_logit_scale_init": 2.6592}),
     "FGD101-bf16-init": ("FGD101", Severity.ERROR, {"hardneg_logit_scale_init": 2.65625}),
     "FGD101-far-apart": ("FGD101", Severity.ERROR, {"finegrained_logit_scale_init": 3.3}),
@@ -84,6 +87,9 @@ def test_check_config_rule_triggers(tmp_path: Path, case: str) -> None:
 
 
 CLEAN = {
+    "FGD001": {"memory_bank_size": 0, "max_steps": -1, "num_train_epochs": 1},
+    "FGD002": {"max_steps": 240},
+    "FGD003": {"max_steps": 240},
     "FGD101": {"finegrained_logit_scale_init": 4.6052},
     "FGD101-from-scratch": {
         "model_name_or_path": None,
@@ -115,7 +121,7 @@ def test_check_config_fgd101_reads_the_source_scale(tmp_path: Path) -> None:
         hardneg_logit_scale_init=2.6592,
         logit_scale_max=4.6052,
     )
-    findings, summary = run(tmp_path, config)
+    findings, _summary = run(tmp_path, config)
     assert not found(findings, "FGD101")  # from-scratch source at 2.6592: heads agree with it
     far = b.model_dir(tmp_path / "clip100", b.clip_tensors())
     findings, _ = run(tmp_path, dict(config, model_name_or_path=str(far)))
@@ -222,7 +228,7 @@ def test_check_config_data_rules_skip_without_audit(tmp_path: Path, monkeypatch:
     )
     data = tmp_path / "d.json"
     data.write_text(json.dumps([{"caption": "a"}] * 3))
-    findings, summary = run(tmp_path, b.fixed_with(data_path=str(data)))
+    _findings, summary = run(tmp_path, b.fixed_with(data_path=str(data)))
     assert any("FGD301/FGD302 skipped" in n for n in summary["notes"])
     assert summary["plan"]["data_size"] == 3
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fgdiag.check import check_paths
 from fgdiag.diagnostic import Severity, exit_code
-from fgdiag.static import check_paths
 
 try:
     from .fixtures_check_config import builders as b
@@ -92,7 +92,8 @@ def test_check_config_fork_script_is_read(tmp_path: Path) -> None:
 
 
 def test_check_config_fork_script_with_seed_checkpoint(tmp_path: Path) -> None:
-    """Script + output directory: the fork's checkpoint holding 2.6562 heads is stale whatever the script says."""
+    """Script + output directory: the fork's checkpoint holding 2.6562 heads is stale whatever the script
+    says."""
     out = tmp_path / "checkpoints"
     b.seed_checkpoint(out, 20)
     findings, _ = check_paths([b.HERE / "train_ucf_full.sh", out])

@@ -12,8 +12,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 def loaded_after(code: str) -> set[str]:
     probe = (
-        code + "\nimport json, sys\n"
-        "print(json.dumps([m for m in ('torch', 'pandas', 'matplotlib', 'rich') if m in sys.modules]))"
+        code + "\nimport json, sys\nprint(json.dumps([m for m in ('torch', 'pandas', 'matplotlib', 'rich') "
+        "if m in sys.modules]))"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert out.returncode == 0, out.stderr

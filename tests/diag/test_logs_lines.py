@@ -1,4 +1,4 @@
-"""Our human lines: what the live callback prints (fgdiag.render.lines) is exactly what the reader parses."""
+"""Our human lines: what the live callback prints (fgdiag.wire) is exactly what the reader parses."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from fgdiag import events as ev
 from fgdiag.logs.reader import LogReader
-from fgdiag.render.lines import (
+from fgdiag.wire import (
     format_logit_scale,
     format_memory_bank_enabled,
     format_step_summary,

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from logs_fixtures import mojibake, vad_group
 
 from fgdiag.logs.reader import MAX_LINE, LogReader
-from fgdiag.logs.session import LogSession
+from fgdiag.session import LogSession
 
 GOOD = [
     "{'loss': 1.5, 'grad_norm': 2.0, 'learning_rate': 1e-05, 'epoch': 0.1}",
@@ -22,7 +22,8 @@ GOOD = [
     '  File "x.py", line 3',
     "ValueError: boom",
     '{"type": "metrics", "step": 3, "metrics": {"loss": null}, "nonfinite": ["loss"]}',
-    "Train Epoch: 0 [ 256/1000 (25%)] LR: 0.1 Logit Scale: 14.286 Contrastive_loss: 5.0 (5.0) Loss: 5.0 (5.0)",
+    "Train Epoch: 0 [ 256/1000 (25%)] LR: 0.1 Logit Scale: 14.286 Contrastive_loss: 5.0 (5.0) Loss: 5.0 "
+    "(5.0)",
     "\r 10%|█         | 1/10 [00:01<00:09,  1.00it/s]",
     "[rank1]: {'loss': 9.0}",
     "10.0.0.2: [LOSS] Total: x",

@@ -9,8 +9,8 @@ import pytest
 
 from fgdiag import events as ev
 from fgdiag.diagnostic import Severity
-from fgdiag.rules.registry import load_all
-from fgdiag.rules.runtime_rules import RUNTIME_CODES, RuleEngine, RuleParams
+from fgdiag.rules.engine import RuleEngine, RuleParams
+from fgdiag.rules.registry import codes_of, load_all
 from fgdiag.targets import get_profile
 
 H = ev.head_metric
@@ -25,7 +25,8 @@ INFO = {
 
 
 def healthy(step: int) -> dict[str, float]:
-    """A run that learns: bank on at 7 (4 -> 132 candidates), region loss well below ln K, scales at ln 100."""
+    """A run that learns: bank on at 7 (4 -> 132 candidates), region loss well below ln K, scales at ln
+    100."""
     bank = step >= 7
     k = 132.0 if bank else 4.0
     region = 0.3 + 1.0 * math.exp(-step / 60)
@@ -83,7 +84,8 @@ def test_runtime_rules_healthy_short_run_logging_every_10_steps():
 
 def test_runtime_rules_every_code_is_registered():
     rules = load_all()
-    assert all(code in rules for code in RUNTIME_CODES)
+    assert all(code in rules for code in codes_of("runtime"))
+    assert len(codes_of("runtime")) == 12
 
 
 def test_runtime_rules_fgd101_region_scale_at_clip_init():
@@ -251,14 +253,14 @@ def test_runtime_rules_fgd604_target_missed_on_smoothed_value():
 
     found, engine = run(slow, targets=get_profile("ucf"))
     hits = [f for f in found if f.code == "FGD604"]
-    assert [f.evidence["checkpoint"] for f in hits] == [50, 200]
+    assert [f.evidence["point"] for f in hits] == [50, 200]
     assert [t["passed"] for t in engine.target_results] == [False, False]
 
     def noisy(step, row):
         row[REGION] = 1.2 if step == 50 else 0.8  # one bad point at 50; the smoothed value passes
 
     hits = [f for f in run(noisy, targets=get_profile("ucf"))[0] if f.code == "FGD604"]
-    assert [f.evidence["checkpoint"] for f in hits] == [200]
+    assert [f.evidence["point"] for f in hits] == [200]
 
 
 def test_runtime_rules_fgd604_logit_scale_target():
@@ -293,12 +295,12 @@ def test_runtime_rules_windows_scale_with_run_length():
     for engine, every in ((short, 5), (long, 100)):
         for step in range(every, 20 * every + 1, every):
             engine.observe(step, {ev.LOSS: 1.0})
-    assert short.window_points() == 5 and short.warmup_end() == 20
-    assert long.window_points() == 5 and long.warmup_end() == 2000
+    assert short.window_points() == 5 and short.trend_start() == 20
+    assert long.window_points() == 5 and long.trend_start() == 2000
     assert RuleEngine({}, params=RuleParams(window_min_points=30)).window_points() == 30
 
 
-@pytest.mark.parametrize("code", RUNTIME_CODES)
+@pytest.mark.parametrize("code", codes_of("runtime"))
 def test_runtime_rules_docs_have_four_sections(code):
     rule = load_all()[code]
     assert rule.what and rule.why and rule.example and rule.fix

@@ -18,40 +18,43 @@ def test_targets_ucf_profile_is_the_seed_table():
     assert ucf.logit_scale == pytest.approx(4.6052)
     assert ucf.memory_bank_active_by == 7
     region = ev.head_metric(ev.HEAD_LOSS, "region")
-    assert [(c.metric, c.step, c.threshold, c.below) for c in ucf.checkpoints] == [
+    assert [(c.metric, c.step, c.threshold, c.below) for c in ucf.points] == [
         (region, 50, 1.0, True),
         (region, 200, 0.7, True),
         (region, 500, 0.5, True),
     ]
-    assert ucf.checkpoints[0].passes(0.9) and not ucf.checkpoints[0].passes(1.0)
+    assert ucf.points[0].passes(0.9) and not ucf.points[0].passes(1.0)
 
 
 def test_targets_every_toml_in_the_folder_is_loaded(tmp_path, monkeypatch):
     (tmp_path / "ucf.toml").write_text((T.builtin_dir() / "ucf.toml").read_text())
     (tmp_path / "embedded.toml").write_text(
         'description = "measured"\nmemory_bank_active_by = 3\n'
-        '[[checkpoints]]\nmetric = "loss"\nstep = 100\nbelow = 2.5\n'
+        '[[points]]\nmetric = "loss"\nstep = 100\nbelow = 2.5\n'
     )
     monkeypatch.setattr(T, "builtin_dir", lambda: tmp_path)
     profiles = T.builtin_profiles()
     assert sorted(profiles) == ["embedded", "ucf"]  # the name defaults to the file stem
-    assert profiles["embedded"].checkpoints[0].describe() == "loss < 2.5 @ 100"
+    assert profiles["embedded"].points[0].describe() == "loss < 2.5 @ 100"
 
 
 def test_targets_user_profile_by_path_and_above(tmp_path):
     path = tmp_path / "mine.toml"
-    path.write_text('name = "mine"\n[[checkpoints]]\nmetric = "logit_scale/region"\nstep = 10\nabove = 4.0\n')
+    path.write_text('name = "mine"\n[[points]]\nmetric = "logit_scale/region"\nstep = 10\nabove = 4.0\n')
     profile = T.get_profile(str(path))
-    assert profile.name == "mine" and not profile.checkpoints[0].below
-    assert profile.checkpoints[0].passes(4.5)
+    assert profile.name == "mine" and not profile.points[0].below
+    assert profile.points[0].passes(4.5)
+    older = tmp_path / "older.toml"  # profiles written before target points had their own name
+    older.write_text('[[checkpoints]]\nmetric = "loss"\nstep = 10\nbelow = 2.0\n')
+    assert T.get_profile(str(older)).points[0].describe() == "loss < 2 @ 10"
 
 
 @pytest.mark.parametrize(
     "body, field",
     [
-        ('[[checkpoints]]\nmetric = "nope"\nstep = 1\nbelow = 1.0\n', "metric"),
-        ("[[checkpoints]]\nstep = -3\nbelow = 1.0\n", "step"),
-        ("[[checkpoints]]\nstep = 3\nbelow = 1.0\nabove = 0.5\n", "below"),
+        ('[[points]]\nmetric = "nope"\nstep = 1\nbelow = 1.0\n', "metric"),
+        ("[[points]]\nstep = -3\nbelow = 1.0\n", "step"),
+        ("[[points]]\nstep = 3\nbelow = 1.0\nabove = 0.5\n", "below"),
         ('memory_bank_active_by = "soon"\n', "memory_bank_active_by"),
         ("name = [1]\n", "name"),
         ("this is not toml", "invalid TOML"),
@@ -77,6 +80,6 @@ def test_targets_cli_lists_profiles_text_and_json():
     result = runner.invoke(app, ["targets", "--json"])
     data = json.loads(result.output)
     ucf = next(p for p in data if p["name"] == "ucf")
-    assert ucf["memory_bank_active_by"] == 7 and len(ucf["checkpoints"]) == 3
+    assert ucf["memory_bank_active_by"] == 7 and len(ucf["points"]) == 3
     result = runner.invoke(app, ["targets", "missing-profile"])
     assert result.exit_code == 2

@@ -3,6 +3,7 @@ console of fixed width and no colour."""
 
 from __future__ import annotations
 
+import io
 import math
 
 from logs_fixtures import our_log, vad_log
@@ -19,7 +20,7 @@ from fgdiag.render.dashboard import (
 
 
 def render(snapshot: DashboardSnapshot, width: int = 100) -> str:
-    console = Console(width=width, no_color=True, color_system=None, record=True, file=open("/dev/null", "w"))
+    console = Console(width=width, no_color=True, color_system=None, record=True, file=io.StringIO())
     console.print(render_dashboard(snapshot))
     return console.export_text()
 

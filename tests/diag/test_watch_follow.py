@@ -7,7 +7,7 @@ import os
 
 from fgdiag import events as ev
 from fgdiag.logs.follow import Follower
-from fgdiag.logs.session import LogSession
+from fgdiag.session import LogSession
 
 
 def pump(follower: Follower, session: LogSession) -> list:

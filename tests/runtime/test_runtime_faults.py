@@ -50,7 +50,7 @@ def args(out: Path, *extra: str) -> list[str]:
 
 
 def run(out: Path, *extra: str, mutate=None, callbacks=()) -> tuple[FGDiagCallback, list[dict]]:
-    model_args, data_args, train_args, resume = prepare(args(out, *extra))
+    model_args, data_args, train_args, _resume = prepare(args(out, *extra))
     diag = FGDiagCallback(echo=False)
     trainer = build_trainer(model_args, data_args, train_args, callbacks=(diag, *callbacks))
     if mutate is not None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from fgdiag.static.clip_keys import clip_state_shapes
+from fgdiag.facts.clip_keys import clip_state_shapes
 
 HERE = Path(__file__).parent
 LN_100 = math.log(100.0)

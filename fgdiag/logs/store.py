@@ -1,0 +1,72 @@
+"""`RowStore`: the rows of a log kept for reports and dashboards, bounded whatever the log's length.
+
+Up to `cap` steps every row is kept. Beyond it the older rows are thinned: in each bucket of four consecutive
+rows the two holding the lowest and the highest value of the log's main loss stay, so plots keep the loss
+envelope (and spikes) of a 1 GB log in a few megabytes. The newest quarter of the cap is never thinned (the
+dashboard's history and the rules' windows look there), and the last value of every metric is kept apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from fgdiag import events as ev
+
+Row = dict[str, float | None]
+CAP = 16384
+BUCKET = 4
+KEY_METRICS = (ev.head_metric(ev.HEAD_LOSS, "region"), ev.LOSS)  # the loss whose envelope survives thinning
+
+
+class RowStore:
+    """Rows by step in log order; `latest` holds every metric's last non-missing value."""
+
+    def __init__(self, cap: int = CAP) -> None:
+        self.cap = max(cap, 4 * BUCKET)
+        self.rows: dict[int, Row] = {}
+        self.latest: dict[str, float] = {}
+        self.count = 0  # distinct logging steps seen (thinned ones included)
+        self.thinned = 0  # rows dropped by thinning
+        self._last: int | None = None
+
+    def add(self, step: int, row: Mapping[str, float | None]) -> Row:
+        """Store a row; more metrics of the step just stored (or of a step stored earlier) merge into it.
+        Returns the merged row, which the rules judge."""
+        known = self.rows.get(step)
+        if known is not None:
+            known.update(row)
+            merged = known
+        else:
+            merged = row if isinstance(row, dict) else dict(row)  # the reader's fresh dict is kept as it is
+            self.rows[step] = merged
+            self.count += 1
+            if len(self.rows) > self.cap:
+                self._thin()
+        self._last = step
+        if None in merged.values():
+            self.latest.update({k: v for k, v in merged.items() if v is not None})
+        else:
+            self.latest.update(merged)  # type: ignore[arg-type]
+        return merged
+
+    def _thin(self) -> None:
+        """Halve the older three quarters: per bucket of four rows keep the key loss's extremes."""
+        steps = list(self.rows)
+        old = steps[: len(steps) - self.cap // 4]
+        key = next((k for k in KEY_METRICS if any(k in self.rows[s] for s in old[:64])), None)
+        keep: set[int] = set()
+        for b in range(0, len(old), BUCKET):
+            bucket = old[b : b + BUCKET]
+            if key is None:
+                keep.update(bucket[:: BUCKET // 2])
+                continue
+            scored = [(v, s) for s in bucket if isinstance(v := self.rows[s].get(key), float) and v == v]
+            if not scored:
+                keep.add(bucket[0])
+                continue
+            keep.add(min(scored)[1])
+            keep.add(max(scored)[1])
+        for s in old:
+            if s not in keep:
+                del self.rows[s]
+                self.thinned += 1

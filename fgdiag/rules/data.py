@@ -1,0 +1,199 @@
+"""FGD3xx, data and boxes: docs, static checks over the data audit (invalid boxes, repeated captions) and the
+runtime checks over region features and candidate counts."""
+
+from __future__ import annotations
+
+import math
+
+from fgdiag import events as ev
+from fgdiag.diagnostic import Finding
+from fgdiag.facts import REGION
+from fgdiag.facts.audit import invalid_counts, repeated_captions
+from fgdiag.facts.run import RunFacts
+from fgdiag.facts.values import Field, as_bool
+from fgdiag.rules.batch import Batch, finite_values
+from fgdiag.rules.engine import Check, Row
+from fgdiag.rules.registry import get, register, runtime_check, static_check
+from fgdiag.rules.series import finite
+
+register(
+    "FGD301",
+    "invalid-boxes-or-region-features",
+    "warning",
+    what="Invalid boxes above a threshold in the data (zero area, inverted, out of range, non-finite), or "
+    "zero-norm / non-finite region features in a batch.",
+    why="RoIAlign returns zeros for empty boxes; zero features normalise to NaN or a constant and poison "
+    "the region loss and the queue.",
+    example="a box [0.4, 0.4, 0.4, 0.6] (zero width)",
+    fix="Validate boxes with a policy (drop, clip or error) and audit the data: fgdiag data-audit DATA.",
+)
+register(
+    "FGD302",
+    "repeated-captions",
+    "warning",
+    what="Captions repeated so often that they become false negatives in contrastive losses.",
+    why="Two regions with the same caption are pushed apart; the loss floor rises above what targets assume.",
+    example="'People and vehicles pass on city streets.' 36 times among 1,559 records",
+    fix="De-duplicate captions or mask equal captions among negatives (memory_bank_mask_duplicates).",
+)
+
+FALSE_NEGATIVE_SHARE = 0.05  # expected copies of a caption among one query's negatives that count
+DUPLICATE_SHARE_MAX = 0.5  # D5: most queued entries share the positive's caption
+REGION_K = ev.head_metric(ev.CANDIDATES, REGION)
+
+
+# --- static ------------------------------------------------------------------------------------------------
+@static_check("FGD301")
+def invalid_boxes(facts: RunFacts) -> list[Finding]:
+    """Invalid boxes in the audited data above the --max-invalid-ratio threshold."""
+    if facts.data_report is None:
+        return []
+    invalid, boxes, ratio = invalid_counts(facts.data_report)
+    limit = facts.max_invalid_ratio
+    if ratio is None or ratio <= limit:
+        return []
+    counts = f"{invalid} of {boxes} boxes, " if invalid is not None and boxes else ""
+    return [
+        get("FGD301").finding(
+            f"invalid boxes: {counts}{100 * ratio:.1f} % (threshold {100 * limit:.1f} %, "
+            "--max-invalid-ratio); fgdiag data-audit lists them",
+            location=facts.data_location,
+            evidence={"invalid_ratio": ratio, "invalid": invalid, "boxes": boxes},
+        )
+    ]
+
+
+@static_check("FGD302")
+def repeated(facts: RunFacts) -> list[Finding]:
+    """Captions repeated enough to be false negatives.
+
+    A caption repeated c times among N is a false negative for a query holding it whenever a copy lands among
+    its K - 1 negatives: about (K - 1)(c - 1)/(N - 1) copies per query for uniform sampling. Region captions
+    compete in the region loss (batch regions + queue), global captions in the global batch.
+    """
+    if facts.data_report is None:
+        return []
+    s, plan = facts.settings, facts.plan
+    region_k = (plan.regions_per_forward + (plan.memory_bank_candidates or 0)) if plan else 8
+    global_k = plan.per_device_train_batch_size * plan.world_size if plan else 8
+    mask = (
+        s is not None
+        and s.dialect == "fgclip"
+        and as_bool(s.values.get("memory_bank_mask_duplicates") or Field("memory_bank_mask_duplicates", True))
+        is True
+    )
+    out = []
+    for group, total, repeats in repeated_captions(facts.data_report):
+        candidates = global_k if group == "global" else region_k
+        if total < 2 or candidates < 2:
+            continue
+        flagged = [(c, n, (candidates - 1) * (n - 1) / (total - 1)) for c, n in repeats]
+        flagged = [item for item in flagged if item[2] >= FALSE_NEGATIVE_SHARE]
+        if not flagged:
+            continue
+        caption, count, expected = flagged[0]
+        masked = (
+            " (the queue masks equal captions; in-batch copies stay)" if mask and group != "global" else ""
+        )
+        out.append(
+            get("FGD302").finding(
+                f"{len(flagged)} {group} caption(s) repeated enough to be false negatives; worst {caption!r} "
+                f"x{count} of {total}: ~{expected:.2f} copies among the {candidates - 1} negatives of each "
+                f"query holding it{masked}",
+                location=facts.data_location,
+                evidence={"group": group, "captions": [[c, n] for c, n, _ in flagged[:10]]},
+            )
+        )
+    return out
+
+
+# --- runtime ------------------------------------------------------------------------------------------------
+@runtime_check
+class RegionFeatures(Check):
+    """FGD301 on a log: zero-norm or non-finite region features (first occurrence only)."""
+
+    codes = ("FGD301",)
+    reads = (ev.REGIONS_ZERO_NORM, ev.REGIONS_NONFINITE)
+    absent = "no region-feature norms in this log"
+
+    def observe(self, step: int, m: Row) -> None:
+        e = self.engine
+        zero, bad = m.get(ev.REGIONS_ZERO_NORM), m.get(ev.REGIONS_NONFINITE)
+        if zero is None and bad is None:
+            return
+        e.judge("FGD301")
+        hit = (finite(zero) and zero > 0) or (bad is not None and (not math.isfinite(bad) or bad > 0))
+        if e.gate("FGD301", hit, once=True) and hit:
+            e.emit(
+                "FGD301",
+                f"region features with zero norm ({zero if zero is not None else '?'} per batch) or "
+                f"non-finite values ({bad if bad is not None else '?'}) first at step {step}",
+                step,
+                evidence={"zero_norm": zero, "nonfinite": bad},
+            )
+
+    def quick(self, batch: Batch, rows: list[int]) -> list[int] | None:
+        """No zero-norm and no non-finite feature in the batch (or already reported): judged, nothing more."""
+        e = self.engine
+        zero = batch.column(ev.REGIONS_ZERO_NORM)[1]
+        bad = batch.column(ev.REGIONS_NONFINITE)[1]
+        if not e.is_open("FGD301"):
+            zeros, bads = finite_values(zero), [v for v in bad if v is not None]
+            if (zeros and max(zeros) > 0) or (bads and (finite_values(bads) != bads or max(bads) > 0)):
+                return None
+        if any(v is not None for v in zero) or any(v is not None for v in bad):
+            e.judge("FGD301")
+        return []
+
+
+@runtime_check
+class FalseNegatives(Check):
+    """FGD302 on a log: the queue (or the batch) is full of the positive's own caption."""
+
+    codes = ("FGD302",)
+    reads = (ev.MB_DUP_SHARE, REGION_K, ev.REGIONS_VALID)
+    absent = "no duplicate share or candidate count in this log"
+
+    def observe(self, step: int, m: Row) -> None:
+        e = self.engine
+        share, k, valid = m.get(ev.MB_DUP_SHARE), m.get(REGION_K), m.get(ev.REGIONS_VALID)
+        if not (finite(share) or finite(k)):
+            e.why("FGD302", "no duplicate share or candidate count in this log")
+            return
+        e.judge("FGD302")
+        queue_dups = finite(share) and share > DUPLICATE_SHARE_MAX
+        batch_dups = finite(k) and finite(valid) and valid >= 4 and k <= 1.5
+        if e.gate("FGD302", queue_dups or batch_dups):
+            what = (
+                f"{share:.0%} of the queued negatives carry the positive's caption"
+                if queue_dups
+                else f"only {k:.1f} candidates for {valid:.0f} regions: every other caption equals the "
+                "positive's"
+            )
+            e.emit(
+                "FGD302",
+                f"{what}: repeated captions are false negatives and leave no negatives",
+                step,
+                evidence={"duplicate_share": share, "candidates": k, "regions": valid},
+            )
+
+    def quick(self, batch: Batch, rows: list[int]) -> list[int] | None:
+        """No share above the limit and never a handful of candidates for many regions: nothing fires."""
+        e = self.engine
+        if e.is_open("FGD302"):
+            return None
+        shares, ks = batch.column(ev.MB_DUP_SHARE), batch.column(REGION_K)
+        share_vals, k_vals = finite_values(shares[1]), finite_values(ks[1])
+        valid = finite_values(batch.column(ev.REGIONS_VALID)[1])
+        if share_vals and max(share_vals) > DUPLICATE_SHARE_MAX:
+            return None
+        if k_vals and valid and min(k_vals) <= 1.5 and max(valid) >= 4:
+            return None
+        have = {i for i, v in zip(*shares, strict=True) if finite(v)} | {
+            i for i, v in zip(*ks, strict=True) if finite(v)
+        }
+        if have:
+            e.judge("FGD302")
+        if len(have) < len(rows):
+            e.why("FGD302", "no duplicate share or candidate count in this log")
+        return []

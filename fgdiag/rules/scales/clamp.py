@@ -1,0 +1,165 @@
+"""FGD102: a scale above its clamp (or no clamp), or saturated at the clamp while the loss is flat."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from fgdiag import events as ev
+from fgdiag.diagnostic import Finding, Severity
+from fgdiag.facts.run import RunFacts
+from fgdiag.facts.values import as_float
+from fgdiag.rules.batch import Batch, finite_values
+from fgdiag.rules.engine import Check, Row
+from fgdiag.rules.registry import get, register, runtime_check, static_check
+from fgdiag.rules.scales.names import CLAMP_TOLERANCE, RAW, RAW_EXP, SCALE_READS
+from fgdiag.rules.series import SERIES_CAP
+
+register(
+    "FGD102",
+    "scale-unclamped-or-saturated",
+    "warning",
+    what="A logit scale initialised above the clamp (error), no clamp configured, or a scale sitting at the "
+    "clamp while the loss is flat.",
+    why="Without a clamp exp(scale) can pass 100 and destabilise training; at the clamp the temperature is "
+    "frozen and a flat loss there means the scale is not the lever.",
+    example="logit_scale_max = None (upstream FG-CLIP has no clamp)",
+    fix="Set logit_scale_max = 4.6052 (ln 100) and initialise every head at or below it.",
+)
+
+
+@static_check("FGD102")
+def clamp(facts: RunFacts) -> list[Finding]:
+    """A scale initialised above the clamp (error), or no clamp at all (warning)."""
+    s = facts.settings
+    if s is None or s.clamp is None:
+        return []
+    rule, limit_field = get("FGD102"), s.clamp
+    if limit_field.value is None:
+        return [
+            rule.finding(
+                f"no clamp on the logit scales ({limit_field.origin}): exp(scale) can pass 100 and "
+                "destabilise training",
+                location=limit_field.location,
+            )
+        ]
+    limit = as_float(limit_field)
+    if limit is None:
+        return []
+    return [
+        rule.finding(
+            f"{label} logit scale starts at {value:.5g} ({field.origin}), above the clamp logit_scale_max = "
+            f"{limit:.5g} ({limit_field.origin}): the first clamp cuts it and the configured value never "
+            "holds",
+            location=field.location,
+            severity=Severity.ERROR,
+            evidence={"head": label, "init": value, "clamp": limit},
+        )
+        for label, field, value in s.initial_scales()
+        if value > limit + CLAMP_TOLERANCE
+    ]
+
+
+@runtime_check
+class ScaleAtClamp(Check):
+    """FGD102 on logged scales: above the clamp (unclamped), or saturated at it while the loss is flat."""
+
+    codes = ("FGD102",)
+    reads = SCALE_READS
+    keeps = (*SCALE_READS, ev.HEAD_LOSS + "/", ev.LOSS)
+    absent = "no logit scale in this log"
+    UNCLAMPED_TOL = 1e-4  # B2: raw > clamp + 1e-4 (exp > 100.01) is unclamped
+    CLAMP_TOL = 1e-3  # B2: raw >= clamp - 1e-3 counts as saturated
+    SATURATED_SHARE = 0.95
+    SATURATED_STEPS = 500  # ...of the last 500 steps (half of a shorter run)
+    FLAT_REL = 0.02  # loss changed by < 2 % over the window: flat
+    FLAT_FLOOR = 0.1  # a loss below this is converged, not flat
+    LEARNED_DROP = 0.2  # a loss 20 % below its value at the trend start has learned: a plateau is not "flat"
+
+    def __init__(self, engine: Any) -> None:
+        super().__init__(engine)
+        self.start_loss: dict[tuple[str, int], float] = {}
+
+    def observe(self, step: int, m: Row) -> None:
+        e = self.engine
+        raw = e.raw_scales(m)
+        if not raw:
+            return
+        e.judge("FGD102")
+        clamp = e.clamp()
+        for head, value in raw.items():
+            over = value > clamp + self.UNCLAMPED_TOL
+            if e.gate(f"FGD102/unclamped/{head}", over):
+                e.emit(
+                    "FGD102",
+                    f"{head} logit scale {value:.6f} (exp {math.exp(min(value, 50)):.2f}) is above the clamp "
+                    f"{clamp:.4f} (exp {math.exp(min(clamp, 700.0)):.2f}): the scale is not clamped",
+                    step,
+                    severity=Severity.ERROR,
+                    evidence={"head": head, "raw": value, "clamp": clamp},
+                )
+            if step > e.start and e.heavy:
+                self._saturated(step, head, clamp)
+
+    def quick(self, batch: Batch, rows: list[int]) -> list[int] | None:
+        """No scale above the clamp: only the rows where saturation is due (heavy, after the trend start)."""
+        e = self.engine
+        scales = batch.log_scales(ev.HEADS)
+        if e.is_open("FGD102/unclamped") or (scales and max(scales) > e.clamp() + self.UNCLAMPED_TOL):
+            return None
+        if scales:
+            e.judge("FGD102")
+        heavy, steps, start = batch.heavy, batch.steps, batch.start
+        return [i for i in rows if heavy[i] and steps[i] > start]
+
+    def _saturated(self, step: int, head: str, clamp: float) -> None:
+        """B2: judged over a long span (500 steps, or half of a shorter run): over a few dozen steps a noisy
+        loss at the clamp looks flat in every healthy run."""
+        e = self.engine
+        planned = e.planned()
+        span = min(self.SATURATED_STEPS, planned * 0.5) if planned else self.SATURATED_STEPS
+        w = max(e.window, math.ceil(span / max(e.interval(), 1.0)))
+        pts = e.tail(RAW[head], w)[1]
+        if len(pts) < w:
+            pts = [math.log(v) for v in e.tail(RAW_EXP[head], w)[1] if v > 0]
+        loss_name = ev.head_metric(ev.HEAD_LOSS, head)
+        if not e.tail(loss_name, 1)[0]:
+            loss_name = ev.LOSS
+        if not pts or pts[-1] < clamp - self.CLAMP_TOL:
+            e.gate(f"FGD102/saturated/{head}", False)
+            return
+        lvals = finite_values(e.tail(loss_name, w)[1])
+        at_clamp = clamp - self.CLAMP_TOL
+        flat = False
+        key = (head, e.start)
+        start = self.start_loss.get(key)
+        if start is None:
+            loss_steps, loss_values = e.tail(loss_name, 2 * SERIES_CAP)
+            start = next(
+                (v for s, v in zip(loss_steps, loss_values, strict=True) if s > e.start and math.isfinite(v)),
+                None,
+            )
+            if start is not None:
+                self.start_loss[key] = start
+        if len(lvals) >= max(4, w) and start is not None:
+            half = len(lvals) // 2
+            first, second = sum(lvals[:half]) / half, sum(lvals[half:]) / (len(lvals) - half)
+            # flat, not converged: still above the floor and never 20 % below its value at the trend start
+            flat = (
+                first > self.FLAT_FLOOR
+                and (first - second) < self.FLAT_REL * first
+                and second > (1.0 - self.LEARNED_DROP) * start
+            )
+        # counted only when the loss is flat (the rarer condition): a pass over the span costs the most here
+        saturated = (
+            flat and len(pts) >= w and sum(map(at_clamp.__le__, pts)) >= self.SATURATED_SHARE * len(pts)
+        )
+        if e.gate(f"FGD102/saturated/{head}", saturated):
+            e.emit(
+                "FGD102",
+                f"{head} logit scale sits at the clamp {clamp:.4f} on the last {len(pts)} logging steps "
+                f"while its loss is flat ({lvals[0]:.4f} -> {lvals[-1]:.4f}): the temperature is frozen and "
+                "not the lever",
+                step,
+                evidence={"head": head},
+            )

@@ -1,0 +1,102 @@
+"""Verdicts do not depend on batch or chunk boundaries: the same rows judged one at a time, in random batches
+and in one batch give the same findings, in the same order, the same not-judged list and target results;
+the same log bytes fed whole, in random chunks and one byte at a time give the same summary."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+from judge_corpus import FAULTS, INFO, stream
+from logs_fixtures import hf_trainer_log, mojibake, openclip_log, our_log, vad_log
+
+from fgdiag.render.summary import summary_dict
+from fgdiag.rules.engine import RuleEngine
+from fgdiag.session import LogSession, read_log
+from fgdiag.targets import get_profile
+
+
+def judged(engine: RuleEngine, found: list) -> tuple:
+    found = found + engine.finish()
+    return (
+        [(f.code, f.step, f.severity.value, f.message) for f in found],
+        engine.not_judged(),
+        engine.target_results,
+    )
+
+
+def one_by_one(rows: list, **kw) -> tuple:
+    engine = RuleEngine(INFO, get_profile("ucf"), **kw)
+    found: list = []
+    for step, row in rows:
+        found += engine.observe(step, dict(row))
+    return judged(engine, found)
+
+
+def batched(rows: list, sizes: list[int]) -> tuple:
+    engine = RuleEngine(INFO, get_profile("ucf"))
+    found: list = []
+    i = 0
+    while i < len(rows):
+        n = sizes[len(found) % len(sizes)] if sizes else len(rows)
+        found += engine.observe_rows([(s, dict(r)) for s, r in rows[i : i + n]])
+        i += n
+    return judged(engine, found)
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_judge_batches_same_findings_whatever_the_batches(fault):
+    rows = stream(fault)
+    reference = one_by_one(rows)
+    codes = {code for code, *_ in reference[0]}
+    assert FAULTS[fault][1] <= codes  # caught (it may trip others: a constant scale is also frozen)
+    assert codes or not FAULTS[fault][1]
+    rng = random.Random(fault)
+    for sizes in ([len(rows)], [1, 2, 3], [7], [rng.randint(1, 40) for _ in range(20)]):
+        assert batched(rows, sizes) == reference, sizes
+
+
+def test_judge_batches_repeated_steps_and_a_resume():
+    rows = stream("FGD501 spike")
+    rows = [*rows[:30], (rows[29][0], {"grad_norm": 99.0}), *rows[10:40]]  # same step again, then a resume
+    reference = one_by_one(rows)
+    assert batched(rows, [len(rows)]) == reference
+    assert batched(rows, [3, 5, 1]) == reference
+
+
+LOGS = {
+    "hf": hf_trainer_log(steps=400, logging_steps=5, loss=lambda s: 2.0 if s < 200 else float("nan")),
+    "vad": vad_log(steps=60, ga=4, bank_at=5, zero_every=7),
+    "vad-head-mojibake": mojibake(vad_log(steps=30, ga=2, variant="head", bank_at=3, crash_at=25)),
+    "ours": our_log(steps=200, every=5, scale=2.6592),
+    "openclip": openclip_log(steps=60),
+}
+
+
+def summary_of(path, chunks: list[int] | None) -> str:
+    if chunks is None:
+        read = read_log(path, targets="ucf")
+    else:
+        session = LogSession(str(path), targets=get_profile("ucf"))
+        data, i = path.read_bytes(), 0
+        while i < len(data):
+            n = chunks[i % len(chunks)]
+            session.feed(data[i : i + n])
+            i += n
+        session.flush(final=True)
+        read = session.result()
+    return json.dumps(summary_dict(read), sort_keys=True)
+
+
+@pytest.mark.parametrize("name", sorted(LOGS))
+def test_judge_batches_same_summary_whatever_the_chunks(tmp_path, name):
+    path = tmp_path / f"{name}.log"
+    path.write_text(LOGS[name], encoding="utf-8")
+    whole = summary_of(path, None)
+    assert json.loads(whole)["steps"] > 10
+    rng = random.Random(name)
+    assert summary_of(path, [rng.randint(1, 4000) for _ in range(50)]) == whole
+    assert summary_of(path, [97]) == whole
+    if len(LOGS[name]) < 200_000:
+        assert summary_of(path, [1]) == whole
