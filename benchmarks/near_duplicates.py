@@ -31,7 +31,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from embedded_profile import CHECKPOINTS, smoothed  # noqa: E402
+from embedded_profile import CHECKPOINTS, smoothed
 
 ARMS = {
     "no bank": ["--memory_bank_size", "0"],
@@ -204,7 +204,8 @@ def markdown(rows: list[dict], arms: list[str]) -> str:
                 f" | {', '.join(str(b) for b in bank)} |"
             )
     lines.append(
-        f"median wall per run: {statistics.median(r['wall_s'] for r in rows)} s, load1 {max(r['load1'] for r in rows)}"
+        f"median wall per run: {statistics.median(r['wall_s'] for r in rows)} s, "
+        f"load1 {max(r['load1'] for r in rows)}"
     )
     return "\n".join(lines)
 

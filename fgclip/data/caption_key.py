@@ -36,9 +36,8 @@ import re
 import unicodedata
 from functools import lru_cache
 
-STOP_WORDS = frozenset(
-    "a an the is are was were be been being am of in on at with and there this that its".split()
-)
+STOP_WORDS_TEXT = "a an the is are was were be been being am of in on at with and there this that its"
+STOP_WORDS = frozenset(STOP_WORDS_TEXT.split())
 IRREGULAR = {"people": "person", "men": "man", "women": "woman", "children": "child", "persons": "person"}
 _APOSTROPHES = re.compile(r"['\u2019\u2018`]")
 _NOT_WORD = re.compile(r"[\W_]+")
@@ -104,7 +103,7 @@ def caption_words(caption: str) -> tuple[int, ...]:
     words = list(dict.fromkeys(_words(caption)))  # distinct, in first-seen order
     hashes = [_hash("w " + w) for w in words]
     if not words or len(words) > CAPTION_WORDS:
-        hashes = hashes[: CAPTION_WORDS - 1] + [_hash("c " + canonical_caption(caption))]
+        hashes = [*hashes[: CAPTION_WORDS - 1], _hash("c " + canonical_caption(caption))]
     return tuple(hashes + [0] * (CAPTION_WORDS - len(hashes)))
 
 

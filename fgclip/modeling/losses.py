@@ -153,8 +153,9 @@ class RegionContrastiveLoss(nn.Module):
     neither asks nor answers). Candidates are the other valid regions plus, once the memory bank is active,
     the queued regions of earlier steps. Candidates whose caption duplicates the positive's (in the batch or
     in the queue) are false negatives: `masking` (fgclip/modeling/duplicates.py) says which are masked -
-    exact duplicates, canonical-key near-duplicates, contained captions, captions within a text cosine. The current
-    regions are enqueued after the logits are computed, so a query never meets itself among the negatives.
+    exact duplicates, canonical-key near-duplicates, contained captions, captions within a text cosine. The
+    current regions are enqueued after the logits are computed, so a query never meets itself among the
+    negatives.
     """
 
     def __init__(

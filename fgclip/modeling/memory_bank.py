@@ -1,10 +1,11 @@
 """Queue of region negatives (image and text side) that survives checkpoints and counts optimizer steps.
 
 Everything that must survive a resume is a registered buffer: the queues, the caption keys used to mask
-duplicates (exact token-id keys, the collator's canonical keys and word hashes), the optimizer step each entry was written at, the pointer, the fill count, the optimizer-step
-counter, the warm-up and the step it activated at. The trainer calls `optimizer_step_completed()` once per
-optimizer step, so warm-up means the same thing under any gradient accumulation (the fgclip-vad fork counted
-forward passes and never switched on in time).
+duplicates (exact token-id keys, the collator's canonical keys and word hashes), the optimizer step each
+entry was written at, the pointer, the fill count, the optimizer-step counter, the warm-up and the step it
+activated at. The trainer calls `optimizer_step_completed()` once per optimizer step, so warm-up means the
+same thing under any gradient accumulation (the fgclip-vad fork counted forward passes and never switched
+on in time).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""The collator's de-duplicated text list and index maps, the region captions' canonical (near-duplicate) keys,
-and the host-made frame list of video batches."""
+"""The collator's de-duplicated text list and index maps, the region captions' canonical (near-duplicate)
+keys, and the host-made frame list of video batches."""
 
 from __future__ import annotations
 
