@@ -105,8 +105,8 @@ def run_arms(seed: int, steps: int, tmp: Path, sequential: bool) -> list[tuple[s
 
 def verdicts(row: dict, profile) -> dict[str, bool]:
     out = {}
-    for cp in profile.checkpoints:
-        value = row.get(f"smoothed@{cp.step}")
+    for cp in profile.points:
+        value = row.get(f"smoothed@{cp.step}") if cp.metric == "head_loss/region" else None
         if value is not None and math.isfinite(value):
             out[f"{profile.name} {cp.describe()}"] = cp.passes(value)
     return out

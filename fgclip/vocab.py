@@ -72,7 +72,8 @@ HEAD_STATS = (
 )
 # duplicate captions among the region loss's candidates (region head only, written `<key>/region`); pairs
 # are (valid query region, another valid region of the batch), exact = identical caption (same token ids),
-# near = near-duplicate but not identical (same canonical key, or text cosine >= near_duplicate_cosine)
+# near = near-duplicate but not identical (same canonical key, or one caption's canonical words all inside
+# the other's, or text cosine >= near_duplicate_cosine when set), counted whether masked or not
 EXACT_DUP_SHARE = "exact_duplicate_share"  # exact pairs / pairs, in the batch
 NEAR_DUP_SHARE = "near_duplicate_share"  # near pairs / pairs, in the batch
 # among the negatives the loss actually used (batch + active queue, after masking): the share that are exact
