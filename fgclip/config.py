@@ -162,4 +162,4 @@ class FGCLIPConfig(CLIPConfig):
         )
 
 
-__all__ = ["FGCLIPConfig", "FGCLIPConfigError", "LN_100", "CLIP_FROM_SCRATCH_SCALE"]
+__all__ = ["CLIP_FROM_SCRATCH_SCALE", "LN_100", "FGCLIPConfig", "FGCLIPConfigError"]

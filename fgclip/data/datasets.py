@@ -167,7 +167,8 @@ class VideoRegionDataset(Dataset):
             if end <= start:
                 raise DataFormatError(
                     raw.location.at("timestamps"),
-                    f"clip {record.timestamps} holds no frame of {path} ({info.num_frames} frames at {info.fps} fps)",
+                    f"clip {record.timestamps} holds no frame of {path} "
+                    f"({info.num_frames} frames at {info.fps} fps)",
                 )
             clean = validator.video(record, (start, end))
             regions = _truncate(clean.regions, max_boxes_per_sample, self.report)
@@ -237,4 +238,4 @@ class VideoRegionDataset(Dataset):
         )
 
 
-__all__ = ["ImageRegionDataset", "VideoRegionDataset", "REGION_TEXTS"]
+__all__ = ["REGION_TEXTS", "ImageRegionDataset", "VideoRegionDataset"]

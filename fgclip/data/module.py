@@ -148,9 +148,9 @@ def data_kwargs_from_config(config: Any) -> dict[str, Any]:
 __all__ = [
     "DataModule",
     "RegionSupplyError",
+    "build_data_module",
     "check_region_supply",
+    "data_kwargs_from_config",
     "kept_regions",
     "make_dataset",
-    "build_data_module",
-    "data_kwargs_from_config",
 ]

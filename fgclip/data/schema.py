@@ -171,11 +171,11 @@ def parse_video_record(raw: RawRecord) -> VideoRecord:
 
 __all__ = [
     "MISSING",
-    "ImageRegion",
     "ImageRecord",
+    "ImageRegion",
     "Keyframe",
-    "VideoRegion",
     "VideoRecord",
+    "VideoRegion",
     "parse_image_record",
     "parse_video_record",
 ]

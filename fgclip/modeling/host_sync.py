@@ -87,9 +87,13 @@ def sync_reason(name: str, args: tuple, kwargs: dict) -> str | None:
         if device is not None and torch.device(device).type != src.device.type:
             return f"copy {src.device} -> {device}"
         return None
-    if name == "copy_" and len(args) > 1 and isinstance(args[1], torch.Tensor):
-        if args[0].device.type != args[1].device.type:
-            return f"copy {args[1].device} -> {args[0].device}"
+    if (
+        name == "copy_"
+        and len(args) > 1
+        and isinstance(args[1], torch.Tensor)
+        and args[0].device.type != args[1].device.type
+    ):
+        return f"copy {args[1].device} -> {args[0].device}"
     return None
 
 

@@ -199,4 +199,4 @@ class FGCLIPModel(FGCLIPForward, CLIPPreTrainedModel):
             self.memory_bank.optimizer_step_completed()
 
 
-__all__ = ["FGCLIPModel", "FGCLIPOutput", "LoadingReport", "load_config", "EXPECTED_NEW_PREFIXES"]
+__all__ = ["EXPECTED_NEW_PREFIXES", "FGCLIPModel", "FGCLIPOutput", "LoadingReport", "load_config"]

@@ -84,4 +84,4 @@ def from_batch(
     return TextIndex(text_input_ids, *(indices.get(k) for k in INDEX_KEYS))
 
 
-__all__ = ["TextIndex", "from_groups", "from_batch", "LEGACY_KEYS", "INDEX_KEYS"]
+__all__ = ["INDEX_KEYS", "LEGACY_KEYS", "TextIndex", "from_batch", "from_groups"]

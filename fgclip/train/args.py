@@ -181,10 +181,10 @@ def parse_args(
 
 
 __all__ = [
-    "ModelArguments",
+    "FP16_REFUSAL",
     "DataArguments",
     "FGCLIPTrainingArguments",
-    "FP16_REFUSAL",
+    "ModelArguments",
     "parse_args",
     "parse_with_sources",
     "read_config_file",

@@ -157,4 +157,4 @@ def _device_of_group() -> torch.device:
     return torch.device("cpu")
 
 
-__all__ = ["FGCLIPCallback", "LOSS_PARTS", "unwrap"]
+__all__ = ["LOSS_PARTS", "FGCLIPCallback", "unwrap"]

@@ -142,4 +142,4 @@ def wants_help(argv: list[str]) -> bool:
     return any(token in ("-h", "--help", "--help-all") for token in argv)
 
 
-__all__ = ["print_help", "wants_help", "fast_parser", "full_help", "COMMON_TRAINER_OPTIONS", "prog_name"]
+__all__ = ["COMMON_TRAINER_OPTIONS", "fast_parser", "full_help", "print_help", "prog_name", "wants_help"]

@@ -108,7 +108,9 @@ def set_aside(output_dir: Path, unreadable: dict[Path, str]) -> Path:
                 "original_path": str(checkpoint.resolve()),
                 "quarantined_path": str(target.resolve()),
                 "reasons": [problem],
-                "restore": f"mv {shlex.quote(str(target.resolve()))} {shlex.quote(str(checkpoint.resolve()))}",
+                "restore": (
+                    f"mv {shlex.quote(str(target.resolve()))} {shlex.quote(str(checkpoint.resolve()))}"
+                ),
                 "status": "pending",
             }
         )
@@ -119,4 +121,4 @@ def set_aside(output_dir: Path, unreadable: dict[Path, str]) -> Path:
     return folder
 
 
-__all__ = ["checkpoint_problem", "set_aside", "QUARANTINE_DIR", "MANIFEST"]
+__all__ = ["MANIFEST", "QUARANTINE_DIR", "checkpoint_problem", "set_aside"]
