@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import cast
 
 import torch
 from PIL import Image
@@ -202,7 +203,7 @@ class VideoRegionDataset(Dataset):
 
     def __getitem__(self, index: int) -> Sample:
         item = self.items[index]
-        start, end = item.frame_range
+        start, end = cast(tuple[int, int], item.frame_range)  # set for every item: each clip is probed
         wanted = sample_frame_indices(start, end, self.num_frames)
         frames = read_frames(self.paths[index], wanted)
         real = [i for i in wanted if i in frames]
