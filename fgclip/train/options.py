@@ -21,7 +21,9 @@ class ModelArguments:
         default=None,
         metadata={
             "metavar": "PATH",
-            "help": "CLIP or FG-CLIP checkpoint (folder or hub id), or an OpenAI CLIP file (.pt/.safetensors)",
+            "help": (
+                "CLIP or FG-CLIP checkpoint (folder or hub id), or an OpenAI CLIP file (.pt/.safetensors)"
+            ),
         },
     )
     tokenizer_name_or_path: str | None = field(
@@ -156,4 +158,4 @@ def option_names() -> list[str]:
     return [f.name for group in OPTION_GROUPS for f in fields(group)]
 
 
-__all__ = ["ModelArguments", "DataArguments", "FGCLIPOptions", "OPTION_GROUPS", "option_names"]
+__all__ = ["OPTION_GROUPS", "DataArguments", "FGCLIPOptions", "ModelArguments", "option_names"]
