@@ -186,8 +186,9 @@ def markdown(entries: list[Entry], outcomes: list[Outcome], s: dict[str, Any]) -
         got = o.verdict or ("-" if not o.note else f"- ({o.note[:60]})")
         rec = "" if o.recovered_ok is not False else " (recovery not said)"
         lines.append(
-            f"| {o.name} | {want} / {got}{rec} | {label.exit_code} / {o.exit_code} | {', '.join(o.missing) or '-'} "
-            f"| {', '.join(o.forbidden) or '-'} | {', '.join(o.false_errors) or '-'} |"
+            f"| {o.name} | {want} / {got}{rec} | {label.exit_code} / {o.exit_code} "
+            f"| {', '.join(o.missing) or '-'} | {', '.join(o.forbidden) or '-'} "
+            f"| {', '.join(o.false_errors) or '-'} |"
         )
     return "\n".join(lines) + "\n"
 

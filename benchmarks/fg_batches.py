@@ -69,8 +69,8 @@ def step_batch(
     """One image batch on the CPU: `size` images, `regions` boxes each with 1 + `negatives` hard texts.
 
     Region texts and negatives are drawn from `phrases` distinct phrases (None: every text distinct, the
-    worst case for de-duplication); short captions end by `text_length` tokens; `text_length=77` makes every text 77 tokens long (long
-    captions 248), the memory worst case.
+    worst case for de-duplication); short captions end by `text_length` tokens; `text_length=77` makes every
+    text 77 tokens long (long captions 248), the memory worst case.
     """
     if layout not in ("indexed", "upstream"):
         raise ValueError(f"layout={layout!r}: 'indexed' or 'upstream'")
@@ -114,4 +114,4 @@ def to_device(batch: dict[str, torch.Tensor], device: torch.device | str) -> dic
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
-__all__ = ["BOS", "EOS", "model_config", "token_rows", "step_batch", "to_device"]
+__all__ = ["BOS", "EOS", "model_config", "step_batch", "to_device", "token_rows"]

@@ -1,4 +1,5 @@
-"""GPU step figures for the README (run on one CUDA device; ViT-B/16-sized towers, random init, bf16 autocast).
+"""GPU step figures for the README (run on one CUDA device; ViT-B/16-sized towers, random init, bf16
+autocast).
 
 Measures in one run, on the same device:
   - a plain transformers CLIPModel contrastive step (fwd+bwd) at batch 32 and 128;

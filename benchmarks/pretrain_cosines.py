@@ -69,7 +69,7 @@ def measure(model_dir: str, data_path: str, image_root: str, batch_size: int = 6
     return {
         "images": int(image.shape[0]),
         "regions": int(region.shape[0]),
-        "distinct_region_captions": int(len(distinct)),
+        "distinct_region_captions": len(distinct),
         "image_matched": _stats(sim.diagonal()),
         "image_unmatched": _stats(sim[differs]),
         "image_top1": round(float((sim.argmax(dim=1) == torch.arange(len(sim))).float().mean()), 3),

@@ -106,8 +106,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         dataset, collator = video_set(Path(tmp), args.videos)
         print(
-            f"{args.videos} videos {VIDEO_SIZE}x{VIDEO_SIZE}, {VIDEO_FRAMES} frames; {FRAMES} sampled, resized to "
-            f"{IMAGE_SIZE}; batch {args.batch}; torch threads 1"
+            f"{args.videos} videos {VIDEO_SIZE}x{VIDEO_SIZE}, {VIDEO_FRAMES} frames; {FRAMES} sampled, "
+            f"resized to {IMAGE_SIZE}; batch {args.batch}; torch threads 1"
         )
         print(f"{'stage':<14} {'frames/s':>9} {'per worker':>11} {'ms/batch':>9}")
         print(f"{'decode':<14} {decode_rate(dataset):9.1f} {'':>11} {'':>9}")

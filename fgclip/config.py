@@ -8,8 +8,12 @@ warm-up counted in optimizer steps.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from transformers import CLIPConfig
+
+if TYPE_CHECKING:
+    from transformers import CLIPTextConfig, CLIPVisionConfig
 
 from fgclip.vocab import CLIP_FROM_SCRATCH_SCALE, LN_100
 
@@ -68,6 +72,13 @@ class FGCLIPConfig(CLIPConfig):
     """
 
     model_type = "fgclip"
+
+    if TYPE_CHECKING:  # CLIPConfig types these Optional; after its __post_init__ they are always set
+        text_config: CLIPTextConfig
+        vision_config: CLIPVisionConfig
+        projection_dim: int
+        logit_scale_init_value: float
+        initializer_factor: float
 
     global_logit_scale_init: float | None = None
     finegrained_logit_scale_init: float = LN_100

@@ -11,7 +11,9 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m fgclip.export",
-        description="Export an FG-CLIP checkpoint's towers, projections and global scale as a CLIPModel folder.",
+        description=(
+            "Export an FG-CLIP checkpoint's towers, projections and global scale as a CLIPModel folder."
+        ),
     )
     parser.add_argument(
         "src", help="our checkpoint folder, an upstream FG-CLIP folder, or an OpenAI CLIP file"

@@ -1,7 +1,7 @@
 """Faults injected into real runs of our trainer, the way `tests/runtime/test_runtime_faults.py` injects them.
 
-Each fault is a function `fault(trainer)` applied to the built `FGCLIPTrainer` before `train()`; it changes the
-collator, adds a hook or a callback, and nothing else, so the log is what `python -m fgclip.train` prints.
+Each fault is a function `fault(trainer)` applied to the built `FGCLIPTrainer` before `train()`; it changes
+the collator, adds a hook or a callback, and nothing else, so the log is what `python -m fgclip.train` prints.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ SHARED_WEIGHT = 2.5
 OOM_MESSAGE = (
     "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.19 GiB of which "
     "1.21 GiB is free. Including non-PyTorch memory, this process has 77.96 GiB memory in use. Of the "
-    "allocated memory 74.02 GiB is allocated by PyTorch, and 2.41 GiB is reserved by PyTorch but unallocated. "
-    "If reserved but unallocated memory is large try setting PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True "
-    "to avoid fragmentation.  See documentation for Memory Management  "
+    "allocated memory 74.02 GiB is allocated by PyTorch, and 2.41 GiB is reserved by PyTorch but "
+    "unallocated. If reserved but unallocated memory is large try setting "
+    "PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True to avoid fragmentation.  See documentation for "
+    "Memory Management  "
     "(https://pytorch.org/docs/stable/notes/cuda.html#environment-variables)"
 )
 

@@ -53,8 +53,12 @@ def wordlm(nan: bool, seed: int) -> str:
             lr /= 4.0
     test = float("nan") if nan else best - 0.04
     return text(
-        out
-        + ["=" * 89, f"| End of training | test loss {test:5.2f} | test ppl {math.exp(test):8.2f}", "=" * 89]
+        [
+            *out,
+            "=" * 89,
+            f"| End of training | test loss {test:5.2f} | test ppl {math.exp(test):8.2f}",
+            "=" * 89,
+        ]
     )
 
 
@@ -137,7 +141,7 @@ def tutorial(stuck: bool, seed: int) -> str:
                 else 1.25 + 1.0 * math.exp(-progress * 1.6) + rng.gauss(0, 0.01)
             )
             out.append(f"[{epoch + 1}, {i:5d}] loss: {loss:.3f}")
-    return text(out + ["Finished Training"])
+    return text([*out, "Finished Training"])
 
 
 def ds_time(rng: random.Random, second: float) -> str:
@@ -149,15 +153,16 @@ def ds_time(rng: random.Random, second: float) -> str:
 def deepspeed(overflowing: bool, seed: int) -> str:
     """DeepSpeed fp16 with a dynamic loss scale under the HF Trainer: OVERFLOW lines when a step is skipped,
     `[Rank 0] step=N, skipped=S` every 10 steps, the Trainer's dicts every 10 steps. Healthy: the usual
-    six skips while the scale calibrates (65536 -> 1024), then none. Overflowing: ~22 % of the steps, the scale
-    pinned at its floor (min_loss_scale 256): the gradients overflow whatever the scale."""
+    six skips while the scale calibrates (65536 -> 1024), then none. Overflowing: ~22 % of the steps, the
+    scale pinned at its floor (min_loss_scale 256): the gradients overflow whatever the scale."""
     rng = random.Random(seed)
     scale, skipped, clock, out = 65536, 0, 0.0, []
     out.append("[2024-05-12 10:30:58,101] [INFO] [config.py:996:print]   fp16_enabled ................. True")
     out.append("[2024-05-12 10:30:58,102] [INFO] [config.py:996:print]   loss_scale ................... 0")
     out.append(
-        "[2024-05-12 10:30:58,102] [INFO] [config.py:996:print]   dynamic_loss_scale_args ...... {'init_scale': "
-        "65536, 'scale_window': 1000, 'delayed_shift': 2, 'consecutive_hysteresis': False, 'min_scale': 256}"
+        "[2024-05-12 10:30:58,102] [INFO] [config.py:996:print]   dynamic_loss_scale_args ...... "
+        "{'init_scale': 65536, 'scale_window': 1000, 'delayed_shift': 2, 'consecutive_hysteresis': False, "
+        "'min_scale': 256}"
     )
     for step in range(1, 501):
         clock += 0.9
@@ -166,15 +171,15 @@ def deepspeed(overflowing: bool, seed: int) -> str:
         if overflow:
             new = max(256, scale // 2)
             out.append(
-                f"{ds_time(rng, clock)} [INFO] [loss_scaler.py:183:update_scale] [deepspeed] OVERFLOW! Rank 0 "
-                f"Skipping step. Attempted loss scale: {scale}, reducing to {new}"
+                f"{ds_time(rng, clock)} [INFO] [loss_scaler.py:183:update_scale] [deepspeed] OVERFLOW! "
+                f"Rank 0 Skipping step. Attempted loss scale: {scale}, reducing to {new}"
             )
             scale, skipped = new, skipped + 1
         if step % 10 == 0:
             lr = 1e-4 * min(1.0, step / 50) * (1 - step / 500 * 0.9)
             out.append(
-                f"{ds_time(rng, clock)} [INFO] [logging.py:96:log_dist] [Rank 0] step={step}, skipped={skipped}, "
-                f"lr=[{lr:.6g}], mom=[(0.9, 0.999)]"
+                f"{ds_time(rng, clock)} [INFO] [logging.py:96:log_dist] [Rank 0] step={step}, "
+                f"skipped={skipped}, lr=[{lr:.6g}], mom=[(0.9, 0.999)]"
             )
             out.append(
                 f"{ds_time(rng, clock)} [INFO] [timer.py:260:stop] epoch=0/micro_step={step * 4}/global_step="
@@ -184,7 +189,8 @@ def deepspeed(overflowing: bool, seed: int) -> str:
             slow = 0.6 if overflowing else 1.0
             loss = 0.9 + 1.6 * math.exp(-step * slow / 120) + rng.gauss(0, 0.03)
             out.append(
-                f"{{'loss': {loss:.4f}, 'grad_norm': {rng.uniform(0.8, 2.5):.4f}, 'learning_rate': {lr:.4g}, 'epoch': {step / 500:.2f}}}"
+                f"{{'loss': {loss:.4f}, 'grad_norm': {rng.uniform(0.8, 2.5):.4f}, "
+                f"'learning_rate': {lr:.4g}, 'epoch': {step / 500:.2f}}}"
             )
     return text(out)
 

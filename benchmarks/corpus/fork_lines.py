@@ -116,7 +116,10 @@ def queue_full(kind: str) -> str:
 
 def hf_dict(loss: float, grad_norm: float, lr: float, epoch: float) -> str:
     """transformers 4.4x prints the log dict with Python reprs (loss rounded to 4 digits, epoch to 2)."""
-    return f"{{'loss': {round(loss, 4)}, 'grad_norm': {grad_norm!r}, 'learning_rate': {lr!r}, 'epoch': {round(epoch, 2)}}}"
+    return (
+        f"{{'loss': {round(loss, 4)}, 'grad_norm': {grad_norm!r}, 'learning_rate': {lr!r}, "
+        f"'epoch': {round(epoch, 2)}}}"
+    )
 
 
 def hf_end(runtime: float, samples: float, steps: float, train_loss: float, epoch: float) -> str:

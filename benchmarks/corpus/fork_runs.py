@@ -38,10 +38,10 @@ OOM_TRACEBACK = [
     f'  File "{TB_HEAD}/accelerate/utils/operations.py", line 153, in send_to_device',
     "    return tensor.to(device, non_blocking=non_blocking)",
     "           ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^",
-    "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 588.00 MiB. GPU 0 has a total capacity of "
-    "23.69 GiB of which 504.06 MiB is free. Process 1930210 has 16.86 GiB memory in use. Including non-PyTorch "
-    "memory, this process has 4.58 GiB memory in use. Of the allocated memory 4.21 GiB is allocated by "
-    "PyTorch, and 107.34 MiB is reserved by PyTorch but unallocated.",
+    "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 588.00 MiB. GPU 0 has a total capacity "
+    "of 23.69 GiB of which 504.06 MiB is free. Process 1930210 has 16.86 GiB memory in use. Including "
+    "non-PyTorch memory, this process has 4.58 GiB memory in use. Of the allocated memory 4.21 GiB is "
+    "allocated by PyTorch, and 107.34 MiB is reserved by PyTorch but unallocated.",
 ]
 BANK_TRACEBACK = [
     "Traceback (most recent call last):",
@@ -51,7 +51,8 @@ BANK_TRACEBACK = [
     "    trainer.train()",
     f'  File "{TB_HEAD}/transformers/trainer.py", line 2522, in _inner_training_loop',
     "    tr_loss_step = self.training_step(model, inputs, num_items_in_batch)",
-    '  File "/data/zyy/wsvad/2026CVPR/FG-CLIP/fgclip/train/clean_clip_trainer.py", line 167, in training_step',
+    '  File "/data/zyy/wsvad/2026CVPR/FG-CLIP/fgclip/train/clean_clip_trainer.py", '
+    "line 167, in training_step",
     "    loss, loss_dict = self.compute_loss(model, inputs, return_outputs=True)",
     '  File "/data/zyy/wsvad/2026CVPR/FG-CLIP/fgclip/model/clip_strc/fgclip.py", line 693, in forward',
     '    print(f"[Memory Bank] 队列大小: {self.memory_bank_size}, 当前指针: {self.queue_ptr.item()}")',

@@ -40,7 +40,10 @@ def running_header(batch: int, ga: int, world: int, steps: int, examples: int) -
 
 
 def hf_record(loss: float, grad: float, lr: float, epoch: float) -> str:
-    return f"{{'loss': {round(loss, 4)}, 'grad_norm': {grad!r}, 'learning_rate': {lr!r}, 'epoch': {round(epoch, 2)}}}"
+    return (
+        f"{{'loss': {round(loss, 4)}, 'grad_norm': {grad!r}, 'learning_rate': {lr!r}, "
+        f"'epoch': {round(epoch, 2)}}}"
+    )
 
 
 def trainer_body(
@@ -98,10 +101,10 @@ OOM_FRAMES = [
 
 def oom_line(gib: float) -> str:
     return (
-        f"torch.OutOfMemoryError: CUDA out of memory. Tried to allocate {gib:.2f} GiB. GPU 0 has a total capacity "
-        "of 39.39 GiB of which 1.12 GiB is free. Including non-PyTorch memory, this process has 38.26 GiB memory "
-        "in use. Of the allocated memory 36.71 GiB is allocated by PyTorch, and 1.02 GiB is reserved by PyTorch "
-        "but unallocated."
+        f"torch.OutOfMemoryError: CUDA out of memory. Tried to allocate {gib:.2f} GiB. GPU 0 has a total "
+        "capacity of 39.39 GiB of which 1.12 GiB is free. Including non-PyTorch memory, this process has "
+        "38.26 GiB memory in use. Of the allocated memory 36.71 GiB is allocated by PyTorch, and 1.02 GiB is "
+        "reserved by PyTorch but unallocated."
     )
 
 
@@ -110,9 +113,12 @@ def hf_oom_restart_healthy() -> str:
     attempt dies of CUDA OOM at step 0, the second trains to the end."""
     rng = random.Random(32)
     first = ["+ python train.py --per_device_train_batch_size 128 --gradient_accumulation_steps 1"]
-    first += (
-        running_header(128, 1, 1, 390, 50000) + ["\r" + tqdm_bar(0, 390, None)] + OOM_FRAMES + [oom_line(4.0)]
-    )
+    first += [
+        *running_header(128, 1, 1, 390, 50000),
+        "\r" + tqdm_bar(0, 390, None),
+        *OOM_FRAMES,
+        oom_line(4.0),
+    ]
     second = ["+ python train.py --per_device_train_batch_size 64 --gradient_accumulation_steps 2"]
     second += running_header(64, 2, 1, 390, 50000)
     second += trainer_body(rng, 390, 10, falling(1.1, 0.42, 120, 0.02), grads(0.9, 4.0), 3e-5)
@@ -124,10 +130,10 @@ def hf_worker_prefix_nan() -> str:
     step 230; the Trainer filters NaN losses out of what it logs (0.0) but grad_norm shows nan."""
     rng = random.Random(33)
     lines = [
-        "worker-0: [2024-05-12 10:30:41,113] [INFO] [launch.py:146:main] WORLD INFO DICT: {'worker-0': [0, 1, 2, 3], "
-        "'worker-1': [0, 1, 2, 3]}",
-        "worker-1: [2024-05-12 10:30:41,120] [INFO] [launch.py:146:main] WORLD INFO DICT: {'worker-0': [0, 1, 2, 3], "
-        "'worker-1': [0, 1, 2, 3]}",
+        "worker-0: [2024-05-12 10:30:41,113] [INFO] [launch.py:146:main] WORLD INFO DICT: "
+        "{'worker-0': [0, 1, 2, 3], 'worker-1': [0, 1, 2, 3]}",
+        "worker-1: [2024-05-12 10:30:41,120] [INFO] [launch.py:146:main] WORLD INFO DICT: "
+        "{'worker-0': [0, 1, 2, 3], 'worker-1': [0, 1, 2, 3]}",
     ]
     lines += ["worker-0: " + x for x in running_header(16, 2, 8, 600, 153600)]
     for s in range(10, 601, 10):
@@ -163,10 +169,10 @@ def hf_rank_prefix_oom_end() -> str:
     tb = [*OOM_FRAMES, oom_line(1.53)]
     lines += ["[rank1]: " + x for x in tb]
     lines += [
-        "W0512 11:02:17.403000 140231 torch/distributed/elastic/multiprocessing/api.py:897] Sending process 88121 "
-        "closing signal SIGTERM",
-        "E0512 11:02:18.120000 140231 torch/distributed/elastic/multiprocessing/api.py:869] failed (exitcode: 1) "
-        "local_rank: 1 (pid: 88122) of binary: /opt/conda/bin/python3.11",
+        "W0512 11:02:17.403000 140231 torch/distributed/elastic/multiprocessing/api.py:897] Sending process "
+        "88121 closing signal SIGTERM",
+        "E0512 11:02:18.120000 140231 torch/distributed/elastic/multiprocessing/api.py:869] failed "
+        "(exitcode: 1) local_rank: 1 (pid: 88122) of binary: /opt/conda/bin/python3.11",
         "Traceback (most recent call last):",
         '  File "/opt/conda/bin/torchrun", line 8, in <module>',
         "    sys.exit(main())",
@@ -225,7 +231,8 @@ def md_quote_hf_rising() -> str:
     body = [
         "### Loss goes up when fine-tuning with a larger learning rate",
         "",
-        "> I am fine-tuning `openai/clip-vit-base-patch32` with the Trainer (lr 1e-4, bf16) and the loss keeps",
+        "> I am fine-tuning `openai/clip-vit-base-patch32` with the Trainer (lr 1e-4, bf16) "
+        "and the loss keeps",
         "> going up instead of down:",
         ">",
         "> ```",
@@ -249,7 +256,7 @@ def kv_clone(flat: bool) -> str:
         out.append(
             f"- loss: {loss:.3f}, learning_rate: {lr:.3g}, global_step: {step}, epoch: {step / 500:.1f}"
         )
-    return text(out + ["Training finished"])
+    return text([*out, "Training finished"])
 
 
 def trainer_state(losses: list[tuple[int, float, float, float]], batch: int, max_steps: int) -> str:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from faults import FAULTS  # noqa: E402
+from faults import FAULTS
 
-import fgclip.train.main as train_main  # noqa: E402
+import fgclip.train.main as train_main
 
 
 def run(fault: str, argv: list[str]) -> int:

@@ -2,10 +2,10 @@
 
     python benchmarks/corpus/run_ours.py [--out tests/corpus] [--only NAME ...] [--list]
 
-Each scenario runs `python -m fgclip.train --preset embedded` (through `ours_child.py`, which applies one fault
-from `faults.py` to the built trainer) with `--logging_steps 5`, stdout and stderr into `NAME.log`, and, where
-the scenario keeps them, the run's `fgdiag/events.jsonl` as `NAME_events.jsonl`. Runtime diagnostics are on
-(`ENABLE_RUNTIME_DIAG=1`) or off (only the Trainer's lines remain). The label files are written by hand and
+Each scenario runs `python -m fgclip.train --preset embedded` (through `ours_child.py`, which applies one
+fault from `faults.py` to the built trainer) with `--logging_steps 5`, stdout and stderr into `NAME.log`, and,
+where the scenario keeps them, the run's `fgdiag/events.jsonl` as `NAME_events.jsonl`. Runtime diagnostics are
+on (`ENABLE_RUNTIME_DIAG=1`) or off (only the Trainer's lines remain). The label files are written by hand and
 are not touched here. Wall seconds per scenario are printed and written to `benchmarks/corpus/timings.json`.
 """
 

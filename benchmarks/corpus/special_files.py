@@ -40,7 +40,9 @@ def loss_curve_png(width: int = 160, height: int = 90) -> bytes:
 
 
 TENSORBOARD = """\
-/home/user/.local/lib/python3.11/site-packages/tensorboard/default.py:30: UserWarning: pkg_resources is deprecated as an API. See https://setuptools.pypa.io/en/latest/pkg_resources.html.
+/home/user/.local/lib/python3.11/site-packages/tensorboard/default.py:30: \
+UserWarning: pkg_resources is deprecated as an API. \
+See https://setuptools.pypa.io/en/latest/pkg_resources.html.
   import pkg_resources
 TensorFlow installation not found - running with reduced feature set.
 

@@ -1,4 +1,5 @@
-"""fgclip.data: annotation formats, box validation and policy, datasets (image / video), collate, synthetic data.
+"""fgclip.data: annotation formats, box validation and policy, datasets (image / video), collate, synthetic
+data.
 
 Public names are loaded lazily so that torch-free parts (reader, boxes, validate, audit) stay cheap to import:
 

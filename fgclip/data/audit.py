@@ -19,9 +19,9 @@ from typing import Any
 from fgclip.data.boxes import TOLERANCE, GridSize
 from fgclip.data.errors import DataFormatError
 from fgclip.data.reader import default_root, detect_format, iter_raw_records, resolve_media
-from fgclip.data.schema import parse_image_record, parse_video_record
+from fgclip.data.schema import ImageRecord, VideoRecord, parse_image_record, parse_video_record
 from fgclip.data.stream import require_regular
-from fgclip.data.validate import RecordValidator
+from fgclip.data.validate import CleanImage, CleanVideo, RecordValidator
 
 Progress = Callable[[int, int], None]  # (bytes read, bytes in all files)
 
@@ -135,6 +135,8 @@ def audit(
     per_sample: Counter = Counter()
     global_captions, region_captions = CaptionCounts(), CaptionCounts()
     abnormal = hard_boxes = truncated = count = 0
+    record: ImageRecord | VideoRecord
+    clean: CleanImage | CleanVideo
     for raw in chain([first], records) if first is not None else ():
         count += 1
         if kind == "image":
@@ -145,8 +147,8 @@ def audit(
             clean = validator.image(record)
             global_captions.add(record.caption)
             for r in record.regions:
-                if r.short_expr or r.long_expr:
-                    region_captions.add(r.short_expr or r.long_expr)
+                if text := r.short_expr or r.long_expr:
+                    region_captions.add(text)
             hard_boxes += sum(
                 1 for r in clean.regions if r.short_expr and len(r.negatives) >= num_hard_negatives
             )
@@ -159,9 +161,9 @@ def audit(
             clean = validator.video(record, frame_range)
             abnormal += record.abnormal
             global_captions.add(record.global_caption)
-            for r in record.regions:
-                if r.caption:
-                    region_captions.add(r.caption)
+            for region in record.regions:
+                if region.caption:
+                    region_captions.add(region.caption)
         kept = len(clean.regions)
         per_sample[kept] += 1
         if max_boxes_per_sample is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import cast
 
 import torch
 from PIL import Image
@@ -167,7 +168,8 @@ class VideoRegionDataset(Dataset):
             if end <= start:
                 raise DataFormatError(
                     raw.location.at("timestamps"),
-                    f"clip {record.timestamps} holds no frame of {path} ({info.num_frames} frames at {info.fps} fps)",
+                    f"clip {record.timestamps} holds no frame of {path} "
+                    f"({info.num_frames} frames at {info.fps} fps)",
                 )
             clean = validator.video(record, (start, end))
             regions = _truncate(clean.regions, max_boxes_per_sample, self.report)
@@ -201,7 +203,7 @@ class VideoRegionDataset(Dataset):
 
     def __getitem__(self, index: int) -> Sample:
         item = self.items[index]
-        start, end = item.frame_range
+        start, end = cast(tuple[int, int], item.frame_range)  # set for every item: each clip is probed
         wanted = sample_frame_indices(start, end, self.num_frames)
         frames = read_frames(self.paths[index], wanted)
         real = [i for i in wanted if i in frames]
@@ -237,4 +239,4 @@ class VideoRegionDataset(Dataset):
         )
 
 
-__all__ = ["ImageRegionDataset", "VideoRegionDataset", "REGION_TEXTS"]
+__all__ = ["REGION_TEXTS", "ImageRegionDataset", "VideoRegionDataset"]

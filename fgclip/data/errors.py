@@ -50,4 +50,4 @@ class BoxValidationError(ValueError):
         super().__init__(f"{location}: invalid box: {reason}{suffix}")
 
 
-__all__ = ["Location", "DataFormatError", "BoxValidationError"]
+__all__ = ["BoxValidationError", "DataFormatError", "Location"]

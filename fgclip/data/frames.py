@@ -35,7 +35,7 @@ def frame_files(folder: Path) -> list[Path]:
     return sorted((p for p in folder.iterdir() if p.suffix.lower() in FRAME_SUFFIXES), key=_natural_key)
 
 
-def _open_container(path: Path):  # noqa: ANN202 - av.container.InputContainer, av imported lazily
+def _open_container(path: Path):  # av.container.InputContainer; av is imported lazily
     try:
         import av
     except ImportError as exc:  # pragma: no cover - av is in the `video` extra
@@ -63,7 +63,7 @@ def probe_video(path: str | Path, *, folder_fps: float = DEFAULT_FOLDER_FPS) -> 
         fps = float(rate) if rate else DEFAULT_FOLDER_FPS
         count = int(stream.frames or 0)
         if count == 0 and stream.duration and stream.time_base:
-            count = int(round(float(stream.duration * stream.time_base) * fps))
+            count = round(float(stream.duration * stream.time_base) * fps)
         if count == 0:  # no usable metadata: count by decoding
             count = sum(1 for _ in container.decode(stream))
     return VideoInfo(count, fps)
@@ -73,8 +73,8 @@ def clip_range(info: VideoInfo, timestamps: tuple[float, float] | None) -> tuple
     """[start, end) absolute frames of the clip: the whole video, or the timestamped part of it."""
     if timestamps is None:
         return 0, info.num_frames
-    start = min(info.num_frames, int(math.floor(timestamps[0] * info.fps)))
-    end = min(info.num_frames, int(math.ceil(timestamps[1] * info.fps)))
+    start = min(info.num_frames, math.floor(timestamps[0] * info.fps))
+    end = min(info.num_frames, math.ceil(timestamps[1] * info.fps))
     return start, end
 
 
@@ -101,13 +101,11 @@ def _read_container(path: Path, wanted: set[int]) -> dict[int, Image.Image]:
         first = min(wanted)
         if first > 0 and fps and stream.time_base:
             container.seek(origin + int(first / fps / float(stream.time_base)), stream=stream, backward=True)
-        counter = 0
-        for frame in container.decode(stream):
+        for counter, frame in enumerate(container.decode(stream)):
             if frame.pts is not None and fps and stream.time_base:
-                index = int(round(float((frame.pts - origin) * stream.time_base) * fps))
+                index = round(float((frame.pts - origin) * stream.time_base) * fps)
             else:  # no timestamps: count frames (only exact without a seek)
                 index = counter
-            counter += 1
             if index in wanted:
                 found[index] = frame.to_image().convert("RGB")
             if index >= last:
@@ -140,11 +138,11 @@ def read_frames(path: str | Path, indices: list[int]) -> dict[int, Image.Image]:
 
 
 __all__ = [
-    "VideoInfo",
     "FRAME_SUFFIXES",
+    "VideoInfo",
+    "clip_range",
     "frame_files",
     "probe_video",
-    "clip_range",
-    "sample_frame_indices",
     "read_frames",
+    "sample_frame_indices",
 ]

@@ -6,8 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from torch.utils.data import Dataset
-
 from fgclip.data.boxes import GridSize, check_policy
 from fgclip.data.collate import RegionCollator
 from fgclip.data.datasets import ImageRegionDataset, VideoRegionDataset
@@ -19,7 +17,7 @@ from fgclip.data.validate import ValidationReport
 class DataModule:
     """What the trainer needs: `train_dataset` and `collator` (a DataLoader collate_fn)."""
 
-    train_dataset: Dataset
+    train_dataset: ImageRegionDataset | VideoRegionDataset
     collator: RegionCollator
     data_format: str  # "image" | "video"
 
@@ -32,7 +30,7 @@ class RegionSupplyError(ValueError):
     """The data leaves the region losses without regions, or the box policy dropped too large a share."""
 
 
-def kept_regions(dataset: Dataset) -> int:
+def kept_regions(dataset: ImageRegionDataset | VideoRegionDataset) -> int:
     """Regions left to train on after validation and truncation."""
     return sum(len(item.regions) for item in dataset.items)
 
@@ -75,7 +73,7 @@ def make_dataset(
     check_policy(box_policy)
     records = read_raw_records(data_path)
     kind = detect_format(records, data_format)
-    common = dict(
+    common: dict[str, Any] = dict(
         box_policy=box_policy,
         grid_size=grid_size,
         image_size=image_size,
@@ -148,9 +146,9 @@ def data_kwargs_from_config(config: Any) -> dict[str, Any]:
 __all__ = [
     "DataModule",
     "RegionSupplyError",
+    "build_data_module",
     "check_region_supply",
+    "data_kwargs_from_config",
     "kept_regions",
     "make_dataset",
-    "build_data_module",
-    "data_kwargs_from_config",
 ]

@@ -108,7 +108,11 @@ def iter_raw_records(
         return
     total, before = sum(f.stat().st_size for f in files), 0
     for file in files:
-        yield from iter_file_records(file, lambda done, base=before: progress(base + done, total))
+
+        def tick(done: int, base: int = before) -> None:
+            progress(base + done, total)
+
+        yield from iter_file_records(file, tick)
         before += file.stat().st_size
         progress(before, total)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, overload
 
 from fgclip.data.errors import DataFormatError, Location
 from fgclip.data.reader import RawRecord
@@ -72,6 +72,14 @@ class VideoRecord:
         return any(region.keyframes for region in self.regions)
 
 
+@overload
+def _text(
+    data: dict[str, Any], key: str, location: Location, required: Literal[True] = True, prefix: str = ""
+) -> str: ...
+@overload
+def _text(
+    data: dict[str, Any], key: str, location: Location, required: bool, prefix: str = ""
+) -> str | None: ...
 def _text(
     data: dict[str, Any], key: str, location: Location, required: bool = True, prefix: str = ""
 ) -> str | None:
@@ -171,11 +179,11 @@ def parse_video_record(raw: RawRecord) -> VideoRecord:
 
 __all__ = [
     "MISSING",
-    "ImageRegion",
     "ImageRecord",
+    "ImageRegion",
     "Keyframe",
-    "VideoRegion",
     "VideoRecord",
+    "VideoRegion",
     "parse_image_record",
     "parse_video_record",
 ]

@@ -16,7 +16,7 @@ import re
 import stat
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TextIO
 
 from fgclip.data.errors import DataFormatError, Location
 
@@ -216,7 +216,7 @@ def iter_lines(handle: IO[str], source: str) -> Iterator[tuple[int, Any]]:
             raise hostile_value(source, line, 0, number, exc) from None
 
 
-def open_text(path: Path) -> IO[str]:
+def open_text(path: Path) -> TextIO:
     """The file as text (a UTF-8 byte-order mark skipped); refuses non-regular files first."""
     require_regular(path)
     try:

@@ -1,11 +1,11 @@
 """The embedded synthetic data set: seeded, rendered to disk, read back through the real loaders.
 
-Images: 2-4 big shapes (6 colours x 4 shapes, each combination at most once per image) in distinct quadrants of
-a grey background; the region caption names colour and shape ("red circle"), the long one adds size and place;
-10 hard negatives per box swap colour and/or shape. Videos (MPEG-4 files, or PNG frame folders): abnormal clips
-with moving shapes tracked by keyframe boxes, normal clips (`box_infos == [[]]`) with still shapes. Both
-formats are written as a JSON array and as JSON Lines. `defects` plants bad boxes at known counts and
-`truth.json` records them, so an audit can be checked exactly.
+Images: 2-4 big shapes (6 colours x 4 shapes, each combination at most once per image) in distinct quadrants
+of a grey background; the region caption names colour and shape ("red circle"), the long one adds size and
+place; 10 hard negatives per box swap colour and/or shape. Videos (MPEG-4 files, or PNG frame folders):
+abnormal clips with moving shapes tracked by keyframe boxes, normal clips (`box_infos == [[]]`) with still
+shapes. Both formats are written as a JSON array and as JSON Lines. `defects` plants bad boxes at known counts
+and `truth.json` records them, so an audit can be checked exactly.
 """
 
 from __future__ import annotations
@@ -362,11 +362,11 @@ def generate_embedded(
 
 
 __all__ = [
+    "IMAGE_DEFECTS",
+    "REGION_CAPTIONS",
+    "VIDEO_DEFECTS",
     "EmbeddedData",
-    "generate_embedded",
     "caption_claims",
     "false_negative_pairs",
-    "IMAGE_DEFECTS",
-    "VIDEO_DEFECTS",
-    "REGION_CAPTIONS",
+    "generate_embedded",
 ]

@@ -90,4 +90,4 @@ def write_frame_folder(folder: Path, frames: Sequence[Image.Image]) -> Path:
     return folder
 
 
-__all__ = ["COLOURS", "SHAPES", "BACKGROUNDS", "render", "normalised", "write_video", "write_frame_folder"]
+__all__ = ["BACKGROUNDS", "COLOURS", "SHAPES", "normalised", "render", "write_frame_folder", "write_video"]

@@ -180,7 +180,8 @@ class RecordValidator:
         return CleanImage(record, tuple(regions), dropped)
 
     def video(self, record: VideoRecord, frame_range: tuple[int, int] | None = None) -> CleanVideo:
-        """Keep valid keyframes; `frame_range` ([start, end) of the decodable clip) enables the range check."""
+        """Keep valid keyframes; `frame_range` ([start, end) of the decodable clip) enables the range
+        check."""
         report, loc = self.report, record.location
         report.records += 1
         regions, dropped = [], 0
@@ -245,10 +246,10 @@ class RecordValidator:
 
 
 __all__ = [
-    "CleanImageRegion",
     "CleanImage",
-    "CleanVideoRegion",
+    "CleanImageRegion",
     "CleanVideo",
-    "ValidationReport",
+    "CleanVideoRegion",
     "RecordValidator",
+    "ValidationReport",
 ]

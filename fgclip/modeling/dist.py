@@ -23,7 +23,8 @@ def rank() -> int:
 
 
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """Concatenate equal-sized tensors from all ranks along dim 0, keeping the gradient to every rank's part."""
+    """Concatenate equal-sized tensors from all ranks along dim 0, keeping the gradient to every rank's
+    part."""
     if not is_distributed():
         return x
     from torch.distributed.nn.functional import all_gather

@@ -10,7 +10,7 @@ that does not log never waits for the device (tests/modeling/test_host_syncs.py 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +19,15 @@ from transformers.utils import ModelOutput
 from fgclip import vocab as V
 from fgclip.modeling import regions, text, text_index
 from fgclip.modeling.temporal import masked_mean
+
+if TYPE_CHECKING:
+    from torch import nn
+    from transformers.models.clip.modeling_clip import CLIPTextModel, CLIPVisionModel
+
+    from fgclip.config import FGCLIPConfig
+    from fgclip.modeling.losses import GlobalContrastiveLoss, HardNegativeLoss, RegionContrastiveLoss
+    from fgclip.modeling.memory_bank import RegionMemoryBank
+    from fgclip.modeling.temporal import AttentionPool
 
 
 @dataclass
@@ -38,6 +47,28 @@ class FGCLIPOutput(ModelOutput):
 
 class FGCLIPForward:
     """Features and forward of FGCLIPModel (the towers, heads, losses and bank are built by the model)."""
+
+    if TYPE_CHECKING:  # built by FGCLIPModel.__init__; declared for the type checker only (transformers
+        # evaluates the model's class annotations at import, so none are added at run time)
+        config: FGCLIPConfig
+        projection_dim: int
+        text_model: CLIPTextModel
+        vision_model: CLIPVisionModel
+        visual_projection: nn.Linear
+        text_projection: nn.Linear
+        text_long_projection: nn.Linear
+        long_position_embedding: nn.Embedding
+        roi_projection: nn.Linear | None
+        temporal_pool: AttentionPool | None
+        memory_bank: RegionMemoryBank | None
+        logit_scale: nn.Parameter
+        logit_scale_finegrained: nn.Parameter
+        logit_scale_hardneg: nn.Parameter
+        global_long_loss: GlobalContrastiveLoss
+        global_short_loss: GlobalContrastiveLoss
+        region_loss: RegionContrastiveLoss
+        hard_negative_loss: HardNegativeLoss
+        text_path: str
 
     def get_image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Projected (un-normalised) CLS features, as `CLIPModel.get_image_features(...).pooler_output`."""

@@ -26,6 +26,7 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from dataclasses import dataclass
+from types import FrameType
 from typing import Any
 
 import torch
@@ -87,9 +88,13 @@ def sync_reason(name: str, args: tuple, kwargs: dict) -> str | None:
         if device is not None and torch.device(device).type != src.device.type:
             return f"copy {src.device} -> {device}"
         return None
-    if name == "copy_" and len(args) > 1 and isinstance(args[1], torch.Tensor):
-        if args[0].device.type != args[1].device.type:
-            return f"copy {args[1].device} -> {args[0].device}"
+    if (
+        name == "copy_"
+        and len(args) > 1
+        and isinstance(args[1], torch.Tensor)
+        and args[0].device.type != args[1].device.type
+    ):
+        return f"copy {args[1].device} -> {args[0].device}"
     return None
 
 
@@ -97,7 +102,7 @@ def _origin() -> str:
     """`module:function:line` of the innermost frame outside torch (the code that asked for the op);
     ops of the backward pass are marked as such (their frame is the `.backward()` call)."""
     backward = "backward of " if torch._C._current_graph_task_id() != -1 else ""
-    frame = sys._getframe(2)
+    frame: FrameType | None = sys._getframe(2)
     while frame is not None:
         module = frame.f_globals.get("__name__", "")
         if not module.startswith(_SKIP_PREFIXES):

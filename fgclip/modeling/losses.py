@@ -111,8 +111,9 @@ def loss_at_scale(
     back; a head at CLIP's from-scratch 2.6592 (scale 14.3) shows a loss far above it from its first steps.
     """
     ratio = torch.exp(max_raw_scale - raw_scale.detach().float())  # exp(max) / exp(raw)
-    per_row = sum(F.cross_entropy(x.detach().float() * ratio, targets, reduction="none") for x in logits)
-    per_row = per_row / len(logits)  # (N,)
+    per_row = torch.stack(
+        [F.cross_entropy(x.detach().float() * ratio, targets, reduction="none") for x in logits]
+    ).mean(dim=0)  # (N,): the mean over the directions
     if weights is None:
         return per_row.mean()
     return (per_row * weights).sum() / weights.sum().clamp(min=1)

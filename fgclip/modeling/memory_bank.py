@@ -21,6 +21,19 @@ MIN_KEY_NORM = 1e-6  # zero region features (empty boxes) must never become nega
 
 
 class RegionMemoryBank(nn.Module):
+    # registered buffers (see `__init__`), declared so the type checker knows them as tensors
+    image_queue: torch.Tensor
+    text_queue: torch.Tensor
+    caption_keys: torch.Tensor
+    near_keys: torch.Tensor
+    caption_words: torch.Tensor
+    entry_step: torch.Tensor
+    ptr: torch.Tensor
+    fill: torch.Tensor
+    optimizer_steps: torch.Tensor
+    activated_step: torch.Tensor
+    warmup_steps: torch.Tensor
+
     def __init__(self, size: int, dim: int, warmup_steps: int, mask_duplicates: bool = True):
         super().__init__()
         self.size = size

@@ -10,7 +10,7 @@ summing, clamping and step counting belong to the trainer.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -174,8 +174,9 @@ class FGCLIPModel(FGCLIPForward, CLIPPreTrainedModel):
                 cls, source, config, dtype=kwargs.get("dtype", kwargs.get("torch_dtype"))
             )
         else:
-            model, info = super().from_pretrained(
-                path, *args, config=config, output_loading_info=True, **kwargs
+            model, info = cast(  # output_loading_info=True: (model, info), not the model alone
+                tuple[FGCLIPModel, dict[str, Any]],
+                super().from_pretrained(path, *args, config=config, output_loading_info=True, **kwargs),
             )
             model.loading_report = hf_report(model, path, info)
         report = model.loading_report

@@ -27,14 +27,15 @@ def value_only_block(layer: CLIPEncoderLayer, hidden: torch.Tensor) -> torch.Ten
 def dense_grid(tokens: torch.Tensor) -> torch.Tensor:
     """(N, 1 + P, C) tokens -> (N, C, h, w) patch grid (CLS dropped)."""
     n, p1, c = tokens.shape
-    side = int(round((p1 - 1) ** 0.5))
+    side = round((p1 - 1) ** 0.5)
     if side * side != p1 - 1:
         raise ValueError(f"{p1 - 1} patch tokens do not form a square grid")
     return tokens[:, 1:].transpose(1, 2).reshape(n, c, side, side)  # (N, C, h, w)
 
 
 def pool_boxes(grid: torch.Tensor, frame_index: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-    """RoIAlign of normalised xyxy boxes (M, 4) on frames `frame_index` (M,) of grid (F, C, h, w) -> (M, C)."""
+    """RoIAlign of normalised xyxy boxes (M, 4) on frames `frame_index` (M,) of grid (F, C, h, w)
+    -> (M, C)."""
     h, w = grid.shape[-2:]
     xy = boxes.float().reshape(-1, 2, 2) * torch.stack(  # (M, 2 corners, [x, y]) in grid cells
         (torch.full((), float(w), device=boxes.device), torch.full((), float(h), device=boxes.device))

@@ -9,6 +9,7 @@ under CLIP's causal mask the padding after the first EOS never reaches the poole
 from __future__ import annotations
 
 import inspect
+from typing import cast
 
 import torch
 from transformers.masking_utils import create_causal_mask
@@ -71,7 +72,8 @@ def encode_text(
     mask = create_causal_mask(**_mask_kwargs(text_model.config, hidden))
     hidden = text_model.encoder(inputs_embeds=hidden, attention_mask=mask, is_causal=True).last_hidden_state
     hidden = text_model.final_layer_norm(hidden)  # (M, L, C)
-    eos = first_eos(input_ids, text_model.config.eos_token_id).to(hidden.device)
+    eos_id = cast(int, text_model.config.eos_token_id)  # a CLIP text config holds one eos id
+    eos = first_eos(input_ids, eos_id).to(hidden.device)
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), eos]  # (M, C)
 
 

@@ -48,7 +48,9 @@ def from_groups(
     if not present:
         return None
     length = max(g.shape[-1] for g in present)
-    rows, maps, start = [], [], 0
+    rows: list[torch.Tensor] = []
+    maps: list[torch.Tensor | None] = []
+    start = 0
     for group in (short_ids, region_ids, hard_ids):
         if group is None:
             maps.append(None)
@@ -75,7 +77,8 @@ def from_batch(
             raise ValueError(
                 f"batch has {given_index} but no text_input_ids: the rows they index are missing"
             )
-        return from_groups(*(legacy.get(k) for k in LEGACY_KEYS), pad_id=pad_id)
+        short, region, hard = (legacy.get(k) for k in LEGACY_KEYS)
+        return from_groups(short, region, hard, pad_id=pad_id)
     if given_legacy:
         raise ValueError(
             f"batch mixes text_input_ids (the de-duplicated layout) with {given_legacy} (the per-group "
@@ -84,4 +87,4 @@ def from_batch(
     return TextIndex(text_input_ids, *(indices.get(k) for k in INDEX_KEYS))
 
 
-__all__ = ["TextIndex", "from_groups", "from_batch", "LEGACY_KEYS", "INDEX_KEYS"]
+__all__ = ["INDEX_KEYS", "LEGACY_KEYS", "TextIndex", "from_batch", "from_groups"]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from transformers import HfArgumentParser, TrainingArguments
+from transformers.hf_argparser import DataClassType
 
 from fgclip.train.errors import TrainingRefused
 from fgclip.train.options import DataArguments, FGCLIPOptions, ModelArguments
@@ -125,7 +126,7 @@ def _refuse_fp16(full: list[str]) -> None:
 
 
 def build_parser(prog: str) -> HfArgumentParser:
-    return HfArgumentParser(ARGUMENT_TYPES, prog=prog, usage=USAGE)
+    return HfArgumentParser([DataClassType(t) for t in ARGUMENT_TYPES], prog=prog, usage=USAGE)
 
 
 def parse_with_sources(
@@ -181,10 +182,10 @@ def parse_args(
 
 
 __all__ = [
-    "ModelArguments",
+    "FP16_REFUSAL",
     "DataArguments",
     "FGCLIPTrainingArguments",
-    "FP16_REFUSAL",
+    "ModelArguments",
     "parse_args",
     "parse_with_sources",
     "read_config_file",

@@ -10,6 +10,8 @@ that, while the rest of the model trains in fp32 like the fixed run (`fgdiag run
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from transformers import TrainerCallback
 
@@ -21,7 +23,7 @@ def parse_names(spec: str | None) -> tuple[str, ...]:
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     while hasattr(model, "module"):
-        model = model.module
+        model = cast(torch.nn.Module, model.module)  # DDP / DeepSpeed / accelerate wrappers
     return model
 
 

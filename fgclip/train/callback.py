@@ -15,11 +15,16 @@ which would then miss the loss parts: `FGCLIPCallback.attach(trainer)` places th
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
 from transformers import DefaultFlowCallback, TrainerCallback
+
+if TYPE_CHECKING:
+    from torch.utils.hooks import RemovableHandle
+
+    from fgclip.modeling.model import FGCLIPModel
 
 logger = logging.getLogger("fgclip.train")
 
@@ -27,7 +32,8 @@ logger = logging.getLogger("fgclip.train")
 LOSS_PARTS = ("global_long_loss", "global_short_loss", "region_loss", "hard_negative_loss")
 
 
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+def unwrap(model: Any) -> FGCLIPModel:
+    """The model inside the DDP / DeepSpeed / accelerate wrappers (each keeps it as `.module`)."""
     while hasattr(model, "module"):
         model = model.module
     return model
@@ -39,7 +45,7 @@ class FGCLIPCallback(TrainerCallback):
     def __init__(self) -> None:
         self._sums: dict[str, torch.Tensor] = {}
         self._counts: dict[str, int] = {}
-        self._hook = None
+        self._hook: RemovableHandle | None = None
         self.attached = False  # True when placed by `attach`, i.e. before the report_to integrations
         self._warned_order = False
         self._taken_step: int | None = None  # FGCLIPTrainer.log takes the parts before the callbacks run
@@ -124,7 +130,7 @@ class FGCLIPCallback(TrainerCallback):
         return {n: round(m, 6) for n, m, c in zip(names, means, present, strict=True) if c > 0}
 
     # ------------------------------------------------------------------ checks
-    def _warn_on_decayed_scales(self, model: torch.nn.Module, optimizer: Any) -> None:
+    def _warn_on_decayed_scales(self, model: FGCLIPModel, optimizer: Any) -> None:
         """A stock Trainer decays every 0-dim parameter: decay pulls a raw scale to 0 (temperature 1)."""
         if optimizer is None or not hasattr(model, "logit_scales"):
             return
@@ -157,4 +163,4 @@ def _device_of_group() -> torch.device:
     return torch.device("cpu")
 
 
-__all__ = ["FGCLIPCallback", "LOSS_PARTS", "unwrap"]
+__all__ = ["LOSS_PARTS", "FGCLIPCallback", "unwrap"]

@@ -19,4 +19,4 @@ class TrainingRefused(Exception):
         self.exit_code = exit_code
 
 
-__all__ = ["TrainingRefused", "USAGE", "NOTHING_TO_DO"]
+__all__ = ["NOTHING_TO_DO", "USAGE", "TrainingRefused"]

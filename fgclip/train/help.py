@@ -115,6 +115,7 @@ def fast_parser(prog: str) -> argparse.ArgumentParser:
 def full_help(prog: str) -> str:
     """`--help-all`: fgclip's options, then every TrainingArguments option (imports transformers)."""
     from transformers import HfArgumentParser, TrainingArguments
+    from transformers.hf_argparser import DataClassType
 
     class AllTrainerOptions(TrainingArguments):  # only to title the group in the help
         _argument_group_name = "Trainer options (transformers.TrainingArguments)"
@@ -124,7 +125,7 @@ def full_help(prog: str) -> str:
 
     short = fast_parser(prog)
     parser = HfArgumentParser(
-        (*OPTION_GROUPS, AllTrainerOptions),
+        [DataClassType(t) for t in (*OPTION_GROUPS, AllTrainerOptions)],
         prog=prog,
         usage=short.usage,
         description=short.description,
@@ -142,4 +143,4 @@ def wants_help(argv: list[str]) -> bool:
     return any(token in ("-h", "--help", "--help-all") for token in argv)
 
 
-__all__ = ["print_help", "wants_help", "fast_parser", "full_help", "COMMON_TRAINER_OPTIONS", "prog_name"]
+__all__ = ["COMMON_TRAINER_OPTIONS", "fast_parser", "full_help", "print_help", "prog_name", "wants_help"]

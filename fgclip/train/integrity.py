@@ -16,6 +16,7 @@ import shlex
 import time
 import zipfile
 from pathlib import Path
+from typing import Any
 
 WEIGHTS = "model.safetensors"
 WEIGHTS_INDEX = "model.safetensors.index.json"
@@ -94,7 +95,7 @@ def set_aside(output_dir: Path, unreadable: dict[Path, str]) -> Path:
     """Move each unreadable checkpoint into a fresh quarantine folder; the manifest is rewritten after
     every move, so an interrupted run still leaves a truthful record. Returns the folder."""
     folder = _fresh_folder(output_dir)
-    entries = []
+    entries: list[dict[str, Any]] = []
     manifest = {
         "tool": "fgclip.train (unreadable checkpoints)",
         "output_dir": str(output_dir.resolve()),
@@ -108,7 +109,9 @@ def set_aside(output_dir: Path, unreadable: dict[Path, str]) -> Path:
                 "original_path": str(checkpoint.resolve()),
                 "quarantined_path": str(target.resolve()),
                 "reasons": [problem],
-                "restore": f"mv {shlex.quote(str(target.resolve()))} {shlex.quote(str(checkpoint.resolve()))}",
+                "restore": (
+                    f"mv {shlex.quote(str(target.resolve()))} {shlex.quote(str(checkpoint.resolve()))}"
+                ),
                 "status": "pending",
             }
         )
@@ -119,4 +122,4 @@ def set_aside(output_dir: Path, unreadable: dict[Path, str]) -> Path:
     return folder
 
 
-__all__ = ["checkpoint_problem", "set_aside", "QUARANTINE_DIR", "MANIFEST"]
+__all__ = ["MANIFEST", "QUARANTINE_DIR", "checkpoint_problem", "set_aside"]

@@ -87,4 +87,4 @@ class OutputDirLock:
         self.release()
 
 
-__all__ = ["OutputDirLock", "LOCK_NAME", "HOLDER_NAME"]
+__all__ = ["HOLDER_NAME", "LOCK_NAME", "OutputDirLock"]

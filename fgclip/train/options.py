@@ -21,8 +21,9 @@ class ModelArguments:
         default=None,
         metadata={
             "metavar": "PATH",
-            "help": "CLIP or FG-CLIP checkpoint (folder or hub id), "
-            "or an OpenAI CLIP file (.pt/.safetensors)",
+            "help": (
+                "CLIP or FG-CLIP checkpoint (folder or hub id), or an OpenAI CLIP file (.pt/.safetensors)"
+            ),
         },
     )
     tokenizer_name_or_path: str | None = field(

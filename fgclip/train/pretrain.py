@@ -147,4 +147,4 @@ def pretrain(init_dir: Path, out_dir: Path, data_path: str, image_root: str, rec
     return export_clip(model, Path(init_dir), Path(out_dir))
 
 
-__all__ = ["PretrainRecipe", "pretrain", "train_stage", "export_clip"]
+__all__ = ["PretrainRecipe", "export_clip", "pretrain", "train_stage"]

@@ -8,7 +8,7 @@ same answer; a refusal must stop every rank, not leave the others waiting in the
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from fgclip.train.errors import TrainingRefused
 
@@ -21,7 +21,7 @@ def decided_on_main(process_index: int, decide: Callable[[], T]) -> T:
 
     if not (dist.is_available() and dist.is_initialized()):
         return decide()
-    box: list[object] = [None]
+    box: list[Any] = [None]  # rank 0 fills it with (kind, value); broadcast_object_list copies it over
     if process_index == 0:
         try:
             box = [("ok", decide())]

@@ -168,7 +168,10 @@ def plan_resume(
         if not checkpoints(root):
             return ResumePlan(None, str(root))
         fresh = root / f"fresh-{time.strftime('%Y%m%d-%H%M%S')}"
-        note = f"resume_policy=ignore: existing checkpoints left unread and untouched; this run writes to {fresh}"
+        note = (
+            "resume_policy=ignore: existing checkpoints left unread and untouched; "
+            f"this run writes to {fresh}"
+        )
         return ResumePlan(None, str(fresh), [note])
     found = checkpoints(root)
     problems = {ckpt: checkpoint_problem(ckpt) for ckpt in found}

@@ -55,4 +55,4 @@ def configure_torch_threads(env: Mapping[str, str] | None = None) -> int:
     return threads
 
 
-__all__ = ["THREADS_ENV", "DEFAULT_WORKERS", "choose_threads", "configure_torch_threads"]
+__all__ = ["DEFAULT_WORKERS", "THREADS_ENV", "choose_threads", "configure_torch_threads"]

@@ -15,7 +15,7 @@ from fgclip.train.optim import build_param_groups, describe_param_groups
 
 logger = logging.getLogger("fgclip.train")
 
-__all__ = ["FGCLIPTrainer", "FGCLIPCallback", "unwrap"]
+__all__ = ["FGCLIPCallback", "FGCLIPTrainer", "unwrap"]
 
 
 class FGCLIPTrainer(Trainer):

@@ -1,9 +1,9 @@
 """The architecture a checkpoint implies, from tensor shapes alone (torch-free).
 
-An OpenAI state dict has no config: like OpenAI's `build_model`, widths come from `conv1` / `ln_final`, the patch
-size from `conv1`, the image size from the position table (patch x grid), depths from the block indices, the
-context length and vocabulary from the text tables, the embedding size from `text_projection`, and the head
-count from the width (width / 64: the state dict does not record it). Upstream FG-CLIP folders have a
+An OpenAI state dict has no config: like OpenAI's `build_model`, widths come from `conv1` / `ln_final`, the
+patch size from `conv1`, the image size from the position table (patch x grid), depths from the block indices,
+the context length and vocabulary from the text tables, the embedding size from `text_projection`, and the
+head count from the width (width / 64: the state dict does not record it). Upstream FG-CLIP folders have a
 config.json; only the long-caption table length and the fork's `roi_projection` head come from the tensors.
 """
 
@@ -98,4 +98,4 @@ def upstream_fields(shapes: Shapes) -> dict[str, Any]:
     return fields
 
 
-__all__ = ["ArchitectureError", "HEAD_WIDTH", "openai_clip_config", "upstream_fields"]
+__all__ = ["HEAD_WIDTH", "ArchitectureError", "openai_clip_config", "upstream_fields"]

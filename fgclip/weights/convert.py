@@ -34,7 +34,8 @@ def apply_rule(rule: Rule, tensors: list[torch.Tensor]) -> torch.Tensor:
         ori, res = tensors
         if ori.shape != res.shape:
             raise ArchitectureError(
-                f"{rule.sources[0]} {tuple(ori.shape)} and {rule.sources[1]} {tuple(res.shape)} differ in shape"
+                f"{rule.sources[0]} {tuple(ori.shape)} and {rule.sources[1]} {tuple(res.shape)} "
+                "differ in shape"
             )
         return torch.cat([ori[:UPSTREAM_ORI_ROWS], res[UPSTREAM_ORI_ROWS:]], dim=0)  # (P, C)
     raise ValueError(f"unknown op {rule.op!r}")

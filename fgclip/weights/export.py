@@ -1,10 +1,11 @@
-"""FGCLIPModel (a checkpoint of any supported layout, or a live model) as a plain transformers CLIPModel folder.
+"""FGCLIPModel (a checkpoint of any supported layout, or a live model) as a plain transformers CLIPModel
+folder.
 
 For users who only want the fine-tuned CLIP: the towers, both projections and the global scale, saved with
 `CLIPModel.save_pretrained`, plus the tokenizer and image processor when the source folder has them. FG-CLIP's
-additions (long-caption table and projection, region / hard-negative scales, roi head, temporal pooling, memory
-bank) have no place in a CLIPModel; `fgclip_export.json` lists them by name instead of dropping them silently.
-An existing non-empty DST is refused: nothing the user owns is written over.
+additions (long-caption table and projection, region / hard-negative scales, roi head, temporal pooling,
+memory bank) have no place in a CLIPModel; `fgclip_export.json` lists them by name instead of dropping them
+silently. An existing non-empty DST is refused: nothing the user owns is written over.
 """
 
 from __future__ import annotations
@@ -55,8 +56,8 @@ def _has_tokenizer(path: Path) -> bool:
 
 
 def export_clip(src: Any, dst: str | Path, tokenizer: str | Path | None = None) -> ExportResult:
-    """Write `src` (a path `FGCLIPModel.from_pretrained` accepts, or a live FGCLIPModel) to `dst` as a CLIPModel
-    folder. `tokenizer` defaults to the source folder's own tokenizer, if it has one."""
+    """Write `src` (a path `FGCLIPModel.from_pretrained` accepts, or a live FGCLIPModel) to `dst` as a
+    CLIPModel folder. `tokenizer` defaults to the source folder's own tokenizer, if it has one."""
     import torch
     from transformers import AutoTokenizer, CLIPImageProcessor, CLIPModel
 
@@ -99,11 +100,13 @@ def export_clip(src: Any, dst: str | Path, tokenizer: str | Path | None = None) 
         "source": str(source_path) if source_path is not None else f"live {type(model).__name__}",
         "kept": result.kept,
         "dropped": result.dropped,
-        "why": "FG-CLIP additions with no CLIPModel counterpart; load the source with FGCLIPModel to use them",
+        "why": (
+            "FG-CLIP additions with no CLIPModel counterpart; load the source with FGCLIPModel to use them"
+        ),
         "tokenizer": result.tokenizer,
     }
     (dst / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return result
 
 
-__all__ = ["ExportResult", "MANIFEST", "clip_config_of", "export_clip"]
+__all__ = ["MANIFEST", "ExportResult", "clip_config_of", "export_clip"]

@@ -44,7 +44,8 @@ def foreign_source(path: str | Path) -> WeightSource | None:
             raise WeightsFileError(f"{p}: no CLIP tensor names recognised (OpenAI, transformers or FG-CLIP)")
         if source.layout not in (*FOREIGN, OPENAI_RESNET):
             raise WeightsFileError(
-                f"{p}: a single file in the {source.layout} layout has no config.json; load its folder instead"
+                f"{p}: a single file in the {source.layout} layout has no config.json; "
+                "load its folder instead"
             )
         return source
     if p.is_dir() and any((p / name).is_file() for name in FOLDER_FILES):
@@ -54,8 +55,9 @@ def foreign_source(path: str | Path) -> WeightSource | None:
 
 
 def _fix_legacy_eos(config_dict: dict[str, Any]) -> None:
-    """transformers' converted OpenAI configs say eos 2 (transformers then pools at argmax(ids)); the long-text
-    path and caption keys pool at the first eos, so use CLIP's real ids, as upstream FG-CLIP forces them."""
+    """transformers' converted OpenAI configs say eos 2 (transformers then pools at argmax(ids)); the
+    long-text path and caption keys pool at the first eos, so use CLIP's real ids, as upstream FG-CLIP forces
+    them."""
     for key in ("text_config", "text_config_dict"):
         text = config_dict.get(key)
         if (

@@ -1,12 +1,13 @@
-"""Which saved tensor becomes which FGCLIPModel tensor, per checkpoint layout, and what a source leaves uncovered.
+"""Which saved tensor becomes which FGCLIPModel tensor, per checkpoint layout, and what a source leaves
+uncovered.
 
 Pure Python (no torch): `fgdiag check-config` calls `uncovered(keys)` on a checkpoint's key list to name the
 tower tensors a loader would leave random, without loading a weight. Layouts:
 
 - ``openai``: the `clip` package's CLIP (`visual.transformer.resblocks.N.attn.in_proj_weight`, `visual.proj`,
   `text_projection`, `ln_final`, ...). The fused `in_proj` holds q, k, v stacked along dim 0 in that order
-  (transformers' own conversion takes its thirds); `visual.proj` and `text_projection` are stored (in, out) and
-  are transposed into the (out, in) Linear weights.
+  (transformers' own conversion takes its thirds); `visual.proj` and `text_projection` are stored (in, out)
+  and are transposed into the (out, in) Linear weights.
 - ``fgclip-upstream``: upstream FG-CLIP v1 and the fgclip-vad fork: transformers CLIP names plus
   `text_filip_projection`, `logit_scale_finegraind` (sic) and two 248-row long-caption tables, of which the
   text tower reads `position_embedding_ori` below row 20 and `position_embedding_res` from row 20 on.
@@ -121,7 +122,10 @@ class Rule:
         if self.op in THIRDS:
             return f"{self.sources[0]} ({'qkv'[THIRDS.index(self.op)]} third, rows {self.op[-1]}/3 of dim 0)"
         if self.op == LONG_TABLE:
-            return f"{self.sources[0]} rows < {UPSTREAM_ORI_ROWS} + {self.sources[1]} rows >= {UPSTREAM_ORI_ROWS}"
+            return (
+                f"{self.sources[0]} rows < {UPSTREAM_ORI_ROWS} + "
+                f"{self.sources[1]} rows >= {UPSTREAM_ORI_ROWS}"
+            )
         return self.sources[0]
 
 
@@ -277,8 +281,8 @@ def uncovered(
 
 
 __all__ = [
-    "Coverage",
     "EXPECTED_NEW_PREFIXES",
+    "Coverage",
     "Rule",
     "coverage",
     "detect_layout",

@@ -65,8 +65,8 @@ class LoadingReport:
             lacking = self.missing_sources.get(name)
             parts.append(f"{name} (needs {', '.join(lacking)})" if lacking else name)
         raise MissingWeightsError(
-            f"{self.source} ({self.layout}): {len(parts)} tower tensor(s) have no value in the checkpoint and "
-            f"would stay random: {'; '.join(parts[: SHOWN * 4])}"
+            f"{self.source} ({self.layout}): {len(parts)} tower tensor(s) have no value in the checkpoint "
+            f"and would stay random: {'; '.join(parts[: SHOWN * 4])}"
             + (" ..." if len(parts) > SHOWN * 4 else "")
             + ". Load a complete checkpoint, or pass strict_towers=False to accept random weights."
         )

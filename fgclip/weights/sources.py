@@ -2,8 +2,8 @@
 
 - safetensors (a file, a folder's `model.safetensors`, or shards listed in `model.safetensors.index.json`):
   read lazily with `safe_open`;
-- torch files (`.pt` / `.bin`, or a folder's `pytorch_model.bin`): `torch.load(weights_only=True)`, memory-mapped
-  when the file is a zip; a `{"state_dict": ...}` / `{"model": ...}` wrapper is opened;
+- torch files (`.pt` / `.bin`, or a folder's `pytorch_model.bin`): `torch.load(weights_only=True)`,
+  memory-mapped when the file is a zip; a `{"state_dict": ...}` / `{"model": ...}` wrapper is opened;
 - TorchScript archives (the `clip` package's downloads): `weights.archive`, which runs none of their code.
 Nothing is ever unpickled beyond what those two safe readers allow.
 """
@@ -57,7 +57,7 @@ def _safetensors(files: list[Path], where: Path) -> WeightSource:
         except Exception as err:
             raise WeightsFileError(f"{file}: not a readable safetensors file ({err})") from None
         handles.append(handle)
-        for name in handle.keys():
+        for name in handle.keys():  # noqa: SIM118 - a safe_open handle has keys() but is not iterable
             owner[name] = handle
             shapes[name] = tuple(handle.get_slice(name).get_shape())
     return WeightSource(where, "safetensors", shapes, lambda name: owner[name].get_tensor(name))

@@ -95,7 +95,7 @@ def assert_batch_contract(
         assert batch["hard_mask"].shape == (size, slots) and batch["hard_mask"].dtype == torch.bool
     for key in ("short_text_index", "region_text_index", "hard_text_index"):
         if key in batch:
-            assert 0 <= int(batch[key].min()) and int(batch[key].max()) < texts.shape[0], key
+            assert int(batch[key].min()) >= 0 and int(batch[key].max()) < texts.shape[0], key
     if video:
         rows = batch["frame_rows"]
         assert rows.dtype == torch.long and torch.equal(rows, batch["frame_mask"].reshape(-1).nonzero()[:, 0])

@@ -64,7 +64,7 @@ def test_txt_list_and_directory(tmp_path):
     assert [r.data["f_path"] for r in read_raw_records(listing)] == ["b.png", "a.png", "a2.png"]
     assert [r.data["f_path"] for r in read_raw_records(tmp_path)] == ["a.png", "a2.png", "b.png"]
     listing.write_text("missing.json\n")
-    with pytest.raises(DataFormatError, match="list.txt:1"):
+    with pytest.raises(DataFormatError, match=r"list\.txt:1"):
         read_raw_records(listing)
     with pytest.raises(DataFormatError, match="no such file"):
         read_raw_records(tmp_path / "nope.json")

@@ -59,9 +59,9 @@ def test_region_tracks():
     assert boxes[0] == (0.0, 0.0, 0.0, 0.0)
     single, single_mask = region_track([(13, (0.1, 0.1, 0.3, 0.3))], [0, 10, 15, 20])
     assert single_mask == [False, False, True, False] and single[2] == (0.1, 0.1, 0.3, 0.3)
-    tie, tie_mask = region_track([(15, (0.1, 0.1, 0.3, 0.3))], [10, 20])
+    _tie, tie_mask = region_track([(15, (0.1, 0.1, 0.3, 0.3))], [10, 20])
     assert tie_mask == [True, False]  # equal distance: the earlier frame
-    short, short_mask = region_track([(11, keys[0][1]), (13, keys[1][1])], [0, 10, 20])
+    _short, short_mask = region_track([(11, keys[0][1]), (13, keys[1][1])], [0, 10, 20])
     assert short_mask == [False, True, False]  # shorter than the stride: kept on the nearest frame
     normal, normal_mask = region_track([], [0, 5, 9])
     assert normal == [FULL_BOX] * 3 and all(normal_mask)

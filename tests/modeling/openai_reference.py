@@ -2,9 +2,9 @@
 
 `OpenAIStyleCLIP` is a small CLIP with the `clip` package's module and parameter names and computation
 (nn.MultiheadAttention with a fused in_proj, sequence-first blocks, QuickGELU, ln_final, argmax pooling,
-`x @ proj`), so its features are the truth an OpenAI-layout loader must reproduce. `clipmodel_to_openai` is the
-inverse mapping, spelled out by hand from the layout (not derived from the loader's tables), for a transformers
-CLIPModel's state dict.
+`x @ proj`), so its features are the truth an OpenAI-layout loader must reproduce. `clipmodel_to_openai` is
+the inverse mapping, spelled out by hand from the layout (not derived from the loader's tables), for a
+transformers CLIPModel's state dict.
 """
 
 from __future__ import annotations

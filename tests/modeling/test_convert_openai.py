@@ -1,4 +1,5 @@
-"""OpenAI CLIP files (safetensors, state-dict .pt, the clip package's TorchScript archive) into FGCLIPModel."""
+"""OpenAI CLIP files (safetensors, state-dict .pt, the clip package's TorchScript archive) into
+FGCLIPModel."""
 
 from __future__ import annotations
 
@@ -165,7 +166,7 @@ def test_archive_facts_must_match_the_shapes(reference, tmp_path):
     state = dict(reference.state_dict())
     state["input_resolution"] = torch.tensor(224)
     write(state, tmp_path / "odd.pt", "pt")
-    with pytest.raises(ValueError, match="input_resolution = 224.*image_size = 32"):
+    with pytest.raises(ValueError, match=r"input_resolution = 224.*image_size = 32"):
         FGCLIPModel.from_pretrained(tmp_path / "odd.pt")
 
 
@@ -244,7 +245,8 @@ def test_name_maps_and_archive_names_need_no_torch(reference, tmp_path):
     path = tmp_path / "ViT-tiny.pt"
     save_archive(reference, path)
     code = (
-        "import sys\nfrom fgclip.weights import names, arch\nfrom fgclip.weights.archive import TorchScriptArchive\n"
+        "import sys\nfrom fgclip.weights import names, arch\n"
+        "from fgclip.weights.archive import TorchScriptArchive\n"
         f"keys = TorchScriptArchive({str(path)!r}).shapes()\n"
         "assert 'torch' not in sys.modules, 'torch imported'\n"
         "print(len(names.openai_rules(12, 12)), len(keys), len(names.uncovered(keys)))"

@@ -1,4 +1,5 @@
-"""Upstream FG-CLIP (and fgclip-vad fork) folders into FGCLIPModel; transformers' legacy eos in CLIP configs."""
+"""Upstream FG-CLIP (and fgclip-vad fork) folders into FGCLIPModel; transformers' legacy eos in CLIP
+configs."""
 
 from __future__ import annotations
 
@@ -117,7 +118,8 @@ def test_upstream_coverage_from_names_alone(trained):
 
 
 def test_legacy_eos_of_converted_openai_configs_is_corrected(tmp_path):
-    """transformers' OpenAI configs say eos 2 and pool at argmax(ids); the long path pools at the first eos."""
+    """transformers' OpenAI configs say eos 2 and pool at argmax(ids); the long path pools at the first
+    eos."""
     text = {**TEXT, "vocab_size": 49408, "eos_token_id": 2, "bos_token_id": 0, "pad_token_id": 1}
     torch.manual_seed(0)
     clip = CLIPModel(CLIPConfig(text_config=text, vision_config=VISION, projection_dim=16)).eval()
@@ -139,5 +141,5 @@ def test_legacy_eos_of_converted_openai_configs_is_corrected(tmp_path):
 
 def test_single_file_in_transformers_layout_asks_for_its_folder(clip_dir, tmp_path):
     (tmp_path / "weights.safetensors").write_bytes((clip_dir / "model.safetensors").read_bytes())
-    with pytest.raises(ValueError, match="no config.json"):
+    with pytest.raises(ValueError, match=r"no config\.json"):
         FGCLIPModel.from_pretrained(tmp_path / "weights.safetensors")

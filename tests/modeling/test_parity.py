@@ -1,9 +1,9 @@
 """The fixed-shape step equals the selection-based step it replaced, on real batches of the embedded data.
 
-Losses (1e-6), every parameter's gradient (GRAD_TOL of its largest entry) and the memory bank's buffers
-after two steps (the bank fills, then serves negatives), in float32, against `legacy_step` (a frozen copy
-of the old forward). Batches: images with hard negatives, videos with padding frames, an empty (zero-area)
-box, repeated captions.
+Losses (1e-6), every parameter's gradient (GRAD_TOL of its largest entry) and the memory bank's buffers after
+two steps (the bank fills, then serves negatives), in float32, against `legacy_step` (a frozen copy of the old
+forward). Batches: images with hard negatives, videos with padding frames, an empty (zero-area) box, repeated
+captions.
 """
 
 from __future__ import annotations

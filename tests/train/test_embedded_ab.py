@@ -54,6 +54,6 @@ def test_round_to_bf16_names_the_known_scalars():
     model.scale = torch.nn.Parameter(torch.tensor(2.6592))
     round_to_bf16(model, ("scale",))
     assert model.scale.item() == BF16_SEED_SCALE and model.scale.dtype == torch.float32
-    with pytest.raises(ValueError, match="no parameter named nope.*scalars of this model: scale"):
+    with pytest.raises(ValueError, match=r"no parameter named nope.*scalars of this model: scale"):
         round_to_bf16(model, ("nope",))
     assert parse_names(" a, b ,,") == ("a", "b") and parse_names(None) == ()

@@ -1,5 +1,5 @@
-"""`python -m fgclip.train --help` / `fgclip-train --help`: our options first, no torch or transformers import,
-and every option it shows is one the real (HfArgumentParser) parser accepts."""
+"""`python -m fgclip.train --help` / `fgclip-train --help`: our options first, no torch or transformers
+import, and every option it shows is one the real (HfArgumentParser) parser accepts."""
 
 from __future__ import annotations
 
