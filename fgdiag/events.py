@@ -4,7 +4,9 @@ One JSON object per line, each with a `type`:
 
     {"type": "run", "step": 0, "info": {...}}
         Run facts the rules need: planned_steps, gradient_accumulation_steps, world_size,
-        memory_bank_size, memory_bank_warmup_steps, logit_scale_max, targets (profile name), source.
+        memory_bank_size, memory_bank_warmup_steps, logit_scale_max, targets (profile name), source; a log's
+        header lines add per_device_train_batch_size, total_train_batch_size, max_grad_norm and
+        facts_from (fact -> the line that stated it).
     {"type": "metrics", "step": N, "time": unix_seconds, "metrics": {name: float | null}}
         One record per logging step. Names are fgclip's statistics keys (`fgclip.vocab`, re-exported by
         `fgdiag.facts`) plus the trainer's and the callback's below; per-head names use `<metric>/<head>` with
@@ -70,6 +72,9 @@ GRAD_NORM = "grad_norm"
 GRAD_NORM_GROUP = "grad_norm_group"  # suffix /<param group name>
 LEARNING_RATE = "learning_rate"
 EPOCH = "epoch"
+# mixed precision: optimizer steps the loss scaler skipped so far (cumulative), and its current scale
+SKIPPED_STEPS = "skipped_steps"
+LOSS_SCALE = "loss_scale"
 
 
 # point-event kinds (records of type "event")
@@ -101,6 +106,8 @@ GLOBAL_METRICS = frozenset(
         GRAD_NORM,
         LEARNING_RATE,
         EPOCH,
+        SKIPPED_STEPS,
+        LOSS_SCALE,
     )
 )
 
@@ -227,6 +234,7 @@ __all__ = [  # fgclip's names re-exported, so readers of the schema find them al
     "LOSS_FLOOR",
     "LOSS_OVER_CHANCE",
     "LOSS_PARTS",
+    "LOSS_SCALE",
     "MB_ACTIVATED_STEP",
     "MB_ACTIVE",
     "MB_DUP_SHARE",
@@ -242,6 +250,7 @@ __all__ = [  # fgclip's names re-exported, so readers of the schema find them al
     "REGIONS_NONFINITE",
     "REGIONS_VALID",
     "REGIONS_ZERO_NORM",
+    "SKIPPED_STEPS",
     "EventWriter",
     "event_record",
     "finding_record",

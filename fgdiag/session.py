@@ -10,7 +10,6 @@ events up to MAX_EVENTS. The pandas frame is built only when `LogRead.metrics` i
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 
 from fgdiag import events as ev
 from fgdiag.diagnostic import Finding, Severity
-from fgdiag.logs import hf
+from fgdiag.logs import hf, state_json
 from fgdiag.logs.follow import regular_file
 from fgdiag.logs.reader import LogReader
 from fgdiag.logs.store import RowStore
@@ -53,6 +52,7 @@ class LogRead:
     latest: dict[str, float] = field(default_factory=dict)  # last value of every metric (None-free)
     notes: list[str] = field(default_factory=list)
     step_count: int = 0  # logging steps read (rows may hold fewer: a long log's older rows are thinned)
+    recoveries: list[dict[str, Any]] = field(default_factory=list)  # crashes the log trained on after
     _frame: Any = None
 
     @property
@@ -238,6 +238,7 @@ class LogSession:
                 else []
             ),
             step_count=self.store.count,
+            recoveries=list(self.engine.recoveries),
         )
 
 
@@ -269,14 +270,17 @@ def _trainer_state(session: LogSession, path: Path) -> bool:
     """Read a trainer_state.json whole; False when the file is not one (then it is read as a log)."""
     if path.stat().st_size > 64 << 20:  # a bigger one is read as lines: memory stays bounded
         return False
-    try:
-        data = json.loads(path.read_text(encoding="utf-8", errors="replace"))
-    except (ValueError, RecursionError):
+    loaded = state_json.load(path.read_text(encoding="utf-8", errors="replace"))
+    if loaded is None:
         return False
-    if not isinstance(data, dict) or "log_history" not in data:
-        return False
+    data, cut = loaded
     info, rows, end = hf.read_trainer_state(data)
     session.reader.formats.add("trainer_state")
+    if cut:
+        session.reader.notes.append(
+            f"{path.name} is cut short (not valid JSON): read the {len(data['log_history'])} log_history "
+            "entries before the cut"
+        )
     session.feed_rows(rows, info, end)
     return True
 

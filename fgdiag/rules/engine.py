@@ -113,6 +113,8 @@ class RuleEngine:
         self.findings: list[Finding] = []
         self.target_results: list[dict[str, Any]] = []  # target points judged so far (checks append)
         self.judged: set[str] = set()
+        self.rows_seen = 0  # rows observed (a step logged again counts again): did training go on after X?
+        self.recoveries: list[dict[str, Any]] = []  # crashes the log trained on after (checks append)
         self.why_not: dict[str, str] = {}
         self.extra_not_judged: dict[str, str] = {}
         self.heavy = True  # window statistics are due on this row (every 5 % of a window, not every row)
@@ -228,6 +230,10 @@ class RuleEngine:
                 self._open[key] = state
         return False
 
+    def reroute(self) -> None:
+        """A check changed `every_row` outside `configure`: rows are routed afresh."""
+        self._routes.clear()
+
     def close(self, key: str) -> None:
         """End an episode at once (the condition can no longer hold)."""
         self._open.pop(key, None)
@@ -342,6 +348,7 @@ class RuleEngine:
         """Feed rows in log order; returns the new findings (those of one `observe` per row, in order)."""
         if not rows:
             return []
+        self.rows_seen += len(rows)
         batch = self._clock_batch(rows)
         routes = {names: self._routes.get(names) or self._route(names) for names in batch.groups}
         routed: list[list[int]] = [[] for _ in self.checks]

@@ -1,0 +1,132 @@
+"""FGD604: each point of the target profile (a metric below a threshold at a step, judged on the metric
+smoothed over the steps before it) and the profile's starting logit scale."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from fgdiag import events as ev
+from fgdiag.rules.batch import Batch
+from fgdiag.rules.engine import Check, Row, RuleEngine
+from fgdiag.rules.registry import register, runtime_check
+
+SCALE_PREFIXES = (ev.LOGIT_SCALE + "/", ev.LOGIT_SCALE_EXP + "/")
+
+register(
+    "FGD604",
+    "target-missed",
+    "error",
+    what="A point of the target profile (region loss below X at step N) was missed.",
+    why="The profile is what a healthy run reaches with margin; missing it means the run is off track.",
+    example="ucf profile: region loss < 1.0 @ 50, seen 1.38",
+    fix="Look at the other findings at that step; compare with fgdiag run --compare seed.",
+)
+
+
+@runtime_check
+class Targets(Check):
+    """FGD604: each point of the target profile, judged on the metric smoothed over the steps before it, and
+    the profile's starting logit scale."""
+
+    codes = ("FGD604",)
+    SMOOTH_FRACTION = 0.1  # a target point is judged on the mean over the last 10 % of its step
+
+    def __init__(self, engine: RuleEngine) -> None:
+        super().__init__(engine)
+        t = engine.targets
+        self.done: set[int] = set()
+        self.scale_done: set[str] = set()
+        self.keeps = tuple(cp.metric for cp in t.points) if t is not None else ()
+        self.every_row = t is not None
+        if t is None:
+            engine.why("FGD604", "no target profile; pass --targets")
+
+    def observe(self, step: int, m: Row) -> None:
+        e, t = self.engine, self.engine.targets
+        if t.logit_scale is not None and len(self.scale_done) < len(ev.HEADS):
+            self._scale(step, m, t)
+        for i, cp in enumerate(t.points):
+            if i in self.done or step < cp.step:
+                continue
+            if not e.tail(cp.metric, 1)[0]:
+                if cp.metric not in m:
+                    e.why("FGD604", f"target {cp.describe()} needs {cp.metric}, absent from this log")
+                continue
+            self.done.add(i)
+            span = max(2 * e.interval(), self.SMOOTH_FRACTION * cp.step)
+            vals = [v for _s, v in e.since(cp.metric, cp.step - span) if math.isfinite(v) and v != 0.0]
+            if not vals:
+                continue
+            e.judge("FGD604")
+            smoothed = sum(vals) / len(vals)
+            passed = cp.passes(smoothed)
+            e.target_results.append(
+                {
+                    "metric": cp.metric,
+                    "step": cp.step,
+                    "threshold": cp.threshold,
+                    "below": cp.below,
+                    "value": smoothed,
+                    "passed": passed,
+                    "judged_at": step,
+                }
+            )
+            if not passed:
+                e.emit(
+                    "FGD604",
+                    f"target missed: {cp.describe()} (profile {t.name}); smoothed value {smoothed:.4f} over "
+                    f"steps {max(0, int(cp.step - span))}-{step}",
+                    step,
+                    evidence={
+                        "metric": cp.metric,
+                        "target": cp.threshold,
+                        "value": smoothed,
+                        "point": cp.step,
+                    },
+                )
+
+    def quick(self, batch: Batch, rows: list[int]) -> list[int] | None:
+        """Only rows at or past a pending target point, and rows with scales while the starting scale is
+        pending, need `observe`."""
+        t = self.engine.targets
+        pending = [cp.step for i, cp in enumerate(t.points) if i not in self.done]
+        due = min(pending) if pending else None
+        steps = batch.steps
+        scales = (
+            {
+                i
+                for names, idx in batch.groups.items()
+                if any(n.startswith(SCALE_PREFIXES) for n in names)
+                for i in idx
+            }
+            if t.logit_scale is not None and len(self.scale_done) < len(ev.HEADS)
+            else set()
+        )
+        return [i for i in rows if (due is not None and steps[i] >= due) or i in scales]
+
+    def _scale(self, step: int, m: Row, t: Any) -> None:
+        e = self.engine
+        for head, value in e.raw_scales(m).items():
+            if head in self.scale_done:
+                continue
+            self.scale_done.add(head)
+            e.judge("FGD604")
+            if abs(value - t.logit_scale) > t.logit_scale_tolerance:
+                e.emit(
+                    "FGD604",
+                    f"{head} logit scale starts at {value:.6f}; target profile {t.name} expects "
+                    f"{t.logit_scale:.4f} +- {t.logit_scale_tolerance:g}",
+                    step,
+                    evidence={"head": head, "raw": value, "target": t.logit_scale},
+                )
+
+    def finish(self) -> None:
+        e, t = self.engine, self.engine.targets
+        if t is None or e.last_step is None:
+            return
+        for i, cp in enumerate(t.points):
+            if i not in self.done and cp.step > e.last_step:
+                e.extra_not_judged[f"FGD604@{cp.step}:{cp.metric}"] = (
+                    f"FGD604: target {cp.describe()} not judged: the log ends at step {e.last_step}"
+                )
