@@ -9,6 +9,8 @@ its `name` (the file stem when absent); any other path is a user profile. The fo
     logit_scale = 4.6052           # optional: raw value every head should start at
     logit_scale_tolerance = 0.02   # optional (bf16 stores ln 100 as 4.59375)
     memory_bank_active_by = 7      # optional: optimizer step by which the bank must be on
+    learning_rate = 2e-5           # optional: the peak learning rate of the runs the profile was measured on;
+                                   # a run whose peak is 10x away follows another schedule (not judged)
 
     [[points]]                     # target points, any number; judged on the smoothed metric once the run
                                    # passes `step` (`[[checkpoints]]`, the older spelling, is read too)
@@ -66,6 +68,7 @@ class TargetProfile:
     logit_scale: float | None = None
     logit_scale_tolerance: float = 0.02
     memory_bank_active_by: int | None = None
+    learning_rate: float | None = None
     points: tuple[TargetPoint, ...] = ()
     source: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -78,6 +81,7 @@ class TargetProfile:
             "logit_scale": self.logit_scale,
             "logit_scale_tolerance": self.logit_scale_tolerance,
             "memory_bank_active_by": self.memory_bank_active_by,
+            "learning_rate": self.learning_rate,
             "points": [
                 {"metric": c.metric, "step": c.step, "below" if c.below else "above": c.threshold}
                 for c in self.points
@@ -138,15 +142,20 @@ def parse_profile(data: dict[str, Any], source: str, default_name: str) -> Targe
         "logit_scale",
         "logit_scale_tolerance",
         "memory_bank_active_by",
+        "learning_rate",
         "points",
         "checkpoints",
     }
+    rate = _number(data, "learning_rate", source)
+    if rate is not None and rate <= 0:
+        raise TargetError(f"{source}: field 'learning_rate' must be positive, got {rate!r}")
     return TargetProfile(
         name=name.strip(),
         description=str(data.get("description", "")),
         logit_scale=_number(data, "logit_scale", source),
         logit_scale_tolerance=0.02 if tolerance is None else float(tolerance),
         memory_bank_active_by=None if active_by is None else int(active_by),
+        learning_rate=rate,
         points=points,
         source=source,
         extra={k: v for k, v in data.items() if k not in known},

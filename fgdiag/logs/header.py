@@ -45,13 +45,13 @@ PATTERNS: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(
         ("有效", rf"有效\s*(?:[Bb]atch|批次)\s*[:：=]\s*{_N}", TOTAL_BATCH),
         ("Accumulation", rf"Gradient Accumulation(?: [Ss]teps)?\s*[:=]\s*{_N}", ACCUMULATION),
         ("梯度累积", rf"梯度累积\s*[:：=]\s*{_N}", ACCUMULATION),
-        ("批次大小", rf"批次大小\s*[:：=]\s*{_N}", PER_DEVICE),
+        ("批次大", rf"批次大.?\s*[:：=]\s*{_N}", PER_DEVICE),  # 小 loses a byte when double-encoded
         ("Batch Size", rf"(?<![\w ])\s*(?:- )?Batch Size(?: \(per device\))?\s*[:=]\s*{_N}", PER_DEVICE),
         ("batch", rf"(?:^|[\s|-])(?:--)?batch[_-]size['\"]?\s*[=: ]\s*{_N}", PER_DEVICE),  # open_clip, MoCo
     )
 )
 MARKS = tuple({mark for mark, _, _ in PATTERNS})
-CJK_MARKS = ("有效", "梯度累积", "批次大小")
+CJK_MARKS = ("有效", "梯度累积", "批次大")
 
 
 def read_facts(line: str) -> dict[str, tuple[float, str]]:

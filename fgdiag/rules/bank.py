@@ -233,6 +233,7 @@ class BankActiveInTime(Check):
         self.seen = False  # the log has memory-bank lines
         self.configured = False  # the run has a bank (its run info or its lines say so)
         self.settled = False  # on in time: nothing left to judge
+        self.ended = False  # the log showed the end of training
 
     def configure(self) -> None:
         self.settled = False  # the run info changed: judge again
@@ -250,6 +251,29 @@ class BankActiveInTime(Check):
             self._seen()
             if self.active_step is None:
                 self.active_step = int(step)
+        elif kind == ev.EVENT_TRAIN_END:
+            self.ended = True
+
+    def finish(self) -> None:
+        """A run that ended with its bank never on: whatever the warm-up said, it trained without it."""
+        e = self.engine
+        last, planned = e.last_step, e.planned()
+        over = self.ended or (planned is not None and last is not None and last >= planned)
+        if not self.configured or self.active_step is not None or last is None or e.is_open("FGD201"):
+            return
+        if not over:
+            e.why("FGD201", "the log ends before the run does (no end of training)")
+            return
+        e.judge("FGD201")
+        if e.gate("FGD201/end", True, once=True):
+            e.emit(
+                "FGD201",
+                f"memory bank never switched on in this run (to step {last}, "
+                f"{'the end of training' if self.ended else 'the planned steps'}): the region loss trained "
+                "against in-batch negatives only",
+                last,
+                evidence={"last_step": last, "planned": planned},
+            )
 
     def _seen(self) -> None:
         if not self.seen:

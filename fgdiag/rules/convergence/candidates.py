@@ -50,11 +50,10 @@ def loss_of(track: str, m: Row, info: Mapping[str, Any]) -> float | None:
         value = m.get(ev.LOSS)
     else:
         value = m.get(HEAD_LOSS[track])
-        if value is None and track == GLOBAL:
-            parts = [v for p in GLOBAL_PARTS if (v := m.get(p)) is not None]
-            weights = [info.get(f"{p}_weight", 1.0) for p in GLOBAL_PARTS]
-            if parts and all(w == 1.0 for w in weights):
-                value = sum(parts) / len(parts)
+        if value is None and track == GLOBAL:  # the short-caption loss is CLIP's own; long captions next
+            part = next((p for p in GLOBAL_PARTS if m.get(p) is not None), None)
+            if part is not None and info.get(f"{part}_weight", 1.0) == 1.0:
+                value = m.get(part)
         elif value is None and track == REGION:
             weighted, weight = m.get(REGION_PART), info.get("region_loss_weight")
             if weighted is not None and finite(weight) and weight > 0:

@@ -52,6 +52,7 @@ MARGIN = 0.1  # A2: ln K + 0.1 is clearly above chance (10 % of ln K for small K
 SHARE = 0.8
 MIN_POINTS = 5
 SMALL_N = 20  # ln n inferred only for n <= 20 (ln 2 ... ln 20: their bands do not overlap)
+PRECISE = 0.01  # at chance a softmax loss sits on ln K within about 1 %
 
 
 def margin(c: float) -> float:
@@ -105,30 +106,37 @@ class Track:
 
 
 def verdict(track: Track, idx: list[int]) -> dict[str, Any]:
-    """At/above-chance shares of the points `idx` and the numbers a finding states."""
-    at = above = 0
+    """At/above-chance judgement of the points `idx` and the numbers a finding states.
+
+    At chance: 80 % of the points in the band, or the window's mean loss in the band of its mean ln K with
+    fewer than half the points below it (where K is a sample of the step's forward passes, as in the fork's
+    [DIAG] blocks, single points scatter around ln K both ways; their level is what sits at chance)."""
+    at = above = below = 0
     exact = all(track.exact[i] for i in idx)
     for i in idx:
         loss, lo, hi = track.losses[i], track.lo[i], track.hi[i]
         assert lo is not None
-        top = hi + margin(hi)
-        if loss > top:
+        if loss > hi + margin(hi):
             above += 1
         elif loss >= lo * (1 - TOL):
             at += 1
+        else:
+            below += 1
     n = len(idx)
     mean_loss = sum(track.losses[i] for i in idx) / n
-    mean_c = sum((track.lo[i] or 0.0) + track.hi[i] for i in idx) / (2 * n)
+    mean_lo = sum(track.lo[i] or 0.0 for i in idx) / n
+    mean_hi = sum(track.hi[i] for i in idx) / n
+    level_at = mean_lo * (1 - TOL) <= mean_loss <= mean_hi + margin(mean_hi) and below < 0.5 * n
     return {
-        "at": at >= SHARE * n,
-        "above": exact and above >= SHARE * n and mean_loss - mean_c > margin(mean_c),
+        "at": at >= SHARE * n or level_at,
+        "above": exact and above >= SHARE * n and mean_loss - mean_hi > margin(mean_hi),
         "n_at": at,
         "n_above": above,
         "points": n,
         "from": track.steps[idx[0]],
         "to": track.steps[idx[-1]],
         "loss": mean_loss,
-        "chance": mean_c,
+        "chance": (mean_lo + mean_hi) / 2,
     }
 
 
@@ -186,27 +194,34 @@ class LossVsChance(Check):
             e.why("FGD602", reason)
 
     def _ln_n(self, track: Track, start: int) -> None:
-        """The last resort for a loss whose K nobody printed: it sits on ln n for a small integer n."""
+        """The last resort for a loss whose K nobody printed: at chance a softmax loss sits on ln K to a
+        fraction of a percent, so a loss whose last window sits on ln n (n <= 20) within -1/+3 %, that
+        never went below ln n and held its band on most points after the warm-up, gives K = n."""
         e = self.engine
         idx = [i for i, s in enumerate(track.steps) if s > start]
+        w = max(MIN_POINTS, min(e.window_points(), len(idx) // 2))
         if len(idx) < MIN_POINTS:
-            e.why("FGD601", f"fewer than {MIN_POINTS} logging points after step {start} (warm-up)")
-            e.why("FGD602", f"fewer than {MIN_POINTS} logging points after step {start} (warm-up)")
+            reason = f"fewer than {MIN_POINTS} logging points after step {start} (warm-up)"
+            e.why("FGD601", reason)
+            e.why("FGD602", reason)
             return
-        n = round(math.exp(median([track.losses[i] for i in idx])))
-        if not 2 <= n <= SMALL_N:
+        losses = [track.losses[i] for i in idx]
+        n = round(math.exp(median(losses[-w:])))
+        c = math.log(n) if 2 <= n <= SMALL_N else 0.0
+        sits = c > 0 and all(c * (1 - PRECISE) <= v <= c * (1 + 3 * PRECISE) for v in losses[-w:])
+        if not sits or min(losses) < c * (1 - TOL):
             e.why("FGD601", "no candidate count in this log; pass --candidates")
             e.why("FGD602", "no candidate count in this log; pass --candidates")
             return
-        c = math.log(n)
         for i in idx:
             track.lo[i], track.hi[i], track.exact[i] = c, c, False
-        track.sources = {f"K = {n} inferred: the loss sits on ln {n} = {c:.4f} (pass --candidates to confirm)": None}
+        track.sources = {f"K = {n} inferred: the loss sits on ln {n} = {c:.4f} (confirm with --candidates)": None}
         found = verdict(track, idx)
         e.judge("FGD601")
         e.why("FGD602", "K inferred from the loss level: above chance is not judged")
-        if found["at"]:
-            self._report(track, idx, found, track.steps[-1])
+        if found["n_at"] >= 0.5 * len(idx):
+            tail = idx[-w:]
+            self._report(track, tail, verdict(track, tail), track.steps[-1])
 
     def _report(self, track: Track, idx: list[int], found: dict[str, Any], step: int) -> None:
         e = self.engine
@@ -230,8 +245,8 @@ class LossVsChance(Check):
         if e.gate(f"FGD601/{track.name}", found["at"]):
             e.emit(
                 "FGD601",
-                f"{label} {found['loss']:.4f} sits at chance (ln K {found['chance']:.4f}, band -{TOL:.0%} to "
-                f"+{margin(found['chance']):.2g}) on {found['n_at']} of {span}; {where}",
+                f"{label} {found['loss']:.4f} sits at chance (mean ln K {found['chance']:.4f}, band -{TOL:.0%} "
+                f"to +{margin(found['chance']):.2g}; {found['n_at']} points in it) over {span}; {where}",
                 step,
                 evidence={**evidence, "share": found["n_at"] / found["points"]},
             )

@@ -35,9 +35,9 @@ register(
     "FGD606",
     "no-learning",
     "error",
-    what="The loss stays flat over the whole run (every rolling window within 5 % of the run's level, from "
-    "its first logging steps to its last, at least 5 points after the warm-up) while above a converged "
-    "floor (0.1 nats).",
+    what="The loss stays flat over the whole run, from its first logging steps to its last (at least 5 "
+    "points after the warm-up): the last window's mean less than 5 % below the first one's, and every "
+    "rolling window within 10 % of the run's level, while above a converged floor (0.1 nats).",
     why="A loss that never moves means no update reaches the weights: learning rate 0, frozen or detached "
     "parameters, an optimizer over the wrong parameters, or a loss at chance from the start.",
     example="- loss: 1.911 at step 10 ... - loss: 1.910 at step 600 (lr 2e-5)",
@@ -48,7 +48,7 @@ register(
 RISE = 0.2  # the last window >= 20 % above the lowest earlier level...
 MIN_RISE = 0.05  # ...and at least 0.05 nats
 NOISE_SIGMAS = 3.0  # ...and 3 standard errors above it
-FLAT = 0.05  # every rolling window within 5 % of the run's median
+FLAT = 0.05  # the loss fell by less than 5 % from the start, every window within 10 % of the run's level
 FLOOR = 0.1  # a loss below 0.1 nats is converged, not stuck
 MIN_POINTS = 5
 LEARNING = 0.9  # a region loss below 90 % of ln K is learning
@@ -182,10 +182,13 @@ class LossProgress(Check):
             return
         values = self.values
         level = median(values)
-        w = max(2, min(e.window_points(), len(post) // 4))
+        w = max(2, min(e.window_points(), len(values) // 4))
         means = rolling_means(values, w)
+        early, late = means[0], means[-1]
         flat = (
-            level > FLOOR and bool(means) and all(abs(x - level) <= FLAT * level for x in means)
+            level > FLOOR
+            and late >= (1 - FLAT) * early
+            and all(abs(x - level) <= 2 * FLAT * level for x in means)
         )
         if e.gate("FGD606", flat):
             spread = max(abs(x - level) for x in means) / level

@@ -31,6 +31,7 @@ class Targets(Check):
 
     codes = ("FGD604",)
     SMOOTH_FRACTION = 0.1  # a target point is judged on the mean over the last 10 % of its step
+    OTHER_SCHEDULE = 10.0  # a peak learning rate 10x from the profile's: another run
 
     def __init__(self, engine: RuleEngine) -> None:
         super().__init__(engine)
@@ -38,6 +39,8 @@ class Targets(Check):
         self.done: set[int] = set()
         self.scale_done: set[str] = set()
         self.keeps = tuple(cp.metric for cp in t.points) if t is not None else ()
+        if t is not None and t.learning_rate is not None:
+            self.keeps += (ev.LEARNING_RATE,)
         self.every_row = t is not None
         if t is None:
             engine.why("FGD604", "no target profile; pass --targets")
@@ -54,6 +57,10 @@ class Targets(Check):
                     e.why("FGD604", f"target {cp.describe()} needs {cp.metric}, absent from this log")
                 continue
             self.done.add(i)
+            other = self._other_schedule(t)
+            if other:
+                e.extra_not_judged[f"FGD604@{cp.step}:{cp.metric}"] = f"FGD604: target {cp.describe()} {other}"
+                continue
             span = max(2 * e.interval(), self.SMOOTH_FRACTION * cp.step)
             vals = [v for _s, v in e.since(cp.metric, cp.step - span) if math.isfinite(v) and v != 0.0]
             if not vals:
@@ -104,6 +111,21 @@ class Targets(Check):
             else set()
         )
         return [i for i in rows if (due is not None and steps[i] >= due) or i in scales]
+
+    def _other_schedule(self, t: Any) -> str:
+        """Why the run is not the profile's (its peak learning rate 10x away), or ""."""
+        if t.learning_rate is None:
+            return ""
+        rates = [v for v in self.engine.tail(ev.LEARNING_RATE, 4096)[1] if math.isfinite(v) and v > 0]
+        if not rates:
+            return ""
+        peak = max(rates)
+        if max(peak / t.learning_rate, t.learning_rate / peak) < self.OTHER_SCHEDULE:
+            return ""
+        return (
+            f"not judged: the run's learning rate peaks at {peak:.3g}, {peak / t.learning_rate:.3g}x the "
+            f"{t.learning_rate:g} of the runs profile {t.name} was measured on (another schedule)"
+        )
 
     def _scale(self, step: int, m: Row, t: Any) -> None:
         e = self.engine
