@@ -117,6 +117,8 @@ class LogSession:
         self.ended = False  # the log showed the end of training, a crash or an out-of-memory
         self.findings: list[Finding] = []
         self._seen: set[tuple[str, int | None, str]] = set()
+        self._recorded: set[tuple[str, int | None]] = set()  # (code, step) of findings an events.jsonl holds
+        self._recorded_ids: set[int] = set()  # those findings (kept alive by self.findings)
         self.row_updates = 0
 
     @property
@@ -168,7 +170,9 @@ class LogSession:
         self.engine.update_info(self.run_info())
         new: list[Finding] = []
         if self.reader.recorded_findings:
-            new += self._add(list(self.reader.recorded_findings))
+            recorded = list(self.reader.recorded_findings)
+            self._recorded.update((f.code, f.step) for f in recorded)
+            new += self._add(recorded, recorded=True)
             self.reader.recorded_findings.clear()
         return new + self._judge(out)
 
@@ -202,16 +206,27 @@ class LogSession:
         else:
             self.events_dropped += 1
 
-    def _add(self, findings: list[Finding]) -> list[Finding]:
+    def _add(self, findings: list[Finding], *, recorded: bool = False) -> list[Finding]:
+        """Keep the findings not seen before; a finding the rules make again at a code and step an
+        events.jsonl already reported is the same one (the run's callback said it in its own words)."""
         if not findings:
             return []
+        if recorded:  # one the rules made before this record arrived (a chunk boundary between them) goes
+            keys = {(f.code, f.step) for f in findings}
+            self.findings = [
+                f for f in self.findings if (f.code, f.step) not in keys or id(f) in self._recorded_ids
+            ]
         fresh = []
         for f in findings:
             key = (f.code, f.step, f.message)
+            if not recorded and (f.code, f.step) in self._recorded:
+                continue
             if key not in self._seen:
                 self._seen.add(key)
                 fresh.append(f)
         self.findings.extend(fresh)
+        if recorded:
+            self._recorded_ids.update(id(f) for f in fresh)
         return fresh
 
     def result(self) -> LogRead:

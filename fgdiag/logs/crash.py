@@ -18,9 +18,12 @@ OOM_MARKERS = ("CUDA out of memory", "OutOfMemoryError", "CUDA error: out of mem
 # what a shell or launcher prints when the process died without a Python traceback (a signal, the host's
 # out-of-memory killer, a non-zero exit status); matched at the end of a line (a tqdm bar may precede it)
 SIGNAL_RE = re.compile(
-    r"(?:^|[\s\]|])(Killed|Terminated|已终止|已杀死|Segmentation fault|Aborted|Bus error)(?: \(core dumped\))?\s*$"
+    r"(?:^|[\s\]|])(Killed|Terminated|已终止|已杀死|Segmentation fault|Aborted|Bus error)"
+    r"(?: \(core dumped\))?\s*$"
 )
-EXIT_RE = re.compile(r"(?:exit ?code|exit status|exited with code|Exit Code)\s*[:=]?\s*(-?\d+)", re.IGNORECASE)
+EXIT_RE = re.compile(
+    r"(?:exit ?code|exit status|exited with code|Exit Code)\s*[:=]?\s*(-?\d+)", re.IGNORECASE
+)
 
 
 def is_oom(text: str) -> bool:

@@ -24,7 +24,9 @@ from fgdiag.logs.sink import LogSink
 _NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|NaN|NAN|inf|Inf|Infinity)"
 PREFIX_RE = re.compile(r"^(?:\s*>\s?|\(pid=\d+[^)]*\)\s*|worker-\d+:\s*|\[rank\d+\]:\s*)+")
 PAIR_RE = re.compile(rf"([A-Za-z_][\w./@-]*(?: [A-Za-z_][\w./@-]*)?)\s*[:=]\s*({_NUM})(?![\w.])")
-CELL_RE = re.compile(rf"^\s*([A-Za-z][\w./@-]*(?: [A-Za-z][\w./@-]*)*)\s+({_NUM})\s*(?:\(\s*(?:{_NUM})\s*\))?\s*$")
+CELL_RE = re.compile(
+    rf"^\s*([A-Za-z][\w./@-]*(?: [A-Za-z][\w./@-]*)*)\s+({_NUM})\s*(?:\(\s*(?:{_NUM})\s*\))?\s*$"
+)
 POSITIONS = (  # (regex, has total): epoch, n within the epoch, total per epoch
     (re.compile(r"\[\s*(\d+)\s*\]\s*\[\s*(\d+)\s*/\s*(\d+)\s*\]"), True),  # Epoch: [0][ 40/391]
     (re.compile(r"\[\s*(\d+)\s*/\s*\d+\s*:\s*(\d+)\s*/\s*(\d+)"), True),  # [2/10: 100/1875 (5%)]
@@ -32,6 +34,7 @@ POSITIONS = (  # (regex, has total): epoch, n within the epoch, total per epoch
     (re.compile(r"^\[\s*(\d+)\s*,\s*(\d+)\s*\]"), False),  # [1,  2000] loss: ...
 )
 OVERFLOW_MARKS = ("OVERFLOW!", "Gradient overflow", "gradient overflow")
+SCALE_RE = re.compile(r"(?:reducing (?:loss scale )?to|setting loss scale to:?)\s*(\d+(?:\.\d*)?)")
 NOT_TRAINING = frozenset(("val", "valid", "validation", "eval", "evaluation", "test", "dev"))
 LOSS_KEYS = frozenset(
     (
@@ -146,7 +149,7 @@ class GenericParser:
 
     def line(self, line: str) -> bool:
         if any(mark in line for mark in OVERFLOW_MARKS):
-            return self._overflow()
+            return self._overflow(line)
         sink = self.sink
         facts = header.read_facts(line)
         if facts:
@@ -169,10 +172,13 @@ class GenericParser:
             return False  # a specific format owns this log's rows
         return self._row(text, values)
 
-    def _overflow(self) -> bool:
+    def _overflow(self, line: str) -> bool:
         if self.counted:
             self.skipped += 1
             self.sink.keep_last(ev.SKIPPED_STEPS, float(self.skipped))
+        m = SCALE_RE.search(line)
+        if m is not None:
+            self.sink.keep_last(ev.LOSS_SCALE, float(m.group(1)))
         self.sink.formats.add("loss-scaler")
         return True
 

@@ -20,7 +20,7 @@ from fgdiag.facts.values import as_float, as_int
 from fgdiag.rules.batch import Batch, finite_values
 from fgdiag.rules.engine import Check, Row, RuleEngine
 from fgdiag.rules.registry import get, register, runtime_check, static_check
-from fgdiag.rules.series import finite
+from fgdiag.rules.series import exp_or_inf, finite
 
 register(
     "FGD201",
@@ -164,11 +164,12 @@ def queue(facts: RunFacts) -> list[Finding]:
         candidates = plan.regions_per_forward + (k if active else 0)
         chance = math.log(candidates) if candidates > 1 else 0.0
         at = f" at step {step}" if step is not None else ""
-        if raw is not None and target < (floor := loss_floor(candidates, math.exp(raw))):
+        if raw is not None and target < (floor := loss_floor(candidates, exp_or_inf(raw))):
             out.append(
                 rule.finding(
                     f"region-loss target {target:g}{at} is below the floor {floor:.3f} that scale {raw:.4g} "
-                    f"(exp {math.exp(raw):.4g}) allows with {candidates} candidates (ln(1 + (K-1) e^(-2s)))",
+                    f"(exp {exp_or_inf(raw):.4g}) allows with {candidates} candidates "
+                    "(ln(1 + (K-1) e^(-2s)))",
                     location=location,
                 )
             )

@@ -261,6 +261,28 @@ class RuleEngine:
         self.findings.append(finding)
         self._out.append(finding)
 
+    def emit_heads(
+        self,
+        code: str,
+        found: list[tuple[str, str, Severity | None, dict[str, Any]]],
+        step: int,
+    ) -> None:
+        """One finding for what several heads show at the same step (the seed's region and hard-negative heads
+        share a cause): `found` holds (head, message, severity, evidence); messages that differ only by the
+        head's name read as one sentence naming the heads."""
+        if not found:
+            return
+        heads = [h for h, _m, _s, _e in found]
+        shapes = {m.replace(h, "{head}") for h, m, _s, _e in found}
+        if len(found) > 1 and len(shapes) == 1:
+            message = shapes.pop().replace("{head}", " and ".join(heads), 1).replace("{head}", "their")
+        else:
+            message = "; ".join(m for _h, m, _s, _e in found)
+        ranked = [s for _h, _m, s, _e in found if s is not None]
+        severity = None if len(ranked) < len(found) else max(ranked, key=lambda s: s.rank)
+        evidence = found[0][3] if len(found) == 1 else {"heads": heads, "per_head": [e for *_r, e in found]}
+        self.emit(code, message, step, severity=severity, evidence=evidence)
+
     def judge(self, *codes: str) -> None:
         """Mark codes as judged on this log (they leave the not-judged list)."""
         self.judged.update(codes)

@@ -203,7 +203,8 @@ class SkippedSteps(Check):
             at = f"; loss scale {scale:g}" if scale is not None else ""
             e.emit(
                 "FGD703",
-                f"the fp16 loss scaler skipped {skipped:g} of {step} optimizer steps ({100 * share:.1f} % beyond "
+                f"the fp16 loss scaler skipped {skipped:g} of {step} optimizer steps "
+                f"({100 * share:.1f} % beyond "
                 f"the first {self.base:g} while the scale calibrated){at}: those steps applied no update",
                 step,
                 evidence={"skipped": skipped, "steps": step, "share": share},

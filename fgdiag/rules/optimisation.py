@@ -249,7 +249,9 @@ class GradientScale(Check):
     def quick(self, batch: Batch, rows: list[int]) -> list[int] | None:
         """Counts, minimum and maximum of the batch's finite norms (a step logged again: row by row)."""
         idx, vals = batch.column(ev.GRAD_NORM)
-        pairs = [(batch.steps[i], v) for i, v in zip(idx, vals, strict=True) if v is not None and math.isfinite(v)]
+        pairs = [
+            (batch.steps[i], v) for i, v in zip(idx, vals, strict=True) if v is not None and math.isfinite(v)
+        ]
         steps = [s for s, _ in pairs]
         if len(set(steps)) != len(steps) or (steps and steps[0] == self.last_step):
             return None
@@ -272,7 +274,11 @@ class GradientScale(Check):
         if self.low < self.FACTOR * clip or not e.gate("FGD502", True, once=True):
             return
         where = (e.run_info.get("facts_from") or {}).get("max_grad_norm")
-        said = f"max_grad_norm {clip:g} ({where})" if stated else f"max_grad_norm {clip:g} (the Trainer's default)"
+        said = (
+            f"max_grad_norm {clip:g} ({where})"
+            if stated
+            else f"max_grad_norm {clip:g} (the Trainer's default)"
+        )
         accum = e.run_info.get("gradient_accumulation_steps")
         hint = "the loss is probably summed, not averaged, over the gradient-accumulation steps"
         if isinstance(accum, (int, float)) and accum > 1:

@@ -24,12 +24,12 @@ from fgdiag.rules.series import finite
 Row = Mapping[str, float | None]
 MAIN = "loss"  # the track of a log's main loss (no head losses in the log)
 TRACKS = (GLOBAL, REGION, HARDNEG, MAIN)
-HEAD_LOSS = {h: ev.head_metric(ev.HEAD_LOSS, h) for h in (GLOBAL, REGION, HARDNEG)}
+HEAD_LOSSES = {h: ev.head_metric(ev.HEAD_LOSS, h) for h in (GLOBAL, REGION, HARDNEG)}
 GLOBAL_PARTS = ("global_short_loss", "global_long_loss")  # weighted 1 by default (fgclip and upstream)
 REGION_PART = "region_loss"
-CHANCE = {h: ev.head_metric(ev.CHANCE, h) for h in (GLOBAL, REGION, HARDNEG)}
-COUNT = {h: ev.head_metric(ev.CANDIDATES, h) for h in (GLOBAL, REGION, HARDNEG)}
-READS = (*HEAD_LOSS.values(), *GLOBAL_PARTS, REGION_PART, ev.LOSS)
+CHANCES = {h: ev.head_metric(ev.CHANCE, h) for h in (GLOBAL, REGION, HARDNEG)}
+COUNTS = {h: ev.head_metric(ev.CANDIDATES, h) for h in (GLOBAL, REGION, HARDNEG)}
+READS = (*HEAD_LOSSES.values(), *GLOBAL_PARTS, REGION_PART, ev.LOSS)
 REGIONS_PER_SAMPLE = (1, 4)  # FG-CLIP and the fork keep at most 4 boxes per sample (max_anns)
 NARROW = 1.1  # a range of K is used only while ln K_hi / ln K_lo stays within 10 %
 
@@ -49,7 +49,7 @@ def loss_of(track: str, m: Row, info: Mapping[str, Any]) -> float | None:
     if track == MAIN:
         value = m.get(ev.LOSS)
     else:
-        value = m.get(HEAD_LOSS[track])
+        value = m.get(HEAD_LOSSES[track])
         if value is None and track == GLOBAL:  # the short-caption loss is CLIP's own; long captions next
             part = next((p for p in GLOBAL_PARTS if m.get(p) is not None), None)
             if part is not None and info.get(f"{part}_weight", 1.0) == 1.0:
@@ -76,7 +76,9 @@ def batch_k(info: Mapping[str, Any]) -> tuple[float, bool, str] | None:
     if not (finite(per_device) and per_device > 0):
         return None
     where = info.get("facts_from") or {}
-    world, total, accum = (info.get(k) for k in ("world_size", "total_train_batch_size", "gradient_accumulation_steps"))
+    world, total, accum = (
+        info.get(k) for k in ("world_size", "total_train_batch_size", "gradient_accumulation_steps")
+    )
     said = f"per-device batch {per_device:g} ({where.get('per_device_train_batch_size', 'run info')})"
     if finite(world) and world >= 1:
         return per_device * world, True, f"{said} x world size {world:g}"
@@ -108,10 +110,10 @@ class Resolver:
 
     def level(self, track: str, m: Row) -> Level | None:
         if track != MAIN:
-            c = m.get(CHANCE[track])
+            c = m.get(CHANCES[track])
             if c is not None and finite(c) and c > 0:
                 return Level(c, c, True, "ln K printed in the log")
-            k = m.get(COUNT[track])
+            k = m.get(COUNTS[track])
             if k is not None:
                 return _exact(k, "K printed in the log")
         info = self.info

@@ -62,7 +62,7 @@ def margin(c: float) -> float:
 class Track:
     """Points of one judged loss (parallel lists; `lo` is None where K is unknown)."""
 
-    __slots__ = ("exact", "hi", "judged", "lo", "losses", "name", "sources", "steps")
+    __slots__ = ("exact", "hi", "index", "judged", "lo", "losses", "name", "source", "sources", "steps")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -71,23 +71,40 @@ class Track:
         self.lo: list[float | None] = []
         self.hi: list[float] = []
         self.exact: list[bool] = []
-        self.sources: dict[str, None] = {}  # where K came from, in order of appearance
+        self.source: list[int] = []  # per point: index into `sources` (-1: K unknown)
+        self.sources: list[str] = []  # where K came from
+        self.index: dict[str, int] = {}  # source -> its index in `sources`
         self.judged = False  # a full window was judged while streaming
 
     def add(self, step: int, loss: float, level: Level | None) -> None:
+        lists = (self.steps, self.losses, self.lo, self.hi, self.exact, self.source)
         if self.steps and self.steps[-1] == step:
-            for lst in (self.steps, self.losses, self.lo, self.hi, self.exact):
+            for lst in lists:
                 lst.pop()
         self.steps.append(step)
         self.losses.append(loss)
         self.lo.append(level.lo if level is not None else None)
         self.hi.append(level.hi if level is not None else math.nan)
         self.exact.append(level is not None and level.exact)
-        if level is not None and level.source not in self.sources:
-            self.sources[level.source] = None
+        if level is None:
+            self.source.append(-1)
+        else:
+            j = self.index.get(level.source)
+            if j is None:
+                j = self.index[level.source] = len(self.sources)
+                self.sources.append(level.source)
+            self.source.append(j)
         if len(self.steps) > 2 * SERIES_CAP:
-            for lst in (self.steps, self.losses, self.lo, self.hi, self.exact):
+            for lst in lists:
                 del lst[:SERIES_CAP]
+
+    def where(self, idx: list[int]) -> str:
+        """Where K came from for the points `idx`, most frequent first."""
+        counts: dict[int, int] = {}
+        for i in idx:
+            if self.source[i] >= 0:
+                counts[self.source[i]] = counts.get(self.source[i], 0) + 1
+        return "; ".join(self.sources[j] for j in sorted(counts, key=lambda j: -counts[j])) or "K unknown"
 
     def known(self, start: int, last: int | None = None) -> list[int]:
         """Indices of the points after the trend start with a known K (only the last `last` of them: walked
@@ -206,7 +223,8 @@ class LossVsChance(Check):
             e.why("FGD602", reason)
             return
         losses = [track.losses[i] for i in idx]
-        n = round(math.exp(median(losses[-w:])))
+        level = median(losses[-w:])
+        n = round(math.exp(level)) if level < math.log(SMALL_N + 1) else 0
         c = math.log(n) if 2 <= n <= SMALL_N else 0.0
         sits = c > 0 and all(c * (1 - PRECISE) <= v <= c * (1 + 3 * PRECISE) for v in losses[-w:])
         if not sits or min(losses) < c * (1 - TOL):
@@ -215,7 +233,12 @@ class LossVsChance(Check):
             return
         for i in idx:
             track.lo[i], track.hi[i], track.exact[i] = c, c, False
-        track.sources = {f"K = {n} inferred: the loss sits on ln {n} = {c:.4f} (confirm with --candidates)": None}
+        track.sources.append(
+            f"K = {n} inferred: the loss sits on ln {n} = {c:.4f} (confirm with --candidates)"
+        )
+        track.index[track.sources[-1]] = len(track.sources) - 1
+        for i in idx:
+            track.source[i] = len(track.sources) - 1
         found = verdict(track, idx)
         e.judge("FGD601")
         e.why("FGD602", "K inferred from the loss level: above chance is not judged")
@@ -231,7 +254,7 @@ class LossVsChance(Check):
         else:
             e.why("FGD602", f"{track.name}: K known only as a lower bound or range")
         label = "loss" if track.name == MAIN else f"{track.name} loss"
-        where = "; ".join(track.sources) or "K unknown"
+        where = track.where(idx)
         evidence = {
             "track": track.name,
             "loss": found["loss"],
@@ -245,7 +268,8 @@ class LossVsChance(Check):
         if e.gate(f"FGD601/{track.name}", found["at"]):
             e.emit(
                 "FGD601",
-                f"{label} {found['loss']:.4f} sits at chance (mean ln K {found['chance']:.4f}, band -{TOL:.0%} "
+                f"{label} {found['loss']:.4f} sits at chance (mean ln K {found['chance']:.4f}, "
+                f"band -{TOL:.0%} "
                 f"to +{margin(found['chance']):.2g}; {found['n_at']} points in it) over {span}; {where}",
                 step,
                 evidence={**evidence, "share": found["n_at"] / found["points"]},
@@ -258,4 +282,3 @@ class LossVsChance(Check):
                 step,
                 evidence={**evidence, "share": found["n_above"] / found["points"]},
             )
-

@@ -45,8 +45,8 @@ class Collapse(Check):
     def observe(self, step: int, m: Row) -> None:
         e = self.engine
         for head, base, name in self.NAMES:
-            if m.get(name) is None:
-                continue
+            if m.get(name) is None or m.get(LOGIT_NAMES[head][0]) is not None:
+                continue  # with the logits' range the row is judged by CollapseFromLogits
             if step <= e.start:
                 e.why("FGD603", "the log ends before trends are judged")
                 continue
@@ -126,7 +126,11 @@ def collapsed(head: str, m: Row, scale: float) -> tuple[bool, str] | None:
     if lo is None or hi is None or not (finite(lo) and finite(hi)):
         return None
     if lo >= HIGH_COSINE * scale:
-        return True, f"every logit between {lo:.4g} and {hi:.4g} at scale {scale:.4g} (all cosines >= {lo / scale:.2f})"
+        return (
+            True,
+            f"every logit between {lo:.4g} and {hi:.4g} at scale {scale:.4g} "
+            f"(all cosines >= {lo / scale:.2f})",
+        )
     if hi - lo >= NARROW * scale:
         return False, ""
     pos, neg = m.get(pos_name), m.get(neg_name)
@@ -139,7 +143,8 @@ def collapsed(head: str, m: Row, scale: float) -> tuple[bool, str] | None:
     if ratio is None or not finite(ratio) or ratio < AT_CHANCE:
         return False, ""
     return True, (
-        f"every logit between {lo:.4g} and {hi:.4g} at scale {scale:.4g} (cosines within {(hi - lo) / scale:.3f}) "
+        f"every logit between {lo:.4g} and {hi:.4g} at scale {scale:.4g} "
+        f"(cosines within {(hi - lo) / scale:.3f}) "
         f"with the loss at {ratio:.2f} x ln K"
     )
 

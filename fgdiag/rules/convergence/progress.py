@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from itertools import pairwise
 from typing import Any
 
 from fgdiag import events as ev
@@ -72,7 +73,7 @@ def rolling_means(values: list[float], w: int) -> list[float]:
 def noise(values: list[float]) -> float:
     """A robust standard deviation of one point around the curve: from the median absolute difference of
     consecutive points (a spike moves one difference, not the median)."""
-    diffs = [abs(b - a) for a, b in zip(values, values[1:], strict=False)]
+    diffs = [abs(b - a) for a, b in pairwise(values)]
     return 1.4826 * median(diffs) / math.sqrt(2) if diffs else 0.0
 
 
@@ -158,8 +159,9 @@ class LossProgress(Check):
             first = post[at][0]
             e.emit(
                 "FGD605",
-                f"loss rises: {best:.4g} around step {first} (mean of {m} logging steps) -> {mean_last:.4g} over "
-                f"the last {w} logging steps {post[-w][0]}-{post[-1][0]} (+{100 * (mean_last / best - 1):.0f} %, "
+                f"loss rises: {best:.4g} around step {first} (mean of {m} logging steps) -> "
+                f"{mean_last:.4g} over the last {w} logging steps {post[-w][0]}-{post[-1][0]} "
+                f"(+{100 * (mean_last / best - 1):.0f} %, "
                 f"noise {sigma:.2g} per point)",
                 post[-1][0],
                 evidence={"from": best, "to": mean_last, "best_step": first, "points": n, "window": w},
@@ -195,7 +197,8 @@ class LossProgress(Check):
             lr = " with the learning rate at 0 on every logging step" if self.lr_seen and self.lr_zero else ""
             e.emit(
                 "FGD606",
-                f"loss flat at {level:.4g} (every {w}-point window within {100 * spread:.1f} %) over the whole "
+                f"loss flat at {level:.4g} (every {w}-point window within {100 * spread:.1f} %) over the "
+                "whole "
                 f"run, steps {self.steps[0]}-{self.steps[-1]} ({len(values)} logging steps){lr}: nothing is "
                 "learnt",
                 self.steps[-1],

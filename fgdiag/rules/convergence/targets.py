@@ -59,7 +59,9 @@ class Targets(Check):
             self.done.add(i)
             other = self._other_schedule(t)
             if other:
-                e.extra_not_judged[f"FGD604@{cp.step}:{cp.metric}"] = f"FGD604: target {cp.describe()} {other}"
+                e.extra_not_judged[f"FGD604@{cp.step}:{cp.metric}"] = (
+                    f"FGD604: target {cp.describe()} {other}"
+                )
                 continue
             span = max(2 * e.interval(), self.SMOOTH_FRACTION * cp.step)
             vals = [v for _s, v in e.since(cp.metric, cp.step - span) if math.isfinite(v) and v != 0.0]
@@ -129,19 +131,19 @@ class Targets(Check):
 
     def _scale(self, step: int, m: Row, t: Any) -> None:
         e = self.engine
+        found: list = []
         for head, value in e.raw_scales(m).items():
             if head in self.scale_done:
                 continue
             self.scale_done.add(head)
             e.judge("FGD604")
             if abs(value - t.logit_scale) > t.logit_scale_tolerance:
-                e.emit(
-                    "FGD604",
+                message = (
                     f"{head} logit scale starts at {value:.6f}; target profile {t.name} expects "
-                    f"{t.logit_scale:.4f} +- {t.logit_scale_tolerance:g}",
-                    step,
-                    evidence={"head": head, "raw": value, "target": t.logit_scale},
+                    f"{t.logit_scale:.4f} +- {t.logit_scale_tolerance:g}"
                 )
+                found.append((head, message, None, {"head": head, "raw": value, "target": t.logit_scale}))
+        e.emit_heads("FGD604", found, step)
 
     def finish(self) -> None:
         e, t = self.engine, self.engine.targets

@@ -109,6 +109,7 @@ class ScaleFrozenOrDecaying(Check):
             if finite(lr) and lr > 0:
                 self.lr_positive = True
         clamp, need = e.clamp(), self._need()
+        found: list = []
         for head in ev.HEADS:
             value = m.get(RAW[head])
             if value is None or not math.isfinite(value):
@@ -123,17 +124,16 @@ class ScaleFrozenOrDecaying(Check):
             lr_pos = self.lr_positive or not self.lr_seen
             frozen = head not in self.moved and not self._at_clamp(first[1], clamp) and lr_pos
             if e.gate(f"FGD103/frozen/{head}", frozen, once=True):
-                e.emit(
-                    "FGD103",
+                message = (
                     f"{head} logit scale has not moved from {first[1]:.6f} in {step - first[0]} optimizer "
                     "steps below the clamp with lr > 0: it is frozen, missing from the optimizer or stored "
-                    "in bf16",
-                    step,
-                    evidence={"head": head, "raw": first[1], "steps": step - first[0]},
+                    "in bf16"
                 )
+                found.append((head, message, None, {"head": head, "raw": first[1], "steps": step - first[0]}))
             if step <= e.start or not e.heavy or e.run_info.get("logit_scales_weight_decay") == 0:
                 continue  # a scale the optimizer does not decay may fall: that is the gradient
             self._decay(step, head)
+        e.emit_heads("FGD103", found, step)
 
     def quick(self, batch: Batch, rows: list[int]) -> list[int] | None:
         """Settled in bulk when no head can be frozen in this batch (it moved before, sits at the clamp or
