@@ -77,6 +77,7 @@ MB_ACTIVATED_STEP = "memory_bank/activated_step"
 MB_FILL = "memory_bank/fill"
 MB_PTR = "memory_bank/ptr"
 MB_OLDEST_AGE = "memory_bank/oldest_age"
+MB_OPTIMIZER_STEPS = "memory_bank/optimizer_steps"  # the bank's clock (FGCLIPCallback advances it)
 MB_DUP_SHARE = "memory_bank/duplicate_share"
 MB_KEY_NORM_MIN = "memory_bank/key_norm_min"
 MB_KEY_NORM_MAX = "memory_bank/key_norm_max"

@@ -393,3 +393,44 @@ class BankActiveInTime(Check):
         if not late:
             e.close("FGD201")
             self.settled = True  # on in time, and the activation step never changes again
+
+
+@runtime_check
+class BankClock(Check):
+    """FGD201: the bank's own optimizer-step clock stays put while the run's steps go on (a Trainer without
+    FGCLIPCallback: nothing calls `optimizer_step_completed`, so the warm-up never ends)."""
+
+    codes = ("FGD201",)
+    reads = (ev.MB_OPTIMIZER_STEPS,)
+    MIN_STEPS = 5  # optimizer steps the run must have moved on
+
+    def __init__(self, engine: RuleEngine) -> None:
+        super().__init__(engine)
+        self.first: tuple[int, float] | None = None
+        self.done = False
+
+    def observe(self, step: int, m: Row) -> None:
+        clock = m.get(ev.MB_OPTIMIZER_STEPS)
+        if self.done or not finite(clock):
+            return
+        if self.first is None:
+            self.first = (step, clock)
+            return
+        e, (since, at) = self.engine, self.first
+        if clock != at:
+            self.done = True  # the clock moves: FGCLIPCallback (or an equivalent) is attached
+            return
+        if step - since < self.MIN_STEPS:
+            return
+        e.judge("FGD201")
+        self.done = True
+        if e.gate("FGD201/clock", True, once=True):
+            e.emit(
+                "FGD201",
+                f"the memory bank's optimizer-step clock stays at {at:g} while the run went from step "
+                f"{since} to {step}: no FGCLIPCallback attached (a stock Trainer without "
+                "FGCLIPCallback.attach(trainer) never advances it), so the bank's warm-up never ends and it "
+                "never switches on",
+                step,
+                evidence={"clock": at, "from": since, "to": step},
+            )
