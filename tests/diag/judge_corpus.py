@@ -94,6 +94,17 @@ def _logits_high(step: int, row: Row) -> None:
         row[H(ev.LOGITS_MIN, "region")], row[H(ev.LOGITS_MAX, "region")] = 70.0, 99.0
 
 
+def _temperature(step: int, row: Row) -> None:
+    """The seed's region head: scale 3.0 (exp 20), loss 1.5 where the clamp scale would give 0.05."""
+    row[H(ev.LOGIT_SCALE, "region")] = 3.0
+    row[REGION], row[H(ev.LOSS_AT_MAX_SCALE, "region")] = 1.5, 0.05
+
+
+def _rising(step: int, row: Row) -> None:
+    if step > 150:
+        row[ev.LOSS] = 1.6 + 0.01 * (step - 150)
+
+
 def _bank_late(step: int, row: Row) -> None:
     row[ev.MB_ACTIVE] = 1.0 if step >= 50 else 0.0
 
@@ -117,6 +128,11 @@ FAULTS: dict[str, tuple[Callable[[int, Row], None] | None, set[str]]] = {
     "FGD603 collapse": (_cos_std_tiny, {"FGD603"}),
     "FGD603 logits above half the scale": (_logits_high, {"FGD603"}),
     "FGD604 slow": (_set(REGION, 1.1), {"FGD604"}),
+    "FGD104 temperature": (_temperature, {"FGD104"}),
+    "FGD502 gradient scale": (_set(ev.GRAD_NORM, 800.0), {"FGD502"}),
+    "FGD605 rising": (_rising, {"FGD605"}),
+    "FGD606 flat": (_set(ev.LOSS, 2.5), {"FGD606"}),
+    "FGD703 skipped": (lambda step, row: row.update({ev.SKIPPED_STEPS: 0.2 * step}), {"FGD703"}),
     "FGD701 nan": (_set(ev.GRAD_NORM, float("nan"), lambda s: s in (120, 125, 200)), {"FGD701"}),
     "no chance in the log": (_drop(H(ev.CANDIDATES, "region"), H(ev.CHANCE, "region")), set()),
 }
