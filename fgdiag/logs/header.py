@@ -29,7 +29,7 @@ _F = r"(\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)"
 PATTERNS: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(
     (mark, re.compile(pattern), fact)
     for mark, pattern, fact in (
-        ("per device", rf"[Bb]atch size per device\s*=\s*{_N}", PER_DEVICE),  # Trainer header
+        ("per device", rf"(?:Instantaneous )?[Bb]atch size per device\s*=\s*{_N}", PER_DEVICE),  # Trainer
         ("Total train batch", rf"Total train batch size[^=]*=\s*{_N}", TOTAL_BATCH),
         ("Accumulation steps", rf"Gradient Accumulation steps\s*=\s*{_N}", ACCUMULATION),
         ("optimization steps", rf"Total optimization steps\s*=\s*{_N}", PLANNED),

@@ -232,7 +232,8 @@ def test_runtime_rules_fgd601_candidates_from_run_info_inferred_or_not_judged():
 
         return change
 
-    hits = [f for f in run(no_k(math.log(8) * 0.995), info={**INFO, "candidates": 8})[0] if f.code == "FGD601"]
+    given = run(no_k(math.log(8) * 0.995), info={**INFO, "candidates": 8})[0]
+    hits = [f for f in given if f.code == "FGD601"]
     assert len(hits) == 1 and "given (--candidates)" in hits[0].message
     # nobody printed K, but the loss sits on ln 8 to half a percent all run: K = 8, said so
     hits = [f for f in run(no_k(math.log(8) * 0.995))[0] if f.code == "FGD601"]
