@@ -177,11 +177,11 @@ class LossProgress(Check):
 
     def _flat(self, post: list[tuple[int, float]], start: int) -> None:
         e = self.engine
-        e.judge("FGD606")
         interval = max(e.interval(), 1.0)
         if self.steps[0] > max(start, 2 * interval):
             e.why("FGD606", f"the log starts at step {self.steps[0]}, not at the start of the run")
             return
+        e.judge("FGD606")
         values = self.values
         level = median(values)
         w = max(2, min(e.window_points(), len(values) // 4))
