@@ -98,7 +98,8 @@ class Collapse(Check):
 HIGH_COSINE = 0.5  # every cosine above this: all pairs point the same way
 NARROW = 0.1  # logits within 10 % of the scale...
 GAP = 0.02  # ...and positives within 2 % of the scale of the negatives
-AT_CHANCE = 0.9  # ...while the head's loss stays >= 90 % of ln K
+AT_CHANCE = 0.9  # ...while the head's loss stays >= 90 % of ln K...
+STILL = 0.05  # ...and stops falling (less than 5 % over the window): early in training spreads are tight
 SHARE = 0.8
 MIN_POINTS = 5
 LOGIT_NAMES = {
@@ -119,30 +120,32 @@ def scale_of(head: str, m: Row) -> float | None:
     return None
 
 
-def collapsed(head: str, m: Row, scale: float) -> tuple[bool, str] | None:
-    """(collapsed?, why) of one row from its logits at `scale`; None when the row cannot say."""
+def collapsed(head: str, m: Row, scale: float) -> tuple[str, str] | None:
+    """(kind, why) of one row from its logits at `scale`: kind "high" (every cosine above 0.5), "narrow"
+    (a narrow range, positives like negatives, the loss at chance) or "" (not collapsed); None when the row
+    cannot say."""
     lo_name, hi_name, pos_name, neg_name = LOGIT_NAMES[head]
     lo, hi = m.get(lo_name), m.get(hi_name)
     if lo is None or hi is None or not (finite(lo) and finite(hi)):
         return None
     if lo >= HIGH_COSINE * scale:
         return (
-            True,
+            "high",
             f"every logit between {lo:.4g} and {hi:.4g} at scale {scale:.4g} "
             f"(all cosines >= {lo / scale:.2f})",
         )
     if hi - lo >= NARROW * scale:
-        return False, ""
+        return "", ""
     pos, neg = m.get(pos_name), m.get(neg_name)
     if pos is not None and neg is not None and finite(pos) and finite(neg) and pos - neg >= GAP * scale:
-        return False, ""
+        return "", ""
     ratio = m.get(ev.head_metric(ev.LOSS_OVER_CHANCE, head))
     loss, chance = m.get(ev.head_metric(ev.HEAD_LOSS, head)), m.get(ev.head_metric(ev.CHANCE, head))
     if ratio is None and loss is not None and chance is not None and finite(chance) and chance > 0:
         ratio = loss / chance
     if ratio is None or not finite(ratio) or ratio < AT_CHANCE:
-        return False, ""
-    return True, (
+        return "", ""
+    return "narrow", (
         f"every logit between {lo:.4g} and {hi:.4g} at scale {scale:.4g} "
         f"(cosines within {(hi - lo) / scale:.3f}) "
         f"with the loss at {ratio:.2f} x ln K"
@@ -158,7 +161,8 @@ class CollapseFromLogits(Check):
 
     def __init__(self, engine: RuleEngine) -> None:
         super().__init__(engine)
-        self.points: dict[str, list[tuple[int, bool, str]]] = {h: [] for h in ev.HEADS}
+        # per head: (step, kind, why, head loss or NaN) of each point
+        self.points: dict[str, list[tuple[int, str, str, float]]] = {h: [] for h in ev.HEADS}
         self.judged: set[str] = set()
 
     def observe(self, step: int, m: Row) -> None:
@@ -176,7 +180,8 @@ class CollapseFromLogits(Check):
             pts = self.points[head]
             if pts and pts[-1][0] == step:
                 pts.pop()
-            pts.append((step, found[0], found[1]))
+            loss = m.get(ev.head_metric(ev.HEAD_LOSS, head))
+            pts.append((step, found[0], found[1], loss if finite(loss) else math.nan))
             if len(pts) > 4096:
                 del pts[:2048]
             if e.heavy:
@@ -197,7 +202,10 @@ class CollapseFromLogits(Check):
     def _judge(self, head: str, window: list[Any], step: int) -> None:
         e = self.engine
         e.judge("FGD603")
-        hits = [p for p in window if p[1]]
+        losses = [p[3] for p in window if math.isfinite(p[3])]
+        third = max(1, len(losses) // 3)
+        falling = len(losses) >= 2 and sum(losses[-third:]) < (1 - STILL) * sum(losses[:third])
+        hits = [p for p in window if p[1] == "high" or (p[1] == "narrow" and not falling)]
         fire = len(hits) >= SHARE * len(window)
         if e.gate(f"FGD603/logits/{head}", fire):
             e.emit(
