@@ -230,6 +230,25 @@ class RuleEngine:
                 self._open[key] = state
         return False
 
+    def gates_fire(self, ops: list[tuple[str, bool]]) -> bool:
+        """Whether `gate(key, condition)` calls in this order would start an episode; nothing changes (a
+        check's quick path settles a batch only when none would, then `apply_gates` replays them)."""
+        state: dict[str, int | None] = {}
+        for key, condition in ops:
+            s = state[key] if key in state else self._open.get(key)
+            if condition:
+                if s is None:
+                    return True
+                state[key] = -1
+            elif s is not None:
+                s = (0 if s < 0 else s) + 1
+                state[key] = None if s >= self.params.clear_points else s
+        return False
+
+    def apply_gates(self, ops: list[tuple[str, bool]]) -> None:
+        for key, condition in ops:
+            self.gate(key, condition)
+
     def reroute(self) -> None:
         """A check changed `every_row` outside `configure`: rows are routed afresh."""
         self._routes.clear()

@@ -111,7 +111,7 @@ class Resolver:
     def level(self, track: str, m: Row) -> Level | None:
         if track != MAIN:
             c = m.get(CHANCES[track])
-            if c is not None and finite(c) and c > 0:
+            if c is not None and 0 < c < math.inf:  # NaN fails both comparisons
                 return Level(c, c, True, "ln K printed in the log")
             k = m.get(COUNTS[track])
             if k is not None:

@@ -13,8 +13,11 @@ Every finding states its evidence: points, steps, share, margin and where K came
 from __future__ import annotations
 
 import math
+from itertools import pairwise
+from operator import gt, lt
 from typing import Any
 
+from fgdiag.rules.batch import Batch
 from fgdiag.rules.convergence.candidates import MAIN, READS, TRACKS, Level, Resolver, loss_of
 from fgdiag.rules.engine import Check, Row, RuleEngine
 from fgdiag.rules.registry import register, runtime_check
@@ -60,66 +63,112 @@ def margin(c: float) -> float:
 
 
 class Track:
-    """Points of one judged loss (parallel lists; `lo` is None where K is unknown)."""
+    """One judged loss: every point (step, loss: the ln n inference reads them) and, apart, the points whose
+    K is known (step, loss, ln K range, exact, source): a window is the last of those, whatever lies between.
+    `steps`/`losses` and the `k_` lists each keep their newest 2 x SERIES_CAP points."""
 
-    __slots__ = ("exact", "hi", "index", "judged", "lo", "losses", "name", "source", "sources", "steps")
+    __slots__ = (
+        "exact",
+        "hi",
+        "index",
+        "judged",
+        "k_losses",
+        "k_steps",
+        "lo",
+        "losses",
+        "name",
+        "source",
+        "sources",
+        "steps",
+    )
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.steps: list[int] = []
         self.losses: list[float] = []
-        self.lo: list[float | None] = []
+        self.k_steps: list[int] = []
+        self.k_losses: list[float] = []
+        self.lo: list[float] = []
         self.hi: list[float] = []
         self.exact: list[bool] = []
-        self.source: list[int] = []  # per point: index into `sources` (-1: K unknown)
+        self.source: list[int] = []  # per known point: index into `sources`
         self.sources: list[str] = []  # where K came from
         self.index: dict[str, int] = {}  # source -> its index in `sources`
         self.judged = False  # a full window was judged while streaming
 
     def add(self, step: int, loss: float, level: Level | None) -> None:
-        lists = (self.steps, self.losses, self.lo, self.hi, self.exact, self.source)
-        if self.steps and self.steps[-1] == step:
-            for lst in lists:
-                lst.pop()
-        self.steps.append(step)
+        steps, k_steps = self.steps, self.k_steps
+        if steps and steps[-1] == step:  # the step logged again: its newest values replace the point
+            steps.pop()
+            self.losses.pop()
+            if k_steps and k_steps[-1] == step:
+                for lst in (k_steps, self.k_losses, self.lo, self.hi, self.exact, self.source):
+                    lst.pop()
+        steps.append(step)
         self.losses.append(loss)
-        self.lo.append(level.lo if level is not None else None)
-        self.hi.append(level.hi if level is not None else math.nan)
-        self.exact.append(level is not None and level.exact)
-        if level is None:
-            self.source.append(-1)
-        else:
+        if level is not None:
+            k_steps.append(step)
+            self.k_losses.append(loss)
+            self.lo.append(level.lo)
+            self.hi.append(level.hi)
+            self.exact.append(level.exact)
             j = self.index.get(level.source)
             if j is None:
                 j = self.index[level.source] = len(self.sources)
                 self.sources.append(level.source)
             self.source.append(j)
-        if len(self.steps) > 2 * SERIES_CAP:
-            for lst in lists:
-                del lst[:SERIES_CAP]
+            if len(k_steps) > 2 * SERIES_CAP:
+                for lst in (k_steps, self.k_losses, self.lo, self.hi, self.exact, self.source):
+                    del lst[:SERIES_CAP]
+        if len(steps) > 2 * SERIES_CAP:
+            del steps[:SERIES_CAP], self.losses[:SERIES_CAP]
+
+    def mark(self) -> tuple[Any, ...]:
+        """A copy of the state (a few thousand points at most: cheap once per batch)."""
+        lists = (
+            self.steps,
+            self.losses,
+            self.k_steps,
+            self.k_losses,
+            self.lo,
+            self.hi,
+            self.exact,
+            self.source,
+        )
+        copies = tuple(list(lst) for lst in lists)
+        return (*copies, list(self.sources), dict(self.index), self.judged)
+
+    def rollback(self, mark: tuple[Any, ...]) -> None:
+        """Back to the state of `mark`."""
+        (self.steps, self.losses, self.k_steps, self.k_losses, self.lo, self.hi, self.exact, self.source) = (
+            mark[:8]
+        )
+        self.sources, self.index, self.judged = mark[8:]
 
     def where(self, idx: list[int]) -> str:
-        """Where K came from for the points `idx`, most frequent first."""
+        """Where K came from for the known points `idx`, most frequent first."""
         counts: dict[int, int] = {}
         for i in idx:
-            if self.source[i] >= 0:
-                counts[self.source[i]] = counts.get(self.source[i], 0) + 1
+            counts[self.source[i]] = counts.get(self.source[i], 0) + 1
         return "; ".join(self.sources[j] for j in sorted(counts, key=lambda j: -counts[j])) or "K unknown"
 
     def known(self, start: int, last: int | None = None) -> list[int]:
-        """Indices of the points after the trend start with a known K (only the last `last` of them: walked
-        from the end, so a window costs its own length)."""
-        steps, lo = self.steps, self.lo
-        if last is None:
-            return [i for i in range(len(steps)) if steps[i] > start and lo[i] is not None]
-        out: list[int] = []
-        i = len(steps) - 1
-        while i >= 0 and steps[i] > start and len(out) < last:
-            if lo[i] is not None:
-                out.append(i)
-            i -= 1
-        out.reverse()
-        return out
+        """Indices (into the `k_` lists) of the known points after the trend start (the last `last`)."""
+        k_steps = self.k_steps
+        n = len(k_steps)
+        j = 0 if last is None else max(0, n - last)
+        while j < n and k_steps[j] <= start:
+            j += 1
+        return list(range(j, n))
+
+    def infer(self, idx: list[int], c: float, source: str) -> list[int]:
+        """Make the points `idx` (into `steps`) the known points, all at ln K = c; returns their indices."""
+        self.k_steps = [self.steps[i] for i in idx]
+        self.k_losses = [self.losses[i] for i in idx]
+        self.lo, self.hi, self.exact = [c] * len(idx), [c] * len(idx), [False] * len(idx)
+        self.sources, self.index = [source], {source: 0}
+        self.source = [0] * len(idx)
+        return list(range(len(idx)))
 
 
 def verdict(track: Track, idx: list[int]) -> dict[str, Any]:
@@ -128,21 +177,18 @@ def verdict(track: Track, idx: list[int]) -> dict[str, Any]:
     At chance: 80 % of the points in the band, or the window's mean loss in the band of its mean ln K with
     fewer than half the points below it (where K is a sample of the step's forward passes, as in the fork's
     [DIAG] blocks, single points scatter around ln K both ways; their level is what sits at chance)."""
-    at = above = below = 0
-    exact = all(track.exact[i] for i in idx)
-    for i in idx:
-        loss, lo, hi = track.losses[i], track.lo[i], track.hi[i]
-        assert lo is not None
-        if loss > hi + margin(hi):
-            above += 1
-        elif loss >= lo * (1 - TOL):
-            at += 1
-        else:
-            below += 1
-    n = len(idx)
-    mean_loss = sum(track.losses[i] for i in idx) / n
-    mean_lo = sum(track.lo[i] or 0.0 for i in idx) / n
-    mean_hi = sum(track.hi[i] for i in idx) / n
+    a, b = idx[0], idx[-1] + 1  # known points are contiguous: slices (C-level)
+    losses, los, his = track.k_losses[a:b], track.lo[a:b], track.hi[a:b]
+    exact = all(track.exact[a:b])
+    n = len(losses)
+    tops = [h + (MARGIN if h >= 1.0 else MARGIN * h) for h in his]  # margin(h), inlined: this is hot
+    floors = [x * (1 - TOL) for x in los]
+    above = sum(map(gt, losses, tops))
+    below = sum(map(lt, losses, floors))
+    at = n - above - below
+    mean_loss = sum(losses) / n
+    mean_lo = sum(los) / n
+    mean_hi = sum(his) / n
     level_at = mean_lo * (1 - TOL) <= mean_loss <= mean_hi + margin(mean_hi) and below < 0.5 * n
     return {
         "at": at >= SHARE * n or level_at,
@@ -150,8 +196,8 @@ def verdict(track: Track, idx: list[int]) -> dict[str, Any]:
         "n_at": at,
         "n_above": above,
         "points": n,
-        "from": track.steps[idx[0]],
-        "to": track.steps[idx[-1]],
+        "from": track.k_steps[idx[0]],
+        "to": track.k_steps[idx[-1]],
         "loss": mean_loss,
         "chance": (mean_lo + mean_hi) / 2,
     }
@@ -174,7 +220,14 @@ class LossVsChance(Check):
         self.resolver.configure(self.engine.run_info)
 
     def observe(self, step: int, m: Row) -> None:
-        e, info = self.engine, self.engine.run_info
+        e = self.engine
+        for track in self._add(step, m):
+            if e.heavy:
+                self._window(track, e.start, e.window, step)
+
+    def _add(self, step: int, m: Row) -> list[Track]:
+        """Record the row's point on every track it holds a loss for; returns those tracks."""
+        info, out = self.engine.run_info, []
         for name, track in self.tracks.items():
             if name == MAIN and self.heads_seen:
                 continue
@@ -184,15 +237,55 @@ class LossVsChance(Check):
             if name != MAIN:
                 self.heads_seen = True
             track.add(step, loss, self.resolver.level(name, m))
-            if e.heavy:
-                idx = track.known(e.start, e.window)
-                if len(idx) >= e.window:
-                    track.judged = True
-                    self._report(track, idx, verdict(track, idx), step)
-                elif not track.judged:
-                    why = f"fewer than {e.window} logging points with a known K after step {e.start} so far"
-                    e.why("FGD601", why)
-                    e.why("FGD602", why)
+            out.append(track)
+        return out
+
+    def _window(
+        self, track: Track, start: int, w: int, step: int, ops: list[tuple[str, bool]] | None = None
+    ) -> None:
+        """Judge the last window of a track; with `ops` (the quick path) the episode gates are only recorded
+        there, and nothing is emitted."""
+        e = self.engine
+        idx = track.known(start, w)
+        if len(idx) < w:
+            if not track.judged:
+                why = f"fewer than {w} logging points with a known K after step {start} so far"
+                e.why("FGD601", why)
+                e.why("FGD602", why)
+            return
+        track.judged = True
+        found = verdict(track, idx)
+        if ops is None:
+            self._report(track, idx, found, step)
+            return
+        self._judged(track, idx, found)
+        ops += [(f"FGD601/{track.name}", found["at"]), (f"FGD602/{track.name}", found["above"])]
+
+    def quick(self, batch: Batch, rows: list[int]) -> list[int] | None:
+        """Steps rising: the rows' points go in and the windows due on heavy rows are judged here; when a
+        window would start a finding the batch is rolled back for `observe`, otherwise its episode gates
+        are replayed as they were (an episode that stays open or clears emits nothing)."""
+        e = self.engine
+        steps = batch.steps
+        last = max((t.steps[-1] for t in self.tracks.values() if t.steps), default=None)
+        routed = [steps[i] for i in rows]
+        if (last is not None and routed[0] < last) or any(b < a for a, b in pairwise(routed)):
+            return None  # a step going back (a restart): row by row
+        marks = {name: t.mark() for name, t in self.tracks.items()}
+        heads_seen = self.heads_seen
+        heavy, windows, start = batch.heavy, batch.windows, batch.start
+        ops: list[tuple[str, bool]] = []
+        for i in rows:
+            for track in self._add(steps[i], batch.rows[i][1]):
+                if heavy[i]:
+                    self._window(track, start, windows[i], steps[i], ops)
+        if e.gates_fire(ops):
+            for name, t in self.tracks.items():
+                t.rollback(marks[name])
+            self.heads_seen = heads_seen
+            return None
+        e.apply_gates(ops)
+        return []
 
     def finish(self) -> None:
         e = self.engine
@@ -231,28 +324,31 @@ class LossVsChance(Check):
             e.why("FGD601", "no candidate count in this log; pass --candidates")
             e.why("FGD602", "no candidate count in this log; pass --candidates")
             return
-        for i in idx:
-            track.lo[i], track.hi[i], track.exact[i] = c, c, False
-        track.sources.append(
-            f"K = {n} inferred: the loss sits on ln {n} = {c:.4f} (confirm with --candidates)"
+        known = track.infer(
+            idx, c, f"K = {n} inferred: the loss sits on ln {n} = {c:.4f} (confirm with --candidates)"
         )
-        track.index[track.sources[-1]] = len(track.sources) - 1
-        for i in idx:
-            track.source[i] = len(track.sources) - 1
-        found = verdict(track, idx)
+        found = verdict(track, known)
         e.judge("FGD601")
         e.why("FGD602", "K inferred from the loss level: above chance is not judged")
-        if found["n_at"] >= 0.5 * len(idx):
-            tail = idx[-w:]
+        if found["n_at"] >= 0.5 * len(known):
+            tail = known[-w:]
             self._report(track, tail, verdict(track, tail), track.steps[-1])
 
-    def _report(self, track: Track, idx: list[int], found: dict[str, Any], step: int) -> None:
+    def _judged(self, track: Track, idx: list[int], found: dict[str, Any]) -> None:
         e = self.engine
         e.judge("FGD601")
         if found["above"] or all(track.exact[i] for i in idx):
             e.judge("FGD602")
         else:
             e.why("FGD602", f"{track.name}: K known only as a lower bound or range")
+
+    def _report(self, track: Track, idx: list[int], found: dict[str, Any], step: int) -> None:
+        e = self.engine
+        self._judged(track, idx, found)
+        at = e.gate(f"FGD601/{track.name}", found["at"])
+        above = e.gate(f"FGD602/{track.name}", found["above"])
+        if not (at or above):
+            return  # the common case: nothing new, no message to build
         label = "loss" if track.name == MAIN else f"{track.name} loss"
         where = track.where(idx)
         evidence = {
@@ -265,7 +361,7 @@ class LossVsChance(Check):
             "k_source": where,
         }
         span = f"{found['points']} logging steps {found['from']}-{found['to']}"
-        if e.gate(f"FGD601/{track.name}", found["at"]):
+        if at:
             e.emit(
                 "FGD601",
                 f"{label} {found['loss']:.4f} sits at chance (mean ln K {found['chance']:.4f}, "
@@ -274,7 +370,7 @@ class LossVsChance(Check):
                 step,
                 evidence={**evidence, "share": found["n_at"] / found["points"]},
             )
-        if e.gate(f"FGD602/{track.name}", found["above"]):
+        if above:
             e.emit(
                 "FGD602",
                 f"{label} {found['loss']:.4f} is above chance ln K {found['chance']:.4f} by "

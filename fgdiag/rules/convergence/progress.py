@@ -15,6 +15,7 @@ from itertools import pairwise
 from typing import Any
 
 from fgdiag import events as ev
+from fgdiag.rules.batch import Batch
 from fgdiag.rules.engine import Check, Row, RuleEngine
 from fgdiag.rules.registry import register, runtime_check
 from fgdiag.rules.series import finite, median
@@ -82,7 +83,7 @@ class LossProgress(Check):
     """FGD605 / FGD606 on the main loss, at the end of the log."""
 
     codes = ("FGD605", "FGD606")
-    reads = (ev.LOSS, REGION_LOSS, ev.MB_ACTIVE)
+    reads = (ev.LOSS, REGION_LOSS, ev.MB_ACTIVE, ev.LEARNING_RATE)
     absent = "no loss in this log"
 
     def __init__(self, engine: RuleEngine) -> None:
@@ -121,6 +122,42 @@ class LossProgress(Check):
         self.values.append(loss)
         if len(self.steps) > CAP:  # halve the resolution: the whole run's shape stays
             self.steps, self.values = self.steps[::2], self.values[::2]
+
+    def quick(self, batch: Batch, rows: list[int]) -> list[int] | None:
+        """Rising steps: the batch's losses, learning rates, bank and region points go in whole (nothing is
+        judged before the end of the log)."""
+        steps = batch.steps
+        idx, vals = batch.column(ev.LOSS)
+        if any(b <= a for a, b in pairwise(steps[i] for i in idx)) or (
+            idx and self.steps and steps[idx[0]] <= self.steps[-1]
+        ):
+            return None
+        if self.bank_on is None:
+            act_idx, active = batch.column(ev.MB_ACTIVE)
+            on = next(
+                (steps[i] for i, a in zip(act_idx, active, strict=True) if a is not None and a > 0), None
+            )
+            self.bank_on = on
+        reg_idx, regions = batch.column(REGION_LOSS)
+        if reg_idx:
+            chances = dict(zip(*batch.column(REGION_CHANCE), strict=True))
+            for i, r in zip(reg_idx[-64:], regions[-64:], strict=True):
+                c = chances.get(i)
+                if r is not None and c is not None and 0 < c < math.inf and -math.inf < r < math.inf:
+                    self.region.append((steps[i], r / c))
+                    if len(self.region) > 64:
+                        del self.region[:32]
+        rates = batch.any_order(ev.LEARNING_RATE)
+        if len(rates) > rates.count(None):
+            self.lr_seen = True
+            self.lr_zero = self.lr_zero and all(r == 0.0 for r in rates if r is not None)
+        for i, v in zip(idx, vals, strict=True):
+            if v is not None and v == v and v not in (0.0, math.inf, -math.inf):
+                self.steps.append(steps[i])
+                self.values.append(v)
+        while len(self.steps) > CAP:
+            self.steps, self.values = self.steps[::2], self.values[::2]
+        return []
 
     def finish(self) -> None:
         e = self.engine
