@@ -17,8 +17,20 @@ from itertools import pairwise
 from operator import gt, lt
 from typing import Any
 
+from fgdiag import events as ev
 from fgdiag.rules.batch import Batch
-from fgdiag.rules.convergence.candidates import MAIN, READS, TRACKS, Level, Resolver, loss_of
+from fgdiag.rules.convergence.candidates import (
+    CHANCES,
+    GLOBAL_PARTS,
+    HEAD_LOSSES,
+    MAIN,
+    READS,
+    REGION_PART,
+    TRACKS,
+    Level,
+    Resolver,
+    loss_of,
+)
 from fgdiag.rules.engine import Check, Row, RuleEngine
 from fgdiag.rules.registry import register, runtime_check
 from fgdiag.rules.series import SERIES_CAP, median
@@ -56,6 +68,13 @@ SHARE = 0.8
 MIN_POINTS = 5
 SMALL_N = 20  # ln n inferred only for n <= 20 (ln 2 ... ln 20: their bands do not overlap)
 PRECISE = 0.01  # at chance a softmax loss sits on ln K within about 1 %
+
+
+FALLBACKS = frozenset((*GLOBAL_PARTS, REGION_PART))
+
+
+def printed(c: float) -> Level:
+    return Level(c, c, True, "ln K printed in the log")
 
 
 def margin(c: float) -> float:
@@ -240,6 +259,44 @@ class LossVsChance(Check):
             out.append(track)
         return out
 
+    def _columns(self, batch: Batch) -> list[tuple[Track, list[tuple[int, float, Level | None, int]]]] | None:
+        """Each track's (step, loss, level, row) of the batch, read from its columns; None when the batch
+        needs the row-by-row path: losses only in fallback names (weighted parts), the first head losses of
+        the log, or a step logged again with other values."""
+        names = batch.names()
+        if FALLBACKS & names:
+            return None
+        heads = [h for h in TRACKS if h != MAIN and HEAD_LOSSES[h] in names]
+        if heads and not self.heads_seen:
+            return None
+        wanted = heads if heads or self.heads_seen else [MAIN]
+        steps, rows, out = batch.steps, batch.rows, []
+        for name in wanted:
+            idx, values = batch.column(ev.LOSS if name == MAIN else HEAD_LOSSES[name])
+            chance = dict(zip(*batch.column(CHANCES[name]), strict=True)) if name != MAIN else {}
+            track, points = self.tracks[name], []
+            for i, loss in zip(idx, values, strict=True):
+                if loss is None or not -math.inf < loss < math.inf or loss == 0.0:
+                    continue
+                c = chance.get(i)
+                level = (
+                    printed(c)
+                    if c is not None and 0 < c < math.inf
+                    else self.resolver.level(name, rows[i][1])
+                )
+                step = steps[i]
+                if points and points[-1][0] == step:
+                    if points[-1][1:3] != (loss, level):
+                        return None
+                    continue
+                points.append((step, loss, level, i))
+            if points and track.steps and points[0][0] <= track.steps[-1]:
+                return None
+            out.append((track, points))
+        if heads:
+            self.heads_seen = True
+        return out
+
     def _window(
         self, track: Track, start: int, w: int, step: int, ops: list[tuple[str, bool]] | None = None
     ) -> None:
@@ -275,10 +332,18 @@ class LossVsChance(Check):
         heads_seen = self.heads_seen
         heavy, windows, start = batch.heavy, batch.windows, batch.start
         ops: list[tuple[str, bool]] = []
-        for i in rows:
-            for track in self._add(steps[i], batch.rows[i][1]):
-                if heavy[i]:
-                    self._window(track, start, windows[i], steps[i], ops)
+        columns = self._columns(batch)
+        if columns is not None:  # a track at a time from the batch's columns (the common case)
+            for track, points in columns:
+                for step, loss, level, i in points:
+                    track.add(step, loss, level)
+                    if heavy[i]:  # the track holds exactly its points up to row i: its window as of row i
+                        self._window(track, start, windows[i], step, ops)
+        else:
+            for i in rows:
+                for track in self._add(steps[i], batch.rows[i][1]):
+                    if heavy[i]:
+                        self._window(track, start, windows[i], steps[i], ops)
         if e.gates_fire(ops):
             for name, t in self.tracks.items():
                 t.rollback(marks[name])
