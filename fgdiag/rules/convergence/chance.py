@@ -21,6 +21,7 @@ from fgdiag import events as ev
 from fgdiag.rules.batch import Batch
 from fgdiag.rules.convergence.candidates import (
     CHANCES,
+    COUNTS,
     GLOBAL_PARTS,
     HEAD_LOSSES,
     MAIN,
@@ -71,6 +72,9 @@ PRECISE = 0.01  # at chance a softmax loss sits on ln K within about 1 %
 
 
 FALLBACKS = frozenset((*GLOBAL_PARTS, REGION_PART))
+BANK_NAMES = (ev.MB_FILL, ev.MB_ACTIVE, ev.REGIONS_VALID)
+# names a row's own level can come from, per head (without them every row of a batch has the same level)
+ROW_LEVELS = {h: frozenset((CHANCES[h], COUNTS[h], *(BANK_NAMES if h == "region" else ()))) for h in CHANCES}
 
 
 def printed(c: float) -> Level:
@@ -274,16 +278,17 @@ class LossVsChance(Check):
         for name in wanted:
             idx, values = batch.column(ev.LOSS if name == MAIN else HEAD_LOSSES[name])
             chance = dict(zip(*batch.column(CHANCES[name]), strict=True)) if name != MAIN else {}
+            per_row = name != MAIN and bool(ROW_LEVELS[name] & names)  # else one level for every row
+            same = None if per_row else self.resolver.level(name, {})
             track, points = self.tracks[name], []
             for i, loss in zip(idx, values, strict=True):
                 if loss is None or not -math.inf < loss < math.inf or loss == 0.0:
                     continue
                 c = chance.get(i)
-                level = (
-                    printed(c)
-                    if c is not None and 0 < c < math.inf
-                    else self.resolver.level(name, rows[i][1])
-                )
+                if c is not None and 0 < c < math.inf:
+                    level = printed(c)
+                else:
+                    level = self.resolver.level(name, rows[i][1]) if per_row else same
                 step = steps[i]
                 if points and points[-1][0] == step:
                     if points[-1][1:3] != (loss, level):
