@@ -91,6 +91,7 @@ class Track:
     `steps`/`losses` and the `k_` lists each keep their newest 2 x SERIES_CAP points."""
 
     __slots__ = (
+        "evaluated",
         "exact",
         "hi",
         "index",
@@ -118,6 +119,7 @@ class Track:
         self.sources: list[str] = []  # where K came from
         self.index: dict[str, int] = {}  # source -> its index in `sources`
         self.judged = False  # a full window was judged while streaming
+        self.evaluated: tuple[Any, ...] | None = None  # the last window judged (its points, start, size)
 
     def add(self, step: int, loss: float, level: Level | None) -> None:
         steps, k_steps = self.steps, self.k_steps
@@ -159,14 +161,14 @@ class Track:
             self.source,
         )
         copies = tuple(list(lst) for lst in lists)
-        return (*copies, list(self.sources), dict(self.index), self.judged)
+        return (*copies, list(self.sources), dict(self.index), self.judged, self.evaluated)
 
     def rollback(self, mark: tuple[Any, ...]) -> None:
         """Back to the state of `mark`."""
         (self.steps, self.losses, self.k_steps, self.k_losses, self.lo, self.hi, self.exact, self.source) = (
             mark[:8]
         )
-        self.sources, self.index, self.judged = mark[8:]
+        self.sources, self.index, self.judged, self.evaluated = mark[8:]
 
     def where(self, idx: list[int]) -> str:
         """Where K came from for the known points `idx`, most frequent first."""
@@ -308,6 +310,17 @@ class LossVsChance(Check):
         """Judge the last window of a track; with `ops` (the quick path) the episode gates are only recorded
         there, and nothing is emitted."""
         e = self.engine
+        k_steps = track.k_steps
+        key = (
+            len(k_steps),
+            k_steps[-1] if k_steps else None,
+            track.k_losses[-1] if k_steps else None,
+            start,
+            w,
+        )
+        if key == track.evaluated:
+            return  # no new point with a known K since this window was judged: nothing to judge again
+        track.evaluated = key
         idx = track.known(start, w)
         if len(idx) < w:
             if not track.judged:
