@@ -67,6 +67,7 @@ TOL = 0.02  # A1: |loss - ln K| < 2 % ln K; the band's lower edge
 MARGIN = 0.1  # A2: ln K + 0.1 is clearly above chance (10 % of ln K for small K)
 SHARE = 0.8
 MIN_POINTS = 5
+STRIDE = 10  # a window is judged again after a tenth of a window of new points
 SMALL_N = 20  # ln n inferred only for n <= 20 (ln 2 ... ln 20: their bands do not overlap)
 PRECISE = 0.01  # at chance a softmax loss sits on ln K within about 1 %
 
@@ -96,6 +97,7 @@ class Track:
         "hi",
         "index",
         "judged",
+        "k_added",
         "k_losses",
         "k_steps",
         "lo",
@@ -119,7 +121,8 @@ class Track:
         self.sources: list[str] = []  # where K came from
         self.index: dict[str, int] = {}  # source -> its index in `sources`
         self.judged = False  # a full window was judged while streaming
-        self.evaluated: tuple[Any, ...] | None = None  # the last window judged (its points, start, size)
+        self.k_added = 0  # points with a known K ever added (a step logged again does not count)
+        self.evaluated: tuple[int, int, int] | None = None  # (k_added, start, size) of the last window judged
 
     def add(self, step: int, loss: float, level: Level | None) -> None:
         steps, k_steps = self.steps, self.k_steps
@@ -132,6 +135,8 @@ class Track:
         steps.append(step)
         self.losses.append(loss)
         if level is not None:
+            if not (k_steps and k_steps[-1] == step):
+                self.k_added += 1
             k_steps.append(step)
             self.k_losses.append(loss)
             self.lo.append(level.lo)
@@ -148,6 +153,16 @@ class Track:
         if len(steps) > 2 * SERIES_CAP:
             del steps[:SERIES_CAP], self.losses[:SERIES_CAP]
 
+    def extend(self, steps: list[int], losses: list[float]) -> None:
+        """Points without a known K, steps rising (the first may be the last one's, logged again)."""
+        if steps and self.steps and self.steps[-1] == steps[0]:
+            self.add(steps[0], losses[0], None)
+            steps, losses = steps[1:], losses[1:]
+        self.steps += steps
+        self.losses += losses
+        while len(self.steps) > 2 * SERIES_CAP:  # as `add` trims, a block at a time
+            del self.steps[:SERIES_CAP], self.losses[:SERIES_CAP]
+
     def mark(self) -> tuple[Any, ...]:
         """A copy of the state (a few thousand points at most: cheap once per batch)."""
         lists = (
@@ -161,14 +176,14 @@ class Track:
             self.source,
         )
         copies = tuple(list(lst) for lst in lists)
-        return (*copies, list(self.sources), dict(self.index), self.judged, self.evaluated)
+        return (*copies, list(self.sources), dict(self.index), self.judged, self.evaluated, self.k_added)
 
     def rollback(self, mark: tuple[Any, ...]) -> None:
         """Back to the state of `mark`."""
         (self.steps, self.losses, self.k_steps, self.k_losses, self.lo, self.hi, self.exact, self.source) = (
             mark[:8]
         )
-        self.sources, self.index, self.judged, self.evaluated = mark[8:]
+        self.sources, self.index, self.judged, self.evaluated, self.k_added = mark[8:]
 
     def where(self, idx: list[int]) -> str:
         """Where K came from for the known points `idx`, most frequent first."""
@@ -310,17 +325,10 @@ class LossVsChance(Check):
         """Judge the last window of a track; with `ops` (the quick path) the episode gates are only recorded
         there, and nothing is emitted."""
         e = self.engine
-        k_steps = track.k_steps
-        key = (
-            len(k_steps),
-            k_steps[-1] if k_steps else None,
-            track.k_losses[-1] if k_steps else None,
-            start,
-            w,
-        )
-        if key == track.evaluated:
-            return  # no new point with a known K since this window was judged: nothing to judge again
-        track.evaluated = key
+        last = track.evaluated
+        if last is not None and last[1:] == (start, w) and track.k_added - last[0] < max(1, w // STRIDE):
+            return  # judged again once a tenth of a window of new points with a known K came in
+        track.evaluated = (track.k_added, start, w)
         idx = track.known(start, w)
         if len(idx) < w:
             if not track.judged:
@@ -353,6 +361,12 @@ class LossVsChance(Check):
         columns = self._columns(batch)
         if columns is not None:  # a track at a time from the batch's columns (the common case)
             for track, points in columns:
+                if all(p[2] is None for p in points):  # no K in the batch: no window can change
+                    track.extend([p[0] for p in points], [p[1] for p in points])
+                    for step, _loss, _level, i in points:
+                        if heavy[i]:
+                            self._window(track, start, windows[i], step, ops)
+                    continue
                 for step, loss, level, i in points:
                     track.add(step, loss, level)
                     if heavy[i]:  # the track holds exactly its points up to row i: its window as of row i
