@@ -13,8 +13,9 @@ Every finding states its evidence: points, steps, share, margin and where K came
 from __future__ import annotations
 
 import math
-from itertools import pairwise
-from operator import gt, lt
+from collections.abc import Mapping
+from itertools import accumulate, pairwise
+from operator import gt, itemgetter, lt
 from typing import Any
 
 from fgdiag import events as ev
@@ -26,6 +27,7 @@ from fgdiag.rules.convergence.candidates import (
     HEAD_LOSSES,
     MAIN,
     READS,
+    REGION,
     REGION_PART,
     TRACKS,
     Level,
@@ -34,7 +36,7 @@ from fgdiag.rules.convergence.candidates import (
 )
 from fgdiag.rules.engine import Check, Row, RuleEngine
 from fgdiag.rules.registry import register, runtime_check
-from fgdiag.rules.series import SERIES_CAP, median
+from fgdiag.rules.series import SERIES_CAP, finite, median
 
 register(
     "FGD601",
@@ -73,9 +75,6 @@ PRECISE = 0.01  # at chance a softmax loss sits on ln K within about 1 %
 
 
 FALLBACKS = frozenset((*GLOBAL_PARTS, REGION_PART))
-BANK_NAMES = (ev.MB_FILL, ev.MB_ACTIVE, ev.REGIONS_VALID)
-# names a row's own level can come from, per head (without them every row of a batch has the same level)
-ROW_LEVELS = {h: frozenset((CHANCES[h], COUNTS[h], *(BANK_NAMES if h == "region" else ()))) for h in CHANCES}
 
 
 def printed(c: float) -> Level:
@@ -163,6 +162,45 @@ class Track:
         while len(self.steps) > 2 * SERIES_CAP:  # as `add` trims, a block at a time
             del self.steps[:SERIES_CAP], self.losses[:SERIES_CAP]
 
+    def extend_points(
+        self, points: list[tuple[int, float, Level | None, int]]
+    ) -> list[tuple[int, int]] | None:
+        """Append points of strictly rising steps (after the last one) at once; returns, per point, (known
+        points, points with a known K ever added) after it, for its window as of that point; None (nothing
+        done) when the lists would need trimming."""
+        known = [p for p in points if p[2] is not None]
+        self.steps += [p[0] for p in points]
+        self.losses += [p[1] for p in points]
+        levels = [p[2] for p in known]
+        index = self.index
+        for level in levels:
+            if level.source not in index:  # type: ignore[union-attr]
+                index[level.source] = len(self.sources)  # type: ignore[union-attr]
+                self.sources.append(level.source)  # type: ignore[union-attr]
+        k0, a0 = len(self.k_steps), self.k_added
+        self.k_steps += [p[0] for p in known]
+        self.k_losses += [p[1] for p in known]
+        self.lo += [lv.lo for lv in levels]  # type: ignore[union-attr]
+        self.hi += [lv.hi for lv in levels]  # type: ignore[union-attr]
+        self.exact += [lv.exact for lv in levels]  # type: ignore[union-attr]
+        self.source += [index[lv.source] for lv in levels]  # type: ignore[union-attr]
+        self.k_added += len(known)
+        after = list(accumulate(p[2] is not None for p in points))
+        return [(k0 + c, a0 + c) for c in after]
+
+    def trim(self, before: int, k_before: int) -> None:
+        """After `extend_points` (and the windows judged on the untrimmed lists), keep what a point-by-point
+        `add` would have kept: it cuts the oldest SERIES_CAP whenever 2 x SERIES_CAP is passed."""
+        cap = SERIES_CAP
+        for lists, start in (
+            ((self.steps, self.losses), before),
+            ((self.k_steps, self.k_losses, self.lo, self.hi, self.exact, self.source), k_before),
+        ):
+            n = len(lists[0])
+            keep = n if n <= 2 * cap or start > 2 * cap else cap + 1 + (n - 2 * cap - 1) % cap
+            for lst in lists:
+                del lst[: n - keep]
+
     def mark(self) -> tuple[Any, ...]:
         """A copy of the state (a few thousand points at most: cheap once per batch)."""
         lists = (
@@ -192,10 +230,11 @@ class Track:
             counts[self.source[i]] = counts.get(self.source[i], 0) + 1
         return "; ".join(self.sources[j] for j in sorted(counts, key=lambda j: -counts[j])) or "K unknown"
 
-    def known(self, start: int, last: int | None = None) -> list[int]:
-        """Indices (into the `k_` lists) of the known points after the trend start (the last `last`)."""
+    def known(self, start: int, last: int | None = None, end: int | None = None) -> list[int]:
+        """Indices (into the `k_` lists) of the known points after the trend start (the last `last` of the
+        first `end`: the window as of an earlier point)."""
         k_steps = self.k_steps
-        n = len(k_steps)
+        n = len(k_steps) if end is None else end
         j = 0 if last is None else max(0, n - last)
         while j < n and k_steps[j] <= start:
             j += 1
@@ -233,6 +272,7 @@ def verdict(track: Track, idx: list[int]) -> dict[str, Any]:
     return {
         "at": at >= SHARE * n or level_at,
         "above": exact and above >= SHARE * n and mean_loss - mean_hi > margin(mean_hi),
+        "exact": exact,
         "n_at": at,
         "n_above": above,
         "points": n,
@@ -292,26 +332,45 @@ class LossVsChance(Check):
             return None
         wanted = heads if heads or self.heads_seen else [MAIN]
         steps, rows, out = batch.steps, batch.rows, []
+        inf, resolver, info = math.inf, self.resolver, self.engine.run_info
         for name in wanted:
             idx, values = batch.column(ev.LOSS if name == MAIN else HEAD_LOSSES[name])
+            good = [
+                (i, v)
+                for i, v in zip(idx, values, strict=True)
+                if v is not None and -inf < v < inf and v != 0.0
+            ]
             chance = dict(zip(*batch.column(CHANCES[name]), strict=True)) if name != MAIN else {}
-            per_row = name != MAIN and bool(ROW_LEVELS[name] & names)  # else one level for every row
-            same = None if per_row else self.resolver.level(name, {})
-            track, points = self.tracks[name], []
-            for i, loss in zip(idx, values, strict=True):
-                if loss is None or not -math.inf < loss < math.inf or loss == 0.0:
-                    continue
-                c = chance.get(i)
-                if c is not None and 0 < c < math.inf:
-                    level = printed(c)
-                else:
-                    level = self.resolver.level(name, rows[i][1]) if per_row else same
-                step = steps[i]
-                if points and points[-1][0] == step:
-                    if points[-1][1:3] != (loss, level):
-                        return None
-                    continue
-                points.append((step, loss, level, i))
+            same = resolver.level(name, {})
+            if name != MAIN and self._row_levels(name, names, info):
+                points = [
+                    (
+                        steps[i],
+                        v,
+                        printed(c)
+                        if (c := chance.get(i)) is not None and 0 < c < inf
+                        else resolver.level(name, rows[i][1]),
+                        i,
+                    )
+                    for i, v in good
+                ]
+            elif chance:
+                points = [
+                    (steps[i], v, printed(c) if (c := chance.get(i)) is not None and 0 < c < inf else same, i)
+                    for i, v in good
+                ]
+            else:
+                points = [(steps[i], v, same, i) for i, v in good]
+            if any(a[0] == b[0] for a, b in pairwise(points)):  # a step logged again: one point, same values
+                kept: list[tuple[int, float, Level | None, int]] = []
+                for point in points:
+                    if kept and kept[-1][0] == point[0]:
+                        if kept[-1][1:3] != point[1:3]:
+                            return None
+                        continue
+                    kept.append(point)
+                points = kept
+            track = self.tracks[name]
             if points and track.steps and points[0][0] <= track.steps[-1]:
                 return None
             out.append((track, points))
@@ -319,17 +378,36 @@ class LossVsChance(Check):
             self.heads_seen = True
         return out
 
+    def _row_levels(self, name: str, names: set[str], info: Mapping[str, Any]) -> bool:
+        """Whether a row without a printed ln K can still have its own K (a count, or the bank's fill with
+        the regions it holds or a known batch per device)."""
+        if COUNTS[name] in names:
+            return True
+        if name != REGION or finite(info.get("candidates")):
+            return False
+        return ev.REGIONS_VALID in names or (
+            ev.MB_FILL in names and finite(info.get("per_device_train_batch_size"))
+        )
+
     def _window(
-        self, track: Track, start: int, w: int, step: int, ops: list[tuple[str, bool]] | None = None
+        self,
+        track: Track,
+        start: int,
+        w: int,
+        step: int,
+        ops: list[tuple[str, bool]] | None = None,
+        at: tuple[int, int] | None = None,
     ) -> None:
         """Judge the last window of a track; with `ops` (the quick path) the episode gates are only recorded
-        there, and nothing is emitted."""
+        there, and nothing is emitted; `at` (known points, points ever added): the window as of an earlier
+        point of a batch appended at once."""
         e = self.engine
+        added = track.k_added if at is None else at[1]
         last = track.evaluated
-        if last is not None and last[1:] == (start, w) and track.k_added - last[0] < max(1, w // STRIDE):
+        if last is not None and last[1:] == (start, w) and added - last[0] < max(1, w // STRIDE):
             return  # judged again once a tenth of a window of new points with a known K came in
-        track.evaluated = (track.k_added, start, w)
-        idx = track.known(start, w)
+        track.evaluated = (added, start, w)
+        idx = track.known(start, w, None if at is None else at[0])
         if len(idx) < w:
             if not track.judged:
                 why = f"fewer than {w} logging points with a known K after step {start} so far"
@@ -361,16 +439,18 @@ class LossVsChance(Check):
         columns = self._columns(batch)
         if columns is not None:  # a track at a time from the batch's columns (the common case)
             for track, points in columns:
-                if all(p[2] is None for p in points):  # no K in the batch: no window can change
+                if list(map(itemgetter(2), points)).count(None) == len(points):  # no K: no window changes
                     track.extend([p[0] for p in points], [p[1] for p in points])
                     for step, _loss, _level, i in points:
                         if heavy[i]:
                             self._window(track, start, windows[i], step, ops)
                     continue
-                for step, loss, level, i in points:
-                    track.add(step, loss, level)
-                    if heavy[i]:  # the track holds exactly its points up to row i: its window as of row i
-                        self._window(track, start, windows[i], step, ops)
+                before, k_before = len(track.steps), len(track.k_steps)
+                after = track.extend_points(points)
+                for (step, _loss, _level, i), at in zip(points, after, strict=True):
+                    if heavy[i]:  # the track's window as of that point
+                        self._window(track, start, windows[i], step, ops, at)
+                track.trim(before, k_before)
         else:
             for i in rows:
                 for track in self._add(steps[i], batch.rows[i][1]):
@@ -434,7 +514,7 @@ class LossVsChance(Check):
     def _judged(self, track: Track, idx: list[int], found: dict[str, Any]) -> None:
         e = self.engine
         e.judge("FGD601")
-        if found["above"] or all(track.exact[i] for i in idx):
+        if found["above"] or found["exact"]:
             e.judge("FGD602")
         else:
             e.why("FGD602", f"{track.name}: K known only as a lower bound or range")
