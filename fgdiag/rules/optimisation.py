@@ -7,6 +7,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections import deque
+from operator import ne
 
 from fgdiag import events as ev
 from fgdiag.diagnostic import Finding
@@ -249,16 +250,14 @@ class GradientScale(Check):
     def quick(self, batch: Batch, rows: list[int]) -> list[int] | None:
         """Counts, minimum and maximum of the batch's finite norms (a step logged again: row by row)."""
         idx, vals = batch.column(ev.GRAD_NORM)
-        pairs = [
-            (batch.steps[i], v) for i, v in zip(idx, vals, strict=True) if v is not None and math.isfinite(v)
-        ]
-        steps = [s for s, _ in pairs]
-        if len(set(steps)) != len(steps) or (steps and steps[0] == self.last_step):
-            return None
-        if pairs:
-            values = [v for _, v in pairs]
-            self.count += len(pairs)
-            self.low, self.high = min(self.low, *values), max(self.high, *values)
+        steps = list(map(batch.steps.__getitem__, idx))
+        values = finite_values(vals)
+        if values is not vals:
+            kept = [(s, v) for s, v in zip(steps, vals, strict=True) if v is not None and math.isfinite(v)]
+            steps, values = [s for s, _ in kept], [v for _, v in kept]
+        if values:  # `observe` counts a step once (a step logged again is the same step)
+            self.count += (steps[0] != self.last_step) + sum(map(ne, steps[1:], steps))
+            self.low, self.high = min(self.low, min(values)), max(self.high, max(values))
             self.last_step = steps[-1]
         return []
 

@@ -125,16 +125,18 @@ class Track:
 
     def add(self, step: int, loss: float, level: Level | None) -> None:
         steps, k_steps = self.steps, self.k_steps
+        replaced = False  # a known point of this step was there: it is not a new one
         if steps and steps[-1] == step:  # the step logged again: its newest values replace the point
             steps.pop()
             self.losses.pop()
             if k_steps and k_steps[-1] == step:
+                replaced = True
                 for lst in (k_steps, self.k_losses, self.lo, self.hi, self.exact, self.source):
                     lst.pop()
         steps.append(step)
         self.losses.append(loss)
         if level is not None:
-            if not (k_steps and k_steps[-1] == step):
+            if not replaced:
                 self.k_added += 1
             k_steps.append(step)
             self.k_losses.append(loss)
@@ -320,7 +322,7 @@ class LossVsChance(Check):
             out.append(track)
         return out
 
-    def _columns(self, batch: Batch) -> list[tuple[Track, list[tuple[int, float, Level | None, int]]]] | None:
+    def _columns(self, batch: Batch) -> list[tuple[Track, list[Any], list[tuple[int, int]]]] | None:
         """Each track's (step, loss, level, row) of the batch, read from its columns; None when the batch
         needs the row-by-row path: losses only in fallback names (weighted parts), the first head losses of
         the log, or a step logged again with other values."""
@@ -361,19 +363,22 @@ class LossVsChance(Check):
                 ]
             else:
                 points = [(steps[i], v, same, i) for i, v in good]
+            rows_of = [(j, p[3]) for j, p in enumerate(points)]  # (point, row): every row a point came from
             if any(a[0] == b[0] for a, b in pairwise(points)):  # a step logged again: one point, same values
                 kept: list[tuple[int, float, Level | None, int]] = []
+                rows_of = []
                 for point in points:
                     if kept and kept[-1][0] == point[0]:
                         if kept[-1][1:3] != point[1:3]:
                             return None
-                        continue
-                    kept.append(point)
+                    else:
+                        kept.append(point)
+                    rows_of.append((len(kept) - 1, point[3]))
                 points = kept
             track = self.tracks[name]
             if points and track.steps and points[0][0] <= track.steps[-1]:
                 return None
-            out.append((track, points))
+            out.append((track, points, rows_of))
         if heads:
             self.heads_seen = True
         return out
@@ -438,18 +443,18 @@ class LossVsChance(Check):
         ops: list[tuple[str, bool]] = []
         columns = self._columns(batch)
         if columns is not None:  # a track at a time from the batch's columns (the common case)
-            for track, points in columns:
+            for track, points, rows_of in columns:
                 if list(map(itemgetter(2), points)).count(None) == len(points):  # no K: no window changes
                     track.extend([p[0] for p in points], [p[1] for p in points])
-                    for step, _loss, _level, i in points:
+                    for j, i in rows_of:
                         if heavy[i]:
-                            self._window(track, start, windows[i], step, ops)
+                            self._window(track, start, windows[i], points[j][0], ops)
                     continue
                 before, k_before = len(track.steps), len(track.k_steps)
                 after = track.extend_points(points)
-                for (step, _loss, _level, i), at in zip(points, after, strict=True):
-                    if heavy[i]:  # the track's window as of that point
-                        self._window(track, start, windows[i], step, ops, at)
+                for j, i in rows_of:
+                    if heavy[i]:  # the track's window as of that row's point
+                        self._window(track, start, windows[i], points[j][0], ops, after[j])
                 track.trim(before, k_before)
         else:
             for i in rows:

@@ -12,10 +12,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from itertools import pairwise
+from operator import le, lt
 from typing import Any
 
 from fgdiag import events as ev
-from fgdiag.rules.batch import Batch
+from fgdiag.rules.batch import Batch, finite_values
 from fgdiag.rules.engine import Check, Row, RuleEngine
 from fgdiag.rules.registry import register, runtime_check
 from fgdiag.rules.series import finite, median
@@ -128,10 +129,9 @@ class LossProgress(Check):
         judged before the end of the log)."""
         steps = batch.steps
         idx, vals = batch.column(ev.LOSS)
-        if any(b <= a for a, b in pairwise(steps[i] for i in idx)) or (
-            idx and self.steps and steps[idx[0]] <= self.steps[-1]
-        ):
-            return None
+        sel = list(map(steps.__getitem__, idx))
+        if not all(map(le, sel, sel[1:])) or (sel and self.steps and sel[0] < self.steps[-1]):
+            return None  # a step going back (a restart): row by row
         if self.bank_on is None:
             act_idx, active = batch.column(ev.MB_ACTIVE)
             on = next(
@@ -151,13 +151,31 @@ class LossProgress(Check):
         if len(rates) > rates.count(None):
             self.lr_seen = True
             self.lr_zero = self.lr_zero and all(r == 0.0 for r in rates if r is not None)
-        for i, v in zip(idx, vals, strict=True):
-            if v is not None and v == v and v not in (0.0, math.inf, -math.inf):
-                self.steps.append(steps[i])
-                self.values.append(v)
-        while len(self.steps) > CAP:
-            self.steps, self.values = self.steps[::2], self.values[::2]
+        if finite_values(vals) is not vals or 0.0 in vals:  # drop what `observe` skips
+            kept = [
+                (s, v) for s, v in zip(sel, vals, strict=True) if v is not None and v != 0.0 and finite(v)
+            ]
+            sel, vals = [s for s, _ in kept], [v for _, v in kept]
+        if (sel and not all(map(lt, sel, sel[1:]))) or (sel and self.steps and sel[0] == self.steps[-1]):
+            sel, vals = self._last_of_each_step(sel, vals)  # a step logged again: its newest value
+        pos = 0
+        while pos < len(sel):  # halved whenever CAP is passed, exactly as point by point
+            room = CAP + 1 - len(self.steps)
+            self.steps += sel[pos : pos + room]
+            self.values += vals[pos : pos + room]
+            pos += room
+            if len(self.steps) > CAP:
+                self.steps, self.values = self.steps[::2], self.values[::2]
         return []
+
+    def _last_of_each_step(self, sel: list[int], vals: list[Any]) -> tuple[list[int], list[Any]]:
+        """Consecutive points of one step as `observe` keeps them: the newest value, in place of a last
+        point of that step already kept."""
+        if sel and self.steps and sel[0] == self.steps[-1]:
+            self.steps.pop()
+            self.values.pop()
+        keep = [i for i in range(len(sel)) if i + 1 == len(sel) or sel[i + 1] != sel[i]]
+        return [sel[i] for i in keep], [vals[i] for i in keep]
 
     def finish(self) -> None:
         e = self.engine
