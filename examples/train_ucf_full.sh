@@ -34,7 +34,7 @@ torchrun --nproc_per_node "$NUM_GPUS" -m fgclip.train \
     --head_learning_rate 1e-5 \
     --logit_scale_learning_rate 1e-4 \
     --weight_decay 0.01 \
-    --warmup_ratio 0.1 \
+    --warmup_steps 0.1 \
     --lr_scheduler_type cosine \
     --max_grad_norm 1.0 \
     --bf16 true \

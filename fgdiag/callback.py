@@ -1,20 +1,24 @@
 """FGDiagCallback: the runtime layer, a transformers TrainerCallback plus read-only probes.
 
-Attach it to any Trainer training an fgclip model (fgclip.train does so through the `fgclip.callbacks`
-entry point when ENABLE_RUNTIME_DIAG is on). On logging steps it reads the probes once, writes a metrics
-record and findings to `<output_dir>/fgdiag/events.jsonl`, prints the human lines (rank 0 only) and adds
-the measurements to the Trainer's log dict so report_to integrations get them. On other steps it only
-keeps references to device tensors: no host-device synchronisation.
+Attach it to any Trainer training an fgclip model with `FGDiagCallback.attach(trainer)` (fgclip.train
+does so through the `fgclip.callbacks` entry point when ENABLE_RUNTIME_DIAG is on). On logging steps it
+reads the probes once, writes a metrics record and findings to `<output_dir>/fgdiag/events.jsonl` (one file
+per run, every record with the run id), prints the human lines (rank 0 only) and adds the measurements to
+the Trainer's log dict as `fgdiag/<name>`. The Trainer calls callbacks in list order and puts
+`callbacks=[...]` after the report_to integrations (TensorBoard, W&B), which would then miss them: `attach`
+places it before them and after FGCLIPCallback, whose loss parts it reads. On other steps it only keeps
+references to device tensors: no host-device synchronisation.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from transformers import TrainerCallback
+from transformers import DefaultFlowCallback, TrainerCallback
 
 from fgdiag import events as ev
 from fgdiag.probes.model_stats import GradNormProbe, ModelStatsProbe, read_scalars
@@ -22,6 +26,7 @@ from fgdiag.probes.model_stats import GradNormProbe, ModelStatsProbe, read_scala
 if TYPE_CHECKING:
     from fgdiag.rules.engine import RuleEngine
 
+logger = logging.getLogger("fgdiag")
 SWITCH = "ENABLE_RUNTIME_DIAG"
 OFF = {"", "0", "false", "no", "off"}
 ON = {"1", "true", "yes", "on"}
@@ -50,7 +55,20 @@ def callback_factory(training_args: Any, model: Any) -> TrainerCallback | None:
     interval = parse_switch(os.environ.get(SWITCH))
     if interval is None:
         return None
-    return FGDiagCallback(interval=interval, targets=os.environ.get("FGDIAG_TARGETS"))
+    callback = FGDiagCallback(interval=interval, targets=os.environ.get("FGDIAG_TARGETS"))
+    callback.attached = True  # fgclip.train places plugin callbacks before the report_to integrations
+    return callback
+
+
+def _is_integration(callback: Any) -> bool:
+    """A report_to callback (TensorBoardCallback, WandbCallback, ...): transformers.integrations'."""
+    return type(callback).__module__.startswith("transformers.integrations")
+
+
+def _is_loss_parts(callback: Any) -> bool:
+    from fgclip.train.callback import FGCLIPCallback
+
+    return isinstance(callback, FGCLIPCallback)
 
 
 def _unwrap(model: Any) -> Any:
@@ -92,6 +110,53 @@ class FGDiagCallback(TrainerCallback):
         self._mb_announced = False
         self._last_candidates: float | None = None
         self._is_main = True
+        self.attached = False  # placed by `attach` (or by fgclip.train): before the integrations
+        self._callbacks: list | None = None  # the Trainer's callback list, when attached
+        self.run_id: str | None = None
+
+    @classmethod
+    def attach(cls, trainer: Any, **kwargs: Any) -> FGDiagCallback:
+        """Add one FGDiagCallback(**kwargs) to `trainer` (replacing any already there) right after
+        FGCLIPCallback (or DefaultFlowCallback when there is none), so its `fgdiag/...` metrics reach the
+        report_to integrations and it reads the loss parts FGCLIPCallback adds. Returns the callback."""
+        callbacks = trainer.callback_handler.callbacks
+        callbacks[:] = [cb for cb in callbacks if not isinstance(cb, cls)]
+        anchors = [i for i, cb in enumerate(callbacks) if isinstance(cb, DefaultFlowCallback)]
+        anchors += [i for i, cb in enumerate(callbacks) if _is_loss_parts(cb)]
+        callback = cls(**kwargs)
+        callback.attached = True
+        callback._callbacks = callbacks
+        callbacks.insert(max(anchors, default=-1) + 1, callback)
+        return callback
+
+    def placement_problem(self, args: Any) -> str | None:
+        """Why report_to integrations would miss this callback's metrics (or the loss parts), None when
+        they will not."""
+        callbacks = self._callbacks
+        if callbacks is None:
+            report_to = getattr(args, "report_to", None) or []
+            report_to = [report_to] if isinstance(report_to, str) else list(report_to)
+            integrations = [n for n in report_to if n not in ("none", None)]
+            if self.attached or not integrations:
+                return None
+            return (
+                f"FGDiagCallback was passed in callbacks=[...], so it runs after the report_to integrations "
+                f"({', '.join(integrations)}): they miss the fgdiag/... metrics. Use "
+                "FGDiagCallback.attach(trainer) instead."
+            )
+        me = next((i for i, cb in enumerate(callbacks) if cb is self), None)
+        if me is None:
+            return None
+        late = [type(cb).__name__ for cb in callbacks[:me] if _is_integration(cb)]
+        if late:
+            return f"FGDiagCallback runs after {', '.join(late)}: they miss the fgdiag/... metrics"
+        parts = [type(cb).__name__ for cb in callbacks[me:] if _is_loss_parts(cb)]
+        if parts:
+            return (
+                "FGDiagCallback runs before FGCLIPCallback, whose loss parts it reads: call "
+                "FGCLIPCallback.attach(trainer) before FGDiagCallback.attach(trainer)"
+            )
+        return None
 
     # ------------------------------------------------------------------ lifecycle
     def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
@@ -104,13 +169,22 @@ class FGDiagCallback(TrainerCallback):
         from fgdiag.rules.engine import RuleEngine
         from fgdiag.targets import get_profile
 
+        problem = self.placement_problem(args)
+        if problem:
+            logger.warning(problem)
         path = (
             Path(self.events_path) if self.events_path else Path(args.output_dir) / "fgdiag" / "events.jsonl"
         )
-        self.writer = ev.EventWriter(path)
+        resumed = state.global_step > 0  # the Trainer loaded a checkpoint: the same run goes on
+        self.writer = ev.EventWriter(path, os.environ.get(ev.RUN_ID_ENV) or None, resume=resumed)
+        self.run_id = self.writer.run_id
+        if self.writer.moved_aside is not None and self.echo:
+            print(f"[fgdiag] an earlier run's events moved to {self.writer.moved_aside}", flush=True)
         cfg = getattr(self._model, "config", None)
         info = {
             "source": "fgdiag.callback",
+            "run_id": self.run_id,
+            "resumed_from_step": state.global_step if resumed else None,
             "planned_steps": state.max_steps,
             "logging_steps": args.logging_steps,
             "gradient_accumulation_steps": args.gradient_accumulation_steps,

@@ -135,6 +135,7 @@ def check_paths(
             anchor=inputs.anchor,
             entry=inputs.script.entry if inputs.script else "",
             source_info=source,
+            deepspeed=inputs.deepspeed,
         )
         notes += settings.notes
     data_path, explicit = _data(inputs, settings, notes)
@@ -153,7 +154,7 @@ def check_paths(
         plan = make_plan(settings, data_size)
     regions = next(
         (report[k] for k in ("regions", "boxes") if report and isinstance(report.get(k), int)),
-        data_size * settings.boxes_per_sample if data_size and settings is not None else None,
+        plan.data_size * settings.boxes_per_sample if plan and plan.data_size and settings else None,
     )
     facts = RunFacts(
         settings=settings,
@@ -164,6 +165,7 @@ def check_paths(
         max_invalid_ratio=max_invalid_ratio,
         checkpoints=inputs.checkpoints,
         models=inputs.models,
+        deepspeed=settings.deepspeed if settings is not None else inputs.deepspeed,
         notes=notes,
     )
     findings: list[Finding] = []

@@ -10,7 +10,6 @@ from the same checkpoint, side by side when the machine has a core for each (`pl
 from __future__ import annotations
 
 import json
-import math
 import os
 import subprocess
 import sys
@@ -80,13 +79,16 @@ def plan_parallel(runs: int, threads: int, cpus: int | None = None) -> bool:
     return runs > 1 and runs * threads <= cpus
 
 
-def prepare_embedded_default(log_path: Path, env: dict[str, str], echo: Callable[[str], None]) -> dict:
+def prepare_embedded_default(
+    log_path: Path, env: dict[str, str], echo: Callable[[str], None], append: bool = False
+) -> dict:
     """Build (or find) the embedded data and pretrained tiny CLIP in a child process; its progress lines go
     to `echo` as they come, everything to `log_path`. Returns the paths it printed."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "fgclip.train.embedded"]
-    with log_path.open("w", encoding="utf-8") as log:
+    with log_path.open("a" if append else "w", encoding="utf-8") as log:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+        assert proc.stderr is not None and proc.stdout is not None  # both are pipes
         for line in proc.stderr:  # the child prints its paths (small) on stdout at the very end
             log.write(line)
             if "pretraining the tiny CLIP" in line:
@@ -98,28 +100,117 @@ def prepare_embedded_default(log_path: Path, env: dict[str, str], echo: Callable
     return json.loads(out)
 
 
-def move_previous(out_dir: Path, now: float | None = None) -> Path | None:
-    """Move an earlier run's folder aside (one atomic rename, never a deletion) so a new run neither
-    resumes from its checkpoints nor appends to its events; returns where it went, None if nothing was
-    there. `<parent>/previous/<UTC stamp>-<name>/MANIFEST.json` says how to move it back."""
-    if not out_dir.is_dir() or not any(out_dir.iterdir()):
-        return None
+PREVIOUS = "previous"  # earlier runs moved aside inside --out
+PLAN_FILE = "run.json"  # what this run is (run ids, config, arms, extra arguments): --resume reads it
+
+
+def existing_entries(out_dir: Path) -> list[Path]:
+    """What `out_dir` holds besides earlier runs moved aside (`previous/`)."""
+    if not out_dir.is_dir():
+        return []
+    return sorted(p for p in out_dir.iterdir() if p.name != PREVIOUS)
+
+
+def describe_entries(entries: list[Path], limit: int = 8) -> str:
+    """`fixed/ (checkpoint-60, fgdiag, training.log), summary.json, ...` for a refusal message."""
+    parts = []
+    for path in entries[:limit]:
+        if path.is_dir():
+            inner = sorted(p.name for p in path.iterdir())
+            more = f", +{len(inner) - 3} more" if len(inner) > 3 else ""
+            parts.append(f"{path.name}/ ({', '.join(inner[:3])}{more})" if inner else f"{path.name}/")
+        else:
+            parts.append(path.name)
+    if len(entries) > limit:
+        parts.append(f"+{len(entries) - limit} more")
+    return ", ".join(parts)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """Atomically (write a temporary file, then rename over)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def move_run_aside(out_dir: Path, now: float | None = None) -> Path:
+    """Move everything in `out_dir` except `previous/` into `out_dir/previous/<UTC stamp>/` (one rename
+    per entry, never a deletion), with a MANIFEST.json that lists each entry, its state (pending / moved)
+    and the command that moves it back; the manifest is rewritten atomically after each move."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
-    target = out_dir.parent / "previous" / f"{stamp}-{out_dir.name}"
+    target = out_dir / PREVIOUS / stamp
     n = 1
     while target.exists():
         n += 1
-        target = out_dir.parent / "previous" / f"{stamp}-{out_dir.name}-{n}"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    os.rename(out_dir, target)
-    manifest = {
-        "moved": str(out_dir),
+        target = out_dir / PREVIOUS / f"{stamp}-{n}"
+    target.mkdir(parents=True)
+    entries = existing_entries(out_dir)
+    manifest: dict[str, Any] = {
+        "why": "fgdiag run --overwrite: an earlier run moved aside so the new one is never mixed with it",
+        "from": str(out_dir),
         "to": str(target),
-        "why": "fgdiag run starts each arm in an empty folder (no resume, no appended events)",
-        "undo": f"mv {target} {out_dir}",
+        "entries": [{"name": p.name, "state": "pending"} for p in entries],
+        "undo": [f"mv {target / p.name} {out_dir / p.name}" for p in entries],
     }
-    (target / "MANIFEST.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    _write_json(target / "MANIFEST.json", manifest)
+    for entry, path in zip(manifest["entries"], entries, strict=True):
+        os.rename(path, target / path.name)
+        entry["state"] = "moved"
+        _write_json(target / "MANIFEST.json", manifest)
     return target
+
+
+@dataclass
+class RunPlan:
+    """What a `fgdiag run` folder holds, written at its start: `--resume` continues exactly this."""
+
+    run_id: str
+    arms: dict[str, str]  # arm name -> the run id its events carry
+    config: str | None
+    compare: str | None
+    extra: list[str]
+    created: float = field(default_factory=time.time)
+
+    @classmethod
+    def new(cls, config: str | None, compare: str | None, extra: list[str]) -> RunPlan:
+        from fgdiag.events import new_run_id
+
+        run_id = new_run_id()
+        arms = ["fixed", *(["seed"] if compare == "seed" else [])]
+        return cls(run_id, {arm: f"{run_id}-{arm}" for arm in arms}, config, compare, list(extra))
+
+    def save(self, out_dir: Path) -> None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _write_json(out_dir / PLAN_FILE, self.__dict__)
+
+    @classmethod
+    def load(cls, out_dir: Path) -> RunPlan:
+        """Raises ValueError naming the file and the field when it is missing or unreadable."""
+        path = out_dir / PLAN_FILE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return cls(
+                str(data["run_id"]),
+                {str(k): str(v) for k, v in data["arms"].items()},
+                data.get("config"),
+                data.get("compare"),
+                [str(a) for a in data.get("extra", [])],
+                float(data.get("created", 0.0)),
+            )
+        except FileNotFoundError:
+            raise ValueError(f"{path}: no such file, so {out_dir} holds no fgdiag run to resume") from None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"{path}: unreadable run plan ({type(exc).__name__}: {exc})") from None
+
+    def differences(self, config: str | None, compare: str | None, extra: list[str]) -> list[str]:
+        """How a resume request differs from the plan (empty: it continues the same run)."""
+        out = []
+        for name, old, new in (("config", self.config, config), ("--compare", self.compare, compare)):
+            if old != new:
+                out.append(f"{name} was {old!r}, now {new!r}")
+        if list(extra) != self.extra:
+            out.append(f"the fgclip.train arguments were {self.extra}, now {list(extra)}")
+        return out
 
 
 @dataclass
@@ -133,10 +224,15 @@ class Running:
     start: float
 
 
-def start_training(name: str, cmd: list[str], out_dir: Path, env: dict[str, str]) -> Running:
-    """Start one training child; its output goes to `<out_dir>/training.log`."""
+def start_training(
+    name: str, cmd: list[str], out_dir: Path, env: dict[str, str], *, resume: bool = False
+) -> Running:
+    """Start one training child; its output goes to `<out_dir>/training.log` (appended to when resuming)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    log = (out_dir / "training.log").open("w", encoding="utf-8")
+    log = (out_dir / "training.log").open("a" if resume else "w", encoding="utf-8")
+    if resume:
+        log.write(f"[fgdiag run] resumed at {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        log.flush()
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     return Running(name, proc, out_dir, log, time.monotonic())
 
@@ -167,7 +263,7 @@ def run_training(
     name: str, cmd: list[str], out_dir: Path, live: Any = None, targets: str | None = None, poll: float = 1.0
 ) -> RunResult:
     """Run one training child to the end (see `start_training` / `wait_all` for several at once)."""
-    run = start_training(name, cmd, out_dir, child_env(None, targets))
+    run = start_training(name, cmd, out_dir, child_env(None, targets))  # a fresh folder: a new run
     return wait_all([run], live, poll)[name]
 
 
@@ -181,126 +277,71 @@ def judge(result: RunResult, targets: str | None) -> RunResult:
     return result
 
 
-def _first_step(read: Any, name: str, below: float) -> int | None:
-    for step in sorted(read.rows):
-        value = read.rows[step].get(name)
-        if value is not None and value < below:
-            return step
-    return None
+def _reads(runs: dict[str, RunResult]) -> dict[str, Any]:
+    return {name: r.read for name, r in runs.items()}
 
 
-def _at(read: Any, name: str, step: int) -> float | None:
-    """Value at the last logging step <= step."""
-    best = None
-    for s in sorted(read.rows):
-        if s > step:
-            break
-        value = read.rows[s].get(name)
-        if value is not None:
-            best = value
-    return best
+def comparison(runs: dict[str, RunResult], profile: Any = None) -> list[Any]:
+    """The measured before/after table (fgdiag.render.comparison), with each run's wall time."""
+    from fgdiag.render.comparison import comparison_rows
+
+    seconds = {name: r.seconds for name, r in runs.items()}
+    return comparison_rows(_reads(runs), seconds=seconds, profile=profile)
 
 
-def comparison_rows(runs: dict[str, RunResult]) -> list[tuple[str, list[str]]]:
-    """The seed's before/after table, measured: one row per quantity, one column per run."""
+def comparison_markdown(runs: dict[str, RunResult], profile: Any = None) -> str:
+    from fgdiag.render.comparison import comparison_markdown as table
 
-    def fmt(value: Any, spec: str = ".4f") -> str:
-        if value is None or (isinstance(value, float) and not math.isfinite(value)):
-            return "-"
-        return format(value, spec) if isinstance(value, float) else str(value)
-
-    rows: list[tuple[str, list[str]]] = []
-    reads = {name: r.read for name, r in runs.items()}
-    last_steps: dict[str, Any] = {
-        name: max(read.rows) if read and read.rows else None for name, read in reads.items()
-    }
-
-    def row(label: str, fn) -> None:
-        rows.append((label, [fn(name, read) for name, read in reads.items()]))
-
-    row("logit_scale (region, raw) at start", lambda n, r: fmt(_at(r, "logit_scale/region", min(r.rows))))
-    row("logit_scale (region, raw) at end", lambda n, r: fmt(_at(r, "logit_scale/region", last_steps[n])))
-    row(
-        "temperature exp(scale) at start",
-        lambda n, r: fmt(_at(r, "logit_scale_exp/region", min(r.rows)), ".2f"),
-    )
-    row(
-        "region logits range at end",
-        lambda n, r: (
-            f"[{fmt(_at(r, 'logits_min/region', last_steps[n]), '.1f')}, "
-            f"{fmt(_at(r, 'logits_max/region', last_steps[n]), '.1f')}]"
-        ),
-    )
-    row(
-        "memory bank switched on",
-        lambda n, r: next(
-            (f"step {int(e['step'])}" for e in r.events if e.get("kind") == "memory_bank_enabled"), "never"
-        ),
-    )
-    row("candidates K at end", lambda n, r: fmt(_at(r, "candidates/region", last_steps[n]), ".0f"))
-    row("chance ln K at end", lambda n, r: fmt(_at(r, "chance/region", last_steps[n])))
-    for step in (50, 100, 200, 400):
-        row(
-            f"region loss (unweighted) @ step {step}", lambda n, r, s=step: fmt(_at(r, "head_loss/region", s))
-        )
-    row(
-        "region loss / ln K at end", lambda n, r: fmt(_at(r, "loss_over_chance/region", last_steps[n]), ".3f")
-    )
-    row("first step region loss < 1.0", lambda n, r: fmt(_first_step(r, "head_loss/region", 1.0)))
-    row(
-        "findings (errors)",
-        lambda n, r: ", ".join(sorted({f.code for f in r.findings if f.severity.value == "error"})) or "none",
-    )
-    row("wall time (s)", lambda n, r: fmt(runs[n].seconds, ".1f"))
-    return rows
+    return table(list(runs), comparison(runs, profile))
 
 
-def comparison_markdown(runs: dict[str, RunResult]) -> str:
-    names = list(runs)
-    lines = ["| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-    for label, cells in comparison_rows(runs):
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+def summary_json(runs: dict[str, RunResult], report_dir: Path, profile: Any = None) -> dict[str, Any]:
+    from fgdiag.render.comparison import comparison_json
+    from fgdiag.render.measures import verdict
 
-
-def summary_json(runs: dict[str, RunResult], report_dir: Path) -> dict[str, Any]:
     out: dict[str, Any] = {"report": str(report_dir), "runs": {}}
     for name, r in runs.items():
         out["runs"][name] = {
             "output_dir": str(r.out_dir),
+            "run_id": r.read.run_info.get("run_id") if r.read else None,
             "returncode": r.returncode,
             "seconds": round(r.seconds, 1),
             "last_step": max(r.read.rows) if r.read and r.read.rows else None,
+            "verdict": verdict(r.read)[0] if r.read else None,
             "findings": [
                 {"code": f.code, "severity": f.severity.value, "step": f.step, "message": f.message}
                 for f in r.findings
             ],
         }
     if len(runs) > 1:
-        out["comparison"] = {
-            label: dict(zip(runs, cells, strict=True)) for label, cells in comparison_rows(runs)
-        }
+        out["comparison"] = comparison_json(list(runs), comparison(runs, profile))
     return out
 
 
-def write_outputs(runs: dict[str, RunResult], out: Path, targets: str | None) -> Path:
+def write_outputs(
+    runs: dict[str, RunResult], out: Path, targets: str | None, progress: Any = None
+) -> tuple[Path, dict[str, Any]]:
+    """report/ (panels, report.md, report.html, comparison.md) and summary.json; returns the report folder
+    and the summary."""
     from fgdiag.render.report import write_report
     from fgdiag.targets import get_profile
 
     report_dir = out / "report"
     profile = get_profile(targets) if isinstance(targets, str) else targets
+    many = len(runs) > 1
     write_report(
-        {name: r.read for name, r in runs.items()} if len(runs) > 1 else next(iter(runs.values())).read,
+        _reads(runs) if many else next(iter(runs.values())).read,
         report_dir,
-        title="fgdiag run",
+        title="fgdiag run: the seed's settings against the fixed ones" if many else "fgdiag run",
         targets=profile,
+        seconds={name: r.seconds for name, r in runs.items()},
+        progress=progress,
     )
-    if len(runs) > 1:
-        table = comparison_markdown(runs)
+    if many:
         (report_dir / "comparison.md").write_text(
-            "# Seed configuration vs fixed configuration (measured)\n\n" + table, encoding="utf-8"
+            "# Seed configuration vs fixed configuration (measured)\n\n" + comparison_markdown(runs, profile),
+            encoding="utf-8",
         )
-    (out / "summary.json").write_text(
-        json.dumps(summary_json(runs, report_dir), indent=2) + "\n", encoding="utf-8"
-    )
-    return report_dir
+    summary = summary_json(runs, report_dir, profile)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return report_dir, summary

@@ -101,14 +101,17 @@ class LogSession:
         candidates: float | None = None,
         logging_steps: int | None = None,
         params: RuleParams | None = None,
+        run_id: str | None = None,
     ):
         self.path = path
+        self.params = params
         self.user_info = dict(run_info or {})
         if candidates is not None:
             self.user_info["candidates"] = candidates
         if logging_steps is not None:
             self.user_info["logging_steps"] = logging_steps
         self.reader = LogReader(logging_steps=logging_steps, source=path)
+        self.reader.ours.select = run_id  # events.jsonl: one run id at a time (default: the newest)
         self.engine = RuleEngine(self.user_info, targets, params)
         self.targets = targets
         self.store = RowStore()
@@ -169,7 +172,7 @@ class LogSession:
             return []
         self.engine.update_info(self.run_info())
         new: list[Finding] = []
-        if self.reader.recorded_findings:
+        if self.reader.recorded_findings:  # the run being read's (the reader drops an earlier run's)
             recorded = list(self.reader.recorded_findings)
             self._recorded.update((f.code, f.step) for f in recorded)
             new += self._add(recorded, recorded=True)
@@ -187,6 +190,12 @@ class LogSession:
                 step, row = item
                 keep((step, add(step, row)))
                 continue
+            if item["kind"] == ev.EVENT_RUN_START:  # records of a newer run follow: judge that one alone
+                run.clear()
+                new.clear()
+                self._restart()
+                add, engine = self.store.add, self.engine
+                continue
             if run:
                 new += self._add(engine.observe_rows(run))
                 run.clear()
@@ -197,6 +206,26 @@ class LogSession:
             new += self._add(engine.observe_rows(run))
         self.row_updates += len(out) - events
         return new
+
+    def _restart(self) -> None:
+        """Forget what was read and judged of an earlier run in the same file."""
+        self.store = RowStore()
+        self.engine = RuleEngine(self.user_info, self.targets, self.params)
+        self.engine.update_info(self.run_info())  # the new run's record was read with its rows
+        self.events, self.events_dropped, self.ended = [], 0, False
+        self.findings, self._seen = [], set()
+
+    def run_notes(self) -> list[str]:
+        """What the reader did with run ids: which run was judged when the file holds several."""
+        ours = self.reader.ours
+        if ours.select is not None and ours.select not in ours.runs:
+            known = ", ".join(ours.runs) or "none"
+            return [f"run id {ours.select} not found in this file (run ids here: {known})"]
+        if len(ours.runs) > 1:
+            chosen = ours.select or ours.run_id
+            how = "as asked" if ours.select else "the newest; pass a run id to judge another"
+            return [f"{len(ours.runs)} runs in this file ({', '.join(ours.runs)}): judged {chosen} ({how})"]
+        return []
 
     def _event(self, record: dict[str, Any]) -> None:
         if record.get("kind") in END_KINDS:
@@ -246,6 +275,7 @@ class LogSession:
             target_results=list(self.engine.target_results),
             latest=dict(self.store.latest),
             notes=list(r.notes)
+            + self.run_notes()
             + ([f"{self.events_dropped} more point events not kept"] if self.events_dropped else [])
             + (
                 [f"{self.store.thinned} older rows thinned for the report (kept: {len(self.store.rows)})"]
@@ -308,11 +338,13 @@ def read_log(
     candidates: float | None = None,
     logging_steps: int | None = None,
     params: RuleParams | None = None,
+    run_id: str | None = None,
 ) -> LogRead:
     """Read and judge a whole log (any supported format, a trainer_state.json, events.jsonl or a run dir).
 
-    targets: a TargetProfile, or a profile name/path (see fgdiag.targets). Raises LogReadError when the
-    input cannot be read; lines that cannot be parsed are counted, never raised.
+    targets: a TargetProfile, or a profile name/path (see fgdiag.targets). run_id: the run to judge in an
+    events file holding several (default: the newest). Raises LogReadError when the input cannot be read;
+    lines that cannot be parsed are counted, never raised.
     """
     if isinstance(targets, (str, Path)):
         from fgdiag.targets import get_profile
@@ -326,6 +358,7 @@ def read_log(
         candidates=candidates,
         logging_steps=logging_steps,
         params=params,
+        run_id=run_id,
     )
     try:
         if p.name.endswith(".json") and _trainer_state(session, p):

@@ -1,8 +1,7 @@
 """Convergence-target profiles: what a healthy run reaches, and by when.
 
 A profile is a TOML file. Every `*.toml` in the package folder `fgdiag/targets/` is a built-in profile named
-by
-its `name` (the file stem when absent); any other path is a user profile. The format (see `ucf.toml`):
+by its `name` (the file stem when absent); any other path is a user profile. The format (see `ucf.toml`):
 
     name = "ucf"
     description = "..."
@@ -18,7 +17,8 @@ its `name` (the file stem when absent); any other path is a user profile. The fo
     step = 50
     below = 1.0                    # or `above = ...`
 
-Rules read profiles (FGD201, FGD604); nothing here judges.
+The file's types are checked by a msgspec schema (`ProfileSpec`), the rest by hand. Rules read profiles
+(FGD201, FGD604); nothing here judges.
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ import sys
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+import msgspec
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -89,72 +91,78 @@ class TargetProfile:
         }
 
 
-def _number(data: dict[str, Any], key: str, where: str, *, integer: bool = False) -> float | int | None:
-    value = data.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+Finite = Annotated[float, msgspec.Meta(description="a finite number")]
+NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+
+
+class PointSpec(msgspec.Struct, forbid_unknown_fields=True):
+    """One `[[points]]` table: `metric` (an events.py name) below or above a threshold at `step`."""
+
+    step: NonNegative
+    metric: str = ev.head_metric(ev.HEAD_LOSS, "region")
+    below: Finite | None = None
+    above: Finite | None = None
+
+
+class ProfileSpec(msgspec.Struct):
+    """A profile file's fields (others are kept in `TargetProfile.extra`)."""
+
+    name: str | None = None
+    description: str = ""
+    logit_scale: Finite | None = None
+    logit_scale_tolerance: Finite | None = None
+    memory_bank_active_by: NonNegative | None = None
+    learning_rate: Finite | None = None
+    points: list[PointSpec] | None = None
+    checkpoints: list[PointSpec] | None = None  # the older spelling of `points`
+
+
+def _finite(value: float | None, where: str, key: str) -> float | None:
+    if value is not None and not math.isfinite(value):
         raise TargetError(f"{where}: field {key!r} must be a finite number, got {value!r}")
-    if integer:
-        if int(value) != value or value < 0:
-            raise TargetError(f"{where}: field {key!r} must be a non-negative integer, got {value!r}")
-        return int(value)
-    return float(value)
+    return value
 
 
-def _point(entry: Any, where: str) -> TargetPoint:
-    if not isinstance(entry, dict):
-        raise TargetError(f"{where}: must be a table with metric, step and below/above")
-    metric = entry.get("metric", ev.head_metric(ev.HEAD_LOSS, "region"))
-    if not isinstance(metric, str) or not ev.is_metric_name(metric):
-        raise TargetError(f"{where}: field 'metric' is not an events.py metric name: {metric!r}")
-    step = _number(entry, "step", where, integer=True)
-    if step is None:
-        raise TargetError(f"{where}: field 'step' is required")
-    below, above = _number(entry, "below", where), _number(entry, "above", where)
+def _point(spec: PointSpec, where: str) -> TargetPoint:
+    if not ev.is_metric_name(spec.metric):
+        raise TargetError(f"{where}: field 'metric' is not an events.py metric name: {spec.metric!r}")
+    below, above = _finite(spec.below, where, "below"), _finite(spec.above, where, "above")
     if (below is None) == (above is None):
         raise TargetError(f"{where}: give exactly one of 'below' or 'above'")
     threshold = below if below is not None else above
     assert threshold is not None
-    return TargetPoint(metric, int(step), float(threshold), below is not None)
+    return TargetPoint(spec.metric, spec.step, float(threshold), below is not None)
 
 
 def parse_profile(data: dict[str, Any], source: str, default_name: str) -> TargetProfile:
-    """Validate one decoded TOML document."""
-    name = data.get("name", default_name)
-    if not isinstance(name, str) or not name.strip():
+    """Validate one decoded TOML document: types by the schema (`ProfileSpec`; the message names the
+    field, `$.points[0].step`), then what a schema cannot say (metric names, exactly one threshold)."""
+    try:
+        spec = msgspec.convert(data, ProfileSpec)
+    except msgspec.ValidationError as exc:
+        raise TargetError(f"{source}: {exc}") from None
+    name = default_name if spec.name is None else spec.name
+    if not name.strip():
         raise TargetError(f"{source}: field 'name' must be a non-empty string")
-    key = "points" if "points" in data or "checkpoints" not in data else "checkpoints"
-    entries = data.get(key, [])
-    if not isinstance(entries, list):
-        raise TargetError(f"{source}: field {key!r} must be an array of tables ([[{key}]])")
+    key = "points" if spec.points is not None or spec.checkpoints is None else "checkpoints"
+    entries = (spec.points if key == "points" else spec.checkpoints) or []
     points = tuple(
         sorted(
             (_point(e, f"{source}: {key}[{i}]") for i, e in enumerate(entries)),
             key=lambda c: (c.step, c.metric),
         )
     )
-    active_by = _number(data, "memory_bank_active_by", source, integer=True)
-    tolerance = _number(data, "logit_scale_tolerance", source)
-    known = {
-        "name",
-        "description",
-        "logit_scale",
-        "logit_scale_tolerance",
-        "memory_bank_active_by",
-        "learning_rate",
-        "points",
-        "checkpoints",
-    }
-    rate = _number(data, "learning_rate", source)
+    known = set(ProfileSpec.__struct_fields__)
+    tolerance = _finite(spec.logit_scale_tolerance, source, "logit_scale_tolerance")
+    rate = _finite(spec.learning_rate, source, "learning_rate")
     if rate is not None and rate <= 0:
         raise TargetError(f"{source}: field 'learning_rate' must be positive, got {rate!r}")
     return TargetProfile(
         name=name.strip(),
-        description=str(data.get("description", "")),
-        logit_scale=_number(data, "logit_scale", source),
+        description=spec.description,
+        logit_scale=_finite(spec.logit_scale, source, "logit_scale"),
         logit_scale_tolerance=0.02 if tolerance is None else float(tolerance),
-        memory_bank_active_by=None if active_by is None else int(active_by),
+        memory_bank_active_by=spec.memory_bank_active_by,
         learning_rate=rate,
         points=points,
         source=source,

@@ -49,9 +49,17 @@ def _coordinates(values: Any) -> tuple[str | None, list[float]]:
     coords = list(values[:4])
     if any(isinstance(v, bool) or not (v is None or isinstance(v, (int, float))) for v in coords):
         return "malformed", []
-    if any(v is None or not math.isfinite(v) for v in coords):
+    if any(v is None or not _finite(v) for v in coords):
         return "non_finite", []
     return None, [float(v) for v in coords]
+
+
+def _finite(value: float) -> bool:
+    """math.isfinite, with an integer beyond float range (a 400-digit coordinate) as not finite."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def classify_box(
@@ -150,17 +158,17 @@ def region_failure(reason: str, policy: str, location: Location, detail: str = "
 
 
 __all__ = [
-    "BOX_REASONS",
-    "RECORD_REASONS",
     "ALL_REASONS",
+    "BOX_REASONS",
     "POLICIES",
+    "RECORD_REASONS",
     "TOLERANCE",
     "WRONG_SPACE_LIMIT",
     "Box",
     "BoxDecision",
+    "check_policy",
     "classify_box",
     "decide_box",
-    "region_failure",
     "grid_shape",
-    "check_policy",
+    "region_failure",
 ]

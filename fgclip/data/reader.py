@@ -9,12 +9,13 @@ the line. Torch-free.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from fgclip.data.errors import DataFormatError, Location
+from fgclip.data.stream import MAX_RECORD, iter_array, iter_lines, iter_values, open_text, require_regular
 
 IMAGE_MARKERS = ("f_path", "bbox_info")
 VIDEO_MARKERS = ("video", "box_infos", "global_caption")
@@ -40,9 +41,14 @@ def annotation_files(path: str | Path) -> list[Path]:
         return files
     if not path.exists():
         raise DataFormatError(str(path), "no such file or directory")
+    require_regular(path)
     if path.suffix == ".txt":
         files = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        try:
+            listing = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DataFormatError(str(path), f"cannot read file list: {exc}") from None
+        for number, line in enumerate(listing, start=1):
             name = line.strip()
             if not name or name.startswith("#"):
                 continue
@@ -56,97 +62,65 @@ def annotation_files(path: str | Path) -> list[Path]:
     return [path]
 
 
-def _json_error(source: str, exc: json.JSONDecodeError) -> DataFormatError:
-    return DataFormatError(Location(source, line=exc.lineno), f"invalid JSON: {exc.msg} (column {exc.colno})")
-
-
-def _skip_ws(text: str, pos: int) -> int:
-    while pos < len(text) and text[pos] in " \t\r\n":
-        pos += 1
-    return pos
-
-
-def _iter_array(text: str, source: str, start: int) -> Iterator[tuple[int, Any]]:
-    """Yield (line, value) for each element of the top-level array that opens at `start`."""
-    decoder = json.JSONDecoder()
-    line, counted = 1, 0
-    pos = _skip_ws(text, start + 1)
-    if pos < len(text) and text[pos] == "]":
-        pos += 1
-    else:
-        while True:
-            try:
-                value, end = decoder.raw_decode(text, pos)
-            except json.JSONDecodeError as exc:
-                raise _json_error(source, exc) from None
-            line += text.count("\n", counted, pos)
-            counted = pos
-            yield line, value
-            pos = _skip_ws(text, end)
-            if pos < len(text) and text[pos] == ",":
-                pos = _skip_ws(text, pos + 1)
-                continue
-            if pos < len(text) and text[pos] == "]":
-                pos += 1
-                break
-            where = Location(source, line=text.count("\n", 0, pos) + 1)
-            raise DataFormatError(where, "invalid JSON: expected ',' or ']' after an array element")
-    pos = _skip_ws(text, pos)
-    if pos < len(text):
-        where = Location(source, line=text.count("\n", 0, pos) + 1)
-        raise DataFormatError(where, "invalid JSON: extra data after the top-level array")
-
-
-def _iter_lines(text: str, source: str) -> Iterator[tuple[int, Any]]:
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            yield number, json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataFormatError(
-                Location(source, line=number), f"invalid JSON: {exc.msg} (column {exc.colno})"
-            ) from None
-
-
-def iter_file_records(path: str | Path) -> Iterator[RawRecord]:
-    """Records of one annotation file, each a dict, in file order."""
+def _values(handle: IO[str], path: Path) -> Iterator[tuple[int, Any]]:
+    """(line, value) of one open file: a JSON array element by element, JSON Lines line by line, a
+    pretty-printed object (or several) value by value."""
     source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8-sig")  # tolerates a byte-order mark
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataFormatError(source, f"cannot read file: {exc}") from None
-    start = _skip_ws(text, 0)
-    if start < len(text) and text[start] == "[":
-        values = _iter_array(text, source, start)
-    elif Path(path).suffix == ".json" and "\n" in text.strip():
-        # a pretty-printed single object, or JSON Lines under a .json name
+    first = handle.read(4096).lstrip()[:1]
+    handle.seek(0)
+    if first == "[":
+        return iter_array(handle, source)
+    if path.suffix == ".json" and first:
+        line = handle.readline(MAX_RECORD)
+        handle.seek(0)
         try:
-            whole = json.loads(text)
-        except json.JSONDecodeError as exc:
-            try:  # JSON Lines if the first line is a complete value on its own
-                json.loads(text[start:].splitlines()[0])
-            except json.JSONDecodeError:
-                raise _json_error(source, exc) from None
-            values = _iter_lines(text, source)
-        else:
-            values = iter([(text.count("\n", 0, start) + 1, whole)])
-    else:
-        values = _iter_lines(text, source)
-    for index, (line, value) in enumerate(values):
-        location = Location(source, index=index, line=line)
-        if not isinstance(value, dict):
-            raise DataFormatError(location, f"record is a JSON {type(value).__name__}, expected an object")
-        yield RawRecord(location, value)
+            json.loads(line)
+        except (ValueError, RecursionError):  # a pretty-printed object (JSON Lines under .json start whole)
+            return iter_values(handle, source)
+    return iter_lines(handle, source)
+
+
+def iter_file_records(path: str | Path, tick: Callable[[int], None] | None = None) -> Iterator[RawRecord]:
+    """Records of one annotation file, each a dict, in file order, read in bounded memory; `tick(bytes
+    read)` every 1024 records."""
+    source = str(path)
+    with open_text(Path(path)) as handle:
+        for index, (line, value) in enumerate(_values(handle, Path(path))):
+            location = Location(source, index=index, line=line)
+            if not isinstance(value, dict):
+                raise DataFormatError(
+                    location, f"record is a JSON {type(value).__name__}, expected an object"
+                )
+            if tick is not None and index % 1024 == 1023:
+                tick(handle.buffer.tell())
+            yield RawRecord(location, value)
+
+
+def iter_raw_records(
+    path: str | Path, progress: Callable[[int, int], None] | None = None
+) -> Iterator[RawRecord]:
+    """Every record behind `path` (see `annotation_files`), one at a time; `progress(bytes read, bytes in
+    all files)` as they stream."""
+    files = annotation_files(path)
+    if progress is None:
+        for file in files:
+            yield from iter_file_records(file)
+        return
+    total, before = sum(f.stat().st_size for f in files), 0
+    for file in files:
+        yield from iter_file_records(file, lambda done, base=before: progress(base + done, total))
+        before += file.stat().st_size
+        progress(before, total)
 
 
 def read_raw_records(path: str | Path) -> list[RawRecord]:
-    """Every record behind `path` (see `annotation_files`)."""
-    return [record for file in annotation_files(path) for record in iter_file_records(file)]
+    """Every record behind `path` (see `annotation_files`), as a list (training indexes them)."""
+    return list(iter_raw_records(path))
 
 
-def detect_format(records: list[RawRecord], data_format: str = "auto") -> str:
-    """ "image" or "video": the requested format checked against the first record, or guessed from its keys."""
+def detect_format(records: Sequence[RawRecord], data_format: str = "auto") -> str:
+    """ "image" or "video": the requested format checked against the first record, or guessed from its
+    keys."""
     if data_format not in DATA_FORMATS:
         raise ValueError(f"data_format={data_format!r}: must be one of {DATA_FORMATS}")
     if not records:
@@ -187,12 +161,13 @@ def resolve_media(root: Path, name: str) -> Path:
 
 
 __all__ = [
-    "default_root",
-    "resolve_media",
+    "DATA_FORMATS",
     "RawRecord",
     "annotation_files",
-    "iter_file_records",
-    "read_raw_records",
+    "default_root",
     "detect_format",
-    "DATA_FORMATS",
+    "iter_file_records",
+    "iter_raw_records",
+    "read_raw_records",
+    "resolve_media",
 ]

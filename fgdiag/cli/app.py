@@ -26,7 +26,7 @@ def _root() -> None:
 
 
 # each module defines `register(app: typer.Typer) -> None`
-COMMAND_MODULES = ("explain", "data_audit", "check_config", "watch", "report", "targets", "run")
+COMMAND_MODULES = ("explain", "data_audit", "check_config", "watch", "report", "targets", "run", "schema")
 
 for _name in COMMAND_MODULES:
     importlib.import_module(f"fgdiag.cli.{_name}").register(app)

@@ -70,11 +70,13 @@ def _render_text(findings: list[Any], summary: dict[str, Any]) -> None:
 
 
 def _quarantine(findings: list[Any], yes: bool, summary: dict[str, Any]) -> None:
+    """Move the stale checkpoints aside (QuarantineError, an InputError, when the folder cannot be made)."""
     from fgdiag.static.quarantine import candidates, quarantine
 
-    items = candidates(findings)
+    items, skipped = candidates(findings)
+    summary["notes"].extend(skipped)
     if not items:
-        summary["quarantine"] = {"folders": [], "declined": False}
+        summary["quarantine"] = {"folders": [], "declined": False, "skipped": skipped}
         summary["notes"].append("--quarantine: no stale checkpoint to move")
         return
     for item in items:
@@ -84,10 +86,10 @@ def _quarantine(findings: list[Any], yes: bool, summary: dict[str, Any]) -> None
         default=False,
         err=True,
     ):
-        summary["quarantine"] = {"folders": [], "declined": True}
+        summary["quarantine"] = {"folders": [], "declined": True, "skipped": skipped}
         summary["notes"].append("--quarantine declined: nothing moved")
         return
-    summary["quarantine"] = {"folders": quarantine(items), "declined": False}
+    summary["quarantine"] = {"folders": quarantine(items), "declined": False, "skipped": skipped}
 
 
 def register(app: typer.Typer) -> None:
@@ -96,8 +98,9 @@ def register(app: typer.Typer) -> None:
         paths: Annotated[
             list[Path],
             typer.Argument(
-                help="Configs (.toml/.json), launch scripts (.sh), model dirs, output dirs with "
-                "checkpoint-*, checkpoints, weight files, data sets; judged together"
+                help="Configs (.toml/.json, presets applied), launch scripts (.sh), model dirs, output dirs "
+                "with checkpoint-* (judged by their own config.json when no config is given), checkpoints, "
+                "weight files (OpenAI CLIP .pt archives too), DeepSpeed configs, data sets; judged together"
             ),
         ],
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
@@ -141,7 +144,10 @@ def register(app: typer.Typer) -> None:
         except ValueError as exc:
             raise _fail(str(exc)) from None
         if do_quarantine:
-            _quarantine(findings, yes, summary)
+            try:
+                _quarantine(findings, yes, summary)
+            except InputError as exc:  # the quarantine folder cannot be made: nothing moved
+                raise _fail(str(exc)) from None
         if as_json:
             typer.echo(
                 json.dumps({"findings": [_finding_json(f) for f in findings], "summary": summary}, indent=2)

@@ -2,8 +2,10 @@
 set.
 
 Exit codes: 0 clean, 1 invalid-box ratio above --max-invalid-ratio (or an invalid box under --policy error),
-2 unreadable input. The library function is `fgclip.data.audit.audit`; heavy imports happen inside the
-command.
+2 unreadable input (malformed or hostile JSON, a FIFO or device instead of a file: the message names the
+file, line and field). Records are streamed, so memory follows the largest record and the distinct
+captions, not the file; a large file shows progress on stderr (a bar on a terminal, plain lines otherwise).
+The library function is `fgclip.data.audit.audit`; heavy imports happen inside the command.
 """
 
 from __future__ import annotations
@@ -14,22 +16,31 @@ from typing import Annotated, Any
 
 import typer
 
-PROGRESS_MIN_RECORDS = 2000  # smaller sets finish before a bar is worth drawing
+PROGRESS_MIN_BYTES = 20 << 20  # smaller sets finish before progress is worth showing
+PLAIN_STEP = 10  # without a terminal: one line per 10 % read
 
 
-def _progress_callback(stack: Any):
-    """A rich progress bar on stderr when stderr is a terminal; None otherwise."""
+def _progress_callback(stack: Any, path: Path):
+    """Progress of a large audit on stderr: a rich bar on a terminal, a plain line per 10 % otherwise."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
     console = Console(stderr=True)
     if not console.is_terminal:
-        return None
+        shown = [0]
+
+        def plain(done: int, total: int) -> None:
+            percent = 100 * done // total if total else 100
+            if total >= PROGRESS_MIN_BYTES and percent >= shown[0] + PLAIN_STEP:
+                shown[0] = percent - percent % PLAIN_STEP
+                typer.echo(f"data-audit: {path}: {shown[0]}% of {total / 1e6:.1f} MB read", err=True)
+
+        return plain
     bar = stack.enter_context(
         Progress(
             TextColumn("auditing"),
             BarColumn(),
-            MofNCompleteColumn(),
+            DownloadColumn(),
             TimeRemainingColumn(),
             console=console,
             transient=True,
@@ -39,7 +50,7 @@ def _progress_callback(stack: Any):
 
     def update(done: int, total: int) -> None:
         nonlocal task
-        if total < PROGRESS_MIN_RECORDS:
+        if total < PROGRESS_MIN_BYTES:
             return
         if task is None:
             task = bar.add_task("audit", total=total)
@@ -141,7 +152,7 @@ def register(app: typer.Typer) -> None:
                     check_media=check_media,
                     test_list=test_list,
                     max_boxes_per_sample=max_boxes,
-                    progress=_progress_callback(stack),
+                    progress=_progress_callback(stack, data),
                 )
         except BoxValidationError as exc:
             typer.echo(f"fgdiag data-audit: {exc}", err=True)

@@ -35,38 +35,54 @@ def register(app: typer.Typer) -> None:
             list[Path] | None, typer.Option("--compare", help="Another run to overlay (repeatable)")
         ] = None,
         title: Annotated[str | None, typer.Option("--title", help="Report title")] = None,
+        run_id: Annotated[
+            str | None,
+            typer.Option(
+                "--run-id", help="The run to judge in an events file holding several (default: newest)"
+            ),
+        ] = None,
         as_json: Annotated[
             bool, typer.Option("--json", help="Print the summary and the written files as JSON")
         ] = False,
     ) -> None:
-        """Write the report of a run: region loss with targets and ln K, logit scales, logit ranges, memory
-        bank, gradient norms, and the findings."""
+        """Write the report of a run: which run failed and why, region loss with targets and ln K, logit
+        scales, logit ranges, memory bank, gradient norms, the findings; with --compare, the measured
+        comparison (runs named by their folders)."""
+        import sys
+
         from fgdiag.cli.watch import load_targets, report_malformed
+        from fgdiag.render.naming import run_names
+        from fgdiag.render.progress import ProgressBoard, report_progress
         from fgdiag.render.report import write_report
         from fgdiag.render.summary import summary_dict
+        from fgdiag.render.terminal import plain_output
         from fgdiag.session import LogReadError, read_log
 
         profile = load_targets(targets)
+        paths = [log, *(compare or [])]
         runs = {}
         try:
-            main = read_log(log, targets=profile, candidates=candidates, logging_steps=logging_steps)
-            runs[log.stem or str(log)] = main
-            for other in compare or []:
-                name = other.stem or str(other)
-                while name in runs:
-                    name += "'"
+            for name, path in zip(run_names(paths), paths, strict=True):
                 runs[name] = read_log(
-                    other, targets=profile, candidates=candidates, logging_steps=logging_steps
+                    path, targets=profile, candidates=candidates, logging_steps=logging_steps, run_id=run_id
                 )
         except LogReadError as exc:
             typer.echo(f"fgdiag report: {exc}", err=True)
             raise typer.Exit(2) from None
+        main = next(iter(runs.values()))
         report_malformed(main)
+        # bars on a terminal, lines on stderr otherwise; none under --json
+        board = None if as_json else ProgressBoard(bars=not plain_output(sys.stderr))
+        if board is not None:
+            board.start()
         try:
-            result = write_report(runs, out, title=title)
+            result = write_report(runs, out, title=title, targets=profile, progress=report_progress(board))
         except OSError as exc:
             typer.echo(f"fgdiag report: {out}: cannot write: {exc.strerror or exc}", err=True)
             raise typer.Exit(2) from None
+        finally:
+            if board is not None:
+                board.stop()
         summary = summary_dict(main)
         if as_json:
             summary["report"] = {

@@ -26,8 +26,8 @@ HEAD_ALIASES = {
 TENSOR_ALIASES = {
     "logit_scale_finegraind": "logit_scale_finegrained",
     "text_filip_projection.weight": "text_long_projection.weight",
-    "text_model.embeddings.position_embedding_res.weight": "long_position_embedding.weight",
-}
+    "text_model.embeddings.position_embedding_res.weight": "long_position_embedding.weight",  # with `_ori`
+}  # (`clip_keys.normalise_keys` maps `_res` only when `_ori` is saved too: upstream's table is both halves)
 # configuration keys that set a head's initial raw scale, by the parameter they initialise (first one wins)
 HEAD_INIT_KEYS = {
     "logit_scale_finegrained": (

@@ -29,6 +29,10 @@ VISION_DEFAULTS = {
     "patch_size": 32,
 }
 
+UPSTREAM_LONG_TABLE = (  # both halves of upstream's 248-row table
+    "text_model.embeddings.position_embedding_ori.weight",
+    "text_model.embeddings.position_embedding_res.weight",
+)
 # buffers some transformers versions save and others do not: never "missing"
 OPTIONAL = re.compile(r"(^|\.)position_ids$")
 STRIP_PREFIXES = ("module.", "base_model.model.", "model.")
@@ -113,7 +117,10 @@ def expected_new_patterns(
 
 
 def normalise_keys(names: list[str]) -> dict[str, str]:
-    """Map saved names to ours: strip a wrapper prefix (DDP `module.`, peft, `model.`) and rename aliases."""
+    """Map saved names to ours: strip a wrapper prefix (DDP `module.`, peft, `model.`) and rename aliases.
+
+    Upstream's long position table is two tensors (rows < 20 from `position_embedding_ori`, the rest from
+    `position_embedding_res`): it counts as our `long_position_embedding` only when both are saved."""
     out: dict[str, str] = {}
     for name in names:
         key = name
@@ -121,6 +128,10 @@ def normalise_keys(names: list[str]) -> dict[str, str]:
             if key.startswith(prefix) and not key.startswith(("text_model.", "vision_model.")):
                 key = key[len(prefix) :]
         out[TENSOR_ALIASES.get(key, key)] = name
+    if UPSTREAM_LONG_TABLE[0] not in out and UPSTREAM_LONG_TABLE[1] in TENSOR_ALIASES:
+        long_name = TENSOR_ALIASES[UPSTREAM_LONG_TABLE[1]]
+        if long_name in out and out[long_name].endswith(UPSTREAM_LONG_TABLE[1]):
+            out[UPSTREAM_LONG_TABLE[1]] = out.pop(long_name)  # half a table: nothing covers the long one
     return out
 
 

@@ -14,6 +14,10 @@ from dataclasses import asdict, dataclass
 from fgdiag.facts.settings import Settings
 from fgdiag.facts.values import as_float, as_int
 
+COUNT_LIMIT = (
+    10**12
+)  # no run has more samples, steps or batch entries; beyond it a value is nonsense (FGD001)
+
 
 def planned_steps(
     max_steps: int | None, epochs: float | None, data_size: int | None, batch: int, world: int, accum: int
@@ -23,7 +27,8 @@ def planned_steps(
         return max_steps
     if not epochs or not data_size or batch <= 0 or world <= 0 or accum <= 0:
         return None
-    return math.ceil(epochs * math.ceil(data_size / (batch * world * accum)))
+    steps = epochs * math.ceil(data_size / (batch * world * accum))
+    return math.ceil(steps) if math.isfinite(steps) and steps <= COUNT_LIMIT else None
 
 
 def activation_step(warmup: float, unit: str, accum: int) -> float:
@@ -61,14 +66,22 @@ class Plan:
         return asdict(self)
 
 
+def _at_least(value: int | None, low: int) -> int | None:
+    """A count the plan can use: impossible ones (FGD001 reports them) count as unknown."""
+    return value if value is not None and low <= value <= COUNT_LIMIT else None
+
+
 def make_plan(settings: Settings, data_size: int | None) -> Plan:
-    batch = settings.integer("per_device_train_batch_size") or 1
-    accum = settings.integer("gradient_accumulation_steps") or 1
-    world = as_int(settings.fields["world_size"]) or 1
+    batch = _at_least(settings.integer("per_device_train_batch_size"), 1) or 1
+    accum = _at_least(settings.integer("gradient_accumulation_steps"), 1) or 1
+    world = _at_least(as_int(settings.fields["world_size"]), 1) or 1
     epochs = settings.number("num_train_epochs")
-    steps = planned_steps(settings.integer("max_steps"), epochs, data_size, batch, world, accum)
-    size = as_int(settings.bank_size) if settings.bank_size is not None else None
+    epochs = epochs if epochs is not None and epochs <= COUNT_LIMIT else None
+    data_size = _at_least(data_size, 0)
+    steps = planned_steps(_at_least(settings.integer("max_steps"), 1), epochs, data_size, batch, world, accum)
+    size = _at_least(as_int(settings.bank_size), 0) if settings.bank_size is not None else None
     warmup = as_float(settings.warmup) if settings.warmup is not None else None
+    warmup = warmup if warmup is not None and 0 <= warmup <= COUNT_LIMIT else None
     active = activation_step(warmup, settings.warmup_unit, accum) if warmup is not None and size else None
     per_forward = batch * settings.boxes_per_sample
     return Plan(

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fgdiag.facts.checkpoint import CheckpointInfo
+from fgdiag.facts.deepspeed import DeepSpeedConfig
 from fgdiag.facts.plan import Plan
 from fgdiag.facts.settings import Settings
 
@@ -24,4 +25,5 @@ class RunFacts:
     max_invalid_ratio: float = 0.05  # FGD301 threshold on the audit's invalid-box ratio
     checkpoints: list[CheckpointInfo] = field(default_factory=list)
     models: list[CheckpointInfo] = field(default_factory=list)  # model directories and weight files
+    deepspeed: DeepSpeedConfig | None = None  # the DeepSpeed JSON the run uses (or the one given alone)
     notes: list[str] = field(default_factory=list)

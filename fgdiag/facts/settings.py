@@ -4,8 +4,10 @@ scripts: every value a `Field` that says where it came from (a line, or the assu
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from fgdiag.facts.checkpoint import CheckpointInfo
+from fgdiag.facts.deepspeed import DeepSpeedConfig
 from fgdiag.facts.values import ConfigValues, Field, as_float, as_int
 
 # our parameter name -> the head's name in messages
@@ -43,6 +45,9 @@ class Settings:
         default_factory=list
     )  # (step, region loss, location)
     bank_active_by: tuple[int, str] | None = None  # (optimizer step, location) from a target profile
+    deepspeed: DeepSpeedConfig | None = None  # the DeepSpeed JSON the run uses, when known
+    defaults: dict[str, Any] = field(default_factory=dict)  # every option fgclip.train knows -> its default
+    unknown: list[tuple[Field, str | None]] = field(default_factory=list)  # (key nobody reads, closest known)
     notes: list[str] = field(default_factory=list)
 
     def number(self, name: str) -> float | None:

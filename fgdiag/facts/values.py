@@ -64,6 +64,8 @@ class ConfigValues:
     def __init__(self) -> None:
         self._fields: dict[str, Field] = {}
         self.notes: list[str] = []
+        # keys a JSON object repeats: (the field json kept, every line the key is written on)
+        self.duplicates: list[tuple[Field, list[int]]] = []
 
     def set(self, field: Field) -> None:
         old = self._fields.get(field.name)
@@ -125,12 +127,16 @@ def as_float(field: Field) -> float | None:
         try:
             value = float(value)
         except ValueError:
-            raise field.error(f"expected a number, got {field.value!r}") from None
+            raise field.error(f"expected a number, got {field.value!r:.80}") from None
     if not isinstance(value, (int, float)):
-        raise field.error(f"expected a number, got {value!r}")
-    if not math.isfinite(value):
+        raise field.error(f"expected a number, got {value!r:.80}")
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond float range (400 digits): no training value is that large
+        raise field.error(f"expected a number, got an integer of {int(value).bit_length()} bits") from None
+    if not math.isfinite(number):
         raise field.error(f"expected a finite number, got {value!r}")
-    return float(value)
+    return number
 
 
 def as_int(field: Field) -> int | None:
@@ -138,7 +144,7 @@ def as_int(field: Field) -> int | None:
     if number is None:
         return None
     if number != int(number):
-        raise field.error(f"expected an integer, got {field.value!r}")
+        raise field.error(f"expected an integer, got {field.value!r:.80}")
     return int(number)
 
 
@@ -156,4 +162,4 @@ def as_bool(field: Field) -> bool | None:
             return True
         if word in FALSE_WORDS:
             return False
-    raise field.error(f"expected true or false, got {value!r}")
+    raise field.error(f"expected true or false, got {value!r:.80}")

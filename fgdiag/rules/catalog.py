@@ -5,6 +5,16 @@ Adding a rule to a family needs no edit here; a new family module is added to th
 
 from __future__ import annotations
 
-from fgdiag.rules import bank, convergence, data, distributed, numerics, optimisation, scales, weights
+from fgdiag.rules import (
+    bank,
+    configuration,
+    convergence,
+    data,
+    distributed,
+    numerics,
+    optimisation,
+    scales,
+    weights,
+)
 
-FAMILIES = (scales, bank, data, weights, optimisation, convergence, numerics, distributed)
+FAMILIES = (configuration, scales, bank, data, weights, optimisation, convergence, numerics, distributed)

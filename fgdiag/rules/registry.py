@@ -1,12 +1,13 @@
 """The rule registry: every code with its docs, and every check the family modules declare.
 
-Codes are `FGD` + three digits; the hundreds digit is the family (1xx logit scale/temperature, 2xx memory
-bank, 3xx data and boxes, 4xx checkpoints/weights/resume, 5xx optimizer/lr/gradients, 6xx loss trend/targets/
-chance level, 7xx numerics, 8xx distributed). A family module registers its codes' docs with `register`, and
-its checks with one decorator per kind: `static_check` (over the facts of a planned run, for check-config),
-`live_check` (over the model's scales and the optimizer when training starts, for the callback) and
-`runtime_check` (a class judging metric rows as they stream, for the callback and watch). Consumers iterate
-what is registered; `load_all` imports the family modules listed in `fgdiag.rules.catalog`.
+Codes are `FGD` + three digits; the hundreds digit is the family (0xx the configuration itself, 1xx logit
+scale/temperature, 2xx memory bank, 3xx data and boxes, 4xx checkpoints/weights/resume, 5xx optimizer/lr/
+gradients, 6xx loss trend/targets/chance level, 7xx numerics, 8xx distributed). A family module registers
+its codes' docs with `register`, and its checks with one decorator per kind: `static_check` (over the facts
+of a planned run, for check-config), `live_check` (over the model's scales and the optimizer when training
+starts, for the callback) and `runtime_check` (a class judging metric rows as they stream, for the callback
+and watch). Consumers iterate what is registered; `load_all` imports the family modules listed in
+`fgdiag.rules.catalog`.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from typing import Any, TypeVar
 from fgdiag.diagnostic import Finding, Severity
 from fgdiag.facts.run import RunFacts
 
-CODE_PATTERN = re.compile(r"^FGD[1-8]\d\d$")
+CODE_PATTERN = re.compile(r"^FGD[0-8]\d\d$")
 FAMILIES = {
+    "0": "configuration (impossible values, unknown or repeated keys)",
     "1": "logit scale / temperature",
     "2": "memory bank",
     "3": "data and boxes",
@@ -103,7 +105,7 @@ def register(
 ) -> Rule:
     """Add a rule's docs to the table; reject malformed or duplicate codes and empty doc sections."""
     if not CODE_PATTERN.match(code):
-        raise ValueError(f"rule code {code!r} does not match FGD + three digits with family 1-8")
+        raise ValueError(f"rule code {code!r} does not match FGD + three digits with family 0-8")
     if code in RULES:
         raise ValueError(f"rule code {code} registered twice ({RULES[code].name} and {name})")
     for section, text in (("what", what), ("why", why), ("example", example), ("fix", fix)):

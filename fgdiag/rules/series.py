@@ -70,7 +70,10 @@ def exp_or_inf(x: float) -> float:
 
 def finite(x: Any) -> TypeGuard[float]:
     """A real, finite number (not None, not NaN/inf, not a bool)."""
-    return isinstance(x, (int, float)) and math.isfinite(x)
+    try:
+        return isinstance(x, (int, float)) and math.isfinite(x)
+    except OverflowError:  # an int beyond float range (a progress bar's 400-digit total)
+        return False
 
 
 class SeriesStore:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fgclip.weights.names import CLIP_HF, FGCLIP, OPENAI_RESNET, UNKNOWN, coverage
 from fgdiag.diagnostic import Finding
 from fgdiag.facts import is_clip_from_scratch, is_ln100
 from fgdiag.facts.checkpoint import SCALE_HEADS, CheckpointInfo, round_to
@@ -203,9 +204,41 @@ def _matches(key: str, patterns: list[str]) -> bool:
     return any(key == p or (p.endswith("*") and key.startswith(p[:-1])) for p in patterns)
 
 
+def _depths(config: dict[str, Any] | None) -> tuple[int | None, int | None]:
+    """(text layers, vision layers) a config.json declares, None where it does not say."""
+
+    def layers(name: str) -> int | None:
+        sub = (config or {}).get(name) or (config or {}).get(f"{name}_dict") or {}
+        value = sub.get("num_hidden_layers") if isinstance(sub, dict) else None
+        return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+    return layers("text_config"), layers("vision_config")
+
+
+def _shown(names: list[str]) -> str:
+    return ", ".join(names[:SHOWN]) + (f" and {len(names) - SHOWN} more" if len(names) > SHOWN else "")
+
+
+def _left_random(info: CheckpointInfo, patterns: list[str], notes: list[str]) -> tuple[list[str], list]:
+    """(tower tensors a loader would leave random, shape mismatches against config.json) of one source:
+    `fgclip.weights.names.coverage` over its key names (OpenAI, upstream FG-CLIP, transformers CLIP or
+    ours), depths from its config.json when it has one, else from its own highest block index."""
+    keys = list(info.weights.shapes)
+    cov = coverage(keys, *_depths(info.config))
+    if cov.layout in (OPENAI_RESNET, UNKNOWN):
+        notes.append(f"{info.path}: not a CLIP ViT layout fgclip loads ({cov.layout}); FGD403 not checked")
+        return [], []
+    missing = list(cov.uncovered_tower)
+    mismatched: list = []
+    if info.config is not None and cov.layout in (CLIP_HF, FGCLIP):
+        by_config, mismatched = missing_and_mismatched(info.config, info.weights.shapes)
+        missing += [k for k in by_config if k not in missing and not _matches(k, patterns)]
+    return sorted(missing), mismatched
+
+
 @static_check("FGD403")
 def new_parameters(facts: RunFacts) -> list[Finding]:
-    """CLIP tensors a model directory lacks (or saves with the wrong shape) beyond the expected new heads."""
+    """Tower tensors a pretrained source (or checkpoint) leaves without a value, beyond the expected heads."""
     rule, s, notes, infos = get("FGD403"), facts.settings, facts.notes, facts.models + facts.checkpoints
     values = s.values if s is not None else None
     patterns = expected_new_patterns(
@@ -215,44 +248,37 @@ def new_parameters(facts: RunFacts) -> list[Finding]:
     )
     out = []
     for info in infos:
-        if info.config is None:
-            notes.append(
-                f"{info.path}: no config.json, so the expected key set is unknown: FGD403 not checked"
-            )
-            continue
         if all(f.name.startswith("adapter_model") for f in info.weights.files):
             notes.append(f"{info.path}: a LoRA adapter holds no base weights: FGD403 not checked")
             continue
-        # target = CLIP keys of this config.json + our new heads; the new heads may be missing, nothing else
-        missing, mismatched = missing_and_mismatched(info.config, info.weights.shapes)
+        missing, mismatched = _left_random(info, patterns, notes)
+        if not missing and not mismatched:
+            continue
         saved = normalise_keys(list(info.weights.shapes))
         expected_new = [p for p in patterns if not any(_matches(k, [p]) for k in saved)]
-        unexpected = [k for k in missing if not _matches(k, patterns)]
-        if unexpected or mismatched:
-            parts = []
-            if unexpected:
-                parts.append(
-                    f"{len(unexpected)} CLIP tensor(s) missing, so newly initialised: "
-                    + ", ".join(unexpected[:SHOWN])
-                    + (" ..." if len(unexpected) > SHOWN else "")
-                )
-            if mismatched:
-                parts.append(
-                    f"{len(mismatched)} with a shape other than config.json implies: "
-                    + ", ".join(f"{k} {list(got)} != {list(want)}" for k, got, want in mismatched[:SHOWN])
-                )
-            parts.append("expected new: " + (", ".join(expected_new) or "none"))
-            out.append(
-                rule.finding(
-                    "; ".join(parts),
-                    location=str(info.path),
-                    evidence={
-                        "missing": unexpected,
-                        "mismatched": [m[0] for m in mismatched],
-                        "expected_new": expected_new,
-                    },
-                )
+        parts = []
+        if missing:
+            parts.append(
+                f"{len(missing)} tower tensor(s) missing, which a loader would leave random (fgclip's loader "
+                f"refuses the source): {_shown(missing)}"
             )
+        if mismatched:
+            parts.append(
+                f"{len(mismatched)} with a shape other than config.json implies: "
+                + ", ".join(f"{k} {list(got)} != {list(want)}" for k, got, want in mismatched[:SHOWN])
+            )
+        parts.append("expected new: " + (", ".join(expected_new) or "none"))
+        out.append(
+            rule.finding(
+                "; ".join(parts),
+                location=str(info.path),
+                evidence={
+                    "missing": missing,
+                    "mismatched": [m[0] for m in mismatched],
+                    "expected_new": expected_new,
+                },
+            )
+        )
     if s is not None and s.dialect == "fork" and s.source_info is None and s.source is not None:
         from_openai = s.values.flag("from_openai")
         if from_openai:

@@ -22,6 +22,7 @@ from typing import Any
 from fgdiag.facts.checkpoint import CHECKPOINT_DIR, SCALE_HEADS, CheckpointInfo, Scale
 from fgdiag.facts.clip_keys import normalise_keys
 from fgdiag.facts.values import InputError
+from fgdiag.static import archive_io
 from fgdiag.static.safetensors_io import TensorMeta, nonfinite_tensors, read_header, read_scalar
 
 WEIGHT_FILES = (
@@ -53,8 +54,12 @@ def weight_files(path: Path) -> list[Path]:
                 try:
                     index = json.loads(candidate.read_text(encoding="utf-8"))
                     shards = sorted(set(index["weight_map"].values()))
+                except RecursionError:
+                    raise InputError(candidate, "unreadable shard index: nested too deeply") from None
                 except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-                    raise InputError(candidate, f"unreadable shard index: {exc}") from None
+                    raise InputError(candidate, f"unreadable shard index: {str(exc)[:200]}") from None
+                if not all(isinstance(s, str) and s and "/" not in s and s != ".." for s in shards):
+                    raise InputError(candidate, "shard index names a file outside its folder")
                 return [path / shard for shard in shards]
             return [candidate]
     found = sorted(path.glob("*.safetensors")) or sorted([*path.glob("*.bin"), *path.glob("*.pt")])
@@ -103,6 +108,7 @@ class WeightSet:
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     dtypes: dict[str, str] = field(default_factory=dict)
     _where: dict[str, tuple[Path, Any]] = field(default_factory=dict, repr=False)
+    _archives: dict[Path, Any] = field(default_factory=dict, repr=False)  # TorchScript archives by file
 
     @classmethod
     def open(cls, path: Path) -> WeightSet:
@@ -117,6 +123,11 @@ class WeightSet:
                 tensors, _ = read_header(file)
                 for name, meta in tensors.items():
                     weights._add(name, file, meta, meta.dtype, meta.shape)
+            elif archive_io.is_archive(file):  # the clip package's download: never torch.jit.load-ed
+                archive = archive_io.open_archive(file)
+                weights._archives[file] = archive
+                for name, ref in archive.tensors.items():
+                    weights._add(name, file, ref, archive_io.dtype_code(ref), tuple(ref.size))
             else:
                 for name, tensor in _torch_state(file).items():
                     weights._add(
@@ -135,6 +146,8 @@ class WeightSet:
         file, handle = self._where[name]
         if isinstance(handle, TensorMeta):
             return read_scalar(file, name, handle)
+        if file in self._archives:
+            return archive_io.scalar(self._archives[file], name)
         if handle.numel() != 1:
             raise InputError(file, f"tensor {name!r} has shape {list(handle.shape)}, expected a scalar")
         return float(handle.reshape(-1)[0].float())
@@ -146,6 +159,8 @@ class WeightSet:
             names = [n for n, (f, _) in self._where.items() if f == file]
             if file.suffix == ".safetensors":
                 bad = nonfinite_tensors(file, {n: self._where[n][1] for n in names})
+            elif file in self._archives:
+                bad = archive_io.nonfinite(self._archives[file])
             else:
                 import torch
 
@@ -165,8 +180,10 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(path, f"unreadable JSON: {exc}") from None
+    except RecursionError:
+        raise InputError(path, "unreadable JSON: nested too deeply (a corrupt or hostile file)") from None
+    except (OSError, ValueError) as exc:  # JSONDecodeError, bad UTF-8, a 5,000-digit integer
+        raise InputError(path, f"unreadable JSON: {str(exc)[:200]}") from None
     return data if isinstance(data, dict) else None
 
 

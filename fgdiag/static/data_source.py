@@ -9,42 +9,22 @@ data rules are skipped with a note instead of failing.
 from __future__ import annotations
 
 import importlib
-import json
 from pathlib import Path
 from typing import Any
 
 from fgdiag.facts.values import InputError
 
-DATA_SUFFIXES = {".json", ".jsonl"}
-
-
-def data_files(path: Path) -> list[Path]:
-    if path.is_dir():
-        return sorted(p for p in path.iterdir() if p.suffix.lower() in DATA_SUFFIXES and p.is_file())
-    return [path]
-
 
 def count_records(path: Path) -> int:
-    """Records in a JSON array, a JSONL file, or a directory of them (InputError when unreadable)."""
-    total = 0
-    for file in data_files(path):
-        try:
-            text = file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(file, f"cannot read: {exc}") from None
-        if file.suffix.lower() == ".jsonl":
-            total += sum(1 for line in text.splitlines() if line.strip())
-            continue
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(file, f"invalid JSON: {exc.msg}", line=exc.lineno) from None
-        if isinstance(data, dict):  # {"annotations": [...]}-style wrappers
-            data = next((v for v in data.values() if isinstance(v, list)), [])
-        if not isinstance(data, list):
-            raise InputError(file, "a data set must be a JSON array of records (or JSONL)")
-        total += len(data)
-    return total
+    """Records in a JSON array, a JSONL file, or a directory of them, streamed as training reads them
+    (InputError naming the file and line when unreadable, a FIFO or a device)."""
+    from fgclip.data.errors import DataFormatError
+    from fgclip.data.reader import iter_raw_records
+
+    try:
+        return sum(1 for _ in iter_raw_records(path))
+    except DataFormatError as exc:
+        raise InputError(str(exc.location), exc.reason) from None
 
 
 def audit_function() -> tuple[Any, str | None]:
@@ -75,8 +55,9 @@ def run_audit(path: Path) -> tuple[dict[str, Any] | None, str | None]:
             report = audit(path, check_media=False)
         except TypeError:  # an audit without that keyword
             report = audit(path)
-    except (OSError, ValueError) as exc:
-        raise InputError(path, f"data audit failed: {exc}") from None
+    except (OSError, ValueError, RecursionError) as exc:
+        where, reason = getattr(exc, "location", path), getattr(exc, "reason", str(exc)[:400])
+        raise InputError(str(where), f"data audit: {reason}") from None
     if hasattr(report, "to_dict"):
         report = report.to_dict()
     if not isinstance(report, dict):

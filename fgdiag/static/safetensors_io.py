@@ -30,22 +30,29 @@ NUMPY_DTYPES = {
     "U8": np.uint8,
     "BOOL": np.bool_,
 }
-ITEMSIZE = {
-    "F64": 8,
-    "F32": 4,
-    "F16": 2,
-    "BF16": 2,
-    "I64": 8,
-    "I32": 4,
-    "I16": 2,
-    "I8": 1,
-    "U8": 1,
-    "BOOL": 1,
-    "F8_E4M3": 1,
-    "F8_E5M2": 1,
-    "U16": 2,
-    "U32": 4,
-    "U64": 8,
+BITS = {  # every dtype the safetensors format defines, with its width in bits
+    "BOOL": 8,
+    "F4": 4,
+    "F6_E2M3": 6,
+    "F6_E3M2": 6,
+    "U8": 8,
+    "I8": 8,
+    "F8_E5M2": 8,
+    "F8_E4M3": 8,
+    "F8_E8M0": 8,
+    "F8_E4M3FNUZ": 8,
+    "F8_E5M2FNUZ": 8,
+    "I16": 16,
+    "U16": 16,
+    "F16": 16,
+    "BF16": 16,
+    "I32": 32,
+    "U32": 32,
+    "F32": 32,
+    "C64": 64,
+    "F64": 64,
+    "I64": 64,
+    "U64": 64,
 }
 FLOAT_DTYPES = {"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"}
 SLICE_BYTES = 64 << 20  # scan big tensors in slices of about this many bytes
@@ -67,8 +74,70 @@ class TensorMeta:
         return count
 
 
+USIZE = 2**64  # the library reads every count and offset as a 64-bit unsigned integer
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < USIZE
+
+
+def _entry(path: Path, name: str, entry: object, base: int) -> TensorMeta:
+    """One header entry checked as the safetensors library checks it: a known dtype, a shape of counts,
+    two offsets whose span is exactly the tensor's bytes."""
+    if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+        raise InputError(
+            path, f"corrupt safetensors header: entry {name!r} is not {{dtype, shape, data_offsets}}"
+        )
+    dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+    if not isinstance(dtype, str) or dtype not in BITS:
+        raise InputError(path, f"corrupt safetensors header: tensor {name!r} has unknown dtype {dtype!r}")
+    if not isinstance(shape, list) or not all(_is_count(d) for d in shape):
+        raise InputError(
+            path, f"corrupt safetensors header: tensor {name!r} has shape {shape!r} (expected counts >= 0)"
+        )
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_count(o) for o in offsets)):
+        raise InputError(path, f"corrupt safetensors header: tensor {name!r} has data_offsets {offsets!r}")
+    meta = TensorMeta(dtype, tuple(shape), base + offsets[0], base + offsets[1])
+    bits = meta.numel * BITS[dtype]
+    running = [1]
+    for dim in shape:  # the library multiplies dims in order, with overflow checks
+        running.append(running[-1] * dim)
+    if max(running) >= USIZE or bits >= USIZE:
+        raise InputError(path, f"corrupt safetensors header: tensor {name!r}: shape {shape} overflows")
+    if offsets[1] < offsets[0] or bits % 8 or offsets[1] - offsets[0] != bits // 8:
+        raise InputError(
+            path,
+            f"corrupt safetensors header: tensor {name!r} ({dtype} {list(shape)}) spans bytes "
+            f"{offsets[0]}..{offsets[1]}, not the {bits / 8:g} its shape needs",
+        )
+    return meta
+
+
+def _contiguous(path: Path, tensors: dict[str, TensorMeta], base: int, size: int) -> None:
+    """Tensors must tile the data section exactly, as the safetensors library requires: no overlap, no gap,
+    nothing beyond the end of the file."""
+    end = base
+    for name, meta in sorted(tensors.items(), key=lambda item: (item[1].start, item[1].end)):
+        if meta.start != end:
+            what = "overlaps the previous tensor" if meta.start < end else "leaves a gap before it"
+            raise InputError(
+                path,
+                f"corrupt safetensors header: tensor {name!r} starts at byte {meta.start - base} and {what} "
+                f"(which ends at {end - base})",
+            )
+        end = meta.end
+    if end != size:
+        raise InputError(
+            path,
+            f"corrupt or truncated safetensors file: the header describes {end - base} data bytes, the file "
+            f"holds {size - base}",
+        )
+
+
 def read_header(path: Path) -> tuple[dict[str, TensorMeta], dict[str, str]]:
-    """Parse and validate the header: every tensor's dtype, shape and byte range (InputError if malformed)."""
+    """Parse and validate the header: every tensor's dtype, shape and byte range, and the string metadata
+    (InputError naming the file for anything the safetensors library would refuse, so no later read of the
+    file raises)."""
     try:
         size = path.stat().st_size
         with path.open("rb") as handle:
@@ -83,29 +152,21 @@ def read_header(path: Path) -> tuple[dict[str, TensorMeta], dict[str, str]]:
         raise InputError(path, f"cannot read: {exc}") from None
     try:
         header = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except RecursionError:
+        raise InputError(path, "corrupt safetensors header: JSON nested too deeply") from None
+    except (ValueError, UnicodeDecodeError):  # JSONDecodeError, a 5,000-digit integer, bad UTF-8
         raise InputError(path, "not a safetensors file (header is not JSON)") from None
     if not isinstance(header, dict):
         raise InputError(path, "not a safetensors file (header is not an object)")
-    metadata = header.pop("__metadata__", None) or {}
+    metadata = header.pop("__metadata__", None)
+    if metadata is not None and (
+        not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values())
+    ):
+        raise InputError(path, "corrupt safetensors header: __metadata__ must map names to strings")
     base = 8 + length
-    tensors: dict[str, TensorMeta] = {}
-    for name, entry in header.items():
-        try:
-            dtype = str(entry["dtype"])
-            shape = tuple(int(d) for d in entry["shape"])
-            start, end = (int(x) for x in entry["data_offsets"])
-        except (KeyError, TypeError, ValueError):
-            raise InputError(path, f"malformed header entry for tensor {name!r}") from None
-        meta = TensorMeta(dtype, shape, base + start, base + end)
-        if not (base <= meta.start <= meta.end <= size) or (
-            dtype in ITEMSIZE and meta.end - meta.start != meta.numel * ITEMSIZE[dtype]
-        ):
-            raise InputError(
-                path, f"tensor {name!r}: byte range {start}..{end} does not match its shape/file"
-            )
-        tensors[name] = meta
-    return tensors, {str(k): str(v) for k, v in metadata.items()} if isinstance(metadata, dict) else {}
+    tensors = {str(name): _entry(path, str(name), entry, base) for name, entry in header.items()}
+    _contiguous(path, tensors, base, size)
+    return tensors, dict(metadata or {})
 
 
 def bf16_to_float32(bits: np.ndarray) -> np.ndarray:
@@ -124,10 +185,10 @@ def read_scalar(path: Path, name: str, meta: TensorMeta) -> float:
         return float(bf16_to_float32(bits)[0])
     if meta.dtype not in NUMPY_DTYPES:
         raise InputError(path, f"tensor {name!r}: unsupported dtype {meta.dtype}")
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="numpy") as handle:
-        return float(np.asarray(handle.get_tensor(name)).reshape(-1)[0])
+    with path.open("rb") as handle:
+        handle.seek(meta.start)
+        dtype = np.dtype(NUMPY_DTYPES[meta.dtype]).newbyteorder("<")  # the format is little-endian
+        return float(np.frombuffer(handle.read(meta.end - meta.start), dtype=dtype)[0])
 
 
 def _raw_nonfinite(mapped: mmap.mmap, meta: TensorMeta) -> bool:
@@ -146,6 +207,18 @@ def _raw_nonfinite(mapped: mmap.mmap, meta: TensorMeta) -> bool:
 
 
 def nonfinite_tensors(path: Path, tensors: dict[str, TensorMeta]) -> list[str]:
+    """Names of float tensors holding NaN or Inf, reading one tensor (or one slice of a big one) at a time;
+    InputError when the file changed or is unreadable since its header was read."""
+    try:
+        return _nonfinite(path, tensors)
+    except InputError:
+        raise
+    except Exception as exc:  # safetensors' own refusal (SafetensorError), an mmap or I/O error
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise InputError(path, f"unreadable safetensors data: {first}") from None
+
+
+def _nonfinite(path: Path, tensors: dict[str, TensorMeta]) -> list[str]:
     """Names of float tensors holding NaN or Inf, reading one tensor (or one slice of a big one) at a time."""
     from safetensors import safe_open
 

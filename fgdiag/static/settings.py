@@ -17,10 +17,14 @@ from pathlib import Path
 from fgdiag.facts import CLIP_FROM_SCRATCH_SCALE, LN_100
 from fgdiag.facts.aliases import HEAD_INIT_KEYS
 from fgdiag.facts.checkpoint import CheckpointInfo
+from fgdiag.facts.deepspeed import CLIPPING, FP16, DeepSpeedConfig
+from fgdiag.facts.plan import COUNT_LIMIT
 from fgdiag.facts.settings import Settings
 from fgdiag.facts.values import ConfigValues, Field, as_bool, as_float, as_int
+from fgdiag.static.deepspeed import find_deepspeed, read_deepspeed
+from fgdiag.static.known_options import fgclip_defaults, trainer_defaults, unknown_keys
 
-HF_DEFAULTS = {
+HF_DEFAULTS = {  # read from the installed transformers when it is there (known_options); else these
     "per_device_train_batch_size": 8,
     "gradient_accumulation_steps": 1,
     "num_train_epochs": 3.0,
@@ -84,6 +88,13 @@ def _source(settings: Settings) -> None:
         scale = info.scales["logit_scale"]
         settings.source_scale = Field(
             "logit_scale", scale.value, str(info.path), None, default=True, why=f"read from {info.path}"
+        )
+    elif settings.source is not None and settings.source.why.startswith("preset"):
+        settings.source_scale = _assumed(
+            anchor,
+            "logit_scale",
+            LN_100,
+            f"{settings.source.why}: fgclip.train.pretrain exports it at ln 100",
         )
     elif settings.source is not None and PRETRAINED_NAME.search(str(settings.source.value)):
         name = settings.source.value
@@ -288,6 +299,8 @@ def _profile(settings: Settings, table: Field) -> None:
         profile = get_profile(str(table.value))
     except TargetError as exc:
         raise table.error(str(exc)) from None
+    except (OSError, ValueError) as exc:  # a "path" too long or holding a NUL
+        raise table.error(f"not a target profile name or readable file ({exc.__class__.__name__})") from None
     where = f"{table.location} ({profile.name})"
     for point in profile.points:
         if point.below and point.metric.endswith("/region") and "loss" in point.metric:
@@ -324,31 +337,29 @@ def _targets(settings: Settings) -> None:
             raise table.error(f"region_loss target {step!r}: {target!r} is not step = number") from None
 
 
-def _deepspeed_clipping(settings: Settings) -> None:
-    """A DeepSpeed JSON without `gradient_clipping` does not clip, whatever max_grad_norm says."""
-    ds = settings.values.get("deepspeed")
-    if ds is None or not isinstance(ds.value, str) or "$" in ds.value:
-        return
-    candidates = [Path(ds.value)] + (
-        [Path(ds.path).parent / ds.value, Path(ds.path).parent.parent / ds.value] if ds.path else []
-    )
-    for candidate in candidates:
-        if candidate.is_file():
-            try:
-                config = json.loads(candidate.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                break
-            if isinstance(config, dict) and "gradient_clipping" not in config:
-                settings.fields["max_grad_norm"] = Field(
-                    "max_grad_norm", 0.0, ds.path, ds.line, why=str(candidate)
-                )
-                settings.notes.append(
-                    f"{candidate}: no gradient_clipping key, so DeepSpeed does not clip gradients"
-                )
+def _deepspeed(settings: Settings, given: DeepSpeedConfig | None) -> None:
+    """The DeepSpeed config the run uses (given on the command line, else the one `deepspeed` names): a
+    missing gradient_clipping means no clipping, an explicit fp16 is the precision the run trains in."""
+    named = settings.values.get("deepspeed")
+    if given is None and named is not None:
+        bases = [Path(named.path).parent, Path(named.path).parent.parent] if named.path else []
+        found = find_deepspeed(named, [*bases, Path.cwd()])
+        if found is None:
+            settings.notes.append(
+                f"{named.location}: DeepSpeed config {named.value!r} not readable here; gradient clipping "
+                "unknown"
+            )
             return
-    settings.notes.append(
-        f"{ds.location}: DeepSpeed config {ds.value!r} not readable here; gradient clipping unknown"
-    )
+        given = read_deepspeed(found)
+    settings.deepspeed = given
+    if given is None:
+        return
+    if given.get(CLIPPING) is None:
+        settings.fields["max_grad_norm"] = Field("max_grad_norm", 0.0, given.path, None, why=given.path)
+        settings.notes.append(f"{given.path}: no gradient_clipping key, so DeepSpeed does not clip gradients")
+    fp16 = given.get(FP16)
+    if fp16 is not None and fp16.value is True:
+        settings.fields["fp16"] = Field("fp16", True, fp16.path, fp16.line)
 
 
 def resolve(
@@ -357,10 +368,15 @@ def resolve(
     anchor: str,
     entry: str = "",
     source_info: CheckpointInfo | None = None,
+    deepspeed: DeepSpeedConfig | None = None,
 ) -> Settings:
     """Effective settings of the run described by `values` (merged config and/or script arguments)."""
     settings = Settings(detect_dialect(values, entry), anchor, values, entry, source_info=source_info)
-    for name, default in HF_DEFAULTS.items():
+    settings.defaults = {**trainer_defaults(), **fgclip_defaults()}
+    if settings.dialect == "fgclip":
+        settings.unknown = unknown_keys(values)
+    for name, fallback in HF_DEFAULTS.items():
+        default = settings.defaults.get(name, fallback)
         settings.fields[name] = values.get(name) or _assumed(anchor, name, default, "transformers default")
     world = _first(values, ("world_size", "nproc_per_node", "num_gpus"))
     if world is None or as_int_or_none(world) is None:
@@ -377,7 +393,8 @@ def resolve(
     for name in ("fp16", "bf16"):
         settings.fields[name] = values.get(name) or _assumed(anchor, name, False, "transformers default")
     boxes = _first(values, ("max_boxes_per_sample", "max_anns"))
-    settings.boxes_per_sample = (as_int(boxes) if boxes else None) or 4
+    count = as_int(boxes) if boxes else None
+    settings.boxes_per_sample = count if count is not None and 1 <= count <= COUNT_LIMIT else 4
     _source(settings)
     _heads(settings)
     _clamp(settings)
@@ -385,7 +402,7 @@ def resolve(
     _bank(settings)
     _heads_new(settings)
     _targets(settings)
-    _deepspeed_clipping(settings)
+    _deepspeed(settings, deepspeed)
     return settings
 
 

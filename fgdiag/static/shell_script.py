@@ -1,10 +1,10 @@
 """Read the training command out of a launch script such as fgclip-vad's `scripts/train_ucf_full.sh`.
 
 Real scripts set variables, `export` environment, wrap the command in `nohup`/`torchrun`/`deepspeed`,
-continue it
-over many lines with `\\`, and pipe it into `tee`. This module resolves what a static reader can (the script's
-own assignments, `${VAR:-default}`) and reports what it cannot (`$NUM_GPUS` from the caller's environment,
-`$(pwd)`), instead of guessing. Nothing is executed: tokens come from `shlex`.
+continue it over many lines with `\\` (with comments among them), pipe it into `tee`, and write files with
+here-documents; the lines are read as bash reads them (`_Lexer`). This module resolves what a static reader
+can (the script's own assignments, `${VAR:-default}`) and reports what it cannot (`$NUM_GPUS` from the
+caller's environment, `$(pwd)`), instead of guessing. Nothing is executed: tokens come from `shlex`.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ REDIRECT = re.compile(r"^\d*(>>?|<|>&|&>)")
 ASSIGN = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.DOTALL)
 VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?([-=])([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 TORCHRUN_MODULES = {"torch.distributed.run", "torch.distributed.launch"}
+HEREDOC_WORD = re.compile(r"""[ \t]*(?:'([^']*)'|"([^"]*)"|\\?([A-Za-z0-9_.\-]+))""")
 
 
 @dataclass
@@ -46,27 +47,100 @@ class ScriptInfo:
     notes: list[str] = field(default_factory=list)
 
 
+@dataclass
+class _Lexer:
+    """Bash's line structure, as far as finding one command needs it: quotes (which may span lines), a
+    backslash before the newline (a continuation, except inside single quotes or a comment), comments (an
+    unquoted `#` at the start of a word runs to the end of the line, backslash included: bash ends the
+    command there), and here-documents (`<<WORD` ... `WORD`: their lines are data, never a command)."""
+
+    quote: str = ""  # the open quote character carried to the next line, or ""
+    heredocs: list[tuple[str, bool]] = field(default_factory=list)  # (delimiter, strip leading tabs)
+
+    def line(self, raw: str) -> tuple[str, bool]:
+        """(the line's code without its comment and trailing backslash, whether the command continues)."""
+        out: list[str] = []
+        i, n = 0, len(raw)
+        while i < n:
+            c = raw[i]
+            if self.quote == "'":
+                self.quote = "" if c == "'" else self.quote
+            elif c == "\\":
+                if i == n - 1:  # backslash-newline: the command goes on (also inside double quotes)
+                    return "".join(out), True
+                out.append(raw[i : i + 2])
+                i += 2
+                continue
+            elif self.quote == '"':
+                self.quote = "" if c == '"' else self.quote
+            elif c in "'\"":
+                self.quote = c
+            elif c == "#" and (i == 0 or raw[i - 1] in " \t;&|()"):
+                return "".join(out), False  # a comment: the rest of the line, backslash included
+            elif raw.startswith("<<<", i):  # a here-string: data on this line only
+                out.append("<<<")
+                i += 3
+                continue
+            elif raw.startswith("<<", i) and not _in_arithmetic(out):
+                i = self._heredoc(raw, i + 2, out)
+                continue
+            out.append(c)
+            i += 1
+        return "".join(out), bool(self.quote)  # an open quote carries the command to the next line
+
+    def _heredoc(self, raw: str, i: int, out: list[str]) -> int:
+        strip = raw.startswith("-", i)
+        match = HEREDOC_WORD.match(raw, i + strip)
+        if match is None:
+            out.append("<<")
+            return i
+        word = next(g for g in match.groups() if g is not None)
+        self.heredocs.append((word, strip))
+        out.append(raw[i - 2 : match.end()])
+        return match.end()
+
+    def ends_heredoc(self, raw: str) -> bool:
+        """Inside a here-document: True when `raw` is its delimiter line (then the next one, if any)."""
+        word, strip = self.heredocs[0]
+        if (raw.lstrip("\t") if strip else raw) == word:
+            self.heredocs.pop(0)
+            return True
+        return False
+
+
+def _in_arithmetic(out: list[str]) -> bool:
+    """`$(( 1 << 2 ))` shifts; it opens no here-document."""
+    text = "".join(out)
+    return text.count("((") > text.count("))")
+
+
+def _tokens(pending: list[tuple[int, str]], number: int) -> list[Token]:
+    """shlex tokens of one command's pieces, each with its own line (a quote spanning pieces: all at the
+    first piece's line)."""
+    try:
+        return [Token(t, line) for line, piece in pending for t in shlex.split(piece)]
+    except ValueError:
+        joined = "\n".join(piece for _, piece in pending)
+        try:
+            return [Token(t, pending[0][0]) for t in shlex.split(joined)]
+        except ValueError as exc:
+            raise InputError("", f"cannot tokenise shell line: {exc}", line=number) from None
+
+
 def _logical_lines(text: str) -> list[list[Token]]:
-    """Join `\\` continuations; tokenise each physical piece so every token keeps its own line number."""
+    """The script's commands as token lists, read as bash reads them (see `_Lexer`)."""
     out: list[list[Token]] = []
     pending: list[tuple[int, str]] = []
+    lexer = _Lexer()
     for number, raw in enumerate(text.splitlines(), start=1):
-        stripped = raw.rstrip()
-        continued = stripped.endswith("\\") and not stripped.endswith("\\\\")
-        pending.append((number, stripped[:-1] if continued else stripped))
+        if lexer.heredocs and not pending:
+            lexer.ends_heredoc(raw)
+            continue
+        code, continued = lexer.line(raw)
+        pending.append((number, code))
         if continued:
             continue
-        tokens: list[Token] = []
-        try:
-            for line, piece in pending:
-                tokens.extend(Token(t, line) for t in shlex.split(piece, comments=True))
-        except ValueError:  # a quote spanning pieces: tokenise the joined line, all at its first line
-            joined = " ".join(piece for _, piece in pending)
-            try:
-                tokens = [Token(t, pending[0][0]) for t in shlex.split(joined, comments=True)]
-            except ValueError as exc:
-                pending.clear()
-                raise InputError("", f"cannot tokenise shell line: {exc}", line=number) from None
+        tokens = _tokens(pending, number)
         pending.clear()
         if tokens:
             out.append(tokens)

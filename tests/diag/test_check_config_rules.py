@@ -27,6 +27,9 @@ def found(findings, code: str):
 
 
 TRIGGER = {
+    "FGD001-negative-bank": ("FGD001", Severity.ERROR, {"memory_bank_size": -1}),
+    "FGD001-zero-accumulation": ("FGD001", Severity.ERROR, {"gradient_accumulation_steps": 0}),
+    "FGD002": ("FGD002", Severity.WARNING, {"max_stepz": 240}),
     "FGD101-clip-init": ("FGD101", Severity.ERROR, {"finegrained_logit_scale_init": 2.6592}),
     "FGD101-bf16-init": ("FGD101", Severity.ERROR, {"hardneg_logit_scale_init": 2.65625}),
     "FGD101-far-apart": ("FGD101", Severity.ERROR, {"finegrained_logit_scale_init": 3.3}),
@@ -84,6 +87,9 @@ def test_check_config_rule_triggers(tmp_path: Path, case: str) -> None:
 
 
 CLEAN = {
+    "FGD001": {"memory_bank_size": 0, "max_steps": -1, "num_train_epochs": 1},
+    "FGD002": {"max_steps": 240},
+    "FGD003": {"max_steps": 240},
     "FGD101": {"finegrained_logit_scale_init": 4.6052},
     "FGD101-from-scratch": {
         "model_name_or_path": None,

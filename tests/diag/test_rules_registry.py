@@ -15,6 +15,7 @@ from fgdiag.rules import registry
 
 REPO = Path(__file__).resolve().parents[2]
 FAMILY_MODULES = {
+    "0": "configuration",
     "1": "scales",
     "2": "bank",
     "3": "data",

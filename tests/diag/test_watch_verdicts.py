@@ -17,7 +17,7 @@ from fgdiag import events as ev
 from fgdiag import read_log
 from fgdiag.cli.app import app
 from fgdiag.diagnostic import Finding, Severity
-from fgdiag.runs import RunResult, comparison_rows, judge, summary_json
+from fgdiag.runs import RunResult, comparison, judge, summary_json
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
 H = ev.head_metric
@@ -145,8 +145,9 @@ def test_absurd_scales_give_findings_not_overflow_errors(tmp_path):
     assert report.exit_code in (0, 1), report.exception
     assert (tmp_path / "report" / "report.md").is_file()
     run = judge(RunResult("seed", tmp_path, 0, 1.0, tmp_path / "training.log", path), None)
-    table = dict(comparison_rows({"seed": run}))
-    assert table["temperature exp(scale) at start"] and summary_json({"seed": run}, tmp_path)["runs"]["seed"]
+    table = {row.key: row.cells for row in comparison({"seed": run})}
+    assert table["region_scale"] != ("-",)  # the absurd scale is shown, not dropped or raised
+    assert summary_json({"seed": run}, tmp_path)["runs"]["seed"]
 
 
 def test_heads_sharing_a_cause_make_one_finding_per_step(tmp_path):

@@ -1,10 +1,14 @@
 """fgclip in a stock transformers Trainer, built as the README shows: default `remove_unused_columns=True`,
-`report_to="tensorboard"`, FGCLIPCallback for the scale clamp, the memory-bank clock and the loss parts."""
+`report_to="tensorboard"`, FGCLIPCallback for the scale clamp, the memory-bank clock and the loss parts,
+FGDiagCallback for the runtime diagnostics, both attached before the report_to integrations."""
 
 from __future__ import annotations
 
+import inspect
+import json
 import logging
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -43,6 +47,7 @@ def build_plain_trainer(model_path, data_path, image_root, output_dir, overrides
     from fgclip.data.module import build_data_module, data_kwargs_from_config
     from fgclip.modeling import FGCLIPModel
     from fgclip.train import FGCLIPCallback
+    from fgdiag.callback import FGDiagCallback
 
     model = FGCLIPModel.from_pretrained(model_path, fgclip_overrides=overrides)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
@@ -52,6 +57,7 @@ def build_plain_trainer(model_path, data_path, image_root, output_dir, overrides
     args = TrainingArguments(output_dir=output_dir, report_to="tensorboard", **training)
     trainer = Trainer(model=model, args=args, train_dataset=data.train_dataset, data_collator=data.collator)
     FGCLIPCallback.attach(trainer)  # clamp + bank clock each optimizer step; loss parts before report_to
+    FGDiagCallback.attach(trainer)  # fgdiag/... metrics before report_to, after FGCLIPCallback's parts
     return trainer
 
 
@@ -98,6 +104,39 @@ def test_stock_trainer_readme_snippet(embedded, tmp_path):
             assert logged[entry["step"]] == pytest.approx(entry[part], rel=1e-5, abs=1e-6), part
     # the parts sum to the logged total (each is already weighted)
     assert history[-1]["loss"] == pytest.approx(sum(history[-1][p] for p in parts), rel=1e-3)
+    # fgdiag's measurements reach TensorBoard, equal to what its events file holds for the same step
+    records = [json.loads(line) for line in (out / "fgdiag" / "events.jsonl").read_text().splitlines()]
+    metrics = {r["step"]: r["metrics"] for r in records if r["type"] == "metrics"}
+    assert sorted(metrics) == [4, 8, 12, 16, 20, 24]
+    assert len({r["run_id"] for r in records}) == 1
+    fgdiag_tags = {t for t in tb if t.startswith("train/fgdiag/")}
+    for name in ("logit_scale/region", "chance/region", "head_loss/region", "memory_bank/active"):
+        logged = tb[f"train/fgdiag/{name}"]
+        assert sorted(logged) == sorted(metrics), name
+        assert logged[24] == pytest.approx(metrics[24][name], rel=1e-5, abs=1e-6), name
+    assert tb["train/fgdiag/memory_bank/active"][24] == 1.0
+    assert len(fgdiag_tags) >= 40, sorted(fgdiag_tags)
+
+
+def test_diag_callback_in_callbacks_list_says_why_tensorboard_misses_its_tags(embedded, tmp_path, caplog):
+    from fgdiag.callback import FGDiagCallback
+
+    out = tmp_path / "listed-diag"
+    trainer = _trainer(embedded, out, max_steps=4)
+    trainer.remove_callback(FGDiagCallback)
+    trainer.add_callback(FGDiagCallback())  # where callbacks=[FGDiagCallback()] puts it
+    with caplog.at_level(logging.WARNING, logger="fgdiag"):
+        trainer.train()
+    assert "FGDiagCallback.attach(trainer)" in caplog.text and "tensorboard" in caplog.text
+    assert (out / "fgdiag" / "events.jsonl").is_file()  # it still measures and writes its events
+    assert not [t for t in _scalars(out) if t.startswith("train/fgdiag/")]
+
+
+def test_readme_quotes_the_tested_snippet():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    source = inspect.getsource(build_plain_trainer)
+    assert any(source in block for block in blocks), "README must quote build_plain_trainer verbatim"
 
 
 def test_stock_trainer_resume_continues_the_clock_exactly(embedded, tmp_path):
@@ -137,3 +176,29 @@ def test_callback_in_callbacks_list_still_trains_and_says_why_tensorboard_misses
     history = [e for e in trainer.state.log_history if "loss" in e]
     assert all("region_loss" in e for e in history)  # log_history still gets them
     assert "train/region_loss" not in _scalars(out)  # tensorboard ran before the callback
+
+
+def test_attach_order_does_not_matter_and_a_misplaced_callback_is_named(tmp_path):
+    """FGDiagCallback ends up after FGCLIPCallback (whose parts it reads) and before the integrations,
+    whichever is attached first; placed by callbacks=[...], it says why TensorBoard misses its tags."""
+    from transformers import Trainer, TrainingArguments
+    from transformers.integrations import TensorBoardCallback
+
+    from fgclip.train import FGCLIPCallback
+    from fgdiag.callback import FGDiagCallback
+
+    args = TrainingArguments(output_dir=str(tmp_path), report_to="tensorboard", use_cpu=True)
+    for first, second in ((FGDiagCallback, FGCLIPCallback), (FGCLIPCallback, FGDiagCallback)):
+        trainer = Trainer(model=torch.nn.Linear(2, 2), args=args)
+        first.attach(trainer)
+        second.attach(trainer)
+        kinds = [type(cb) for cb in trainer.callback_handler.callbacks]
+        assert kinds.index(FGCLIPCallback) < kinds.index(FGDiagCallback) < kinds.index(TensorBoardCallback)
+        diag = trainer.callback_handler.callbacks[kinds.index(FGDiagCallback)]
+        assert diag.placement_problem(args) is None
+    listed = FGDiagCallback()
+    trainer = Trainer(model=torch.nn.Linear(2, 2), args=args, callbacks=[listed])
+    assert "FGDiagCallback.attach(trainer)" in listed.placement_problem(args)
+    late = FGDiagCallback.attach(trainer)
+    trainer.callback_handler.callbacks.append(FGCLIPCallback())  # added after: its parts come too late
+    assert "runs before FGCLIPCallback" in late.placement_problem(args)

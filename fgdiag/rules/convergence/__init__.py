@@ -4,5 +4,6 @@ holds what the chance rules share (the candidates K of a row and where K came fr
 """
 
 from fgdiag.rules.convergence import chance, collapse, progress, targets
+from fgdiag.rules.convergence.targets import Targets  # the render layer reads its smoothing fraction
 
-__all__ = ["chance", "collapse", "progress", "targets"]
+__all__ = ["Targets", "chance", "collapse", "progress", "targets"]

@@ -123,7 +123,7 @@ class ScaleAtInit(Check):
             if glob is not None and at_init and is_ln100(glob):
                 message = (
                     f"{head} logit scale {value:.6f} is CLIP's from-scratch init ln(1/0.07) while the global "
-                    f"scale is {glob:.4f} (ln 100): its logits span only +-{exp_or_inf(value):.1f}"
+                    f"scale is {glob:.4f} (ln 100): the {head} logits span only +-{exp_or_inf(value):.1f}"
                 )
             elif glob is not None and abs(value - glob) > HEAD_GAP:
                 message = (
