@@ -28,6 +28,7 @@ from fgdiag.diagnostic import Finding, Severity
 from fgdiag.facts import LN_100
 from fgdiag.rules import registry
 from fgdiag.rules.batch import Batch
+from fgdiag.rules.gates import Gates
 from fgdiag.rules.series import SeriesStore, finite, median
 
 Row = Mapping[str, float | None]
@@ -118,7 +119,9 @@ class RuleEngine:
         self.why_not: dict[str, str] = {}
         self.extra_not_judged: dict[str, str] = {}
         self.heavy = True  # window statistics are due on this row (every 5 % of a window, not every row)
-        self._open: dict[str, int] = {}  # episode key -> clear points seen (-1 while the condition holds)
+        gates = self.gates = Gates(self.params.clear_points)  # the episode gate, its methods on the engine
+        self.gate, self.gates_fire, self.apply_gates = gates.gate, gates.fire, gates.apply
+        self.close, self.is_open = gates.close, gates.is_open
         self._out: list[Finding] = []
         self._rules: dict[str, registry.Rule] = {}
         self._loss_steps: deque[int] = deque(maxlen=11)
@@ -214,53 +217,10 @@ class RuleEngine:
         self._raw = (m, raw)  # holds the row: an id() could be reused by the next row's dict
         return raw
 
-    # --- episode gate and reporting -----------------------------------------------------------------------
-    def gate(self, key: str, condition: bool, *, once: bool = False) -> bool:
-        """True when `condition` starts a new episode for `key`. An episode ends after `clear_points` clear
-        logging points; `once` keys never re-arm (first occurrence only: data problems, first NaN)."""
-        state = self._open.get(key)
-        if condition:
-            self._open[key] = -1
-            return state is None
-        if state is not None and not once:
-            state = (0 if state < 0 else state) + 1
-            if state >= self.params.clear_points:
-                del self._open[key]
-            else:
-                self._open[key] = state
-        return False
-
-    def gates_fire(self, ops: list[tuple[str, bool]]) -> bool:
-        """Whether `gate(key, condition)` calls in this order would start an episode; nothing changes (a
-        check's quick path settles a batch only when none would, then `apply_gates` replays them)."""
-        state: dict[str, int | None] = {}
-        for key, condition in ops:
-            s = state[key] if key in state else self._open.get(key)
-            if condition:
-                if s is None:
-                    return True
-                state[key] = -1
-            elif s is not None:
-                s = (0 if s < 0 else s) + 1
-                state[key] = None if s >= self.params.clear_points else s
-        return False
-
-    def apply_gates(self, ops: list[tuple[str, bool]]) -> None:
-        for key, condition in ops:
-            self.gate(key, condition)
-
+    # --- routing and reporting -----------------------------------------------------------------------
     def reroute(self) -> None:
         """A check changed `every_row` outside `configure`: rows are routed afresh."""
         self._routes.clear()
-
-    def close(self, key: str) -> None:
-        """End an episode at once (the condition can no longer hold)."""
-        self._open.pop(key, None)
-
-    def is_open(self, prefix: str) -> bool:
-        """An episode whose key starts with `prefix` is open (clear points still count): quick paths must
-        then let `observe` count them."""
-        return any(key.startswith(prefix) for key in self._open)
 
     def emit(
         self,

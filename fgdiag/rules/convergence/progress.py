@@ -151,18 +151,19 @@ class LossProgress(Check):
         if len(rates) > rates.count(None):
             self.lr_seen = True
             self.lr_zero = self.lr_zero and all(r == 0.0 for r in rates if r is not None)
-        if finite_values(vals) is not vals or 0.0 in vals:  # drop what `observe` skips
+        losses = finite_values(vals)  # the list itself when every value is finite (the common case)
+        if losses is not vals or 0.0 in losses:  # drop what `observe` skips
             kept = [
                 (s, v) for s, v in zip(sel, vals, strict=True) if v is not None and v != 0.0 and finite(v)
             ]
-            sel, vals = [s for s, _ in kept], [v for _, v in kept]
+            sel, losses = [s for s, _ in kept], [v for _, v in kept]
         if (sel and not all(map(lt, sel, sel[1:]))) or (sel and self.steps and sel[0] == self.steps[-1]):
-            sel, vals = self._last_of_each_step(sel, vals)  # a step logged again: its newest value
+            sel, losses = self._last_of_each_step(sel, losses)  # a step logged again: its newest value
         pos = 0
         while pos < len(sel):  # halved whenever CAP is passed, exactly as point by point
             room = CAP + 1 - len(self.steps)
             self.steps += sel[pos : pos + room]
-            self.values += vals[pos : pos + room]
+            self.values += losses[pos : pos + room]
             pos += room
             if len(self.steps) > CAP:
                 self.steps, self.values = self.steps[::2], self.values[::2]
