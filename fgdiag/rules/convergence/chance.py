@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from itertools import pairwise
-from operator import itemgetter
-from typing import Any
+from itertools import compress, repeat
+from operator import eq, le
+from typing import Any, NamedTuple
 
 from fgdiag import events as ev
-from fgdiag.rules.batch import Batch
+from fgdiag.rules.batch import Batch, finite_values
 from fgdiag.rules.convergence.candidates import (
     CHANCES,
     COUNTS,
@@ -75,6 +75,21 @@ PRECISE = 0.01  # at chance a softmax loss sits on ln K within about 1 %
 FALLBACKS = frozenset((*GLOBAL_PARTS, REGION_PART))
 
 
+class Columns(NamedTuple):
+    """A track's points of a batch, column-wise: their steps (rising), losses and levels (None: K unknown),
+    the batch rows they came from, and per row its point (None: one point per row)."""
+
+    track: Track
+    steps: list[int]
+    losses: list[float]
+    levels: list[Level | None]
+    rows: list[int]
+    point_of: list[int] | None
+
+    def point(self, row: int) -> int:
+        return row if self.point_of is None else self.point_of[row]
+
+
 @runtime_check
 class LossVsChance(Check):
     """FGD601 / FGD602 per track (see the module docstring)."""
@@ -112,8 +127,8 @@ class LossVsChance(Check):
             out.append(track)
         return out
 
-    def _columns(self, batch: Batch) -> list[tuple[Track, list[Any], list[tuple[int, int]]]] | None:
-        """Each track's (step, loss, level, row) of the batch, read from its columns; None when the batch
+    def _columns(self, batch: Batch) -> list[Columns] | None:
+        """Each track's points of the batch, read from its columns (see `Columns`); None when the batch
         needs the row-by-row path: losses only in fallback names (weighted parts), the first head losses of
         the log, or a step logged again with other values."""
         names = batch.names()
@@ -126,49 +141,49 @@ class LossVsChance(Check):
         steps, rows, out = batch.steps, batch.rows, []
         inf, resolver, info = math.inf, self.resolver, self.engine.run_info
         for name in wanted:
-            idx, values = batch.column(ev.LOSS if name == MAIN else HEAD_LOSSES[name])
-            good = [
-                (i, v)
-                for i, v in zip(idx, values, strict=True)
-                if v is not None and -inf < v < inf and v != 0.0
-            ]
+            gi, values = batch.column(ev.LOSS if name == MAIN else HEAD_LOSSES[name])
+            losses = finite_values(values)  # the list itself when all are finite (the common case)
+            if losses is not values or 0.0 in losses:
+                good = [
+                    (i, v) for i, v in zip(gi, values, strict=True) if v is not None and -inf < v < inf and v
+                ]
+                gi, losses = [i for i, _ in good], [v for _, v in good]
+            at = list(map(steps.__getitem__, gi))
             chance = dict(zip(*batch.column(CHANCES[name]), strict=True)) if name != MAIN else {}
+            given: dict[float | None, Level | None] = {
+                c: printed(c) for c in set(chance.values()) if c is not None and 0 < c < inf
+            }
             same = resolver.level(name, {})
+            levels: list[Level | None]
             if name != MAIN and self._row_levels(name, names, info):
-                points = [
-                    (
-                        steps[i],
-                        v,
-                        printed(c)
-                        if (c := chance.get(i)) is not None and 0 < c < inf
-                        else resolver.level(name, rows[i][1]),
-                        i,
-                    )
-                    for i, v in good
+                levels = [
+                    lv if (lv := given.get(chance.get(i))) is not None else resolver.level(name, rows[i][1])
+                    for i in gi
                 ]
-            elif chance:
-                points = [
-                    (steps[i], v, printed(c) if (c := chance.get(i)) is not None and 0 < c < inf else same, i)
-                    for i, v in good
-                ]
+            elif given:
+                levels = list(map(given.get, map(chance.get, gi), repeat(same)))
             else:
-                points = [(steps[i], v, same, i) for i, v in good]
-            rows_of = [(j, p[3]) for j, p in enumerate(points)]  # (point, row): every row a point came from
-            if any(a[0] == b[0] for a, b in pairwise(points)):  # a step logged again: one point, same values
-                kept: list[tuple[int, float, Level | None, int]] = []
-                rows_of = []
-                for point in points:
-                    if kept and kept[-1][0] == point[0]:
-                        if kept[-1][1:3] != point[1:3]:
+                levels = [same] * len(gi)
+            point_of = None
+            if any(map(eq, at, at[1:])):  # a step logged again: one point, with the same values
+                kept_at: list[int] = []
+                kept_loss: list[float] = []
+                kept_levels: list[Level | None] = []
+                point_of = []
+                for step, loss, level in zip(at, losses, levels, strict=True):
+                    if kept_at and kept_at[-1] == step:
+                        if kept_loss[-1] != loss or kept_levels[-1] != level:
                             return None
                     else:
-                        kept.append(point)
-                    rows_of.append((len(kept) - 1, point[3]))
-                points = kept
+                        kept_at.append(step)
+                        kept_loss.append(loss)
+                        kept_levels.append(level)
+                    point_of.append(len(kept_at) - 1)
+                at, losses, levels = kept_at, kept_loss, kept_levels
             track = self.tracks[name]
-            if points and track.steps and points[0][0] <= track.steps[-1]:
+            if at and track.steps and at[0] <= track.steps[-1]:
                 return None
-            out.append((track, points, rows_of))
+            out.append(Columns(track, at, losses, levels, gi, point_of))
         if heads:
             self.heads_seen = True
         return out
@@ -224,8 +239,8 @@ class LossVsChance(Check):
         e = self.engine
         steps = batch.steps
         last = max((t.steps[-1] for t in self.tracks.values() if t.steps), default=None)
-        routed = [steps[i] for i in rows]
-        if (last is not None and routed[0] < last) or any(b < a for a, b in pairwise(routed)):
+        routed = list(map(steps.__getitem__, rows))
+        if (last is not None and routed[0] < last) or not all(map(le, routed, routed[1:])):
             return None  # a step going back (a restart): row by row
         marks = {name: t.mark() for name, t in self.tracks.items()}
         heads_seen = self.heads_seen
@@ -233,18 +248,19 @@ class LossVsChance(Check):
         ops: list[tuple[str, bool]] = []
         columns = self._columns(batch)
         if columns is not None:  # a track at a time from the batch's columns (the common case)
-            for track, points, rows_of in columns:
-                if list(map(itemgetter(2), points)).count(None) == len(points):  # no K: no window changes
-                    track.extend([p[0] for p in points], [p[1] for p in points])
-                    for j, i in rows_of:
-                        if heavy[i]:
-                            self._window(track, start, windows[i], points[j][0], ops)
+            for c in columns:
+                track, at = c.track, c.steps
+                due = list(compress(range(len(c.rows)), map(heavy.__getitem__, c.rows)))  # heavy rows
+                if c.levels.count(None) == len(c.levels):  # no K: no window changes
+                    track.extend(at, c.losses)
+                    for r in due:
+                        self._window(track, start, windows[c.rows[r]], at[c.point(r)], ops)
                     continue
                 before, k_before = len(track.steps), len(track.k_steps)
-                after = track.extend_points(points)
-                for j, i in rows_of:
-                    if heavy[i]:  # the track's window as of that row's point
-                        self._window(track, start, windows[i], points[j][0], ops, after[j])
+                k0, a0, known = track.extend_points(at, c.losses, c.levels)
+                for r in due:  # the track's window as of that row's point
+                    j = c.point(r)
+                    self._window(track, start, windows[c.rows[r]], at[j], ops, (k0 + known[j], a0 + known[j]))
                 track.trim(before, k_before)
         else:
             for i in rows:

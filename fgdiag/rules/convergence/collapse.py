@@ -106,16 +106,23 @@ LOGIT_NAMES = {
     h: tuple(ev.head_metric(b, h) for b in (ev.LOGITS_MIN, ev.LOGITS_MAX, ev.POS_MEAN, ev.NEG_MEAN))
     for h in ev.HEADS
 }
+SCALE_NAMES = {
+    h: (ev.head_metric(ev.LOGIT_SCALE_EXP, h), ev.head_metric(ev.LOGIT_SCALE, h)) for h in ev.HEADS
+}
+LOSS_NAMES = {
+    h: tuple(ev.head_metric(b, h) for b in (ev.LOSS_OVER_CHANCE, ev.HEAD_LOSS, ev.CHANCE)) for h in ev.HEADS
+}
+INF = math.inf
 
 
 def scale_of(head: str, m: Row) -> float | None:
     """exp(scale) of a head in a row (from the raw scale when only that is logged; absurd raw values give
     None rather than an overflow)."""
-    s = m.get(ev.head_metric(ev.LOGIT_SCALE_EXP, head))
-    if s is not None and finite(s) and s > 0:
+    s = m.get(SCALE_NAMES[head][0])
+    if s is not None and 0 < s < INF:  # NaN fails both comparisons
         return s
-    raw = m.get(ev.head_metric(ev.LOGIT_SCALE, head))
-    if raw is not None and finite(raw) and -50 < raw < 50:
+    raw = m.get(SCALE_NAMES[head][1])
+    if raw is not None and -50 < raw < 50:
         return math.exp(raw)
     return None
 
@@ -126,7 +133,7 @@ def collapsed(head: str, m: Row, scale: float) -> tuple[str, str] | None:
     cannot say."""
     lo_name, hi_name, pos_name, neg_name = LOGIT_NAMES[head]
     lo, hi = m.get(lo_name), m.get(hi_name)
-    if lo is None or hi is None or not (finite(lo) and finite(hi)):
+    if lo is None or hi is None or not (-INF < lo < INF and -INF < hi < INF):
         return None
     if lo >= HIGH_COSINE * scale:
         return (
@@ -139,8 +146,8 @@ def collapsed(head: str, m: Row, scale: float) -> tuple[str, str] | None:
     pos, neg = m.get(pos_name), m.get(neg_name)
     if pos is not None and neg is not None and finite(pos) and finite(neg) and pos - neg >= GAP * scale:
         return "", ""
-    ratio = m.get(ev.head_metric(ev.LOSS_OVER_CHANCE, head))
-    loss, chance = m.get(ev.head_metric(ev.HEAD_LOSS, head)), m.get(ev.head_metric(ev.CHANCE, head))
+    ratio_name, loss_name, chance_name = LOSS_NAMES[head]
+    ratio, loss, chance = m.get(ratio_name), m.get(loss_name), m.get(chance_name)
     if ratio is None and loss is not None and chance is not None and finite(chance) and chance > 0:
         ratio = loss / chance
     if ratio is None or not finite(ratio) or ratio < AT_CHANCE:
@@ -180,8 +187,10 @@ class CollapseFromLogits(Check):
             pts = self.points[head]
             if pts and pts[-1][0] == step:
                 pts.pop()
-            loss = m.get(ev.head_metric(ev.HEAD_LOSS, head))
-            pts.append((step, found[0], found[1], loss if finite(loss) else math.nan))
+            loss = m.get(LOSS_NAMES[head][1])
+            pts.append(
+                (step, found[0], found[1], loss if loss is not None and -INF < loss < INF else math.nan)
+            )
             if len(pts) > 4096:
                 del pts[:2048]
             if e.heavy:

@@ -7,9 +7,9 @@ above it) when SHARE of its points are.
 
 from __future__ import annotations
 
-from itertools import accumulate
-from operator import gt, lt
-from typing import Any
+from itertools import accumulate, compress, repeat
+from operator import gt, is_not, itemgetter, lt
+from typing import Any, cast
 
 from fgdiag.rules.convergence.candidates import Level
 from fgdiag.rules.series import SERIES_CAP
@@ -103,32 +103,37 @@ class Track:
             steps, losses = steps[1:], losses[1:]
         self.steps += steps
         self.losses += losses
-        while len(self.steps) > 2 * SERIES_CAP:  # as `add` trims, a block at a time
-            del self.steps[:SERIES_CAP], self.losses[:SERIES_CAP]
+        n = len(self.steps)
+        if n > 2 * SERIES_CAP:  # what `add` keeps cutting the oldest SERIES_CAP, in one cut
+            cut = n - (SERIES_CAP + 1 + (n - 2 * SERIES_CAP - 1) % SERIES_CAP)
+            del self.steps[:cut], self.losses[:cut]
 
-    def extend_points(self, points: list[tuple[int, float, Level | None, int]]) -> list[tuple[int, int]]:
-        """Append points of strictly rising steps (after the last one) at once, untrimmed (`trim` follows);
-        returns, per point, (known points, points with a known K ever added) after it, for its window as of
-        that point."""
-        known = [(p[0], p[1], p[2]) for p in points if p[2] is not None]
-        self.steps += [p[0] for p in points]
-        self.losses += [p[1] for p in points]
-        levels = [lv for _s, _v, lv in known if lv is not None]
+    def extend_points(
+        self, steps: list[int], losses: list[float], levels: list[Level | None]
+    ) -> tuple[int, int, list[int]]:
+        """Append points of strictly rising steps (after the last one) at once, untrimmed (`trim` follows),
+        column-wise (C-level loops: this is the hot path of a long log). Returns (known points, points with a
+        known K ever added) before them and, per point, the known points among them up to it: the window as
+        of that point."""
+        self.steps += steps
+        self.losses += losses
+        mask = list(map(is_not, levels, repeat(None)))
+        known = cast("list[Level]", list(compress(levels, mask)))
+        sources = list(map(itemgetter(3), known))
         index = self.index
-        for level in levels:
-            if level.source not in index:
-                index[level.source] = len(self.sources)
-                self.sources.append(level.source)
+        for source in dict.fromkeys(sources):  # first-seen order, as point by point
+            if source not in index:
+                index[source] = len(self.sources)
+                self.sources.append(source)
         k0, a0 = len(self.k_steps), self.k_added
-        self.k_steps += [p[0] for p in known]
-        self.k_losses += [p[1] for p in known]
-        self.lo += [lv.lo for lv in levels]
-        self.hi += [lv.hi for lv in levels]
-        self.exact += [lv.exact for lv in levels]
-        self.source += [index[lv.source] for lv in levels]
+        self.k_steps += compress(steps, mask)
+        self.k_losses += compress(losses, mask)
+        self.lo += map(itemgetter(0), known)
+        self.hi += map(itemgetter(1), known)
+        self.exact += map(itemgetter(2), known)
+        self.source += map(index.__getitem__, sources)
         self.k_added += len(known)
-        after = list(accumulate(p[2] is not None for p in points))
-        return [(k0 + c, a0 + c) for c in after]
+        return k0, a0, list(accumulate(mask))
 
     def trim(self, before: int, k_before: int) -> None:
         """After `extend_points` (and the windows judged on the untrimmed lists), keep what a point-by-point
