@@ -6,6 +6,7 @@ collapse: rows that hold them are left out of the region head's window."""
 from __future__ import annotations
 
 import math
+from operator import itemgetter
 from typing import Any
 
 from fgdiag import events as ev
@@ -194,7 +195,9 @@ class CollapseFromLogits(Check):
             if len(pts) > 4096:
                 del pts[:2048]
             if e.heavy:
-                window = [p for p in pts[-e.window :] if p[0] > e.start]
+                window = pts[-e.window :]
+                if window and window[0][0] <= e.start:  # steps rise: only a window reaching back filters
+                    window = [p for p in window if p[0] > e.start]
                 if len(window) >= e.window:
                     self.judged.add(head)
                     self._judge(head, window, step)
@@ -211,12 +214,16 @@ class CollapseFromLogits(Check):
     def _judge(self, head: str, window: list[Any], step: int) -> None:
         e = self.engine
         e.judge("FGD603")
-        losses = [p[3] for p in window if math.isfinite(p[3])]
-        third = max(1, len(losses) // 3)
-        falling = len(losses) >= 2 and sum(losses[-third:]) < (1 - STILL) * sum(losses[:third])
-        hits = [p for p in window if p[1] == "high" or (p[1] == "narrow" and not falling)]
-        fire = len(hits) >= SHARE * len(window)
+        kinds = list(map(itemgetter(1), window))
+        high, narrow = kinds.count("high"), kinds.count("narrow")
+        if narrow:  # a narrow range counts only while the head's loss has stopped falling
+            losses = [v for v in map(itemgetter(3), window) if v == v]  # NaN: no loss at that point
+            third = max(1, len(losses) // 3)
+            if len(losses) >= 2 and sum(losses[-third:]) < (1 - STILL) * sum(losses[:third]):
+                narrow = 0
+        fire = high + narrow >= SHARE * len(window)
         if e.gate(f"FGD603/logits/{head}", fire):
+            hits = [p for p in window if p[1] == "high" or (p[1] == "narrow" and narrow)]
             e.emit(
                 "FGD603",
                 f"{head} embeddings collapsed on {len(hits)} of {len(window)} logging steps "
