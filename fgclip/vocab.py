@@ -47,6 +47,12 @@ CANDIDATES = "candidates"  # K: softmax candidates per query
 CHANCE = "chance"  # ln K
 HEAD_LOSS = "head_loss"  # unweighted loss of the head
 LOSS_FLOOR = "loss_floor"  # ln(1 + (K-1) exp(-(pos - neg))) with the current spread
+# the head loss recomputed on this step's detached logits at the clamp scale exp(logit_scale_max) (exp(ln 100)
+# = 100 without a clamp): equal to head_loss at the clamp; far below it when the temperature holds it back
+LOSS_AT_MAX_SCALE = "loss_at_max_scale"
+# mean over live rows with a negative of (positive logit - hardest unmasked negative logit) / exp(scale), in
+# cosine units (row = query region / image, i2t direction); <= 0: a negative as close as the positive
+HARDEST_GAP = "hardest_gap"
 HEAD_STATS = (
     LOGIT_SCALE,
     LOGIT_SCALE_EXP,
@@ -61,6 +67,8 @@ HEAD_STATS = (
     CHANCE,
     HEAD_LOSS,
     LOSS_FLOOR,
+    LOSS_AT_MAX_SCALE,
+    HARDEST_GAP,
 )
 # memory bank (written whole, no head suffix): `memory_bank/<key>`
 MEMORY_BANK = "memory_bank"
@@ -69,6 +77,7 @@ MB_ACTIVATED_STEP = "memory_bank/activated_step"
 MB_FILL = "memory_bank/fill"
 MB_PTR = "memory_bank/ptr"
 MB_OLDEST_AGE = "memory_bank/oldest_age"
+MB_OPTIMIZER_STEPS = "memory_bank/optimizer_steps"  # the bank's clock (FGCLIPCallback advances it)
 MB_DUP_SHARE = "memory_bank/duplicate_share"
 MB_KEY_NORM_MIN = "memory_bank/key_norm_min"
 MB_KEY_NORM_MAX = "memory_bank/key_norm_max"

@@ -138,6 +138,7 @@ class RegionMemoryBank(nn.Module):
             "activated_step": self.activated_step.float(),
             "fill": self.fill.float(),
             "ptr": self.ptr.float(),
+            "optimizer_steps": self.optimizer_steps.float(),
             "oldest_age": torch.where(
                 filled.any(),
                 (self.optimizer_steps - torch.where(filled, self.entry_step, self.optimizer_steps)).max(),

@@ -19,6 +19,7 @@ from typing import Any
 
 from fgdiag.diagnostic import Finding
 from fgdiag.logs import crash, hf
+from fgdiag.logs.generic import GenericParser
 from fgdiag.logs.hf import HfParser
 from fgdiag.logs.openclip import OpenClipParser
 from fgdiag.logs.ours import OursParser
@@ -27,6 +28,15 @@ from fgdiag.logs.vad_groups import VadGroups
 from fgdiag.logs.vad_lines import VadParser
 
 MAX_LINE = 1 << 20  # longer lines are counted unparsed without a look
+FORMATS_TRIED = (  # what a log that yields nothing was read as (the message of `watch` exit 2 lists them)
+    "fgdiag events.jsonl and [fgdiag] step lines",
+    "transformers Trainer dict lines, tqdm bars and trainer_state.json (also cut short)",
+    "the fgclip-vad fork ([DIAG] blocks, [LOSS], [ACCUMULATED], [Epoch][Step][Batch], batch_losses.log)",
+    "open_clip (Train Epoch: ... Loss:)",
+    "DeepSpeed (step=N, skipped=S; OVERFLOW! ... Skipping step)",
+    "generic metric lines (name: value, name=value, | name value | columns, Name value (avg) meters)",
+    "tracebacks, CUDA out-of-memory and kill messages",
+)
 RANK_RE = re.compile(r"\[rank(\d+)\]:\s?")
 HOST_RE = re.compile(r"((?:\d{1,3}\.){3}\d{1,3}|[A-Za-z][\w-]*\d(?:\.[\w-]+)*): ")
 Handler = Callable[[str], bool]
@@ -51,6 +61,7 @@ class LogReader:
         self.groups = VadGroups(sink, self.vad)
         self.openclip = OpenClipParser(sink)
         self.ours = OursParser(sink)
+        self.generic = GenericParser(sink)
         self.lines = 0
         self.blank = 0
         self._tb: crash.Traceback | None = None
@@ -279,12 +290,15 @@ class LogReader:
         if crash.is_oom(line):
             self.sink.crash("oom", line.strip()[:500])
             return True
-        if line.strip() == "Killed":
-            self.sink.crash("crash", "process killed by a signal (often the host's out-of-memory killer)")
+        killed = crash.killed(line)
+        if killed is not None:
+            self.sink.crash("crash", killed)
             return True
         if self.vad.table is not None and line[0].isdigit():
             return self.vad.table_row(line)
-        return line.startswith("Epoch") and self.vad.table_header(line)
+        if line.startswith("Epoch") and self.vad.table_header(line):
+            return True
+        return self.generic.line(line)
 
     def _prefixed(self, rest: str, *, rank: int | None = None, host: str | None = None) -> bool:
         if rank is not None:

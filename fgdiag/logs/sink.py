@@ -135,7 +135,7 @@ class LogSink:
         self._out.append(("event", record))
 
     def crash(self, kind: str, message: str) -> None:
-        self.event(ev.event_record(self.step, kind, message, {"line": self.lineno}))
+        self.event(ev.event_record(self.step, kind, message, {"line": self.lineno, "message": message}))
 
     def malformed(self, field: str, detail: str) -> bool:
         """A line with a known tag whose field did not parse: counted, the first few kept. Returns False."""

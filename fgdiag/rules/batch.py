@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import cast
+from itertools import compress, repeat
+from operator import is_not
+from typing import Any, cast
 
 from fgdiag import events as ev
 
 Row = Mapping[str, float | None]
+_ABSENT = object()  # a row without the column's name (None is a value: missing)
 
 
 class Batch:
@@ -56,9 +59,12 @@ class Batch:
             hit = ([], [])
         elif len(parts) == 1:
             hit = parts[0]
-        else:
-            merged = sorted((i, v) for idx, vals in parts for i, v in zip(idx, vals, strict=True))
-            hit = ([i for i, _ in merged], [v for _, v in merged])
+        else:  # the groups' rows interleave: place each value at its row, then keep the rows that hold one
+            slots: list[Any] = [_ABSENT] * len(self.rows)
+            for idx, vals in parts:
+                list(map(slots.__setitem__, idx, vals))  # C-level loop
+            held = list(map(is_not, slots, repeat(_ABSENT)))
+            hit = (list(compress(range(len(slots)), held)), list(compress(slots, held)))
         self._columns[name] = hit
         return hit
 
