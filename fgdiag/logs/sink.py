@@ -119,6 +119,24 @@ class LogSink:
             self._row_step = self.step
         self._set.update(values)
 
+    def put_rows(self, steps: list[int], rows: list[Row]) -> None:
+        """`at(step)` + `put_many(row)` for each, in bulk: steps rise past the current one, no event is due
+        (the caller checked `pure_put_row`). The open row is published, the last new one stays open."""
+        self._emit_row()
+        self._out += [("row", item) for item in zip(steps[:-1], rows[:-1], strict=True)]
+        self._row_step = self.step = self.max_step = steps[-1]
+        self._set = rows[-1]
+
+    def pure_put_row(self) -> bool:
+        """The open row is the current step's and holds only `put` values (nothing averaged or deferred)."""
+        return (
+            self._row_step == self.step
+            and not self._sum
+            and not self._last
+            and not self._deferred
+            and bool(self._set)
+        )
+
     def keep_last(self, name: str, value: float) -> None:
         """A state-like value (pointer, fill, scale, learning rate): the step keeps the last one."""
         if self._row_step is None:

@@ -49,6 +49,35 @@ class RowStore:
             self.latest.update(merged)  # type: ignore[arg-type]
         return merged
 
+    def add_rows(self, items: list[tuple[int, Row]]) -> list[tuple[int, Row]]:
+        """`add` for each (step, row) in order, in bulk when every step is new (rows kept as they are);
+        returns (step, merged row) pairs. Thinning happens at the same rows as with one `add` per row."""
+        rows = self.rows
+        steps = [s for s, _ in items]
+        if (
+            not items
+            or len(set(steps)) != len(steps)
+            or not rows.keys().isdisjoint(steps)
+            or any(r.__class__ is not dict for _, r in items)
+        ):
+            return [(s, self.add(s, r)) for s, r in items]
+        i = 0
+        while i < len(items):
+            room = self.cap + 1 - len(rows)  # the row that makes it cap + 1 thins (see `add`)
+            rows.update(items[i : i + room])
+            if len(rows) > self.cap:
+                self._thin()
+            i += room
+        self.count += len(items)
+        self._last = steps[-1]
+        latest = self.latest
+        for _, row in items:
+            if None in row.values():
+                latest.update({k: v for k, v in row.items() if v is not None})
+            else:
+                latest.update(row)  # type: ignore[arg-type]
+        return items
+
     def _thin(self) -> None:
         """Halve the older three quarters: per bucket of four rows keep the key loss's extremes."""
         steps = list(self.rows)
