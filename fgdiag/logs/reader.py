@@ -27,6 +27,7 @@ from fgdiag.logs.ours import OursParser
 from fgdiag.logs.sink import LogSink
 from fgdiag.logs.vad_groups import VadGroups
 from fgdiag.logs.vad_lines import VadParser
+from fgdiag.logs.vad_steps import VadSteps
 
 MAX_LINE = 1 << 20  # longer lines are counted unparsed without a look
 FORMATS_TRIED = (  # what a log that yields nothing was read as (the message of `watch` exit 2 lists them)
@@ -62,6 +63,7 @@ class LogReader:
         self.runs = HfRuns(self.hf, sink)
         self.vad = VadParser(sink)
         self.groups = VadGroups(sink, self.vad)
+        self.steps = VadSteps(self.hf, self.vad, sink)
         self.openclip = OpenClipParser(sink)
         self.ours = OursParser(sink)
         self.generic = GenericParser(sink)
@@ -187,17 +189,18 @@ class LogReader:
 
     # --- runs of Trainer steps ---------------------------------------------------------------------------
     def _plain(self, text: str) -> None:
-        """Complete lines (joined by newlines, none trailing): runs of canonical Trainer steps in bulk
-        (`HfRuns`), every other line through `_lines`."""
-        pattern = self.runs.pattern() if "\r" in text else None
+        """Complete lines (joined by newlines, none trailing): runs of units that repeat (the Trainer's steps:
+        `HfRuns`, the fork's: `VadSteps`) in bulk, every other line through `_lines`."""
+        bulk: HfRuns | VadSteps = self.steps if "[MB-FORWARD]" in text else self.runs
+        pattern = bulk.pattern() if "\r" in text else None
         if pattern is None:
-            cut = text.find("\n", HEAD) if self.hf.recent is None and "\r" in text else -1
+            cut = text.find("\n", HEAD) if self.hf.bar_total is None and "\r" in text else -1
             if cut < 0:
                 self._lines(text.split("\n"))
                 return
             self._lines(text[:cut].split("\n"))  # the layout and the bar are learned here, or never
             text = text[cut + 1 :]
-            pattern = self.runs.pattern()
+            pattern = bulk.pattern()
             if pattern is None:
                 self._lines(text.split("\n"))
                 return
@@ -207,24 +210,24 @@ class LogReader:
         for m in pattern.finditer(text):
             start = m.start()
             if start and text[start - 1] != "\n":
-                continue  # a bar drawn after other text on its line: the line path reads it
+                continue  # the unit starts after other text on its line: the line path reads it
             if start != pos:
-                self._run(text, run)
+                self._run(bulk, text, run)
                 run = []
                 self._lines(text[pos : start - 1].split("\n"))
             run.append(m)
             pos = m.end()
-        self._run(text, run)
+        self._run(bulk, text, run)
         if pos < len(text):
             self._lines(text[pos:-1].split("\n"))
 
-    def _run(self, text: str, run: list[re.Match[str]]) -> None:
+    def _run(self, bulk: HfRuns | VadSteps, text: str, run: list[re.Match[str]]) -> None:
         """Units that follow each other: in bulk while the state allows, a unit that does not on its own."""
         units = [m.groups() for m in run]
         i = 0
         while i < len(run):
-            if self._tb is None and not self.vad.open_group:
-                k, lines, blank, unparsed = self.runs.apply(units, i, self._gap)
+            if self._tb is None and (bulk is self.steps or not self.vad.open_group):
+                k, lines, blank, unparsed = bulk.apply(units, i, self._gap)
                 if k:
                     self.lines += lines
                     self.blank += blank

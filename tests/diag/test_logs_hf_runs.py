@@ -5,6 +5,7 @@ events, counters and findings, whatever the chunking, also when the log deviates
 from __future__ import annotations
 
 import json
+import math
 import random
 
 import pytest
@@ -132,3 +133,83 @@ def test_row_store_add_rows_thins_like_one_add_per_row():
         one.count,
         one.thinned,
     )
+
+
+def diag_block(step: int) -> list[str]:
+    return [
+        "[DIAG] Region batch diagnostics:",
+        "  - valid_count=4 | bbox_batch_size=4",
+        "  - img_norms: min=1.0000, max=1.0000, mean=1.0000, std=0.0000, has_nan=False",
+        "  - txt_norms: min=1.0000, max=1.0000, mean=1.0000, std=0.0000, has_nan=False",
+        f"  - logits_i2t: min=-3.0000, max={40 + step % 9}.0000, mean=20.0000, std=12.5000, has_nan=False",
+        "  - logit_scale (finegrained): 4.605200 (exp=100.0000)",
+        f"  - memory_bank: ptr={(16 * step) % 128}, full=True, size=128",
+        "  - any_nan=False, any_inf=False",
+    ]
+
+
+def fork_log(steps: int, *, odd: bool, seed: int = 0) -> str:
+    """The fork's trainer output: four lines per optimizer step, a [DIAG] block every 16 steps; `odd` mixes
+    in deviations (a missing or unparsable line, region 0.0, no LR, a bank switched on late, a stray bar)."""
+    rng, out = random.Random(seed), ["[Memory Bank] 队列大小: 128, 当前指针: 0"]
+    total = steps + 3
+    for s in range(steps):
+        region = 0.0 if odd and s % 29 == 3 else max(0.05, 4.8 - 4 * s / steps + rng.gauss(0, 0.1))
+        loss = 1.4 + 0.5 * region
+        queued = 0 if odd and s < 40 else 128
+        if s % 16 == 0:
+            out += diag_block(s)
+        head = "finegraind" if odd and s % 31 == 4 else "finegrained"
+        if not (odd and s % 43 == 9):
+            out.append(f"logit_scale ({head}): {4.6 - s / 1e4:.6f} (exp={math.exp(4.6 - s / 1e4):.4f})")
+        out.append(
+            f"[ACCUMULATED] Total: {loss:.4f} | Global: 1.4000 | Region: {region:.4f} | HardNeg: 0.0000"
+        )
+        lr = "" if odd and s % 37 == 6 else f" | LR: {4e-7 * (1 - s / steps):.2e}"
+        step = s + 1 if odd and s % 47 == 12 else s
+        bar_total = total + 1 if odd and s % 53 == 14 else total
+        out.append(
+            f"\r{bar(s + 1, bar_total)}[ACCUMULATED][Epoch 0][Step {step}][Batch {8 * (s + 1)}] AvgLoss: "
+            f"{loss:.6f} | Global: 1.400000 | Region: {region:.6f} | Hard: 0.000000 | MB: {queued}/128 ✓"
+            f"{lr} | Time: 0.77s"
+        )
+        if odd and s == 40:
+            out.append("[Memory Bank] ✅ 已启用 @ training_step 320")
+        if odd and s % 59 == 20:
+            out.append("[MB-FORWARD] broken line")
+        else:
+            out.append(
+                f"[MB-FORWARD] 使用{queued}个历史负样本 | Batch内: {4 + s % 3} | "
+                f"总负样本: {queued + 4 + s % 3}"
+            )
+    return "\n".join(out) + "\n"
+
+
+@pytest.mark.parametrize("odd", [False, True])
+def test_vad_steps_same_rows_events_and_counts_as_the_line_path(odd):
+    data = fork_log(3000, odd=odd).encode()
+    slow = read(data, fast=False, chunks=[1 << 22])
+    assert slow[0].count("('row', ") > 2900
+    rng = random.Random(odd)
+    for chunks in ([1 << 22], [1 << 14], [rng.randint(1, 9000) for _ in range(30)]):
+        assert read(data, fast=True, chunks=chunks) == slow
+
+
+def test_vad_steps_take_the_bulk_of_a_fork_log(tmp_path):
+    reader = LogReader()
+    calls = []
+    apply = reader.steps.apply
+    reader.steps.apply = lambda units, first, gap: calls.append(r := apply(units, first, gap)) or r  # type: ignore[method-assign]
+    reader.feed(fork_log(3000, odd=False).encode())
+    assert sum(k for k, *_ in calls) > 2500
+    data = fork_log(2000, odd=True).encode()
+
+    def summary(fast: bool) -> str:
+        session = LogSession(str(tmp_path / "f.log"))
+        session.reader.fast = fast
+        for i in range(0, len(data), 5000):
+            session.feed(data[i : i + 5000])
+        session.flush(final=True)
+        return json.dumps(summary_dict(session.result()), sort_keys=True)
+
+    assert summary(True) == summary(False)
