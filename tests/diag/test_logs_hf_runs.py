@@ -213,3 +213,26 @@ def test_vad_steps_take_the_bulk_of_a_fork_log(tmp_path):
         return json.dumps(summary_dict(session.result()), sort_keys=True)
 
     assert summary(True) == summary(False)
+
+
+@pytest.mark.parametrize("odd", [False, True])
+def test_row_store_thinning_keeps_the_loss_envelope(odd):
+    """Thinned many times over (floats in C, or NaN, None and ints on the row-by-row path), the store keeps
+    the extremes of the loss, the newest quarter of its cap, and counts every row it dropped."""
+    from fgdiag.logs.store import RowStore
+
+    rng = random.Random(odd)
+    store = RowStore(cap=64)
+    losses = {}
+    for s in range(2000):
+        v = round(rng.random(), 2)  # ties are common
+        if odd and s % 13 == 0:
+            v = rng.choice([float("nan"), None, 3])
+        losses[s] = v
+        store.add(s, {"loss": v})
+    finite = {s: v for s, v in losses.items() if isinstance(v, float) and v == v}
+    assert min(finite.values()) == min(v for s, v in finite.items() if s in store.rows)
+    assert max(finite.values()) == max(v for s, v in finite.items() if s in store.rows)
+    assert all(s in store.rows for s in range(2000 - 16, 2000))
+    assert len(store.rows) + store.thinned == store.count == 2000
+    assert len(store.rows) <= 64
