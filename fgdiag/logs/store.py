@@ -70,12 +70,15 @@ class RowStore:
             i += room
         self.count += len(items)
         self._last = steps[-1]
-        latest = self.latest
-        for _, row in items:
-            if None in row.values():
-                latest.update({k: v for k, v in row.items() if v is not None})
-            else:
-                latest.update(row)  # type: ignore[arg-type]
+        found: dict[str, float] = {}  # each metric's newest non-missing value: read from the newest row back
+        have = found.keys()
+        for _, row in reversed(items):
+            if row.keys() <= have:
+                continue  # nothing in this row that a newer one did not already give
+            for k, v in row.items():
+                if v is not None and k not in found:
+                    found[k] = v
+        self.latest.update(found)
         return items
 
     def _thin(self) -> None:

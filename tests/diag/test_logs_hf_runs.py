@@ -92,7 +92,7 @@ def test_hf_runs_take_the_bulk_of_a_canonical_log():
     reader = LogReader()
     calls = []
     apply = reader.runs.apply
-    reader.runs.apply = lambda units, first, gap: calls.append(r := apply(units, first, gap)) or r  # type: ignore[method-assign]
+    reader.runs.apply = lambda *args: calls.append(r := apply(*args)) or r  # type: ignore[method-assign]
     reader.feed(trainer_log(3000, odd=False).encode())
     assert sum(k for k, *_ in calls) > 2500
 
@@ -199,7 +199,7 @@ def test_vad_steps_take_the_bulk_of_a_fork_log(tmp_path):
     reader = LogReader()
     calls = []
     apply = reader.steps.apply
-    reader.steps.apply = lambda units, first, gap: calls.append(r := apply(units, first, gap)) or r  # type: ignore[method-assign]
+    reader.steps.apply = lambda *args: calls.append(r := apply(*args)) or r  # type: ignore[method-assign]
     reader.feed(fork_log(3000, odd=False).encode())
     assert sum(k for k, *_ in calls) > 2500
     data = fork_log(2000, odd=True).encode()
