@@ -8,7 +8,9 @@ Each format is a parser object (`HfParser`, `VadParser` + `VadGroups`, `OpenClip
 holds its own state and writes into one `LogSink`; this class only splits lines and dispatches them: a dict
 keyed by a line's first 12 characters sends frequent lines straight to their handler, the rest take the slow
 path (prefix stripping, bars, substring checks before any regex). Canonical fgclip-vad forward groups are
-read in one regex match each (`VadGroups`, same rows as the line path). Lines over MAX_LINE are not parsed.
+read in one regex match each (`VadGroups`), runs of canonical Trainer steps (`HfRuns`) and of the fork's
+four-line optimizer steps (`VadSteps`) a run at a time; each gives the rows of the line path (tests compare
+them). Lines over MAX_LINE are not parsed.
 """
 
 from __future__ import annotations
@@ -187,7 +189,7 @@ class LogReader:
         an event (the bank switching on) between the rows before and after it."""
         return self.sink.drain()
 
-    # --- runs of Trainer steps ---------------------------------------------------------------------------
+    # --- runs of repeated units (HfRuns, VadSteps) ----------------------------------------------------------
     def _plain(self, text: str) -> None:
         """Complete lines (joined by newlines, none trailing): runs of units that repeat (the Trainer's steps:
         `HfRuns`, the fork's: `VadSteps`) in bulk, every other line through `_lines`."""

@@ -1,6 +1,8 @@
-"""Runs of Trainer steps read in bulk (`HfRuns`) give exactly what the per-line path gives: the same rows,
-events, counters and findings, whatever the chunking, also when the log deviates from the canonical unit
-(a resumed bar, unsorted redraws, an eval dict, lines that carry state between the steps)."""
+"""Units read in bulk give exactly what the per-line path gives: runs of Trainer steps (`HfRuns`) and of the
+fork's optimizer steps (`VadSteps`) yield the same rows, events, counters and findings whatever the chunking,
+also when the log deviates from the canonical unit (a resumed bar, unsorted redraws, an eval dict, lines that
+carry state between the steps, a missing or unparsable line); rows stored in bulk (`RowStore.add_rows`) are
+thinned as one `add` per row would."""
 
 from __future__ import annotations
 
