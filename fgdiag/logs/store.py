@@ -91,7 +91,7 @@ class RowStore:
         whole = len(old) - len(old) % BUCKET
         if key is not None and whole:  # whole buckets whose key values are all real floats: in C
             vals = [r.get(key) for r in map(rows.__getitem__, old[:whole])]
-            if set(map(type, vals)) == {float} and all(map(float.__eq__, vals, vals)):
+            if set(map(type, vals)) == {float} and all(map(float.__eq__, vals, vals)):  # type: ignore[arg-type]
                 pairs = [list(zip(vals[j::BUCKET], old[j:whole:BUCKET], strict=True)) for j in range(BUCKET)]
                 keep.update(p[1] for p in map(min, *pairs))
                 keep.update(p[1] for p in map(max, *pairs))

@@ -88,7 +88,7 @@ class VadSteps:
             if len(self._counts) >= CACHE_MAX:
                 self._counts.clear()
             hit = self._counts[line] = _counts(line)
-        return hit  # type: ignore[return-value]
+        return hit
 
     def apply(self, units: list[tuple[Any, ...]], first: int, gap: Any = None) -> tuple[int, int, int, int]:
         """Apply units[first:] (each `match.groups()`) while they are canonical. Returns (units applied,
