@@ -183,12 +183,11 @@ class LogSession:
         """Store rows (merging a step seen again) and judge them a run of rows at a time, events between."""
         new: list[Finding] = []
         run: list[tuple[int, dict[str, float | None]]] = []
-        add, engine, keep = self.store.add, self.engine, run.append
+        add_rows, engine, keep = self.store.add_rows, self.engine, run.append
         events = 0
         for kind, item in out:
             if kind == "row":
-                step, row = item
-                keep((step, add(step, row)))
+                keep(item)
                 continue
             if item["kind"] == ev.EVENT_RUN_START:  # records of a newer run follow: judge that one alone
                 run.clear()
@@ -197,13 +196,14 @@ class LogSession:
                 add, engine = self.store.add, self.engine
                 continue
             if run:
-                new += self._add(engine.observe_rows(run))
-                run.clear()
+                new += self._add(engine.observe_rows(add_rows(run)))
+                run = []
+                keep = run.append
             events += 1
             self._event(item)
             new += self._add(engine.event(item["step"], item["kind"], item.get("data")))
         if run:
-            new += self._add(engine.observe_rows(run))
+            new += self._add(engine.observe_rows(add_rows(run)))
         self.row_updates += len(out) - events
         return new
 

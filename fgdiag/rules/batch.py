@@ -10,12 +10,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from itertools import compress, repeat
-from operator import is_not
+from operator import is_not, itemgetter, methodcaller
 from typing import Any, cast
 
 from fgdiag import events as ev
 
 Row = Mapping[str, float | None]
+_VALUES = methodcaller("values")
 _ABSENT = object()  # a row without the column's name (None is a value: missing)
 
 
@@ -46,6 +47,20 @@ class Batch:
         self._columns: dict[str, tuple[list[int], list[float | None]]] = {}
         self._transpose: dict[tuple[str, ...], list[list[float | None]]] = {}
 
+    def group_rows(self) -> None:
+        """Fill `groups`: the rows by their metric names (one tuple per row, compared in C)."""
+        rows, groups = self.rows, self.groups
+        names = list(map(tuple, map(itemgetter(1), rows)))
+        if names and names.count(names[0]) == len(names):  # every row holds the same names: one group
+            groups[names[0]] = list(range(len(names)))
+            return
+        for i, key in enumerate(names):
+            group = groups.get(key)
+            if group is None:
+                groups[key] = [i]
+            else:
+                group.append(i)
+
     def column(self, name: str) -> tuple[list[int], list[float | None]]:
         """(row indices, values) of the rows holding `name`, in row order (values may be None)."""
         hit = self._columns.get(name)
@@ -73,7 +88,8 @@ class Batch:
         cached = self._transpose.get(names)
         if cached is None:
             rows = self.rows
-            cached = [list(col) for col in zip(*(tuple(rows[i][1].values()) for i in idx), strict=True)]
+            picked = rows if len(idx) == len(rows) else map(rows.__getitem__, idx)  # one group: every row
+            cached = [list(col) for col in zip(*map(_VALUES, map(itemgetter(1), picked)), strict=True)]
             self._transpose[names] = cached
         return cached
 

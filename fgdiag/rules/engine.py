@@ -293,20 +293,14 @@ class RuleEngine:
     def _clock_batch(self, rows: Sequence[tuple[int, Row]]) -> Batch:
         """Advance the run's clock over the rows; the batch records each row's clock and routing."""
         batch = Batch(rows)
-        steps, heavy, windows, intervals, groups = (
-            batch.steps,
-            batch.heavy,
-            batch.windows,
-            batch.intervals,
-            batch.groups,
-        )
+        steps, heavy, windows, intervals = batch.steps, batch.heavy, batch.windows, batch.intervals
         last, npoints, last_heavy = self.last_step, self.npoints, self._last_heavy
         loss_steps, row_steps = self._loss_steps, self._row_steps
         measured_at, interval = self._interval
         clock, start, w = self._clock, self._start, self._w
         version, loss = self._version, ev.LOSS
         stride = max(1, w // 20)
-        for i, (step, m) in enumerate(rows):
+        for step, m in rows:
             if step.__class__ is not int:
                 step = int(step)
             steps.append(step)
@@ -334,12 +328,7 @@ class RuleEngine:
             heavy.append(h)
             windows.append(w)
             intervals.append(interval)
-            names = tuple(m)
-            group = groups.get(names)
-            if group is None:
-                groups[names] = [i]
-            else:
-                group.append(i)
+        batch.group_rows()
         self.last_step, self.npoints, self._last_heavy = last, npoints, last_heavy
         self._interval, self._clock, self._start, self._w = (measured_at, interval), clock, start, w
         batch.start = start
