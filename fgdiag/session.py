@@ -193,7 +193,7 @@ class LogSession:
                 run.clear()
                 new.clear()
                 self._restart()
-                add, engine = self.store.add, self.engine
+                add_rows, engine = self.store.add_rows, self.engine
                 continue
             if run:
                 new += self._add(engine.observe_rows(add_rows(run)))

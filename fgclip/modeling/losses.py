@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fgclip import vocab as V
-from fgclip.modeling import dist
+import fgclip.modeling.dist as dist
+import fgclip.vocab as V
 from fgclip.modeling.memory_bank import RegionMemoryBank
 
 NEG_INF = float("-inf")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fgclip.modeling import dist
+import fgclip.modeling.dist as dist
 
 MIN_KEY_NORM = 1e-6  # zero region features (empty boxes) must never become negatives
 
