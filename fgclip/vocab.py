@@ -87,6 +87,7 @@ MB_ACTIVATED_STEP = "memory_bank/activated_step"
 MB_FILL = "memory_bank/fill"
 MB_PTR = "memory_bank/ptr"
 MB_OLDEST_AGE = "memory_bank/oldest_age"
+MB_OPTIMIZER_STEPS = "memory_bank/optimizer_steps"  # the bank's clock (FGCLIPCallback advances it)
 # queue pairs are (valid query region, filled queue entry), counted before the bank is active as well
 MB_DUP_SHARE = "memory_bank/duplicate_share"  # exact pairs / queue pairs
 MB_NEAR_DUP_SHARE = "memory_bank/near_duplicate_share"  # near (not exact) pairs / queue pairs

@@ -5,7 +5,9 @@ file per run: a new run moves an earlier run's file aside, a resumed run appends
 
     {"type": "run", "step": 0, "info": {...}}
         Run facts the rules need: planned_steps, gradient_accumulation_steps, world_size,
-        memory_bank_size, memory_bank_warmup_steps, logit_scale_max, targets (profile name), source.
+        memory_bank_size, memory_bank_warmup_steps, logit_scale_max, targets (profile name), source; a log's
+        header lines add per_device_train_batch_size, total_train_batch_size, max_grad_norm and
+        facts_from (fact -> the line that stated it).
     {"type": "metrics", "step": N, "time": unix_seconds, "metrics": {name: float | null}}
         One record per logging step. Names are fgclip's statistics keys (`fgclip.vocab`, re-exported by
         `fgdiag.facts`) plus the trainer's and the callback's below; per-head names use `<metric>/<head>` with
@@ -41,6 +43,7 @@ from fgdiag.facts import (
     CANDIDATES,
     CHANCE,
     COS_STD,
+    HARDEST_GAP,
     HEAD_LOSS,
     HEAD_STATS,
     HEADS,
@@ -50,6 +53,7 @@ from fgdiag.facts import (
     LOGITS_MEAN,
     LOGITS_MIN,
     LOGITS_STD,
+    LOSS_AT_MAX_SCALE,
     LOSS_FLOOR,
     LOSS_PARTS,
     MB_ACTIVATED_STEP,
@@ -59,6 +63,7 @@ from fgdiag.facts import (
     MB_KEY_NORM_MAX,
     MB_KEY_NORM_MIN,
     MB_OLDEST_AGE,
+    MB_OPTIMIZER_STEPS,
     MB_PTR,
     MB_SIZE,
     NEG_MEAN,
@@ -78,6 +83,9 @@ GRAD_NORM = "grad_norm"
 GRAD_NORM_GROUP = "grad_norm_group"  # suffix /<param group name>
 LEARNING_RATE = "learning_rate"
 EPOCH = "epoch"
+# mixed precision: optimizer steps the loss scaler skipped so far (cumulative), and its current scale
+SKIPPED_STEPS = "skipped_steps"
+LOSS_SCALE = "loss_scale"
 
 
 # point-event kinds (records of type "event")
@@ -100,6 +108,7 @@ GLOBAL_METRICS = frozenset(
         MB_FILL,
         MB_PTR,
         MB_OLDEST_AGE,
+        MB_OPTIMIZER_STEPS,
         MB_DUP_SHARE,
         MB_KEY_NORM_MIN,
         MB_KEY_NORM_MAX,
@@ -111,6 +120,8 @@ GLOBAL_METRICS = frozenset(
         GRAD_NORM,
         LEARNING_RATE,
         EPOCH,
+        SKIPPED_STEPS,
+        LOSS_SCALE,
     )
 )
 
@@ -348,6 +359,7 @@ __all__ = [  # fgclip's names re-exported, so readers of the schema find them al
     "GLOBAL_METRICS",
     "GRAD_NORM",
     "GRAD_NORM_GROUP",
+    "HARDEST_GAP",
     "HEADS",
     "HEAD_LOSS",
     "HEAD_STATS",
@@ -359,9 +371,11 @@ __all__ = [  # fgclip's names re-exported, so readers of the schema find them al
     "LOGIT_SCALE",
     "LOGIT_SCALE_EXP",
     "LOSS",
+    "LOSS_AT_MAX_SCALE",
     "LOSS_FLOOR",
     "LOSS_OVER_CHANCE",
     "LOSS_PARTS",
+    "LOSS_SCALE",
     "MB_ACTIVATED_STEP",
     "MB_ACTIVE",
     "MB_DUP_SHARE",
@@ -369,6 +383,7 @@ __all__ = [  # fgclip's names re-exported, so readers of the schema find them al
     "MB_KEY_NORM_MAX",
     "MB_KEY_NORM_MIN",
     "MB_OLDEST_AGE",
+    "MB_OPTIMIZER_STEPS",
     "MB_PTR",
     "MB_SIZE",
     "NEG_MEAN",
@@ -379,6 +394,7 @@ __all__ = [  # fgclip's names re-exported, so readers of the schema find them al
     "REGIONS_VALID",
     "REGIONS_ZERO_NORM",
     "RUN_ID_ENV",
+    "SKIPPED_STEPS",
     "EventRecord",
     "EventWriter",
     "FindingRecord",

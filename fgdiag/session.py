@@ -10,7 +10,6 @@ events up to MAX_EVENTS. The pandas frame is built only when `LogRead.metrics` i
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 
 from fgdiag import events as ev
 from fgdiag.diagnostic import Finding, Severity
-from fgdiag.logs import hf
+from fgdiag.logs import hf, state_json
 from fgdiag.logs.follow import regular_file
 from fgdiag.logs.reader import LogReader
 from fgdiag.logs.store import RowStore
@@ -53,6 +52,7 @@ class LogRead:
     latest: dict[str, float] = field(default_factory=dict)  # last value of every metric (None-free)
     notes: list[str] = field(default_factory=list)
     step_count: int = 0  # logging steps read (rows may hold fewer: a long log's older rows are thinned)
+    recoveries: list[dict[str, Any]] = field(default_factory=list)  # crashes the log trained on after
     _frame: Any = None
 
     @property
@@ -120,6 +120,8 @@ class LogSession:
         self.ended = False  # the log showed the end of training, a crash or an out-of-memory
         self.findings: list[Finding] = []
         self._seen: set[tuple[str, int | None, str]] = set()
+        self._recorded: set[tuple[str, int | None]] = set()  # (code, step) of findings an events.jsonl holds
+        self._recorded_ids: set[int] = set()  # those findings (kept alive by self.findings)
         self.row_updates = 0
 
     @property
@@ -169,37 +171,39 @@ class LogSession:
         if not out and not self.reader.recorded_findings:
             return []
         self.engine.update_info(self.run_info())
-        new = self._judge(out)
+        new: list[Finding] = []
         if self.reader.recorded_findings:  # the run being read's (the reader drops an earlier run's)
-            new += self._add(list(self.reader.recorded_findings))
+            recorded = list(self.reader.recorded_findings)
+            self._recorded.update((f.code, f.step) for f in recorded)
+            new += self._add(recorded, recorded=True)
             self.reader.recorded_findings.clear()
-        return new
+        return new + self._judge(out)
 
     def _judge(self, out: list[tuple[str, Any]]) -> list[Finding]:
         """Store rows (merging a step seen again) and judge them a run of rows at a time, events between."""
         new: list[Finding] = []
         run: list[tuple[int, dict[str, float | None]]] = []
-        add, engine, keep = self.store.add, self.engine, run.append
+        add_rows, engine, keep = self.store.add_rows, self.engine, run.append
         events = 0
         for kind, item in out:
             if kind == "row":
-                step, row = item
-                keep((step, add(step, row)))
+                keep(item)
                 continue
             if item["kind"] == ev.EVENT_RUN_START:  # records of a newer run follow: judge that one alone
                 run.clear()
                 new.clear()
                 self._restart()
-                add, engine = self.store.add, self.engine
+                add_rows, engine = self.store.add_rows, self.engine
                 continue
             if run:
-                new += self._add(engine.observe_rows(run))
-                run.clear()
+                new += self._add(engine.observe_rows(add_rows(run)))
+                run = []
+                keep = run.append
             events += 1
             self._event(item)
             new += self._add(engine.event(item["step"], item["kind"], item.get("data")))
         if run:
-            new += self._add(engine.observe_rows(run))
+            new += self._add(engine.observe_rows(add_rows(run)))
         self.row_updates += len(out) - events
         return new
 
@@ -231,16 +235,27 @@ class LogSession:
         else:
             self.events_dropped += 1
 
-    def _add(self, findings: list[Finding]) -> list[Finding]:
+    def _add(self, findings: list[Finding], *, recorded: bool = False) -> list[Finding]:
+        """Keep the findings not seen before; a finding the rules make again at a code and step an
+        events.jsonl already reported is the same one (the run's callback said it in its own words)."""
         if not findings:
             return []
+        if recorded:  # one the rules made before this record arrived (a chunk boundary between them) goes
+            keys = {(f.code, f.step) for f in findings}
+            self.findings = [
+                f for f in self.findings if (f.code, f.step) not in keys or id(f) in self._recorded_ids
+            ]
         fresh = []
         for f in findings:
             key = (f.code, f.step, f.message)
+            if not recorded and (f.code, f.step) in self._recorded:
+                continue
             if key not in self._seen:
                 self._seen.add(key)
                 fresh.append(f)
         self.findings.extend(fresh)
+        if recorded:
+            self._recorded_ids.update(id(f) for f in fresh)
         return fresh
 
     def result(self) -> LogRead:
@@ -268,6 +283,7 @@ class LogSession:
                 else []
             ),
             step_count=self.store.count,
+            recoveries=list(self.engine.recoveries),
         )
 
 
@@ -299,14 +315,17 @@ def _trainer_state(session: LogSession, path: Path) -> bool:
     """Read a trainer_state.json whole; False when the file is not one (then it is read as a log)."""
     if path.stat().st_size > 64 << 20:  # a bigger one is read as lines: memory stays bounded
         return False
-    try:
-        data = json.loads(path.read_text(encoding="utf-8", errors="replace"))
-    except (ValueError, RecursionError):
+    loaded = state_json.load(path.read_text(encoding="utf-8", errors="replace"))
+    if loaded is None:
         return False
-    if not isinstance(data, dict) or "log_history" not in data:
-        return False
+    data, cut = loaded
     info, rows, end = hf.read_trainer_state(data)
     session.reader.formats.add("trainer_state")
+    if cut:
+        session.reader.notes.append(
+            f"{path.name} is cut short (not valid JSON): read the {len(data['log_history'])} log_history "
+            "entries before the cut"
+        )
     session.feed_rows(rows, info, end)
     return True
 

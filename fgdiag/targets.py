@@ -1,14 +1,15 @@
 """Convergence-target profiles: what a healthy run reaches, and by when.
 
 A profile is a TOML file. Every `*.toml` in the package folder `fgdiag/targets/` is a built-in profile named
-by
-its `name` (the file stem when absent); any other path is a user profile. The format (see `ucf.toml`):
+by its `name` (the file stem when absent); any other path is a user profile. The format (see `ucf.toml`):
 
     name = "ucf"
     description = "..."
     logit_scale = 4.6052           # optional: raw value every head should start at
     logit_scale_tolerance = 0.02   # optional (bf16 stores ln 100 as 4.59375)
     memory_bank_active_by = 7      # optional: optimizer step by which the bank must be on
+    learning_rate = 2e-5           # optional: the peak learning rate of the runs the profile was measured on;
+                                   # a run whose peak is 10x away follows another schedule (not judged)
 
     [[points]]                     # target points, any number; judged on the smoothed metric once the run
                                    # passes `step` (`[[checkpoints]]`, the older spelling, is read too)
@@ -69,6 +70,7 @@ class TargetProfile:
     logit_scale: float | None = None
     logit_scale_tolerance: float = 0.02
     memory_bank_active_by: int | None = None
+    learning_rate: float | None = None
     points: tuple[TargetPoint, ...] = ()
     source: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -81,6 +83,7 @@ class TargetProfile:
             "logit_scale": self.logit_scale,
             "logit_scale_tolerance": self.logit_scale_tolerance,
             "memory_bank_active_by": self.memory_bank_active_by,
+            "learning_rate": self.learning_rate,
             "points": [
                 {"metric": c.metric, "step": c.step, "below" if c.below else "above": c.threshold}
                 for c in self.points
@@ -109,6 +112,7 @@ class ProfileSpec(msgspec.Struct):
     logit_scale: Finite | None = None
     logit_scale_tolerance: Finite | None = None
     memory_bank_active_by: NonNegative | None = None
+    learning_rate: Finite | None = None
     points: list[PointSpec] | None = None
     checkpoints: list[PointSpec] | None = None  # the older spelling of `points`
 
@@ -150,12 +154,16 @@ def parse_profile(data: dict[str, Any], source: str, default_name: str) -> Targe
     )
     known = set(ProfileSpec.__struct_fields__)
     tolerance = _finite(spec.logit_scale_tolerance, source, "logit_scale_tolerance")
+    rate = _finite(spec.learning_rate, source, "learning_rate")
+    if rate is not None and rate <= 0:
+        raise TargetError(f"{source}: field 'learning_rate' must be positive, got {rate!r}")
     return TargetProfile(
         name=name.strip(),
         description=spec.description,
         logit_scale=_finite(spec.logit_scale, source, "logit_scale"),
         logit_scale_tolerance=0.02 if tolerance is None else float(tolerance),
         memory_bank_active_by=spec.memory_bank_active_by,
+        learning_rate=rate,
         points=points,
         source=source,
         extra={k: v for k, v in data.items() if k not in known},

@@ -16,8 +16,10 @@ import torch
 import torch.nn.functional as F
 from transformers.utils import ModelOutput
 
-from fgclip import vocab as V
-from fgclip.modeling import regions, text, text_index
+import fgclip.modeling.regions as regions
+import fgclip.modeling.text as text
+import fgclip.modeling.text_index as text_index
+import fgclip.vocab as V
 from fgclip.modeling.temporal import masked_mean
 
 if TYPE_CHECKING:

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fgclip import vocab as V
-from fgclip.modeling import dist
+import fgclip.modeling.dist as dist
+import fgclip.vocab as V
 from fgclip.modeling.duplicates import Captions, DuplicateMasking, pair_counts, share
 from fgclip.modeling.memory_bank import RegionMemoryBank
 from fgclip.vocab import LN_100

@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+import fgclip.modeling.dist as dist
 from fgclip.data.caption_key import CAPTION_WORDS
-from fgclip.modeling import dist
 from fgclip.modeling.duplicates import Captions
 
 MIN_KEY_NORM = 1e-6  # zero region features (empty boxes) must never become negatives
@@ -178,6 +178,7 @@ class RegionMemoryBank(nn.Module):
             "activated_step": self.activated_step.float(),
             "fill": self.fill.float(),
             "ptr": self.ptr.float(),
+            "optimizer_steps": self.optimizer_steps.float(),
             "oldest_age": torch.where(
                 filled.any(),
                 (self.optimizer_steps - torch.where(filled, self.entry_step, self.optimizer_steps)).max(),

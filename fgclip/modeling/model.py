@@ -17,9 +17,9 @@ from torch import nn
 from transformers import initialization as init
 from transformers.models.clip.modeling_clip import CLIPPreTrainedModel, CLIPTextModel, CLIPVisionModel
 
-from fgclip import vocab as V
+import fgclip.modeling.text as text
+import fgclip.vocab as V
 from fgclip.config import FGCLIPConfig
-from fgclip.modeling import text
 from fgclip.modeling.forward import FGCLIPForward, FGCLIPOutput
 from fgclip.modeling.losses import GlobalContrastiveLoss, HardNegativeLoss, RegionContrastiveLoss
 from fgclip.modeling.memory_bank import RegionMemoryBank

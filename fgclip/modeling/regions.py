@@ -14,7 +14,7 @@ import torch
 from torchvision.ops import roi_align
 from transformers.models.clip.modeling_clip import CLIPEncoderLayer
 
-from fgclip import vocab as V
+import fgclip.vocab as V
 
 
 def value_only_block(layer: CLIPEncoderLayer, hidden: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -36,6 +36,27 @@ def report_malformed(read: Any, limit: int = 5) -> None:
         typer.echo(f"{read.path}:{line}: {field}: could not parse {detail!r}", err=True)
     if len(read.malformed) > limit:
         typer.echo(f"{read.path}: {len(read.malformed) - limit} more malformed lines", err=True)
+
+
+def nothing_read(read: Any) -> str:
+    """Why a log yielded nothing, with the formats it was read as."""
+    from fgdiag.logs.reader import FORMATS_TRIED
+
+    what = "an empty file" if read.lines == 0 else f"{read.lines} lines, none of them a training line"
+    tried = "; ".join(FORMATS_TRIED)
+    return f"{read.path}: {what} (formats tried: {tried})"
+
+
+def input_error(message: str, path: str, as_json: bool) -> NoReturn:
+    """Unreadable input or nothing recognised: the message on stderr (and a JSON error object on stdout with
+    --json), exit 2."""
+    from fgdiag.logs.reader import FORMATS_TRIED
+
+    typer.echo(f"fgdiag watch: {message}", err=True)
+    if as_json:
+        error = {"error": message, "path": path, "formats_tried": list(FORMATS_TRIED), "exit_code": 2}
+        typer.echo(json.dumps(error, indent=2))
+    raise typer.Exit(2)
 
 
 def plain_console() -> bool:
@@ -165,8 +186,9 @@ def register(app: typer.Typer) -> None:
             try:
                 read = read_log(log, targets=profile, candidates=candidates, logging_steps=logging_steps)
             except LogReadError as exc:
-                typer.echo(f"fgdiag watch: {exc}", err=True)
-                raise typer.Exit(2) from None
+                input_error(str(exc), str(log), as_json)
+            if not read.rows and not read.events and not read.findings:
+                input_error(nothing_read(read), read.path, as_json)
             report_malformed(read)
             summary = summary_dict(read)
             if as_json:

@@ -15,10 +15,32 @@ EXCEPTION_RE = re.compile(
 )
 CONTINUATION = ("During handling of the above exception", "The above exception was the direct cause")
 OOM_MARKERS = ("CUDA out of memory", "OutOfMemoryError", "CUDA error: out of memory", "HIP out of memory")
+# what a shell or launcher prints when the process died without a Python traceback (a signal, the host's
+# out-of-memory killer, a non-zero exit status); matched at the end of a line (a tqdm bar may precede it)
+SIGNAL_RE = re.compile(
+    r"(?:^|[\s\]|])(Killed|Terminated|已终止|已杀死|Segmentation fault|Aborted|Bus error)"
+    r"(?: \(core dumped\))?\s*$"
+)
+EXIT_RE = re.compile(
+    r"(?:exit ?code|exit status|exited with code|Exit Code)\s*[:=]?\s*(-?\d+)", re.IGNORECASE
+)
 
 
 def is_oom(text: str) -> bool:
     return any(marker in text for marker in OOM_MARKERS)
+
+
+def killed(line: str) -> str | None:
+    """Why the process died, for a line that says it was killed or exited non-zero; else None."""
+    if "xit" in line:
+        m = EXIT_RE.search(line)
+        if m is not None and int(m.group(1)) != 0:
+            return f"the process exited with status {m.group(1)}: {line.strip()[:200]}"
+        return None
+    m = SIGNAL_RE.search(line)
+    if m is None:
+        return None
+    return f"process ended by a signal ({m.group(1)}; a kill, or the host's out-of-memory killer)"
 
 
 class Traceback:

@@ -237,11 +237,13 @@ class HfParser:
         self.dict_lines = 0
         self.last_step: int | None = None
         self.layouts: list[Layout] = []
+        self.recent: Layout | None = None  # the layout of the last dict line read through one (HfRuns)
 
     def _parse(self, text: str) -> DictLine | None:
         for layout in self.layouts:
             parsed = layout.read(text)
             if parsed is not None:
+                self.recent = layout
                 return parsed
         parsed = parse_dict_line(text)
         if parsed is not None and len(self.layouts) < MAX_LAYOUTS and text[:2] in ("{'", '{"'):
@@ -251,6 +253,7 @@ class HfParser:
                 again = layout.read(text.strip())
                 if again is not None and again.metrics == parsed.metrics and again.end == parsed.end:
                     self.layouts.append(layout)  # it reads this line exactly as the general scan did
+                    self.recent = layout
         return parsed
 
     def dict_line(self, text: str) -> bool:

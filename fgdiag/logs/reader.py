@@ -8,7 +8,9 @@ Each format is a parser object (`HfParser`, `VadParser` + `VadGroups`, `OpenClip
 holds its own state and writes into one `LogSink`; this class only splits lines and dispatches them: a dict
 keyed by a line's first 12 characters sends frequent lines straight to their handler, the rest take the slow
 path (prefix stripping, bars, substring checks before any regex). Canonical fgclip-vad forward groups are
-read in one regex match each (`VadGroups`, same rows as the line path). Lines over MAX_LINE are not parsed.
+read in one regex match each (`VadGroups`), runs of canonical Trainer steps (`HfRuns`) and of the fork's
+four-line optimizer steps (`VadSteps`) a run at a time; each gives the rows of the line path (tests compare
+them). Lines over MAX_LINE are not parsed.
 """
 
 from __future__ import annotations
@@ -19,14 +21,26 @@ from typing import Any
 
 from fgdiag.diagnostic import Finding
 from fgdiag.logs import crash, hf
+from fgdiag.logs.generic import GenericParser
 from fgdiag.logs.hf import HfParser
+from fgdiag.logs.hf_runs import HfRuns
 from fgdiag.logs.openclip import OpenClipParser
 from fgdiag.logs.ours import OursParser
 from fgdiag.logs.sink import LogSink
 from fgdiag.logs.vad_groups import VadGroups
 from fgdiag.logs.vad_lines import VadParser
+from fgdiag.logs.vad_steps import VadSteps
 
 MAX_LINE = 1 << 20  # longer lines are counted unparsed without a look
+FORMATS_TRIED = (  # what a log that yields nothing was read as (the message of `watch` exit 2 lists them)
+    "fgdiag events.jsonl and [fgdiag] step lines",
+    "transformers Trainer dict lines, tqdm bars and trainer_state.json (also cut short)",
+    "the fgclip-vad fork ([DIAG] blocks, [LOSS], [ACCUMULATED], [Epoch][Step][Batch], batch_losses.log)",
+    "open_clip (Train Epoch: ... Loss:)",
+    "DeepSpeed (step=N, skipped=S; OVERFLOW! ... Skipping step)",
+    "generic metric lines (name: value, name=value, | name value | columns, Name value (avg) meters)",
+    "tracebacks, CUDA out-of-memory and kill messages",
+)
 RANK_RE = re.compile(r"\[rank(\d+)\]:\s?")
 HOST_RE = re.compile(r"((?:\d{1,3}\.){3}\d{1,3}|[A-Za-z][\w-]*\d(?:\.[\w-]+)*): ")
 Handler = Callable[[str], bool]
@@ -35,6 +49,7 @@ MAX_UNKNOWN = 4096
 # line is not read: such lines are never remembered as unknown
 STATEFUL_MARKS = ("[", "{", "\r", "ogit", "Epoch", "Train", "Traceback", "memory", "Killed")
 UNKNOWN_LEN = 400  # only short lines are remembered
+HEAD = 1 << 16  # a buffer's first characters go line by line while the Trainer's layout is not known yet
 Rows = list[tuple[int, dict[str, float | None]]]
 
 
@@ -47,10 +62,13 @@ class LogReader:
         self.fast = fast  # whole-group fast path for fgclip-vad blocks (same rows as the per-line path)
         self.sink = sink = LogSink()
         self.hf = HfParser(sink, logging_steps)
+        self.runs = HfRuns(self.hf, sink)
         self.vad = VadParser(sink)
         self.groups = VadGroups(sink, self.vad)
+        self.steps = VadSteps(self.hf, self.vad, sink)
         self.openclip = OpenClipParser(sink)
         self.ours = OursParser(sink)
+        self.generic = GenericParser(sink)
         self.lines = 0
         self.blank = 0
         self._tb: crash.Traceback | None = None
@@ -130,7 +148,7 @@ class LogReader:
             if start and text[start - 1] != "\n":
                 continue
             if start > pos:
-                self._lines(text[pos : start - 1].split("\n"))
+                self._plain(text[pos : start - 1])
             ends = text[end - 1] == "\n"
             n_lines = text.count("\n", start, end) + (0 if ends else 1)
             self.sink.lineno = self.lines + n_lines  # a prefix (a tqdm bar) is on the group's last line
@@ -141,9 +159,9 @@ class LogReader:
                 self.sink.lineno = self.lines
             pos = end
         if pos == 0:
-            self._lines(text.split("\n"))
+            self._plain(text)
         elif pos < len(text):
-            self._lines(text[pos:].split("\n"))
+            self._plain(text[pos:])
         elif text.endswith("\n"):
             self._lines([""])
 
@@ -170,6 +188,78 @@ class LogReader:
         """("row", (step, metrics)) and ("event", record) in the order the log produced them, so a rule sees
         an event (the bank switching on) between the rows before and after it."""
         return self.sink.drain()
+
+    # --- runs of repeated units (HfRuns, VadSteps) ----------------------------------------------------------
+    def _plain(self, text: str) -> None:
+        """Complete lines (joined by newlines, none trailing): runs of units that repeat (the Trainer's steps:
+        `HfRuns`, the fork's: `VadSteps`) in bulk, every other line through `_lines`."""
+        bulk: HfRuns | VadSteps = self.steps if "[MB-FORWARD]" in text else self.runs
+        pattern = bulk.pattern() if "\r" in text else None
+        if pattern is None:
+            cut = text.find("\n", HEAD) if self.hf.bar_total is None and "\r" in text else -1
+            if cut < 0:
+                self._lines(text.split("\n"))
+                return
+            self._lines(text[:cut].split("\n"))  # the layout and the bar are learned here, or never
+            text = text[cut + 1 :]
+            pattern = bulk.pattern()
+            if pattern is None:
+                self._lines(text.split("\n"))
+                return
+        text += "\n"
+        pos = 0
+        run: list[re.Match[str]] = []
+        for m in pattern.finditer(text):
+            start = m.start()
+            if start and text[start - 1] != "\n":
+                continue  # the unit starts after other text on its line: the line path reads it
+            if start != pos:
+                self._run(bulk, text, run)
+                run = []
+                self._lines(text[pos : start - 1].split("\n"))
+            run.append(m)
+            pos = m.end()
+        self._run(bulk, text, run)
+        if pos < len(text):
+            self._lines(text[pos:-1].split("\n"))
+
+    def _run(self, bulk: HfRuns | VadSteps, text: str, run: list[re.Match[str]]) -> None:
+        """Units that follow each other: in bulk while the state allows, a unit that does not on its own."""
+        units = [m.groups() for m in run]
+        i = 0
+        while i < len(run):
+            if self._tb is None and (bulk is self.steps or not self.vad.open_group):
+                k, lines, blank, unparsed = bulk.apply(units, i, self._gap)
+                if k:
+                    self.lines += lines
+                    self.blank += blank
+                    self.sink.unparsed += unparsed
+                    self.sink.lineno = self.lines
+                    i += k
+                    continue
+            m = run[i]
+            self._lines(text[m.start() : m.end() - 1].split("\n"))
+            i += 1
+
+    def _gap(self, text: str) -> tuple[int, int, int] | None:
+        """(lines, blank, unparsed) of lines (each ending in a newline) that `_lines` would only count; None
+        when one may carry state."""
+        lines = text.split("\n")
+        lines.pop()
+        blank = unparsed = 0
+        for line in lines:
+            handler = self._fast.get(line[:12])
+            if handler is not None:
+                if handler != self._decoration:
+                    return None
+                blank += 1
+            elif not line or line.isspace():
+                blank += 1
+            elif len(line) < UNKNOWN_LEN and line in self._unknown and self.vad.table is None:
+                unparsed += 1
+            else:
+                return None
+        return len(lines), blank, unparsed
 
     # --- hot loop ----------------------------------------------------------------------------------------
     def _lines(self, lines: list[str]) -> None:
@@ -279,12 +369,15 @@ class LogReader:
         if crash.is_oom(line):
             self.sink.crash("oom", line.strip()[:500])
             return True
-        if line.strip() == "Killed":
-            self.sink.crash("crash", "process killed by a signal (often the host's out-of-memory killer)")
+        killed = crash.killed(line)
+        if killed is not None:
+            self.sink.crash("crash", killed)
             return True
         if self.vad.table is not None and line[0].isdigit():
             return self.vad.table_row(line)
-        return line.startswith("Epoch") and self.vad.table_header(line)
+        if line.startswith("Epoch") and self.vad.table_header(line):
+            return True
+        return self.generic.line(line)
 
     def _prefixed(self, rest: str, *, rank: int | None = None, host: str | None = None) -> bool:
         if rank is not None:

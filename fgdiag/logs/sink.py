@@ -119,6 +119,42 @@ class LogSink:
             self._row_step = self.step
         self._set.update(values)
 
+    def put_rows(self, steps: list[int], rows: list[Row]) -> None:
+        """`at(step)` + `put_many(row)` for each, in bulk: steps rise past the current one, no event is due
+        (the caller checked `pure_put_row`). The open row is published, the last new one stays open."""
+        self._emit_row()
+        self._out += [("row", item) for item in zip(steps[:-1], rows[:-1], strict=True)]
+        self._row_step = self.step = self.max_step = steps[-1]
+        self._set = rows[-1]
+
+    def sum_rows(self, steps: list[int], sums: list[dict[str, float]], lasts: list[dict[str, float]]) -> None:
+        """`at(step)`, then `add_all(sums)` and `keep_all(last)` once each, for each step in bulk: steps rise
+        past the current one, no event is due. The open row is published, the last new one stays open."""
+        self._emit_row()
+        self._out += [
+            ("row", (step, {**add, **keep}))  # each value was added once: its mean is itself
+            for step, add, keep in zip(steps[:-1], sums[:-1], lasts[:-1], strict=True)
+        ]
+        self._row_step = self.step = self.max_step = steps[-1]
+        self._sum, self._cnt, self._last = sums[-1], dict.fromkeys(sums[-1], 1), lasts[-1]
+
+    def open_step(self) -> int | None:
+        """The step of the row being filled (None: no row is open)."""
+        return self._row_step
+
+    def has_deferred(self) -> bool:
+        return bool(self._deferred)
+
+    def pure_put_row(self) -> bool:
+        """The open row is the current step's and holds only `put` values (nothing averaged or deferred)."""
+        return (
+            self._row_step == self.step
+            and not self._sum
+            and not self._last
+            and not self._deferred
+            and bool(self._set)
+        )
+
     def keep_last(self, name: str, value: float) -> None:
         """A state-like value (pointer, fill, scale, learning rate): the step keeps the last one."""
         if self._row_step is None:
@@ -135,7 +171,7 @@ class LogSink:
         self._out.append(("event", record))
 
     def crash(self, kind: str, message: str) -> None:
-        self.event(ev.event_record(self.step, kind, message, {"line": self.lineno}))
+        self.event(ev.event_record(self.step, kind, message, {"line": self.lineno, "message": message}))
 
     def malformed(self, field: str, detail: str) -> bool:
         """A line with a known tag whose field did not parse: counted, the first few kept. Returns False."""

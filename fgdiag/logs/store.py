@@ -49,24 +49,69 @@ class RowStore:
             self.latest.update(merged)  # type: ignore[arg-type]
         return merged
 
+    def add_rows(self, items: list[tuple[int, Row]]) -> list[tuple[int, Row]]:
+        """`add` for each (step, row) in order, in bulk when every step is new (rows kept as they are);
+        returns (step, merged row) pairs. Thinning happens at the same rows as with one `add` per row."""
+        rows = self.rows
+        steps = [s for s, _ in items]
+        if (
+            not items
+            or len(set(steps)) != len(steps)
+            or not rows.keys().isdisjoint(steps)
+            or any(r.__class__ is not dict for _, r in items)
+        ):
+            return [(s, self.add(s, r)) for s, r in items]
+        i = 0
+        while i < len(items):
+            room = self.cap + 1 - len(rows)  # the row that makes it cap + 1 thins (see `add`)
+            rows.update(items[i : i + room])
+            if len(rows) > self.cap:
+                self._thin()
+            i += room
+        self.count += len(items)
+        self._last = steps[-1]
+        found: dict[str, float] = {}  # each metric's newest non-missing value: read from the newest row back
+        have = found.keys()
+        for _, row in reversed(items):
+            if row.keys() <= have:
+                continue  # nothing in this row that a newer one did not already give
+            for k, v in row.items():
+                if v is not None and k not in found:
+                    found[k] = v
+        self.latest.update(found)
+        return items
+
     def _thin(self) -> None:
         """Halve the older three quarters: per bucket of four rows keep the key loss's extremes."""
-        steps = list(self.rows)
+        rows = self.rows
+        steps = list(rows)
         old = steps[: len(steps) - self.cap // 4]
-        key = next((k for k in KEY_METRICS if any(k in self.rows[s] for s in old[:64])), None)
+        key = next((k for k in KEY_METRICS if any(k in rows[s] for s in old[:64])), None)
         keep: set[int] = set()
-        for b in range(0, len(old), BUCKET):
-            bucket = old[b : b + BUCKET]
+        whole = len(old) - len(old) % BUCKET
+        if key is not None and whole:  # whole buckets whose key values are all real floats: in C
+            vals = [r.get(key) for r in map(rows.__getitem__, old[:whole])]
+            if set(map(type, vals)) == {float} and all(map(float.__eq__, vals, vals)):  # type: ignore[arg-type]
+                pairs = [list(zip(vals[j::BUCKET], old[j:whole:BUCKET], strict=True)) for j in range(BUCKET)]
+                keep.update(p[1] for p in map(min, *pairs))
+                keep.update(p[1] for p in map(max, *pairs))
+                old_rest = old[whole:]
+            else:
+                old_rest = old
+        else:
+            old_rest = old
+        for b in range(0, len(old_rest), BUCKET):
+            bucket = old_rest[b : b + BUCKET]
             if key is None:
                 keep.update(bucket[:: BUCKET // 2])
                 continue
-            scored = [(v, s) for s in bucket if isinstance(v := self.rows[s].get(key), float) and v == v]
+            scored = [(v, s) for s in bucket if isinstance(v := rows[s].get(key), float) and v == v]
             if not scored:
                 keep.add(bucket[0])
                 continue
             keep.add(min(scored)[1])
             keep.add(max(scored)[1])
-        for s in old:
-            if s not in keep:
-                del self.rows[s]
-                self.thinned += 1
+        drop = [s for s in old if s not in keep]
+        for s in drop:
+            del rows[s]
+        self.thinned += len(drop)

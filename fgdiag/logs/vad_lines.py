@@ -343,7 +343,10 @@ class VadParser:
             if m.group(2) is not None:
                 data["candidates_before"], data["candidates_after"] = int(m.group(2)), int(m.group(3))
             sink.bank_enabled = True
-            sink.event(ev.event_record(sink.step, ev.EVENT_MB_ENABLED, _clean(line), data))
+            # ours counts optimizer steps and prints the step it switched on at, which precedes the logging
+            # step this line is read in; the fork's N counts forward passes: its event stays at the step read
+            step = int(m.group(1)) if "] enabled @" in line and int(m.group(1)) <= sink.step else sink.step
+            sink.event(ev.event_record(step, ev.EVENT_MB_ENABLED, _clean(line), data))
             sink.add(ev.MB_ACTIVE, 1.0)
             return True
         m = vad.MB_SIZE_RE.search(line)

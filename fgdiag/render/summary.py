@@ -13,6 +13,7 @@ from fgdiag import events as ev
 from fgdiag.diagnostic import Finding, Severity, exit_code
 
 VERDICTS = ("empty", "crashed", "failing", "warnings", "healthy")
+CRASH_CODE = "FGD702"  # the log ends in a crash
 
 
 def crash_events(events: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -20,11 +21,12 @@ def crash_events(events: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]
 
 
 def verdict(rows: Mapping[int, Any], events: list[Mapping[str, Any]], findings: list[Finding]) -> str:
-    """One word for the run: empty (nothing read), crashed (a traceback/OOM), failing (an error finding),
-    warnings, healthy. A crash wins over findings: it is the first thing to fix."""
-    if not rows and not events:
+    """One word for the run: empty (nothing read), crashed (the log ends in a crash: FGD702), failing (an
+    error finding), warnings, healthy. A crash the log trained on after (a retry) does not make the run
+    crashed: it is judged by its findings (see `verdict_detail`)."""
+    if not rows and not events and not findings:
         return "empty"
-    if crash_events(events):
+    if any(f.code == CRASH_CODE for f in findings):
         return "crashed"
     worst = max((f.severity.rank for f in findings), default=-1)
     if worst >= Severity.ERROR.rank:
@@ -32,6 +34,16 @@ def verdict(rows: Mapping[int, Any], events: list[Mapping[str, Any]], findings: 
     if worst >= Severity.WARNING.rank:
         return "warnings"
     return "healthy"
+
+
+def verdict_detail(findings: list[Finding], recoveries: list[Mapping[str, Any]]) -> str:
+    """What the verdict word does not say: how the run ended in a crash, or what it recovered from."""
+    crash = next((f for f in findings if f.code == CRASH_CODE), None)
+    if crash is not None:
+        return f"ended in a crash at step {crash.step}"
+    if recoveries:
+        return "; ".join(f"recovered after {r['after']} at step {r['step']}" for r in recoveries)
+    return ""
 
 
 def _json_number(value: Any) -> float | None:
@@ -123,5 +135,7 @@ def summary_dict(read: Any) -> dict[str, Any]:
             "points": target_table(read.targets, read.target_results, last),
         },
         "verdict": verdict(rows, read.events, read.findings),
+        "verdict_detail": verdict_detail(read.findings, getattr(read, "recoveries", [])),
+        "recovered": bool(getattr(read, "recoveries", [])),
         "exit_code": exit_code(read.findings),
     }

@@ -20,7 +20,7 @@ from fgdiag.facts.values import as_float, as_int
 from fgdiag.rules.batch import Batch, finite_values
 from fgdiag.rules.engine import Check, Row, RuleEngine
 from fgdiag.rules.registry import get, register, runtime_check, static_check
-from fgdiag.rules.series import finite
+from fgdiag.rules.series import exp_or_inf, finite
 
 register(
     "FGD201",
@@ -164,12 +164,12 @@ def queue(facts: RunFacts) -> list[Finding]:
         candidates = plan.regions_per_forward + (k if active else 0)
         chance = math.log(candidates) if candidates > 1 else 0.0
         at = f" at step {step}" if step is not None else ""
-        scale = math.exp(min(raw, 700.0)) if raw is not None else 0.0  # past 700: a typo, not an error
-        if raw is not None and target < (floor := loss_floor(candidates, scale)):
+        if raw is not None and target < (floor := loss_floor(candidates, exp_or_inf(raw))):
             out.append(
                 rule.finding(
                     f"region-loss target {target:g}{at} is below the floor {floor:.3f} that scale {raw:.4g} "
-                    f"(exp {scale:.4g}) allows with {candidates} candidates (ln(1 + (K-1) e^(-2s)))",
+                    f"(exp {exp_or_inf(raw):.4g}) allows with {candidates} candidates "
+                    "(ln(1 + (K-1) e^(-2s)))",
                     location=location,
                 )
             )
@@ -234,6 +234,7 @@ class BankActiveInTime(Check):
         self.seen = False  # the log has memory-bank lines
         self.configured = False  # the run has a bank (its run info or its lines say so)
         self.settled = False  # on in time: nothing left to judge
+        self.ended = False  # the log showed the end of training
 
     def configure(self) -> None:
         self.settled = False  # the run info changed: judge again
@@ -251,6 +252,29 @@ class BankActiveInTime(Check):
             self._seen()
             if self.active_step is None:
                 self.active_step = int(step)
+        elif kind == ev.EVENT_TRAIN_END:
+            self.ended = True
+
+    def finish(self) -> None:
+        """A run that ended with its bank never on: whatever the warm-up said, it trained without it."""
+        e = self.engine
+        last, planned = e.last_step, e.planned()
+        over = self.ended or (planned is not None and last is not None and last >= planned)
+        if not self.configured or self.active_step is not None or last is None or e.is_open("FGD201"):
+            return
+        if not over:
+            e.why("FGD201", "the log ends before the run does (no end of training)")
+            return
+        e.judge("FGD201")
+        if e.gate("FGD201/end", True, once=True):
+            e.emit(
+                "FGD201",
+                f"memory bank never switched on in this run (to step {last}, "
+                f"{'the end of training' if self.ended else 'the planned steps'}): the region loss trained "
+                "against in-batch negatives only",
+                last,
+                evidence={"last_step": last, "planned": planned},
+            )
 
     def _seen(self) -> None:
         if not self.seen:
@@ -369,3 +393,44 @@ class BankActiveInTime(Check):
         if not late:
             e.close("FGD201")
             self.settled = True  # on in time, and the activation step never changes again
+
+
+@runtime_check
+class BankClock(Check):
+    """FGD201: the bank's own optimizer-step clock stays put while the run's steps go on (a Trainer without
+    FGCLIPCallback: nothing calls `optimizer_step_completed`, so the warm-up never ends)."""
+
+    codes = ("FGD201",)
+    reads = (ev.MB_OPTIMIZER_STEPS,)
+    MIN_STEPS = 5  # optimizer steps the run must have moved on
+
+    def __init__(self, engine: RuleEngine) -> None:
+        super().__init__(engine)
+        self.first: tuple[int, float] | None = None
+        self.done = False
+
+    def observe(self, step: int, m: Row) -> None:
+        clock = m.get(ev.MB_OPTIMIZER_STEPS)
+        if self.done or not finite(clock):
+            return
+        if self.first is None:
+            self.first = (step, clock)
+            return
+        e, (since, at) = self.engine, self.first
+        if clock != at:
+            self.done = True  # the clock moves: FGCLIPCallback (or an equivalent) is attached
+            return
+        if step - since < self.MIN_STEPS:
+            return
+        e.judge("FGD201")
+        self.done = True
+        if e.gate("FGD201/clock", True, once=True):
+            e.emit(
+                "FGD201",
+                f"the memory bank's optimizer-step clock stays at {at:g} while the run went from step "
+                f"{since} to {step}: no FGCLIPCallback attached (a stock Trainer without "
+                "FGCLIPCallback.attach(trainer) never advances it), so the bank's warm-up never ends and it "
+                "never switches on",
+                step,
+                evidence={"clock": at, "from": since, "to": step},
+            )

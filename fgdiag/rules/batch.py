@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import cast
+from itertools import compress, repeat
+from operator import is_not, itemgetter, methodcaller
+from typing import Any, cast
 
 from fgdiag import events as ev
 
 Row = Mapping[str, float | None]
+_VALUES = methodcaller("values")
+_ABSENT = object()  # a row without the column's name (None is a value: missing)
 
 
 class Batch:
@@ -43,6 +47,20 @@ class Batch:
         self._columns: dict[str, tuple[list[int], list[float | None]]] = {}
         self._transpose: dict[tuple[str, ...], list[list[float | None]]] = {}
 
+    def group_rows(self) -> None:
+        """Fill `groups`: the rows by their metric names (one tuple per row, compared in C)."""
+        rows, groups = self.rows, self.groups
+        names = list(map(tuple, map(itemgetter(1), rows)))
+        if names and names.count(names[0]) == len(names):  # every row holds the same names: one group
+            groups[names[0]] = list(range(len(names)))
+            return
+        for i, key in enumerate(names):
+            group = groups.get(key)
+            if group is None:
+                groups[key] = [i]
+            else:
+                group.append(i)
+
     def column(self, name: str) -> tuple[list[int], list[float | None]]:
         """(row indices, values) of the rows holding `name`, in row order (values may be None)."""
         hit = self._columns.get(name)
@@ -56,9 +74,12 @@ class Batch:
             hit = ([], [])
         elif len(parts) == 1:
             hit = parts[0]
-        else:
-            merged = sorted((i, v) for idx, vals in parts for i, v in zip(idx, vals, strict=True))
-            hit = ([i for i, _ in merged], [v for _, v in merged])
+        else:  # the groups' rows interleave: place each value at its row, then keep the rows that hold one
+            slots: list[Any] = [_ABSENT] * len(self.rows)
+            for idx, vals in parts:
+                list(map(slots.__setitem__, idx, vals))  # C-level loop
+            held = list(map(is_not, slots, repeat(_ABSENT)))
+            hit = (list(compress(range(len(slots)), held)), list(compress(slots, held)))
         self._columns[name] = hit
         return hit
 
@@ -67,7 +88,8 @@ class Batch:
         cached = self._transpose.get(names)
         if cached is None:
             rows = self.rows
-            cached = [list(col) for col in zip(*(tuple(rows[i][1].values()) for i in idx), strict=True)]
+            picked = rows if len(idx) == len(rows) else map(rows.__getitem__, idx)  # one group: every row
+            cached = [list(col) for col in zip(*map(_VALUES, map(itemgetter(1), picked)), strict=True)]
             self._transpose[names] = cached
         return cached
 

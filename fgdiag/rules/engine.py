@@ -28,6 +28,7 @@ from fgdiag.diagnostic import Finding, Severity
 from fgdiag.facts import LN_100
 from fgdiag.rules import registry
 from fgdiag.rules.batch import Batch
+from fgdiag.rules.gates import Gates
 from fgdiag.rules.series import SeriesStore, finite, median
 
 Row = Mapping[str, float | None]
@@ -113,10 +114,14 @@ class RuleEngine:
         self.findings: list[Finding] = []
         self.target_results: list[dict[str, Any]] = []  # target points judged so far (checks append)
         self.judged: set[str] = set()
+        self.rows_seen = 0  # rows observed (a step logged again counts again): did training go on after X?
+        self.recoveries: list[dict[str, Any]] = []  # crashes the log trained on after (checks append)
         self.why_not: dict[str, str] = {}
         self.extra_not_judged: dict[str, str] = {}
         self.heavy = True  # window statistics are due on this row (every 5 % of a window, not every row)
-        self._open: dict[str, int] = {}  # episode key -> clear points seen (-1 while the condition holds)
+        gates = self.gates = Gates(self.params.clear_points)  # the episode gate, its methods on the engine
+        self.gate, self.gates_fire, self.apply_gates = gates.gate, gates.fire, gates.apply
+        self.close, self.is_open = gates.close, gates.is_open
         self._out: list[Finding] = []
         self._rules: dict[str, registry.Rule] = {}
         self._loss_steps: deque[int] = deque(maxlen=11)
@@ -212,30 +217,10 @@ class RuleEngine:
         self._raw = (m, raw)  # holds the row: an id() could be reused by the next row's dict
         return raw
 
-    # --- episode gate and reporting -----------------------------------------------------------------------
-    def gate(self, key: str, condition: bool, *, once: bool = False) -> bool:
-        """True when `condition` starts a new episode for `key`. An episode ends after `clear_points` clear
-        logging points; `once` keys never re-arm (first occurrence only: data problems, first NaN)."""
-        state = self._open.get(key)
-        if condition:
-            self._open[key] = -1
-            return state is None
-        if state is not None and not once:
-            state = (0 if state < 0 else state) + 1
-            if state >= self.params.clear_points:
-                del self._open[key]
-            else:
-                self._open[key] = state
-        return False
-
-    def close(self, key: str) -> None:
-        """End an episode at once (the condition can no longer hold)."""
-        self._open.pop(key, None)
-
-    def is_open(self, prefix: str) -> bool:
-        """An episode whose key starts with `prefix` is open (clear points still count): quick paths must
-        then let `observe` count them."""
-        return any(key.startswith(prefix) for key in self._open)
+    # --- routing and reporting -----------------------------------------------------------------------
+    def reroute(self) -> None:
+        """A check changed `every_row` outside `configure`: rows are routed afresh."""
+        self._routes.clear()
 
     def emit(
         self,
@@ -254,6 +239,28 @@ class RuleEngine:
         )
         self.findings.append(finding)
         self._out.append(finding)
+
+    def emit_heads(
+        self,
+        code: str,
+        found: list[tuple[str, str, Severity | None, dict[str, Any]]],
+        step: int,
+    ) -> None:
+        """One finding for what several heads show at the same step (the seed's region and hard-negative heads
+        share a cause): `found` holds (head, message, severity, evidence); messages that differ only by the
+        head's name read as one sentence naming the heads."""
+        if not found:
+            return
+        heads = [h for h, _m, _s, _e in found]
+        shapes = {m.replace(h, "{head}") for h, m, _s, _e in found}
+        if len(found) > 1 and len(shapes) == 1:
+            message = shapes.pop().replace("{head}", " and ".join(heads), 1).replace("{head}", "their")
+        else:
+            message = "; ".join(m for _h, m, _s, _e in found)
+        ranked = [s for _h, _m, s, _e in found if s is not None]
+        severity = None if len(ranked) < len(found) else max(ranked, key=lambda s: s.rank)
+        evidence = found[0][3] if len(found) == 1 else {"heads": heads, "per_head": [e for *_r, e in found]}
+        self.emit(code, message, step, severity=severity, evidence=evidence)
 
     def judge(self, *codes: str) -> None:
         """Mark codes as judged on this log (they leave the not-judged list)."""
@@ -286,20 +293,14 @@ class RuleEngine:
     def _clock_batch(self, rows: Sequence[tuple[int, Row]]) -> Batch:
         """Advance the run's clock over the rows; the batch records each row's clock and routing."""
         batch = Batch(rows)
-        steps, heavy, windows, intervals, groups = (
-            batch.steps,
-            batch.heavy,
-            batch.windows,
-            batch.intervals,
-            batch.groups,
-        )
+        steps, heavy, windows, intervals = batch.steps, batch.heavy, batch.windows, batch.intervals
         last, npoints, last_heavy = self.last_step, self.npoints, self._last_heavy
         loss_steps, row_steps = self._loss_steps, self._row_steps
         measured_at, interval = self._interval
         clock, start, w = self._clock, self._start, self._w
         version, loss = self._version, ev.LOSS
         stride = max(1, w // 20)
-        for i, (step, m) in enumerate(rows):
+        for step, m in rows:
             if step.__class__ is not int:
                 step = int(step)
             steps.append(step)
@@ -327,12 +328,7 @@ class RuleEngine:
             heavy.append(h)
             windows.append(w)
             intervals.append(interval)
-            names = tuple(m)
-            group = groups.get(names)
-            if group is None:
-                groups[names] = [i]
-            else:
-                group.append(i)
+        batch.group_rows()
         self.last_step, self.npoints, self._last_heavy = last, npoints, last_heavy
         self._interval, self._clock, self._start, self._w = (measured_at, interval), clock, start, w
         batch.start = start
@@ -342,6 +338,7 @@ class RuleEngine:
         """Feed rows in log order; returns the new findings (those of one `observe` per row, in order)."""
         if not rows:
             return []
+        self.rows_seen += len(rows)
         batch = self._clock_batch(rows)
         routes = {names: self._routes.get(names) or self._route(names) for names in batch.groups}
         routed: list[list[int]] = [[] for _ in self.checks]

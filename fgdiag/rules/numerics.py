@@ -1,9 +1,11 @@
-"""FGD7xx, numerics: docs, the static check of fp16 at logit scale 100 and the runtime check for the first
-non-finite loss part or gradient norm."""
+"""FGD7xx, numerics: docs, the static check of fp16 at logit scale 100, the runtime checks for the first
+non-finite loss part or gradient norm, a log that ends in a crash, and steps the fp16 loss scaler skipped."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 from fgdiag import events as ev
 from fgdiag.diagnostic import Finding
@@ -11,7 +13,7 @@ from fgdiag.facts import LN_100, LN_100_TOLERANCE
 from fgdiag.facts.run import RunFacts
 from fgdiag.facts.values import as_bool, as_float
 from fgdiag.rules.batch import Batch, all_finite
-from fgdiag.rules.engine import Check, Row
+from fgdiag.rules.engine import Check, Row, RuleEngine
 from fgdiag.rules.registry import get, register, runtime_check, static_check
 
 register(
@@ -23,6 +25,33 @@ register(
     why="transformers filters NaN losses out of its logs by default; fp16 overflows at scale 100.",
     example="{'loss': 0.0, 'grad_norm': nan}",
     fix="Use bf16 or fp32; find the first non-finite step and the loss part that produced it.",
+)
+
+register(
+    "FGD702",
+    "run-ended-in-crash",
+    "error",
+    what="The log ends in a crash: a traceback, CUDA out of memory, a kill signal or a non-zero exit status "
+    "after the last training line. A crash followed by a run that trains on (a retry in the same log) is "
+    "not this finding: the summary says `recovered`.",
+    why="The run did not finish: its checkpoints and metrics stop there, and a CI gate on `watch --once` "
+    "must fail.",
+    example="torch.OutOfMemoryError: CUDA out of memory ... at step 318 of 1000, then the launcher's "
+    "ChildFailedError",
+    fix="Read the crash message (the first one is the cause); for out-of-memory lower the batch per device "
+    "and raise the accumulation, or turn on gradient checkpointing; resume from the last checkpoint.",
+)
+register(
+    "FGD703",
+    "loss-scaler-skipping-steps",
+    "warning",
+    what="The fp16 loss scaler skipped more than 5 % of the optimizer steps (gradient overflow, `OVERFLOW! "
+    "... Skipping step`, DeepSpeed's `skipped=S`), beyond the first handful while the scale calibrates.",
+    why="A skipped step applies no update: at 20 % skipped the run trains a fifth less than planned, and a "
+    "scale pinned at its floor means the gradients overflow fp16 whatever the scale.",
+    example="[Rank 0] step=500, skipped=104 (loss scale 256, its floor)",
+    fix="Train in bf16 (or fp32); otherwise lower the learning rate, clip gradients, and check the logit "
+    "scales (fp16 overflows at exp(logit) > 65504).",
 )
 
 WATCHED = frozenset((ev.LOSS, *ev.LOSS_PARTS, ev.GRAD_NORM))
@@ -92,3 +121,91 @@ class NonFinite(Check):
             ):
                 return None
         return []
+
+
+@runtime_check
+class EndsInCrash(Check):
+    """FGD702: a crash event with no training row after it when the log ends; a crash that rows follow is a
+    recovery (kept in `engine.recoveries` for the summary)."""
+
+    codes = ("FGD702",)
+
+    def __init__(self, engine: RuleEngine) -> None:
+        super().__init__(engine)
+        self.pending: dict[str, Any] | None = None
+
+    def event(self, step: int, kind: str, data: Mapping[str, Any]) -> None:
+        if kind in (ev.EVENT_CRASH, ev.EVENT_OOM):
+            if self.pending is None:
+                self.pending = {"step": step, "kind": kind, "message": str(data.get("message", ""))}
+                self.every_row = True
+                self.engine.reroute()
+            self.engine.judge("FGD702")
+        elif kind == ev.EVENT_TRAIN_END:
+            self.engine.judge("FGD702")
+
+    def observe(self, step: int, m: Row) -> None:
+        crash = self.pending
+        if crash is None or step == crash["step"]:
+            return  # the row open when the crash came is not training after it
+        what = "CUDA out of memory" if crash["kind"] == ev.EVENT_OOM else "a crash"
+        self.engine.recoveries.append({"after": what, "step": crash["step"], "message": crash["message"]})
+        self.pending = None
+        self.every_row = False
+        self.engine.reroute()
+
+    def finish(self) -> None:
+        crash = self.pending
+        if crash is None:
+            return
+        what = "CUDA out of memory" if crash["kind"] == ev.EVENT_OOM else "a crash"
+        if self.engine.gate("FGD702", True, once=True):
+            self.engine.emit(
+                "FGD702",
+                f"the log ends in {what} at step {crash['step']} with no training after it: "
+                f"{crash['message'][:300]}",
+                crash["step"],
+                evidence={"step": crash["step"], "kind": crash["kind"]},
+            )
+
+
+@runtime_check
+class SkippedSteps(Check):
+    """FGD703: skipped optimizer steps (cumulative `skipped_steps`) above 5 % of the steps, the first
+    CALIBRATION ones excused."""
+
+    codes = ("FGD703",)
+    reads = (ev.SKIPPED_STEPS,)
+    SHARE = 0.05
+    CALIBRATION = 16  # halvings from DeepSpeed's initial scale 2^16 down to 1
+    MIN_EXTRA = 5
+    MIN_STEPS = 50
+
+    def __init__(self, engine: RuleEngine) -> None:
+        super().__init__(engine)
+        self.base: float | None = None
+
+    def observe(self, step: int, m: Row) -> None:
+        skipped = m.get(ev.SKIPPED_STEPS)
+        if skipped is None or not math.isfinite(skipped):
+            return
+        e = self.engine
+        if self.base is None:
+            self.base = min(skipped, self.CALIBRATION)
+        extra = skipped - self.base
+        if step < self.MIN_STEPS:
+            e.why("FGD703", f"fewer than {self.MIN_STEPS} optimizer steps")
+            return
+        e.judge("FGD703")
+        share = extra / step
+        scale = m.get(ev.LOSS_SCALE)
+        if e.gate("FGD703", extra >= self.MIN_EXTRA and share > self.SHARE, once=True):
+            at = f"; loss scale {scale:g}" if scale is not None else ""
+            e.emit(
+                "FGD703",
+                f"the fp16 loss scaler skipped {skipped:g} of {step} optimizer steps "
+                f"({100 * share:.1f} % beyond "
+                f"the first {self.base:g} while the scale calibrated){at}: those steps applied no update",
+                step,
+                evidence={"skipped": skipped, "steps": step, "share": share},
+            )

@@ -1,11 +1,13 @@
 """FGD5xx, optimizer, learning rates and gradients: docs, the static check of the planned learning rates and
-clipping, and the runtime check of gradient norms (spikes, a head's gradients dwarfing the towers')."""
+clipping, and the runtime checks of gradient norms (spikes, a head's gradients dwarfing the towers', a norm
+hundreds of times the clipping threshold on every logging step)."""
 
 from __future__ import annotations
 
 import bisect
 import math
 from collections import deque
+from operator import ne
 
 from fgdiag import events as ev
 from fgdiag.diagnostic import Finding
@@ -24,6 +26,22 @@ register(
     why="A randomly initialised head trained like the pretrained towers can blow up the first steps.",
     example="grad_norm 10x the median of the previous 100 steps",
     fix="Give new heads their own learning rate (--head_learning_rate) and keep max_grad_norm set.",
+)
+
+register(
+    "FGD502",
+    "gradient-scale",
+    "warning",
+    what="The logged gradient norm stays at least 100x max_grad_norm (1.0, the Trainer's default, unless the "
+    "log states it) on every logging step of the run (at least 5).",
+    why="Clipped on every step, each update has the clip's length whatever the gradient: the step size no "
+    "longer follows the loss. Norms hundreds of times the clip usually mean the loss was summed, not "
+    "averaged, over the gradient-accumulation steps (the fgclip-vad fork's custom training_step), which "
+    "multiplies every gradient by the accumulation count.",
+    example="{'loss': 2.9457, 'grad_norm': 1624.0} on every logging step with max_grad_norm 1.0 and "
+    "gradient_accumulation_steps 16",
+    fix="Divide the loss by gradient_accumulation_steps before backward (or use the Trainer's "
+    "training_step), then check the norms fall to the clip's order.",
 )
 
 HEAD_LR_RATIO = 10.0
@@ -201,3 +219,73 @@ class GradientNorms(Check):
     def _drop(self, value: float) -> None:
         if math.isfinite(value):
             del self.ordered[bisect.bisect_left(self.ordered, value)]
+
+
+@runtime_check
+class GradientScale(Check):
+    """FGD502 at the end of the log: the smallest logged grad norm >= FACTOR x max_grad_norm."""
+
+    codes = ("FGD502",)
+    reads = (ev.GRAD_NORM,)
+    FACTOR = 100.0
+    MIN_POINTS = 5
+    DEFAULT_CLIP = 1.0  # transformers.TrainingArguments.max_grad_norm
+
+    def __init__(self, engine: RuleEngine) -> None:
+        super().__init__(engine)
+        self.count = 0
+        self.low = math.inf
+        self.high = 0.0
+        self.last_step: int | None = None
+
+    def observe(self, step: int, m: Row) -> None:
+        gn = m.get(ev.GRAD_NORM)
+        if gn is None or not math.isfinite(gn):
+            return
+        if step != self.last_step:
+            self.count += 1
+        self.last_step = step
+        self.low, self.high = min(self.low, gn), max(self.high, gn)
+
+    def quick(self, batch: Batch, rows: list[int]) -> list[int] | None:
+        """Counts, minimum and maximum of the batch's finite norms (a step logged again: row by row)."""
+        idx, vals = batch.column(ev.GRAD_NORM)
+        steps = list(map(batch.steps.__getitem__, idx))
+        values = finite_values(vals)
+        if values is not vals:
+            kept = [(s, v) for s, v in zip(steps, vals, strict=True) if v is not None and math.isfinite(v)]
+            steps, values = [s for s, _ in kept], [v for _, v in kept]
+        if values:  # `observe` counts a step once (a step logged again is the same step)
+            self.count += (steps[0] != self.last_step) + sum(map(ne, steps[1:], steps))
+            self.low, self.high = min(self.low, min(values)), max(self.high, max(values))
+            self.last_step = steps[-1]
+        return []
+
+    def finish(self) -> None:
+        e = self.engine
+        if self.count < self.MIN_POINTS:
+            if self.count:
+                e.why("FGD502", f"fewer than {self.MIN_POINTS} logging steps with a grad_norm")
+            return
+        e.judge("FGD502")
+        stated = e.run_info.get("max_grad_norm")
+        clip = float(stated) if isinstance(stated, (int, float)) and stated > 0 else self.DEFAULT_CLIP
+        if self.low < self.FACTOR * clip or not e.gate("FGD502", True, once=True):
+            return
+        where = (e.run_info.get("facts_from") or {}).get("max_grad_norm")
+        said = (
+            f"max_grad_norm {clip:g} ({where})"
+            if stated
+            else f"max_grad_norm {clip:g} (the Trainer's default)"
+        )
+        accum = e.run_info.get("gradient_accumulation_steps")
+        hint = "the loss is probably summed, not averaged, over the gradient-accumulation steps"
+        if isinstance(accum, (int, float)) and accum > 1:
+            hint += f" (x{accum:g}: grad_norm / {accum:g} = {self.low / accum:.4g}-{self.high / accum:.4g})"
+        e.emit(
+            "FGD502",
+            f"grad_norm {self.low:.4g}-{self.high:.4g} on all {self.count} logging steps, "
+            f"{self.low / clip:.0f}-{self.high / clip:.0f}x {said}: every step is clipped; {hint}",
+            self.last_step if self.last_step is not None else 0,
+            evidence={"min": self.low, "max": self.high, "clip": clip, "points": self.count},
+        )

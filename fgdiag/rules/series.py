@@ -59,6 +59,15 @@ def median(values: Sequence[float]) -> float:
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
+def exp_or_inf(x: float) -> float:
+    """exp(x), inf where it overflows: logged or configured scales can be absurd (710, 1000) and a finding
+    must still be written (math.exp raises OverflowError above 709.78)."""
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return math.inf
+
+
 def finite(x: Any) -> TypeGuard[float]:
     """A real, finite number (not None, not NaN/inf, not a bool)."""
     try:

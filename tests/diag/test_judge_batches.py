@@ -5,12 +5,14 @@ the same log bytes fed whole, in random chunks and one byte at a time give the s
 from __future__ import annotations
 
 import json
+import math
 import random
 
 import pytest
-from judge_corpus import FAULTS, INFO, stream
+from judge_corpus import FAULTS, INFO, REGION, stream
 from logs_fixtures import hf_trainer_log, mojibake, openclip_log, our_log, vad_log
 
+from fgdiag import events as ev
 from fgdiag.render.summary import summary_dict
 from fgdiag.rules.engine import RuleEngine
 from fgdiag.session import LogSession, read_log
@@ -63,6 +65,32 @@ def test_judge_batches_repeated_steps_and_a_resume():
     reference = one_by_one(rows)
     assert batched(rows, [len(rows)]) == reference
     assert batched(rows, [3, 5, 1]) == reference
+
+
+def long_stream() -> list:
+    """Past the series' cap (2 x 4096 points): 9,000 steps, each logged twice (a second row of the same
+    step, as a dict line merged into a fork row), ln K on a third of them, the region at chance in the
+    middle, the loss rising at the end."""
+    rng = random.Random(0)
+    rows = []
+    for s in range(1, 9001):
+        row = {
+            ev.LOSS: 2.0 if s < 8000 else 2.0 + (s - 8000) / 200,
+            REGION: math.log(130) * (1.0 if 3000 < s < 5000 else 0.5) + rng.gauss(0, 0.01),
+            ev.GRAD_NORM: 1.0 + rng.random(),
+        }
+        if s % 3 == 0:
+            row[ev.head_metric(ev.CHANCE, "region")] = math.log(130)
+        rows += [(s, row), (s, {**row, ev.LOSS: row[ev.LOSS] + 0.01})]
+    return rows
+
+
+def test_judge_batches_past_the_series_cap_with_steps_logged_twice():
+    rows = long_stream()
+    reference = one_by_one(rows)
+    assert {"FGD601", "FGD605"} <= {code for code, *_ in reference[0]}
+    for sizes in ([len(rows)], [4097], [7, 300, 5000]):
+        assert batched(rows, sizes) == reference, sizes
 
 
 LOGS = {

@@ -54,7 +54,7 @@ def test_rules_kinds_consumers_iterate():
 NEW_RULE = """
 
 register(
-    "FGD702",
+    "FGD709",
     "loss-exploded",
     "error",
     what="The total loss above 1000.",
@@ -66,14 +66,14 @@ register(
 
 @runtime_check
 class LossExploded(Check):
-    codes = ("FGD702",)
+    codes = ("FGD709",)
     reads = (ev.LOSS,)
 
     def observe(self, step, m):
-        self.engine.judge("FGD702")
+        self.engine.judge("FGD709")
         loss = m.get(ev.LOSS)
-        if self.engine.gate("FGD702", loss is not None and loss > 1000):
-            self.engine.emit("FGD702", f"loss {loss} at step {step}", step)
+        if self.engine.gate("FGD709", loss is not None and loss > 1000):
+            self.engine.emit("FGD709", f"loss {loss} at step {step}", step)
 """
 
 
@@ -91,8 +91,8 @@ def test_rules_a_new_rule_is_one_class_in_one_family_file(tmp_path):
     )
     assert watch.returncode == 1, watch.stderr
     found = json.loads(watch.stdout)["findings"]
-    assert [(f["code"], f["step"]) for f in found] == [("FGD702", 3)]
+    assert [(f["code"], f["step"]) for f in found] == [("FGD709", 3)]
     explain = subprocess.run(
-        [*run, "explain", "FGD702"], capture_output=True, text=True, env=env, cwd=tmp_path
+        [*run, "explain", "FGD709"], capture_output=True, text=True, env=env, cwd=tmp_path
     )
     assert explain.returncode == 0 and "loss-exploded" in explain.stdout

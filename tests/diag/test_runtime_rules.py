@@ -41,6 +41,8 @@ def healthy(step: int) -> dict[str, float]:
         H(ev.LOGITS_MAX, "region"): 80.0,
         H(ev.LOGITS_STD, "region"): 9.0,
         H(ev.COS_STD, "region"): 0.09,
+        H(ev.LOSS_AT_MAX_SCALE, "region"): region,  # at the clamp: the loss the clamp scale gives
+        H(ev.HARDEST_GAP, "region"): 0.3,
         ev.MB_ACTIVE: 1.0 if bank else 0.0,
         ev.MB_FILL: 128.0 if bank else 0.0,
         ev.MB_SIZE: 128.0,
@@ -85,7 +87,7 @@ def test_runtime_rules_healthy_short_run_logging_every_10_steps():
 def test_runtime_rules_every_code_is_registered():
     rules = load_all()
     assert all(code in rules for code in codes_of("runtime"))
-    assert len(codes_of("runtime")) == 12
+    assert len(codes_of("runtime")) == 18
 
 
 def test_runtime_rules_fgd101_region_scale_at_clip_init():
@@ -130,10 +132,15 @@ def test_runtime_rules_fgd102_unclamped_and_saturated_flat():
 
 def test_runtime_rules_fgd103_frozen_scale_below_clamp():
     def frozen(step, row):
-        row[H(ev.LOGIT_SCALE, "region")] = 4.59375  # bf16 parameter: Adam's tiny steps never change it
+        row[H(ev.LOGIT_SCALE, "region")] = 4.0
 
     hits = [f for f in run(frozen)[0] if f.code == "FGD103"]
     assert len(hits) == 1 and hits[0].step == 80  # a quarter of the 300 planned steps after its first value
+
+    def bf16_ln100(step, row):
+        row[H(ev.LOGIT_SCALE, "region")] = 4.59375  # ln 100 as bf16 stores it: at the clamp, where it belongs
+
+    assert "FGD103" not in codes(run(bf16_ln100)[0])
 
 
 def test_runtime_rules_fgd103_not_judged_when_lr_is_zero():
@@ -217,14 +224,21 @@ def test_runtime_rules_fgd601_at_chance_uses_k_per_step():
     assert hits[0].severity is Severity.ERROR
 
 
-def test_runtime_rules_fgd601_candidates_from_run_info_or_not_judged():
-    def no_k(step, row):
-        del row[H(ev.CANDIDATES, "region")], row[H(ev.CHANCE, "region")]
-        row[REGION] = math.log(8) * 0.995
+def test_runtime_rules_fgd601_candidates_from_run_info_inferred_or_not_judged():
+    def no_k(level):
+        def change(step, row):
+            del row[H(ev.CANDIDATES, "region")], row[H(ev.CHANCE, "region")]
+            row[REGION] = level
 
-    hits = [f for f in run(no_k, info={**INFO, "candidates": 8})[0] if f.code == "FGD601"]
-    assert len(hits) == 1
-    found, engine = run(no_k)
+        return change
+
+    given = run(no_k(math.log(8) * 0.995), info={**INFO, "candidates": 8})[0]
+    hits = [f for f in given if f.code == "FGD601"]
+    assert len(hits) == 1 and "given (--candidates)" in hits[0].message
+    # nobody printed K, but the loss sits on ln 8 to half a percent all run: K = 8, said so
+    hits = [f for f in run(no_k(math.log(8) * 0.995))[0] if f.code == "FGD601"]
+    assert len(hits) == 1 and "K = 8 inferred" in hits[0].message
+    found, engine = run(no_k(0.9))  # 30 % above ln 2, 18 % below ln 3: no K to infer
     assert "FGD601" not in codes(found)
     reasons = {n["code"]: n["reason"] for n in engine.not_judged()}
     assert "no candidate count in this log; pass --candidates" in reasons["FGD601"]
@@ -240,6 +254,7 @@ def test_runtime_rules_fgd602_above_chance():
 
 def test_runtime_rules_fgd603_collapse():
     def collapse(step, row):
+        del row[H(ev.LOGITS_MIN, "region")], row[H(ev.LOGITS_MAX, "region")]  # only the spread is logged
         if step >= 100:
             row[H(ev.COS_STD, "region")] = 0.001
 

@@ -53,7 +53,8 @@ def test_watch_once_json_error_finding_exit_1(tmp_path):
 
 
 def test_watch_not_judged_says_what_to_pass(tmp_path):
-    text = "\n".join(f"[fgdiag] step {s} | loss 1.0000 | region 1.3800" for s in range(5, 200, 5)) + "\n"
+    # 1.45 sits on no ln n (4.6 % above ln 4): nothing to infer K from
+    text = "\n".join(f"[fgdiag] step {s} | loss 1.0000 | region 1.4500" for s in range(5, 200, 5)) + "\n"
     data = json.loads(cli(str(write(tmp_path, text)), "--json").output)
     reasons = " ".join(n["reason"] for n in data["not_judged"])
     assert "no candidate count in this log; pass --candidates" in reasons

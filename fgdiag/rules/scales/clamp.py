@@ -13,7 +13,7 @@ from fgdiag.rules.batch import Batch, finite_values
 from fgdiag.rules.engine import Check, Row
 from fgdiag.rules.registry import get, register, runtime_check, static_check
 from fgdiag.rules.scales.names import CLAMP_TOLERANCE, RAW, RAW_EXP, SCALE_READS
-from fgdiag.rules.series import SERIES_CAP
+from fgdiag.rules.series import SERIES_CAP, exp_or_inf
 
 register(
     "FGD102",
@@ -93,7 +93,7 @@ class ScaleAtClamp(Check):
                 e.emit(
                     "FGD102",
                     f"{head} logit scale {value:.6f} (exp {math.exp(min(value, 50)):.2f}) is above the clamp "
-                    f"{clamp:.4f} (exp {math.exp(min(clamp, 700.0)):.2f}): the scale is not clamped",
+                    f"{clamp:.4f} (exp {exp_or_inf(clamp):.2f}): the scale is not clamped",
                     step,
                     severity=Severity.ERROR,
                     evidence={"head": head, "raw": value, "clamp": clamp},

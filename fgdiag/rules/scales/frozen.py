@@ -10,6 +10,7 @@ from typing import Any
 
 from fgdiag import events as ev
 from fgdiag.diagnostic import Finding
+from fgdiag.facts import is_ln100
 from fgdiag.facts.run import RunFacts
 from fgdiag.rules.batch import Batch, finite_values
 from fgdiag.rules.engine import Check, Row
@@ -108,6 +109,7 @@ class ScaleFrozenOrDecaying(Check):
             if finite(lr) and lr > 0:
                 self.lr_positive = True
         clamp, need = e.clamp(), self._need()
+        found: list = []
         for head in ev.HEADS:
             value = m.get(RAW[head])
             if value is None or not math.isfinite(value):
@@ -120,19 +122,18 @@ class ScaleFrozenOrDecaying(Check):
                 continue
             e.judge("FGD103")
             lr_pos = self.lr_positive or not self.lr_seen
-            frozen = head not in self.moved and first[1] < clamp - self.CLAMP_TOL and lr_pos
+            frozen = head not in self.moved and not self._at_clamp(first[1], clamp) and lr_pos
             if e.gate(f"FGD103/frozen/{head}", frozen, once=True):
-                e.emit(
-                    "FGD103",
+                message = (
                     f"{head} logit scale has not moved from {first[1]:.6f} in {step - first[0]} optimizer "
                     "steps below the clamp with lr > 0: it is frozen, missing from the optimizer or stored "
-                    "in bf16",
-                    step,
-                    evidence={"head": head, "raw": first[1], "steps": step - first[0]},
+                    "in bf16"
                 )
+                found.append((head, message, None, {"head": head, "raw": first[1], "steps": step - first[0]}))
             if step <= e.start or not e.heavy or e.run_info.get("logit_scales_weight_decay") == 0:
                 continue  # a scale the optimizer does not decay may fall: that is the gradient
             self._decay(step, head)
+        e.emit_heads("FGD103", found, step)
 
     def quick(self, batch: Batch, rows: list[int]) -> list[int] | None:
         """Settled in bulk when no head can be frozen in this batch (it moved before, sits at the clamp or
@@ -146,7 +147,7 @@ class ScaleFrozenOrDecaying(Check):
                 continue
             lives[head] = live
             first = self.first.get(head) or (live[0][0], live[1][0])
-            if head in self.moved or first[1] >= clamp - self.CLAMP_TOL or e.is_open(f"FGD103/frozen/{head}"):
+            if head in self.moved or self._at_clamp(first[1], clamp) or e.is_open(f"FGD103/frozen/{head}"):
                 continue
             tol = self.FROZEN_TOL
             moves = next((j for j, v in enumerate(live[1]) if abs(v - first[1]) >= tol), len(live[1]))
@@ -174,6 +175,11 @@ class ScaleFrozenOrDecaying(Check):
             return []
         heavy, start = batch.heavy, batch.start
         return [i for i in rows if heavy[i] and steps[i] > start]
+
+    def _at_clamp(self, value: float, clamp: float) -> bool:
+        """At the clamp, or at ln 100 as bf16 stores it (4.59375) when the clamp is ln 100: a bf16 scale there
+        is where it should be, and too coarse for small updates to move it (the fork's heads)."""
+        return value >= clamp - self.CLAMP_TOL or (is_ln100(clamp) and is_ln100(value))
 
     def _need(self) -> int:
         """Optimizer steps a scale must stay put to count as frozen: 100, or a quarter of a shorter run."""

@@ -3,8 +3,6 @@ configuration, in a model directory, or in a log."""
 
 from __future__ import annotations
 
-import math
-
 from fgdiag.diagnostic import Finding, Severity
 from fgdiag.facts import (
     CLIP_FROM_SCRATCH_SCALE,
@@ -22,6 +20,7 @@ from fgdiag.rules.batch import Batch
 from fgdiag.rules.engine import Check, Row
 from fgdiag.rules.registry import get, register, runtime_check, static_check
 from fgdiag.rules.scales.names import HEAD_GAP, RAW, SCALE_READS
+from fgdiag.rules.series import exp_or_inf
 
 register(
     "FGD101",
@@ -38,13 +37,8 @@ register(
 )
 
 
-def _e(raw: float) -> float:
-    """exp(raw) for a message; a raw scale past 700 (a corrupt log, a typo) reads as ~1e304, not an error."""
-    return math.exp(min(raw, 700.0))
-
-
 def _exp(raw: float) -> str:
-    return f"exp {_e(raw):.4g}"
+    return f"exp {exp_or_inf(raw):.4g}"
 
 
 # --- static ------------------------------------------------------------------------------------------------
@@ -71,7 +65,8 @@ def head_scales(facts: RunFacts) -> list[Finding]:
             get("FGD101").finding(
                 f"{SCALE_LABELS[head]} logit scale initialised at {value:.5g} ({_exp(value)}; {why}) while "
                 f"fine-tuning from {origin} whose logit_scale is {ref:.5g} ({_exp(ref)}; {src.origin}): its "
-                f"logits span only +-{_e(value):.3g} against +-{_e(ref):.3g} for the global head",
+                f"logits span only +-{exp_or_inf(value):.3g} against +-{exp_or_inf(ref):.3g} for the global "
+                "head",
                 location=field.location,
                 evidence={"head": head, "init": value, "source_scale": ref},
             )
@@ -118,6 +113,7 @@ class ScaleAtInit(Check):
         if glob is None:
             before = e.tail(RAW[GLOBAL], 1)[1]
             glob = before[0] if before else None
+        found: list = []
         for head in (REGION, HARDNEG):
             value = raw.get(head)
             if value is None:
@@ -127,27 +123,23 @@ class ScaleAtInit(Check):
             if glob is not None and at_init and is_ln100(glob):
                 message = (
                     f"{head} logit scale {value:.6f} is CLIP's from-scratch init ln(1/0.07) while the global "
-                    f"scale is {glob:.4f} (ln 100): the {head} logits span only +-{_e(value):.1f}"
+                    f"scale is {glob:.4f} (ln 100): the {head} logits span only +-{exp_or_inf(value):.1f}"
                 )
             elif glob is not None and abs(value - glob) > HEAD_GAP:
                 message = (
                     f"{head} logit scale {value:.4f} is {abs(value - glob):.2f} apart from the global scale "
-                    f"{glob:.4f} in log space (exp {_e(value):.1f} vs {_e(glob):.1f})"
+                    f"{glob:.4f} in log space (exp {exp_or_inf(value):.1f} vs {exp_or_inf(glob):.1f})"
                 )
             elif glob is None and at_init:
                 message = (
                     f"{head} logit scale {value:.6f} is CLIP's from-scratch init ln(1/0.07) (exp "
-                    f"{_e(value):.2f}); the global scale is not in this log, check it is not at ln 100"
+                    f"{exp_or_inf(value):.2f}); the global scale is not in this log, check it is not at "
+                    "ln 100"
                 )
                 severity = Severity.WARNING
             if e.gate(f"FGD101/{head}", message is not None) and message:
-                e.emit(
-                    "FGD101",
-                    message,
-                    step,
-                    severity=severity,
-                    evidence={"head": head, "raw": value, "global": glob},
-                )
+                found.append((head, message, severity, {"head": head, "raw": value, "global": glob}))
+        e.emit_heads("FGD101", found, step)
 
     def quick(self, batch: Batch, rows: list[int]) -> list[int] | None:
         """Nothing near CLIP's init and every head within HEAD_GAP of every global value: nothing fires."""

@@ -1,0 +1,102 @@
+"""`HfRuns`: runs of canonical Trainer logging steps read a chunk at a time instead of a line at a time.
+
+A Trainer log captured to a file is mostly one unit repeated: a line of `\\r`-separated tqdm redraws, the
+dict line, then lines that carry nothing (a warning printed every step, a blank line). Once the per-line path
+has learned the dict line's layout (`HfParser.recent`) and the training bar's total, one regex finds such
+units in a buffer; a run of units that follow each other is applied column-wise: the values go through
+`map(float, ...)`, the rows straight to the sink. Each unit gives exactly what the per-line path gives
+(`bars` then `dict_line`, the other lines counted); whatever deviates (a bar going back, unsorted redraws,
+another layout, a line that may carry state, `--logging-steps`) is left to the per-line path. A test reads
+logs both ways and compares rows, events and counters.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from itertools import islice
+from typing import Any
+
+from fgdiag.logs.hf import HfParser, Layout
+from fgdiag.logs.sink import LogSink
+
+REDRAWS = 4  # redraws on one line the unit regex accepts (more: the per-line path)
+# one redraw of the training bar (a subset of what `hf.BARS_LINE_RE` accepts), the total fixed per pattern
+_BAR = r" *\d+%\|[^|\r\n]*+\| *(\d+)/{total} \[[^\[\]\r\n|]{{0,80}}(?:it/s|s/it)[^\[\]\r\n|]{{0,20}}\]"
+Gap = Callable[[str], tuple[int, int, int] | None]
+
+
+class HfRuns:
+    """Finds canonical units in a buffer (`pattern`) and applies runs of them (`apply`)."""
+
+    def __init__(self, hf: HfParser, sink: LogSink) -> None:
+        self.hf = hf
+        self.sink = sink
+        self._key: tuple[Layout, int] | None = None
+        self._re: re.Pattern[str] | None = None
+        self._names: list[str] = []
+
+    def pattern(self) -> re.Pattern[str] | None:
+        """The unit regex for the layout and bar seen last; None until both are known (or with a fixed
+        logging_steps, whose step arithmetic stays on the per-line path)."""
+        hf = self.hf
+        layout, total = hf.recent, hf.bar_total
+        if layout is None or layout.names is None or layout.end or total is None or hf.logging_steps:
+            return None
+        if self._key is None or self._key[0] is not layout or self._key[1] != total:
+            bar = _BAR.format(total=total)
+            first, more = rf"\r{bar}", rf"(?:\r{bar})?" * (REDRAWS - 1)
+            dict_re = layout.regex.pattern
+            gap = r"((?:[^\r\n{][^\n]*+\n|\n)*+)"  # lines that are neither bars nor dicts (checked in apply)
+            self._re = re.compile(rf"{first}{more}\n{dict_re}\n{gap}")
+            self._key, self._names = (layout, total), list(layout.names)
+        return self._re
+
+    def ready(self) -> bool:
+        """No state is held that a unit's `settle`/`at` would change beyond what `apply` does."""
+        sink, hf = self.sink, self.hf
+        return (
+            sink.pure_put_row()
+            and hf.bar_n == sink.step == sink.max_step == hf.last_step
+            and (sink.announced is None or sink.announced <= sink.step)
+        )
+
+    def apply(self, units: list[tuple[Any, ...]], first: int, gap: Gap) -> tuple[int, int, int, int]:
+        """Apply units[first:] of a contiguous run (each `match.groups()`) while they are canonical;
+        `gap(text)` gives (lines, blank, unparsed) for the lines after a dict line, None when one may carry
+        state. Returns (units applied, lines, blank, unparsed): 0 units when the first must take the
+        per-line path."""
+        if first >= len(units) or not self.ready():
+            return 0, 0, 0, 0
+        prev = self.sink.step
+        lasts: list[int] = []
+        lines = blank = unparsed = 0
+        known: dict[str, tuple[int, int, int] | None] = {}
+        for g in islice(units, first, None):
+            ns = [int(n) for n in g[:REDRAWS] if n is not None]
+            last = ns[-1]
+            if last <= prev or (len(ns) > 1 and ns != sorted(ns)):
+                break  # the bar did not move past the last step, or went back within the line
+            text = g[-1]
+            counts = known.get(text, ...)
+            if counts is ...:
+                counts = known[text] = gap(text)
+            if counts is None:
+                break
+            lasts.append(last)
+            lines += 2 + counts[0]
+            blank += counts[1]
+            unparsed += counts[2]
+            prev = last
+        k = len(lasts)
+        if not k:
+            return 0, 0, 0, 0
+        names, nv = self._names, len(self._names)
+        columns = list(zip(*units[first : first + k], strict=True))[REDRAWS : REDRAWS + nv]
+        values = zip(*(map(float, col) for col in columns), strict=True)
+        rows = [dict(zip(names, v, strict=True)) for v in values]
+        self.sink.put_rows(lasts, rows)
+        hf = self.hf
+        hf.bar_n = hf.last_step = lasts[-1]
+        hf.dict_lines += k
+        return k, lines, blank, unparsed

@@ -1,0 +1,240 @@
+"""Units read in bulk give exactly what the per-line path gives: runs of Trainer steps (`HfRuns`) and of the
+fork's optimizer steps (`VadSteps`) yield the same rows, events, counters and findings whatever the chunking,
+also when the log deviates from the canonical unit (a resumed bar, unsorted redraws, an eval dict, lines that
+carry state between the steps, a missing or unparsable line); rows stored in bulk (`RowStore.add_rows`) are
+thinned as one `add` per row would."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import pytest
+
+from fgdiag.logs.reader import LogReader
+from fgdiag.render.summary import summary_dict
+from fgdiag.session import LogSession
+
+WARNING = "/site-packages/torch/utils/checkpoint.py:464: UserWarning: please pass use_reentrant explicitly."
+
+
+def bar(n: int, total: int) -> str:
+    pct = 100 * n // total
+    return f"{pct:3d}%|{'█' * (pct // 10):<10}| {n}/{total} [01:00<01:24,  1.66it/s]"
+
+
+def trainer_log(steps: int, *, odd: bool, seed: int = 0) -> str:
+    """Trainer stdout captured to a file (a dict line every 4th line); `odd` mixes in deviations."""
+    rng, total, out = random.Random(seed), steps + 5, ["***** Running training *****"]
+    step = 0
+    for i in range(steps):
+        step += 1
+        if odd and i == steps // 2:
+            step -= 30  # resumed from an earlier checkpoint: the bar goes back
+        ns = [max(0, step - k) for k in (2, 1, 0)]
+        if odd and i % 37 == 5:
+            ns = [ns[2], ns[0], ns[1]]  # redraws out of order
+        out.append("\r" + "\r".join(bar(n, total) for n in ns))
+        loss = 2.5 - i / steps + rng.gauss(0, 0.05)
+        out.append(
+            f"{{'loss': {loss:.4f}, 'grad_norm': {rng.uniform(0.5, 3):.4f}, 'learning_rate': "
+            f"{5e-5 * (1 - i / steps):.4e}, 'epoch': {i / steps:.2f}}}"
+        )
+        out += [WARNING, ""]
+        if odd and i % 41 == 7:
+            out.append(f"{{'eval_loss': {loss + 0.1:.4f}, 'eval_runtime': 1.5, 'epoch': {i / steps:.2f}}}")
+        if odd and i % 53 == 11:
+            out.append("=" * 40)
+        if odd and i % 59 == 13:
+            out.append(f"grad_norm: {rng.uniform(0.5, 3):.3f}")  # a generic metric line between units
+        if odd and i % 67 == 17:
+            out.append(f"[fgdiag] step {step + 1} loss={loss:.4f}")
+        if odd and i % 71 == 19:
+            out.append(f"{{'loss': {loss:.4f}, 'learning_rate': nan, 'epoch': {i / steps:.2f}}}")
+    out.append("{'train_runtime': 40.2, 'train_samples_per_second': 1.9, 'train_loss': 2.1, 'epoch': 1.0}")
+    return "\n".join(out) + "\n"
+
+
+def read(data: bytes, *, fast: bool, chunks: list[int]) -> tuple:
+    reader = LogReader(fast=fast)
+    out: list = []
+    i = 0
+    while i < len(data):
+        n = chunks[i % len(chunks)]
+        reader.feed(data[i : i + n])
+        out += reader.drain_ordered()
+        i += n
+    reader.flush(final=True)
+    out += reader.drain_ordered()
+    return (
+        repr(out),  # NaN values compare by their text
+        reader.lines,
+        reader.blank,
+        reader.unparsed,
+        reader.malformed,
+        sorted(reader.formats),
+        reader.notes,
+        reader.run_info,
+    )
+
+
+@pytest.mark.parametrize("odd", [False, True])
+def test_hf_runs_same_rows_events_and_counts_as_the_line_path(odd):
+    data = trainer_log(3000, odd=odd).encode()
+    slow = read(data, fast=False, chunks=[1 << 22])
+    assert slow[0].count("('row', ") > 2900
+    rng = random.Random(odd)
+    for chunks in ([1 << 22], [1 << 14], [rng.randint(1, 9000) for _ in range(30)]):
+        assert read(data, fast=True, chunks=chunks) == slow
+
+
+def test_hf_runs_take_the_bulk_of_a_canonical_log():
+    """The bulk path is what reads a canonical log (not the per-line path with the same result)."""
+    reader = LogReader()
+    calls = []
+    apply = reader.runs.apply
+    reader.runs.apply = lambda *args: calls.append(r := apply(*args)) or r  # type: ignore[method-assign]
+    reader.feed(trainer_log(3000, odd=False).encode())
+    assert sum(k for k, *_ in calls) > 2500
+
+
+def test_hf_runs_same_summary_and_findings(tmp_path):
+    data = trainer_log(2000, odd=True).encode()
+
+    def summary(fast: bool) -> str:
+        session = LogSession(str(tmp_path / "t.log"))
+        session.reader.fast = fast
+        for i in range(0, len(data), 5000):
+            session.feed(data[i : i + 5000])
+        session.flush(final=True)
+        return json.dumps(summary_dict(session.result()), sort_keys=True)
+
+    assert summary(True) == summary(False)
+
+
+def test_row_store_add_rows_thins_like_one_add_per_row():
+    """Rows stored in bulk (`add_rows`) keep the same rows, counts and latest values as one `add` each, past
+    the cap where thinning starts, with missing values and a step seen again."""
+    from fgdiag.logs.store import RowStore
+
+    rng = random.Random(3)
+    items = [
+        (s, {"loss": rng.random(), "grad_norm": None if s % 7 == 0 else rng.random()}) for s in range(300)
+    ]
+    items.insert(150, (149, {"learning_rate": 1e-4}))  # a step logged again merges into its row
+    one, bulk = RowStore(cap=40), RowStore(cap=40)
+    for step, row in items:
+        one.add(step, dict(row))
+    for i in range(0, len(items), 37):
+        bulk.add_rows([(s, dict(r)) for s, r in items[i : i + 37]])
+    assert one.thinned > 100
+    assert (bulk.rows, bulk.latest, bulk.count, bulk.thinned) == (
+        one.rows,
+        one.latest,
+        one.count,
+        one.thinned,
+    )
+
+
+def diag_block(step: int) -> list[str]:
+    return [
+        "[DIAG] Region batch diagnostics:",
+        "  - valid_count=4 | bbox_batch_size=4",
+        "  - img_norms: min=1.0000, max=1.0000, mean=1.0000, std=0.0000, has_nan=False",
+        "  - txt_norms: min=1.0000, max=1.0000, mean=1.0000, std=0.0000, has_nan=False",
+        f"  - logits_i2t: min=-3.0000, max={40 + step % 9}.0000, mean=20.0000, std=12.5000, has_nan=False",
+        "  - logit_scale (finegrained): 4.605200 (exp=100.0000)",
+        f"  - memory_bank: ptr={(16 * step) % 128}, full=True, size=128",
+        "  - any_nan=False, any_inf=False",
+    ]
+
+
+def fork_log(steps: int, *, odd: bool, seed: int = 0) -> str:
+    """The fork's trainer output: four lines per optimizer step, a [DIAG] block every 16 steps; `odd` mixes
+    in deviations (a missing or unparsable line, region 0.0, no LR, a bank switched on late, a stray bar)."""
+    rng, out = random.Random(seed), ["[Memory Bank] 队列大小: 128, 当前指针: 0"]
+    total = steps + 3
+    for s in range(steps):
+        region = 0.0 if odd and s % 29 == 3 else max(0.05, 4.8 - 4 * s / steps + rng.gauss(0, 0.1))
+        loss = 1.4 + 0.5 * region
+        queued = 0 if odd and s < 40 else 128
+        if s % 16 == 0:
+            out += diag_block(s)
+        head = "finegraind" if odd and s % 31 == 4 else "finegrained"
+        if not (odd and s % 43 == 9):
+            out.append(f"logit_scale ({head}): {4.6 - s / 1e4:.6f} (exp={math.exp(4.6 - s / 1e4):.4f})")
+        out.append(
+            f"[ACCUMULATED] Total: {loss:.4f} | Global: 1.4000 | Region: {region:.4f} | HardNeg: 0.0000"
+        )
+        lr = "" if odd and s % 37 == 6 else f" | LR: {4e-7 * (1 - s / steps):.2e}"
+        step = s + 1 if odd and s % 47 == 12 else s
+        bar_total = total + 1 if odd and s % 53 == 14 else total
+        out.append(
+            f"\r{bar(s + 1, bar_total)}[ACCUMULATED][Epoch 0][Step {step}][Batch {8 * (s + 1)}] AvgLoss: "
+            f"{loss:.6f} | Global: 1.400000 | Region: {region:.6f} | Hard: 0.000000 | MB: {queued}/128 ✓"
+            f"{lr} | Time: 0.77s"
+        )
+        if odd and s == 40:
+            out.append("[Memory Bank] ✅ 已启用 @ training_step 320")
+        if odd and s % 59 == 20:
+            out.append("[MB-FORWARD] broken line")
+        else:
+            out.append(
+                f"[MB-FORWARD] 使用{queued}个历史负样本 | Batch内: {4 + s % 3} | "
+                f"总负样本: {queued + 4 + s % 3}"
+            )
+    return "\n".join(out) + "\n"
+
+
+@pytest.mark.parametrize("odd", [False, True])
+def test_vad_steps_same_rows_events_and_counts_as_the_line_path(odd):
+    data = fork_log(3000, odd=odd).encode()
+    slow = read(data, fast=False, chunks=[1 << 22])
+    assert slow[0].count("('row', ") > 2900
+    rng = random.Random(odd)
+    for chunks in ([1 << 22], [1 << 14], [rng.randint(1, 9000) for _ in range(30)]):
+        assert read(data, fast=True, chunks=chunks) == slow
+
+
+def test_vad_steps_take_the_bulk_of_a_fork_log(tmp_path):
+    reader = LogReader()
+    calls = []
+    apply = reader.steps.apply
+    reader.steps.apply = lambda *args: calls.append(r := apply(*args)) or r  # type: ignore[method-assign]
+    reader.feed(fork_log(3000, odd=False).encode())
+    assert sum(k for k, *_ in calls) > 2500
+    data = fork_log(2000, odd=True).encode()
+
+    def summary(fast: bool) -> str:
+        session = LogSession(str(tmp_path / "f.log"))
+        session.reader.fast = fast
+        for i in range(0, len(data), 5000):
+            session.feed(data[i : i + 5000])
+        session.flush(final=True)
+        return json.dumps(summary_dict(session.result()), sort_keys=True)
+
+    assert summary(True) == summary(False)
+
+
+@pytest.mark.parametrize("odd", [False, True])
+def test_row_store_thinning_keeps_the_loss_envelope(odd):
+    """Thinned many times over (floats in C, or NaN, None and ints on the row-by-row path), the store keeps
+    the extremes of the loss, the newest quarter of its cap, and counts every row it dropped."""
+    from fgdiag.logs.store import RowStore
+
+    rng = random.Random(odd)
+    store = RowStore(cap=64)
+    losses = {}
+    for s in range(2000):
+        v = round(rng.random(), 2)  # ties are common
+        if odd and s % 13 == 0:
+            v = rng.choice([float("nan"), None, 3])
+        losses[s] = v
+        store.add(s, {"loss": v})
+    finite = {s: v for s, v in losses.items() if isinstance(v, float) and v == v}
+    assert min(finite.values()) == min(v for s, v in finite.items() if s in store.rows)
+    assert max(finite.values()) == max(v for s, v in finite.items() if s in store.rows)
+    assert all(s in store.rows for s in range(2000 - 16, 2000))
+    assert len(store.rows) + store.thinned == store.count == 2000
+    assert len(store.rows) <= 64
