@@ -6,7 +6,9 @@ Per arm and seed: region loss at each checkpoint (the logging step's value, and 
 last max(2 logging intervals, 10 % of the step) steps), candidates K, the step the bank switched on, wall
 time, and whether each target of the `embedded` and `ucf` profiles is met. For the seed arm it also prints
 what the runtime diagnostics show in its first 50 steps (loss / ln K, logits range, the positive-negative
-gap, the loss floor the temperature allows), the numbers a rule can flag it from.
+gap, the loss floor the temperature allows), the numbers a rule can flag it from; and for both arms the
+run-based temperature signal over the first 50 steps: each head's loss next to the loss its own logits give
+at the clamp scale (`loss_at_max_scale`), and the gap to the hardest negative in cosine units.
 
     python benchmarks/embedded_profile.py --seeds 0 1 2 [--steps 400] [--sequential]
 """
@@ -25,6 +27,7 @@ from pathlib import Path
 
 CHECKPOINTS = (50, 100, 200, 400)
 EARLY = ("loss_over_chance", "logits_min", "logits_max", "pos_logit_mean", "neg_logit_mean", "loss_floor")
+SIGNAL = ("head_loss", "loss_at_max_scale", "hardest_gap")  # first 50 steps, both arms, region and hardneg
 
 
 def _events(out: Path) -> tuple[dict[int, dict], list[dict]]:
@@ -62,8 +65,12 @@ def summarise(arm: str, seed: int, out: Path, wall: float, interval: int) -> dic
         row[f"loss@{step}"] = round(m.get("head_loss/region", math.nan), 3)
         row[f"smoothed@{step}"] = round(smoothed(metrics, step, interval), 3)
         row[f"K@{step}"] = round(m.get("candidates/region", math.nan), 1)
+    early = [m for s, m in sorted(metrics.items()) if s <= 50]
+    for head in ("region", "hardneg"):
+        for name in SIGNAL:
+            vals = [m[f"{name}/{head}"] for m in early if math.isfinite(m.get(f"{name}/{head}", math.nan))]
+            row[f"first50 {name}/{head}"] = round(statistics.fmean(vals), 4) if vals else None
     if arm == "seed":
-        early = [m for s, m in sorted(metrics.items()) if s <= 50]
         for name in EARLY:
             vals = [m[f"{name}/region"] for m in early if f"{name}/region" in m]
             row[f"first50 {name}"] = [round(min(vals), 3), round(max(vals), 3)] if vals else None
@@ -98,8 +105,8 @@ def run_arms(seed: int, steps: int, tmp: Path, sequential: bool) -> list[tuple[s
 
 def verdicts(row: dict, profile) -> dict[str, bool]:
     out = {}
-    for cp in profile.checkpoints:
-        value = row.get(f"smoothed@{cp.step}")
+    for cp in profile.points:
+        value = row.get(f"smoothed@{cp.step}") if cp.metric == "head_loss/region" else None
         if value is not None and math.isfinite(value):
             out[f"{profile.name} {cp.describe()}"] = cp.passes(value)
     return out
@@ -149,6 +156,21 @@ def markdown(rows: list[dict]) -> str:
         lines.append(f"\n{arm}: worst seed " + json.dumps(worst) + ", best seed " + json.dumps(best))
     walls = [r["wall_s"] for r in rows]
     lines.append(f"median wall per arm: {statistics.median(walls)} s")
+    lines += ["", "Temperature signal, mean over the logging steps <= 50:", signal_table(rows)]
+    return "\n".join(lines)
+
+
+def signal_table(rows: list[dict]) -> str:
+    """Per arm and seed: head loss vs loss at the clamp scale, and the hardest gap, region and hardneg."""
+    heads = ("region", "hardneg")
+    cols = [f"{h} loss / at max scale / hardest gap" for h in heads]
+    lines = ["| arm | seed | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
+    for r in rows:
+        cells = []
+        for h in heads:
+            vals = [r.get(f"first50 {n}/{h}") for n in SIGNAL]
+            cells.append(" / ".join("-" if v is None else f"{v:.3f}" for v in vals))
+        lines.append(f"| {r['arm']} | {r['seed']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

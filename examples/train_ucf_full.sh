@@ -3,6 +3,8 @@
 #   NUM_GPUS=4 DATA=/data/ucf/ucf_fgclip_train_with_timestamps_en.json VIDEOS=/data/ucf bash examples/train_ucf_full.sh
 #   DEEPSPEED=1 ... adds ZeRO-2 (examples/zero2.json).
 # Check it before step 0:  fgdiag check-config examples/train_ucf_full.sh
+# --logging_nan_inf_filter false: transformers' default checks every micro-batch's loss with torch.isnan/isinf
+# (2 host syncs each) and logs the running mean in place of a NaN; the diagnostics want to see the NaN.
 set -euo pipefail
 NUM_GPUS=${NUM_GPUS:-1}
 MODEL=${MODEL:-openai/clip-vit-base-patch32}
@@ -40,6 +42,7 @@ torchrun --nproc_per_node "$NUM_GPUS" -m fgclip.train \
     --bf16 true \
     --gradient_checkpointing true \
     --logging_steps 10 \
+    --logging_nan_inf_filter false \
     --save_steps 100 \
     --save_total_limit 3 \
     --dataloader_num_workers 4 \

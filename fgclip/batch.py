@@ -17,6 +17,10 @@ N = hard negatives per box):
     boxes                 float (B, R, 4)            normalised xyxy in [0, 1]; padding rows are zeros
     box_mask              bool  (B, R)               True for a valid region (box and caption present)
     region_text_index     long  (B, R)               row of each region's caption (padding slots: 0)
+    region_caption_key    long  (B, R)               optional: canonical key of each region caption (equal =
+                                                     near-duplicates, fgclip/data/caption_key.py; padding: 0)
+    region_caption_words  long  (B, R, W)            optional: hashes of its canonical words, W <= 16 (the
+                                                     batch's longest), 0-padded (containment; all 0: unknown)
     hard_text_index       long  (B, R, 1 + N)        optional: rows of the positive caption then N negatives
     hard_mask             bool  (B, R)               optional: True where the box has hard negatives
     region_labels         long  (B, R)               optional: 1 abnormal, 0 normal, -1 padding (video data)
@@ -49,6 +53,8 @@ IMAGE_KEYS = (
     "region_text_index",
 )
 OPTIONAL_KEYS = (
+    "region_caption_key",
+    "region_caption_words",
     "hard_text_index",
     "hard_mask",
     "region_labels",

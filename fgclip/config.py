@@ -51,7 +51,22 @@ class FGCLIPConfig(CLIPConfig):
         memory_bank_size: queue length of region negatives (0 disables the bank).
         memory_bank_warmup_steps: optimizer steps before queued negatives join the loss.
         memory_bank_mask_duplicates: mask negatives (in the batch and in the queue) whose caption equals the
-            positive's caption: they are false negatives.
+            positive's caption: they are false negatives. False masks nothing (the near-duplicate fields
+            below then have no effect; the duplicate statistics are still reported).
+        mask_near_duplicates: also mask near-duplicate captions ("a person walking" / "A person is
+            walking."): equal canonical keys, computed by the collator (fgclip/data/caption_key.py: case,
+            punctuation, stop words, plural and -ing folded). True by default: repeated captions with small
+            wording changes are frequent in real annotations.
+        mask_contained_captions: also mask candidates whose caption's canonical words contain the positive's,
+            or are contained in them ("red circle" / "a large red circle in the top left", "a person
+            walking" / "a person walking on the street"): the caption that says less may describe the other
+            region too. Words count as a set (order ignored). True by default (measured in
+            benchmarks/near_duplicates.py).
+        near_duplicate_cosine: also mask candidates whose caption's text embedding has cosine >= this
+            value with the positive's (detached, on the device); None (default) turns it off. It depends on
+            the text tower: a real CLIP puts unrelated short captions at 0.6-0.9, so keep it high (0.95+);
+            a tiny tower that cannot yet tell captions apart masks true negatives (measured in
+            benchmarks/near_duplicates.py).
         num_frames: frames per video clip (1 for images).
         temporal_pooling: "mean" (masked mean of frame features) or "attention" (learned attention pooling).
     """
@@ -81,6 +96,9 @@ class FGCLIPConfig(CLIPConfig):
     memory_bank_size: int = 0
     memory_bank_warmup_steps: int = 0
     memory_bank_mask_duplicates: bool = True
+    mask_near_duplicates: bool = True
+    mask_contained_captions: bool = True
+    near_duplicate_cosine: float | None = None
     num_frames: int = 1
     temporal_pooling: str = "mean"
 
@@ -156,8 +174,21 @@ class FGCLIPConfig(CLIPConfig):
             value = getattr(self, field)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 fail(field, f"must be an integer >= 0{unit}")
-        if not isinstance(self.memory_bank_mask_duplicates, bool):
-            fail("memory_bank_mask_duplicates", "must be true or false")
+        for field in ("memory_bank_mask_duplicates", "mask_near_duplicates", "mask_contained_captions"):
+            if not isinstance(getattr(self, field), bool):
+                fail(field, "must be true or false")
+        cosine = self.near_duplicate_cosine
+        if cosine is not None:
+            if isinstance(cosine, bool) or not isinstance(cosine, (int, float)) or not 0 < cosine <= 1:
+                fail(
+                    "near_duplicate_cosine", "must be a cosine in (0, 1] (e.g. 0.95), or None to turn it off"
+                )
+            if not self.memory_bank_mask_duplicates:
+                fail(
+                    "near_duplicate_cosine",
+                    "masks near-duplicates but memory_bank_mask_duplicates=False masks nothing: "
+                    "set memory_bank_mask_duplicates=True or near_duplicate_cosine=None",
+                )
         if self.region_head not in REGION_HEADS:
             fail("region_head", f"must be one of {REGION_HEADS}")
         if self.temporal_pooling not in TEMPORAL_POOLINGS:

@@ -70,6 +70,16 @@ HEAD_STATS = (
     LOSS_AT_MAX_SCALE,
     HARDEST_GAP,
 )
+# duplicate captions among the region loss's candidates (region head only, written `<key>/region`); pairs
+# are (valid query region, another valid region of the batch), exact = identical caption (same token ids),
+# near = near-duplicate but not identical (same canonical key, or one caption's canonical words all inside
+# the other's, or text cosine >= near_duplicate_cosine when set), counted whether masked or not
+EXACT_DUP_SHARE = "exact_duplicate_share"  # exact pairs / pairs, in the batch
+NEAR_DUP_SHARE = "near_duplicate_share"  # near pairs / pairs, in the batch
+# among the negatives the loss actually used (batch + active queue, after masking): the share that are exact
+# or near duplicates of the query's caption, i.e. false negatives left in the loss (0 with masking on)
+UNMASKED_DUP_SHARE = "unmasked_duplicate_share"
+DUPLICATE_STATS = (EXACT_DUP_SHARE, NEAR_DUP_SHARE, UNMASKED_DUP_SHARE)
 # memory bank (written whole, no head suffix): `memory_bank/<key>`
 MEMORY_BANK = "memory_bank"
 MB_ACTIVE = "memory_bank/active"
@@ -78,7 +88,9 @@ MB_FILL = "memory_bank/fill"
 MB_PTR = "memory_bank/ptr"
 MB_OLDEST_AGE = "memory_bank/oldest_age"
 MB_OPTIMIZER_STEPS = "memory_bank/optimizer_steps"  # the bank's clock (FGCLIPCallback advances it)
-MB_DUP_SHARE = "memory_bank/duplicate_share"
+# queue pairs are (valid query region, filled queue entry), counted before the bank is active as well
+MB_DUP_SHARE = "memory_bank/duplicate_share"  # exact pairs / queue pairs
+MB_NEAR_DUP_SHARE = "memory_bank/near_duplicate_share"  # near (not exact) pairs / queue pairs
 MB_KEY_NORM_MIN = "memory_bank/key_norm_min"
 MB_KEY_NORM_MAX = "memory_bank/key_norm_max"
 MB_SIZE = "memory_bank/size"  # queue capacity (the callback adds it; fill counts the filled entries)

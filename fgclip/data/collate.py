@@ -10,6 +10,10 @@ and the model's step keeps fixed shapes:
 Long captions keep their own tensor (up to `long_max_length`). Hard negatives: a box with at least N
 negatives (N = `num_hard_negatives`) is a hard box, its row is the positive then its first N negatives;
 `hard_text_index`/`hard_mask` appear only when some sample has one.
+Each region caption also gets its canonical key `region_caption_key` (B, R) and its word hashes
+`region_caption_words` (B, R, W) (fgclip/data/caption_key.py): equal keys mark near-duplicate captions, and
+a caption whose words all appear in another's is contained in it; the region loss and the memory bank mask
+both as false negatives.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 
 import torch
 
+from fgclip.data.caption_key import CAPTION_WORDS, caption_key, caption_words
 from fgclip.data.tokenizer import SHORT_TEXT_MAX_LENGTH, check_tokenizer, encode_texts
 
 
@@ -90,10 +95,17 @@ class RegionCollator:
         table = TextTable()
         short = torch.tensor([table.add(s["short_caption"]) for s in samples], dtype=torch.long)  # (B,)
         region = torch.zeros((batch_size, slots), dtype=torch.long)  # (B, R) string slots
+        near = torch.zeros((batch_size, slots), dtype=torch.long)  # (B, R) canonical keys, padding 0
+        words = torch.zeros((batch_size, slots, CAPTION_WORDS), dtype=torch.long)  # (B, R, W) padding 0
+        width = 1  # the batch's longest word row: the containment test compares W x W per pair
         box_mask = torch.zeros((batch_size, slots), dtype=torch.bool)
         for b, s in enumerate(samples):
             for r, caption in enumerate(s["region_texts"]):
                 region[b, r] = table.add(caption)
+                near[b, r] = caption_key(caption)
+                hashes = caption_words(caption)
+                words[b, r] = torch.tensor(hashes, dtype=torch.long)
+                width = max(width, sum(1 for h in hashes if h))
             box_mask[b, : len(s["region_texts"])] = True
         hard = self._hard(samples, table)
 
@@ -101,6 +113,8 @@ class RegionCollator:
         batch["text_input_ids"] = ids
         batch["short_text_index"] = row_of[short]
         batch["region_text_index"] = torch.where(box_mask, row_of[region], 0)  # padding slots: row 0
+        batch["region_caption_key"] = near
+        batch["region_caption_words"] = words[..., :width].contiguous()  # (B, R, W' <= W)
         if hard is not None:
             index, hard_mask = hard
             batch["hard_text_index"] = torch.where(hard_mask.unsqueeze(-1), row_of[index], 0)

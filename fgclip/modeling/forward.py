@@ -180,6 +180,13 @@ class FGCLIPForward:
         keys = text.caption_keys(texts.ids, self.config.text_config.eos_token_id)  # (U,)
         return keys.index_select(0, texts.region.reshape(-1))
 
+    def _region_near_keys(self, exact: torch.Tensor, canonical: torch.Tensor | None) -> torch.Tensor:
+        """Canonical key per region slot (B * R,) from the collator (equal = near-duplicate captions); a
+        batch without them (an older collator's) compares exact captions only."""
+        if canonical is None:
+            return exact
+        return canonical.reshape(-1).to(exact.device)
+
     # ------------------------------------------------------------------ forward
     def forward(
         self,
@@ -196,6 +203,8 @@ class FGCLIPForward:
         frame_rows: torch.Tensor | None = None,
         box_frame_mask: torch.Tensor | None = None,
         region_labels: torch.Tensor | None = None,
+        region_caption_key: torch.Tensor | None = None,
+        region_caption_words: torch.Tensor | None = None,
         boxes_dropped: torch.Tensor | None = None,
         short_input_ids: torch.Tensor | None = None,
         region_input_ids: torch.Tensor | None = None,
@@ -266,8 +275,14 @@ class FGCLIPForward:
             if region_emb is not None:
                 valid = usable.reshape(-1)  # (B * R,)
                 keys = self._region_caption_keys(texts)
+                near = self._region_near_keys(keys, region_caption_key)
+                words = None  # (B * R, W) canonical word hashes, when the collator made them
+                if region_caption_words is not None:
+                    words = region_caption_words.reshape(-1, region_caption_words.shape[-1])
                 scale = self.logit_scale_finegrained
-                part = self.region_loss(region_emb, text_emb["region"], scale, keys, self.memory_bank, valid)
+                part = self.region_loss(
+                    region_emb, text_emb["region"], scale, keys, self.memory_bank, valid, near, words
+                )
                 add(*part, head="region")
                 if "hard" in text_emb and hard_mask is not None:
                     hard_valid = hard_mask.reshape(-1) & valid  # (B * R,)

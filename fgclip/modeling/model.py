@@ -73,12 +73,19 @@ class FGCLIPModel(FGCLIPForward, CLIPPreTrainedModel):
             if config.memory_bank_size > 0
             else None
         )
-        self.global_long_loss = GlobalContrastiveLoss("global_long", config.global_long_loss_weight)
-        self.global_short_loss = GlobalContrastiveLoss("global_short", config.global_short_loss_weight)
+        # `loss_at_max_scale` of every head is computed at the clamp (ln 100 when there is none)
+        top = V.LN_100 if config.logit_scale_max is None else float(config.logit_scale_max)
+        self.global_long_loss = GlobalContrastiveLoss("global_long", config.global_long_loss_weight, top)
+        self.global_short_loss = GlobalContrastiveLoss("global_short", config.global_short_loss_weight, top)
         self.region_loss = RegionContrastiveLoss(
-            config.region_loss_weight, config.memory_bank_mask_duplicates
+            config.region_loss_weight,
+            config.memory_bank_mask_duplicates,
+            mask_near_duplicates=config.mask_near_duplicates,
+            mask_contained_captions=config.mask_contained_captions,
+            near_duplicate_cosine=config.near_duplicate_cosine,
+            max_raw_scale=top,
         )
-        self.hard_negative_loss = HardNegativeLoss(config.hard_negative_loss_weight)
+        self.hard_negative_loss = HardNegativeLoss(config.hard_negative_loss_weight, top)
         self.loading_report: LoadingReport | None = None
         # "fused": every 77-position text of a step in one tower call over the collator's unique list;
         # "separate": upstream's layout, one call per group (the measured baseline; same values)
@@ -106,6 +113,8 @@ class FGCLIPModel(FGCLIPForward, CLIPPreTrainedModel):
             init.zeros_(module.image_queue)
             init.zeros_(module.text_queue)
             init.constant_(module.caption_keys, -1)
+            init.constant_(module.near_keys, -1)
+            init.zeros_(module.caption_words)
             init.constant_(module.entry_step, -1)
             init.zeros_(module.ptr)
             init.zeros_(module.fill)

@@ -53,6 +53,26 @@ class ModelArguments:
     memory_bank_mask_duplicates: bool | None = field(
         default=None, metadata={"help": "mask negatives whose caption equals the positive's"}
     )
+    mask_near_duplicates: bool | None = field(
+        default=None,
+        metadata={
+            "help": "also mask near-duplicate captions (same canonical key: case, punctuation, stop "
+            "words, plurals, -ing folded); default true"
+        },
+    )
+    mask_contained_captions: bool | None = field(
+        default=None,
+        metadata={
+            "help": "also mask captions whose words contain the positive's or are contained in them "
+            "('red circle' / 'a large red circle in the top left'); default true"
+        },
+    )
+    near_duplicate_cosine: float | None = field(
+        default=None,
+        metadata={
+            "help": "also mask captions whose text embeddings have cosine >= this (e.g. 0.95); default off"
+        },
+    )
     max_boxes_per_sample: int | None = field(default=None, metadata={"help": "regions kept per sample"})
     num_hard_negatives: int | None = field(default=None, metadata={"help": "negatives per hard box"})
     num_frames: int | None = field(default=None, metadata={"help": "frames per video clip"})

@@ -39,6 +39,10 @@ EMBEDDED: dict[str, Any] = {
     "lr_scheduler_type": "cosine",
     "max_grad_norm": 1.0,
     "logging_steps": 5,
+    # transformers' default (true) tests every micro-batch's loss with torch.isnan / torch.isinf: 2 host
+    # syncs per micro-batch, and a NaN loss is replaced by the running mean, so the log never shows it.
+    # The diagnostics (FGD7xx) want to see a NaN, and the step should not wait for the device.
+    "logging_nan_inf_filter": False,
     "save_steps": 200,
     "save_total_limit": 2,
     "seed": 0,

@@ -2,7 +2,8 @@
 
 Counted with `HostSyncCounter` (a TorchDispatchMode, fgclip/modeling/host_sync.py) over real steps:
 forward, backward, the fused AdamW step, the scale clamp and the memory bank's clock, on real batches of the
-embedded data (images with hard negatives, videos with padding frames), the bank active; and over the
+embedded data (images with hard negatives, videos with padding frames), the bank active, near-duplicate
+captions masked by canonical key and text-embedding cosine; and over the
 non-logging steps of a real FGCLIPTrainer run with FGDiagCallback attached.
 """
 
@@ -64,8 +65,12 @@ def test_training_steps_make_no_host_sync(embedded, kind, diagnostics):
     frames = 20 if kind == "video" else 1  # 16-frame clips in 20 slots: padding frames
     batches = [embedded.batch(kind, size=3, frames=frames, start=3 * i) for i in range(4)]
     overrides = {"temporal_pooling": "attention"} if kind == "video" else {}
-    model = embedded.model(
-        region_head="roi_projection", memory_bank_size=16, memory_bank_warmup_steps=1, **overrides
+    model = embedded.model(  # near-duplicates masked by canonical key (default) and by text cosine
+        region_head="roi_projection",
+        memory_bank_size=16,
+        memory_bank_warmup_steps=1,
+        near_duplicate_cosine=0.99,
+        **overrides,
     ).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)  # the Trainer's default
     probe = FGDiagCallback(echo=False).model_probe  # what the callback attaches; it reads on logging only

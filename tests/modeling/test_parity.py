@@ -31,6 +31,7 @@ def hardened(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     else:
         batch["boxes"][0, :, 0] = torch.where(batch["box_frame_mask"][0, :, 0, None], empty, 0.0)
     batch["region_text_index"][1, 0] = batch["region_text_index"][0, 1]  # same caption, two samples
+    batch["region_caption_key"][1, 0] = batch["region_caption_key"][0, 1]  # as the collator would key it
     return batch
 
 
@@ -50,12 +51,19 @@ def max_grad_diff(a, b) -> float:
 @pytest.mark.parametrize("kind,frames", [("image", 1), ("video", 20)])
 def test_losses_gradients_and_bank_match_the_selection_based_step(embedded, kind, frames):
     batch = hardened(embedded.batch(kind, size=6, frames=frames))
+    # the oracle masks identical captions only; near-duplicate masking (on by default) must then agree:
+    # in these captions, equal canonical keys are equal token rows (test_near_duplicates covers the rest)
+    rows, near = batch["region_text_index"][batch["box_mask"]], batch["region_caption_key"][batch["box_mask"]]
+    assert torch.equal(rows.unsqueeze(0) == rows.unsqueeze(1), near.unsqueeze(0) == near.unsqueeze(1))
     if kind == "image":
         assert batch["hard_mask"].any()
     else:
         assert not batch["frame_mask"].all()  # 16-frame clips in 20 slots: padding frames
-    new = embedded.model(
-        region_head="roi_projection", memory_bank_size=32, memory_bank_warmup_steps=1
+    new = embedded.model(  # the oracle knows no containment ("red circle" in "a large red circle ...")
+        region_head="roi_projection",
+        memory_bank_size=32,
+        memory_bank_warmup_steps=1,
+        mask_contained_captions=False,
     ).train()
     old = copy.deepcopy(new)
     for step in range(2):  # the bank fills on step 0, serves negatives on step 1
