@@ -49,14 +49,15 @@ def measure(model_dir: str, data_path: str, image_root: str, batch_size: int = 6
     eos = model.config.text_config.eos_token_id
     with torch.no_grad():
         for batch in loader:
-            batch.pop("hard_input_ids", None), batch.pop("hard_mask", None)
+            batch.pop("hard_text_index", None), batch.pop("hard_mask", None)
             out = model(**batch, return_loss=False)
+            texts, valid = batch["text_input_ids"], batch["box_mask"]  # unique texts + index maps
             images.append(out.image_embeds)
             captions.append(out.short_text_embeds)
-            cap_ids.append(caption_keys(batch["short_input_ids"], eos))
-            regions.append(out.region_embeds)
-            region_texts.append(out.region_text_embeds)
-            region_keys.append(caption_keys(batch["region_input_ids"][batch["box_mask"]], eos))
+            cap_ids.append(caption_keys(texts[batch["short_text_index"]], eos))
+            regions.append(out.region_embeds[valid])
+            region_texts.append(out.region_text_embeds[valid])
+            region_keys.append(caption_keys(texts[batch["region_text_index"][valid]], eos))
     image, caption, cap_key = torch.cat(images), torch.cat(captions), torch.cat(cap_ids)
     region, region_text, region_key = torch.cat(regions), torch.cat(region_texts), torch.cat(region_keys)
     sim = image @ caption.T  # (I, I)

@@ -112,6 +112,27 @@ def _targets_sentence(read: Any) -> str | None:
     )
 
 
+def _temperature_sentence(read: Any) -> str | None:
+    """FGD104 from the run's own statistics: what its cosines would give at the clamp scale."""
+    evidence: list[tuple[int, dict[str, Any]]] = []  # (step, one head's numbers); shared findings list heads
+    for f in read.findings:
+        if f.code == "FGD104":
+            per_head = f.evidence.get("per_head") or [f.evidence]
+            evidence += [(f.step or 0, e) for e in per_head if isinstance(e, dict)]
+    if not evidence:
+        return None
+    evidence.sort(key=lambda item: (item[0], item[1].get("head") != "region"))
+    step, e = evidence[0]
+    loss, at_max = e.get("loss"), e.get("at_max")
+    if not isinstance(loss, (int, float)) or not isinstance(at_max, (int, float)):
+        return None
+    return (
+        f"from step {step} its {e.get('head', 'region')} loss ({loss:.2f}) stays far above the "
+        f"{at_max:.2f} its own cosines give at the clamp scale: the temperature, not the features, limits "
+        "learning (FGD104)"
+    )
+
+
 def _other_errors(read: Any, explained: set[str]) -> list[str]:
     seen: dict[str, str] = {}
     for f in read.findings:
@@ -132,6 +153,7 @@ def _why(name: str, read: Any, names: list[str], reference: Any) -> Why:
         "FGD101": _scale_sentence(read),
         "FGD201": _bank_sentence(read, reference),
         "FGD604": _targets_sentence(read),
+        "FGD104": _temperature_sentence(read),
     }
     parts += [s for s in measured.values() if s]
     parts += _other_errors(read, {code for code, s in measured.items() if s})
