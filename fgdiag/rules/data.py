@@ -7,7 +7,7 @@ import math
 
 from fgdiag import events as ev
 from fgdiag.diagnostic import Finding
-from fgdiag.facts import REGION
+from fgdiag.facts import MB_NEAR_DUP_SHARE, REGION, UNMASKED_DUP_SHARE
 from fgdiag.facts.audit import invalid_counts, repeated_captions
 from fgdiag.facts.run import RunFacts
 from fgdiag.facts.values import Field, as_bool
@@ -31,10 +31,14 @@ register(
     "FGD302",
     "repeated-captions",
     "warning",
-    what="Captions repeated so often that they become false negatives in contrastive losses.",
+    what="Captions repeated so often that they become false negatives in contrastive losses: in the data, in "
+    "a queue where most entries carry the positive's caption or a near-duplicate of it, or among the "
+    "negatives the region loss used (more than 5 % duplicates: masking off).",
     why="Two regions with the same caption are pushed apart; the loss floor rises above what targets assume.",
     example="'People and vehicles pass on city streets.' 36 times among 1,559 records",
-    fix="De-duplicate captions or mask equal captions among negatives (memory_bank_mask_duplicates).",
+    fix="De-duplicate captions or mask them among negatives (memory_bank_mask_duplicates, "
+    "mask_near_duplicates, "
+    "mask_contained_captions).",
 )
 
 FALSE_NEGATIVE_SHARE = 0.05  # expected copies of a caption among one query's negatives that count
@@ -146,35 +150,62 @@ class RegionFeatures(Check):
         return []
 
 
+UNMASKED = ev.head_metric(UNMASKED_DUP_SHARE, REGION)
+UNMASKED_SHARE_MAX = 0.05  # duplicates among the negatives the loss used (0 with masking on)
+
+
+def _queue_share(exact: float | None, near: float | None) -> float | None:
+    """Exact plus near-duplicate share of the queue pairs (either may be missing from a log)."""
+    parts = [v for v in (exact, near) if finite(v)]
+    return sum(parts) if parts else None
+
+
 @runtime_check
 class FalseNegatives(Check):
     """FGD302 on a log: the queue (or the batch) is full of the positive's own caption."""
 
     codes = ("FGD302",)
-    reads = (ev.MB_DUP_SHARE, REGION_K, ev.REGIONS_VALID)
+    reads = (ev.MB_DUP_SHARE, MB_NEAR_DUP_SHARE, UNMASKED, REGION_K, ev.REGIONS_VALID)
     absent = "no duplicate share or candidate count in this log"
 
     def observe(self, step: int, m: Row) -> None:
         e = self.engine
-        share, k, valid = m.get(ev.MB_DUP_SHARE), m.get(REGION_K), m.get(ev.REGIONS_VALID)
-        if not (finite(share) or finite(k)):
+        share, k, valid = (
+            _queue_share(m.get(ev.MB_DUP_SHARE), m.get(MB_NEAR_DUP_SHARE)),
+            m.get(REGION_K),
+            m.get(ev.REGIONS_VALID),
+        )
+        unmasked = m.get(UNMASKED)
+        if not (finite(share) or finite(k) or finite(unmasked)):
             e.why("FGD302", "no duplicate share or candidate count in this log")
             return
         e.judge("FGD302")
         queue_dups = finite(share) and share > DUPLICATE_SHARE_MAX
         batch_dups = finite(k) and finite(valid) and valid >= 4 and k <= 1.5
-        if e.gate("FGD302", queue_dups or batch_dups):
-            what = (
-                f"{share:.0%} of the queued negatives carry the positive's caption"
-                if queue_dups
-                else f"only {k:.1f} candidates for {valid:.0f} regions: every other caption equals the "
-                "positive's"
-            )
+        left = finite(unmasked) and unmasked > UNMASKED_SHARE_MAX
+        if e.gate("FGD302", queue_dups or batch_dups or left):
+            if queue_dups:
+                what = f"{share:.0%} of the queued negatives carry the positive's caption or a near-duplicate"
+            elif batch_dups:
+                what = (
+                    f"only {k:.1f} candidates for {valid:.0f} regions: every other caption equals the "
+                    "positive's"
+                )
+            else:
+                what = (
+                    f"{unmasked:.0%} of the negatives the region loss used are the positive's own caption "
+                    "or a near-duplicate (masking off?)"
+                )
             e.emit(
                 "FGD302",
                 f"{what}: repeated captions are false negatives and leave no negatives",
                 step,
-                evidence={"duplicate_share": share, "candidates": k, "regions": valid},
+                evidence={
+                    "duplicate_share": share,
+                    "candidates": k,
+                    "regions": valid,
+                    "unmasked_share": unmasked,
+                },
             )
 
     def quick(self, batch: Batch, rows: list[int]) -> list[int] | None:
@@ -183,10 +214,12 @@ class FalseNegatives(Check):
         if e.is_open("FGD302"):
             return None
         shares, ks = batch.column(ev.MB_DUP_SHARE), batch.column(REGION_K)
+        near, left = batch.column(MB_NEAR_DUP_SHARE), batch.column(UNMASKED)
         share_vals, k_vals = finite_values(shares[1]), finite_values(ks[1])
         valid = finite_values(batch.column(ev.REGIONS_VALID)[1])
-        if share_vals and max(share_vals) > DUPLICATE_SHARE_MAX:
-            return None
+        near_vals, left_vals = finite_values(near[1]), finite_values(left[1])
+        if (share_vals and max(share_vals) > DUPLICATE_SHARE_MAX) or near_vals or left_vals:
+            return None  # near-duplicate statistics: judged row by row (exact + near shares add up)
         if k_vals and valid and min(k_vals) <= 1.5 and max(valid) >= 4:
             return None
         have = {i for i, v in zip(*shares, strict=True) if finite(v)} | {

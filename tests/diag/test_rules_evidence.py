@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fgdiag import events as ev
-from fgdiag import read_log
+from fgdiag import facts, read_log
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
 H = ev.head_metric
@@ -238,3 +238,25 @@ def test_temperature_limited_at_the_seed_arms_measured_gap_and_in_the_report_sto
     sentence = _temperature_sentence(read)
     assert sentence is not None and sentence.startswith(f"from step {hit.step} its region loss (1.70)")
     assert "0.26 its own cosines give at the clamp scale" in sentence and sentence.endswith("(FGD104)")
+
+
+def test_false_negatives_from_near_duplicate_and_unmasked_shares(tmp_path):
+    """FGD302 reads the model's near-duplicate statistics: exact plus near-duplicate queue shares add up, and
+    duplicates left among the negatives the loss used (masking off) are false negatives too."""
+
+    def rows(exact: float, near: float, unmasked: float):
+        return lambda s: {
+            ev.MB_DUP_SHARE: exact,
+            facts.MB_NEAR_DUP_SHARE: near,
+            H(facts.UNMASKED_DUP_SHARE, "region"): unmasked,
+        }
+
+    def fgd302(exact: float, near: float, unmasked: float):
+        return found(read_log(jsonl(tmp_path, range(5, 65, 5), rows(exact, near, unmasked))), "FGD302")
+
+    (both,) = fgd302(0.3, 0.3, 0.0)
+    assert "60% of the queued negatives" in both.message
+    assert not fgd302(0.3, 0.0, 0.0) and not fgd302(0.0, 0.3, 0.0)
+    (left,) = fgd302(0.0, 0.0, 0.1)
+    assert "10% of the negatives the region loss used" in left.message
+    assert not fgd302(0.0, 0.0, 0.0)
