@@ -135,7 +135,7 @@ class LossVsChance(Check):
         if FALLBACKS & names:
             return None
         heads = [h for h in TRACKS if h != MAIN and HEAD_LOSSES[h] in names]
-        if heads and not self.heads_seen:
+        if heads and not self.heads_seen and not self._heads_first(batch, heads):
             return None
         wanted = heads if heads or self.heads_seen else [MAIN]
         steps, rows, out = batch.steps, batch.rows, []
@@ -187,6 +187,20 @@ class LossVsChance(Check):
         if heads:
             self.heads_seen = True
         return out
+
+    def _heads_first(self, batch: Batch, heads: list[str]) -> bool:
+        """The log's first head loss comes in this batch no later than its first main loss: row by row the
+        main loss would be skipped from that row on (heads come first in TRACKS), as the columns skip it."""
+
+        def first(name: str) -> int | None:
+            gi, values = batch.column(name)
+            return next((i for i, v in zip(gi, values, strict=True) if v and -math.inf < v < math.inf), None)
+
+        firsts = [i for h in heads if (i := first(HEAD_LOSSES[h])) is not None]
+        if not firsts:
+            return False  # head losses only 0 or missing: no head is seen yet
+        main = first(ev.LOSS)
+        return main is None or main >= min(firsts)
 
     def _row_levels(self, name: str, names: set[str], info: Mapping[str, Any]) -> bool:
         """Whether a row without a printed ln K can still have its own K (a count, or the bank's fill with

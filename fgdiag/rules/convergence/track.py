@@ -207,10 +207,16 @@ def verdict(track: Track, idx: list[int]) -> dict[str, Any]:
     losses, los, his = track.k_losses[a:b], track.lo[a:b], track.hi[a:b]
     exact = all(track.exact[a:b])
     n = len(losses)
-    tops = [h + (MARGIN if h >= 1.0 else MARGIN * h) for h in his]  # margin(h), inlined: this is hot
-    floors = [x * (1 - TOL) for x in los]
-    above = sum(map(gt, losses, tops))
-    below = sum(map(lt, losses, floors))
+    h0, l0 = his[0], los[0]
+    if his.count(h0) == n and los.count(l0) == n:  # one K over the window (the common case): C-level counts
+        top, floor = h0 + (MARGIN if h0 >= 1.0 else MARGIN * h0), l0 * (1 - TOL)
+        above = sum(map(top.__lt__, losses))
+        below = sum(map(floor.__gt__, losses))
+    else:
+        tops = [h + (MARGIN if h >= 1.0 else MARGIN * h) for h in his]  # margin(h), inlined: this is hot
+        floors = [x * (1 - TOL) for x in los]
+        above = sum(map(gt, losses, tops))
+        below = sum(map(lt, losses, floors))
     at = n - above - below
     mean_loss = sum(losses) / n
     mean_lo = sum(los) / n

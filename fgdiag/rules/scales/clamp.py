@@ -128,7 +128,11 @@ class ScaleAtClamp(Check):
         if not pts or pts[-1] < clamp - self.CLAMP_TOL:
             e.gate(f"FGD102/saturated/{head}", False)
             return
-        lvals = finite_values(e.tail(loss_name, w)[1])
+        lvals = e.tail(loss_name, w)[1]
+        half = len(lvals) // 2
+        sums = (sum(lvals[:half]), sum(lvals[half:])) if half and None not in lvals else None
+        if sums is None or not (math.isfinite(sums[0]) and math.isfinite(sums[1])):
+            lvals, sums = finite_values(lvals), None  # a missing or non-finite loss: the halves of the rest
         at_clamp = clamp - self.CLAMP_TOL
         flat = False
         key = (head, e.start)
@@ -143,7 +147,9 @@ class ScaleAtClamp(Check):
                 self.start_loss[key] = start
         if len(lvals) >= max(4, w) and start is not None:
             half = len(lvals) // 2
-            first, second = sum(lvals[:half]) / half, sum(lvals[half:]) / (len(lvals) - half)
+            if sums is None:
+                sums = (sum(lvals[:half]), sum(lvals[half:]))
+            first, second = sums[0] / half, sums[1] / (len(lvals) - half)
             # flat, not converged: still above the floor and never 20 % below its value at the trend start
             flat = (
                 first > self.FLAT_FLOOR

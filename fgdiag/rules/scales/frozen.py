@@ -194,8 +194,10 @@ class ScaleFrozenOrDecaying(Check):
             tail = [v for s, v in zip(steps, tail, strict=True) if s > start]
         if len(tail) < w:
             return
-        falls = sum(map(lt, tail[1:], tail[:-1]))
-        decaying = falls >= self.DECAY_SHARE * (len(tail) - 1) and tail[0] - tail[-1] >= self.DECAY_MIN_DROP
+        # the drop first: a scale that did not fall over the window needs no count (the common case)
+        decaying = tail[0] - tail[-1] >= self.DECAY_MIN_DROP and sum(
+            map(lt, tail[1:], tail[:-1])
+        ) >= self.DECAY_SHARE * (len(tail) - 1)
         if e.gate(f"FGD103/decay/{head}", decaying):
             e.emit(
                 "FGD103",
