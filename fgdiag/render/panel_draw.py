@@ -27,6 +27,19 @@ GROUP_COLORS = ("tab:purple", "tab:pink", "tab:green", "tab:olive", "tab:cyan", 
 LABEL_GAP = 0.07  # axes fraction between two end labels
 
 
+def _level_note(ax: Any, value: float, text: str, lift: int) -> None:
+    """A small grey label at the left edge, `lift` points above the horizontal level `value`."""
+    ax.annotate(
+        text,
+        xy=(0.01, value),
+        xycoords=("axes fraction", "data"),
+        xytext=(0, lift),
+        textcoords="offset points",
+        fontsize=8,
+        color="dimgrey",
+    )
+
+
 def color(i: int) -> str:
     return COLORS[i % len(COLORS)]
 
@@ -220,15 +233,7 @@ def logit_scales(fig: Any, runs: Mapping[str, Any], targets: Any) -> None:
         (math.exp(CLIP_FROM_SCRATCH_SCALE), "14.3 = 1/0.07: CLIP's init when trained from scratch"),
     ):
         ax.axhline(value, color="grey", lw=0.8, ls=(0, (4, 3)))
-        ax.annotate(
-            text,
-            xy=(0.01, value),
-            xycoords=("axes fraction", "data"),
-            xytext=(0, 3),
-            textcoords="offset points",
-            fontsize=8,
-            color="dimgrey",
-        )
+        _level_note(ax, value, text, 3)
     positive = [v for v in values if v > 0]
     from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
 
@@ -343,15 +348,7 @@ def memory_bank(fig: Any, runs: Mapping[str, Any], targets: Any) -> None:
         bottom.plot(x, used, color=c, **used_style, **cased(i, 3.0, many))
     if size:
         bottom.set_ylim(-0.06 * size, size * 1.3)
-        bottom.annotate(
-            f"bank size {size:.0f}",
-            xy=(0.01, size),
-            xycoords=("axes fraction", "data"),
-            xytext=(0, 6),
-            textcoords="offset points",
-            fontsize=8,
-            color="dimgrey",
-        )
+        _level_note(bottom, size, f"bank size {size:.0f}", 6)
     top.set_ylim(bottom=0)
     _style(top, "candidates K", xlabel=False)
     _style(bottom, "queue entries")

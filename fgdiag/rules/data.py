@@ -213,18 +213,15 @@ class FalseNegatives(Check):
         e = self.engine
         if e.is_open("FGD302"):
             return None
-        shares, ks = batch.column(ev.MB_DUP_SHARE), batch.column(REGION_K)
-        near, left = batch.column(MB_NEAR_DUP_SHARE), batch.column(UNMASKED)
-        share_vals, k_vals = finite_values(shares[1]), finite_values(ks[1])
+        columns = [batch.column(name) for name in (ev.MB_DUP_SHARE, MB_NEAR_DUP_SHARE, UNMASKED, REGION_K)]
+        exact, near, left, ks = (finite_values(values) for _rows, values in columns)
         valid = finite_values(batch.column(ev.REGIONS_VALID)[1])
-        near_vals, left_vals = finite_values(near[1]), finite_values(left[1])
-        if (share_vals and max(share_vals) > DUPLICATE_SHARE_MAX) or near_vals or left_vals:
-            return None  # near-duplicate statistics: judged row by row (exact + near shares add up)
-        if k_vals and valid and min(k_vals) <= 1.5 and max(valid) >= 4:
+        queue_bound = (max(exact) if exact else 0.0) + (max(near) if near else 0.0)  # >= every row's sum
+        if queue_bound > DUPLICATE_SHARE_MAX or (left and max(left) > UNMASKED_SHARE_MAX):
             return None
-        have = {i for i, v in zip(*shares, strict=True) if finite(v)} | {
-            i for i, v in zip(*ks, strict=True) if finite(v)
-        }
+        if ks and valid and min(ks) <= 1.5 and max(valid) >= 4:
+            return None
+        have = {i for at, values in columns for i, v in zip(at, values, strict=True) if finite(v)}
         if have:
             e.judge("FGD302")
         if len(have) < len(rows):

@@ -1,8 +1,9 @@
 """The field values of a Trainer's `training_args.bin`, read without unpickling it.
 
 The Trainer saves its `TrainingArguments` with `torch.save`: a zip holding `<name>/data.pkl`, a pickle that
-rebuilds the dataclass (and its enums) by importing and calling transformers' classes. `torch.load(
-weights_only=True)` refuses it, and unpickling it any other way would run whatever a hostile file asks for.
+rebuilds the dataclass (and its enums) by importing and calling transformers' classes.
+`torch.load(weights_only=True)` refuses it, and unpickling it any other way would run whatever a hostile file
+asks for.
 It holds what check-config needs most (batch size, gradient accumulation, learning rates, clipping,
 precision, the DeepSpeed config), so its opcodes are interpreted here as plain data: `pickletools.genops`
 only parses them; strings, numbers, containers and memo references become Python values, every class or

@@ -99,18 +99,22 @@ def test_hf_runs_take_the_bulk_of_a_canonical_log():
     assert sum(k for k, *_ in calls) > 2500
 
 
+def bulk_summary(path, data: bytes, *, fast: bool) -> str:
+    """The summary JSON of `data` fed in 5,000-byte chunks, with the bulk readers on or off."""
+    session = LogSession(str(path))
+    session.reader.fast = fast
+    for i in range(0, len(data), 5000):
+        session.feed(data[i : i + 5000])
+    session.flush(final=True)
+    return json.dumps(summary_dict(session.result()), sort_keys=True)
+
+
 def test_hf_runs_same_summary_and_findings(tmp_path):
     data = trainer_log(2000, odd=True).encode()
 
-    def summary(fast: bool) -> str:
-        session = LogSession(str(tmp_path / "t.log"))
-        session.reader.fast = fast
-        for i in range(0, len(data), 5000):
-            session.feed(data[i : i + 5000])
-        session.flush(final=True)
-        return json.dumps(summary_dict(session.result()), sort_keys=True)
-
-    assert summary(True) == summary(False)
+    assert bulk_summary(tmp_path / "t.log", data, fast=True) == bulk_summary(
+        tmp_path / "t.log", data, fast=False
+    )
 
 
 def test_row_store_add_rows_thins_like_one_add_per_row():
@@ -206,15 +210,9 @@ def test_vad_steps_take_the_bulk_of_a_fork_log(tmp_path):
     assert sum(k for k, *_ in calls) > 2500
     data = fork_log(2000, odd=True).encode()
 
-    def summary(fast: bool) -> str:
-        session = LogSession(str(tmp_path / "f.log"))
-        session.reader.fast = fast
-        for i in range(0, len(data), 5000):
-            session.feed(data[i : i + 5000])
-        session.flush(final=True)
-        return json.dumps(summary_dict(session.result()), sort_keys=True)
-
-    assert summary(True) == summary(False)
+    assert bulk_summary(tmp_path / "f.log", data, fast=True) == bulk_summary(
+        tmp_path / "f.log", data, fast=False
+    )
 
 
 @pytest.mark.parametrize("odd", [False, True])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from judge_corpus import INFO, REGION, healthy  # the healthy 300-step stream the batching tests judge too
 
 from fgdiag import events as ev
 from fgdiag.diagnostic import Severity
@@ -14,45 +15,6 @@ from fgdiag.rules.registry import codes_of, load_all
 from fgdiag.targets import get_profile
 
 H = ev.head_metric
-REGION = H(ev.HEAD_LOSS, "region")
-INFO = {
-    "planned_steps": 300,
-    "warmup_steps": 30,
-    "memory_bank_size": 128,
-    "memory_bank_warmup_steps": 5,
-    "logit_scale_max": math.log(100),
-}
-
-
-def healthy(step: int) -> dict[str, float]:
-    """A run that learns: bank on at 7 (4 -> 132 candidates), region loss well below ln K, scales at ln
-    100."""
-    bank = step >= 7
-    k = 132.0 if bank else 4.0
-    region = 0.3 + 1.0 * math.exp(-step / 60)
-    return {
-        ev.LOSS: 1.0 + 0.5 * region + math.exp(-step / 80),
-        REGION: region,
-        H(ev.HEAD_LOSS, "global"): 0.5 + math.exp(-step / 80),
-        H(ev.CANDIDATES, "region"): k,
-        H(ev.CHANCE, "region"): math.log(k),
-        **{H(ev.LOGIT_SCALE, h): math.log(100) for h in ev.HEADS},
-        H(ev.LOGITS_MIN, "region"): -30.0,
-        H(ev.LOGITS_MAX, "region"): 80.0,
-        H(ev.LOGITS_STD, "region"): 9.0,
-        H(ev.COS_STD, "region"): 0.09,
-        H(ev.LOSS_AT_MAX_SCALE, "region"): region,  # at the clamp: the loss the clamp scale gives
-        H(ev.HARDEST_GAP, "region"): 0.3,
-        ev.MB_ACTIVE: 1.0 if bank else 0.0,
-        ev.MB_FILL: 128.0 if bank else 0.0,
-        ev.MB_SIZE: 128.0,
-        ev.REGIONS_ZERO_NORM: 0.0,
-        ev.REGIONS_NONFINITE: 0.0,
-        ev.GRAD_NORM: 2.0 + 0.1 * math.sin(step),
-        H(ev.GRAD_NORM_GROUP, "towers_decay"): 1.5,
-        H(ev.GRAD_NORM_GROUP, "heads_decay"): 3.0,
-        ev.LEARNING_RATE: 5e-6 * min(1.0, step / 30) + 1e-9,
-    }
 
 
 def run(change=None, *, steps=300, every=5, info=INFO, targets=None, params=None, start=5):
