@@ -13,8 +13,10 @@ logs both ways and compares rows, events and counters.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable
-from itertools import islice
+from itertools import islice, pairwise, repeat
+from operator import le, lt
 from typing import Any
 
 from fgdiag.logs.hf import HfParser, Layout
@@ -68,6 +70,54 @@ class HfRuns:
         per-line path."""
         if first >= len(units) or not self.ready():
             return 0, 0, 0, 0
+        cols = list(zip(*islice(units, first, None), strict=True))
+        fast = self._uniform(cols, gap)
+        if fast is not None:
+            lasts, (lines, blank, unparsed) = fast
+            k = len(lasts)
+        else:
+            k, lasts, lines, blank, unparsed = self._one_by_one(units, first, gap)
+            if not k:
+                return 0, 0, 0, 0
+            cols = [col[:k] for col in cols]
+        names = self._names
+        values = zip(*map(map, repeat(float), cols[REDRAWS : REDRAWS + len(names)]), strict=True)
+        self.sink.put_rows(lasts, list(map(dict, map(zip, repeat(names), values))))
+        hf = self.hf
+        hf.bar_n = hf.last_step = lasts[-1]
+        hf.dict_lines += k
+        return k, lines, blank, unparsed
+
+    def _uniform(
+        self, cols: list[tuple[Any, ...]], gap: Gap
+    ) -> tuple[list[int], tuple[int, int, int]] | None:
+        """The common run, checked column-wise: every unit has the same number of redraws, rising past the
+        step before and never going back, and no gap line may carry state. Returns (last redraw of each
+        unit, (lines, blank, unparsed)) when all units are canonical, else None (`_one_by_one` finds where
+        the run stops)."""
+        bars = cols[:REDRAWS]
+        m = next((j for j, col in enumerate(bars) if None in col), REDRAWS)
+        if m == 0 or any(col.count(None) != len(col) for col in bars[m:]):
+            return None
+        ns = [list(map(int, col)) for col in bars[:m]]
+        lasts = ns[-1]
+        if not all(all(map(le, a, b)) for a, b in pairwise(ns)) or not all(
+            map(lt, [self.sink.step, *lasts[:-1]], lasts)
+        ):
+            return None
+        total = [2 * len(lasts), 0, 0]  # lines, blank, unparsed
+        for text, times in Counter(cols[-1]).items():
+            counts = gap(text)
+            if counts is None:
+                return None
+            for i, c in enumerate(counts):
+                total[i] += c * times
+        return lasts, (total[0], total[1], total[2])
+
+    def _one_by_one(
+        self, units: list[tuple[Any, ...]], first: int, gap: Gap
+    ) -> tuple[int, list[int], int, int, int]:
+        """Units from `first` while canonical: (count, each one's last redraw, lines, blank, unparsed)."""
         prev = self.sink.step
         lasts: list[int] = []
         lines = blank = unparsed = 0
@@ -88,15 +138,4 @@ class HfRuns:
             blank += counts[1]
             unparsed += counts[2]
             prev = last
-        k = len(lasts)
-        if not k:
-            return 0, 0, 0, 0
-        names, nv = self._names, len(self._names)
-        columns = list(zip(*units[first : first + k], strict=True))[REDRAWS : REDRAWS + nv]
-        values = zip(*(map(float, col) for col in columns), strict=True)
-        rows = [dict(zip(names, v, strict=True)) for v in values]
-        self.sink.put_rows(lasts, rows)
-        hf = self.hf
-        hf.bar_n = hf.last_step = lasts[-1]
-        hf.dict_lines += k
-        return k, lines, blank, unparsed
+        return len(lasts), lasts, lines, blank, unparsed

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from itertools import compress, count, pairwise
+from operator import ne
 from typing import Any
 
 from fgdiag.diagnostic import Finding
@@ -207,25 +209,27 @@ class LogReader:
                 self._lines(text.split("\n"))
                 return
         text += "\n"
+        ms = list(pattern.finditer(text))
+        starts, ends = list(map(re.Match.start, ms)), list(map(re.Match.end, ms))
+        heads = [0, *compress(count(1), map(ne, starts[1:], ends))] if ms else []  # where a run begins
         pos = 0
-        run: list[re.Match[str]] = []
-        for m in pattern.finditer(text):
-            start = m.start()
-            if start and text[start - 1] != "\n":
-                continue  # the unit starts after other text on its line: the line path reads it
+        for h, h_next in pairwise([*heads, len(ms)]):
+            start = starts[h]
+            if start and text[start - 1] != "\n":  # the unit starts after other text on its line: the line
+                h += 1  # path reads it (and the units after it start a run)
+                if h == h_next:
+                    continue
+                start = starts[h]
             if start != pos:
-                self._run(bulk, text, run)
-                run = []
                 self._lines(text[pos : start - 1].split("\n"))
-            run.append(m)
-            pos = m.end()
-        self._run(bulk, text, run)
+            self._run(bulk, text, ms[h:h_next])
+            pos = ends[h_next - 1]
         if pos < len(text):
             self._lines(text[pos:-1].split("\n"))
 
     def _run(self, bulk: HfRuns | VadSteps, text: str, run: list[re.Match[str]]) -> None:
         """Units that follow each other: in bulk while the state allows, a unit that does not on its own."""
-        units = [m.groups() for m in run]
+        units = list(map(re.Match.groups, run))
         i = 0
         while i < len(run):
             if self._tb is None and (bulk is self.steps or not self.vad.open_group):

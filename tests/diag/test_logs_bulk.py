@@ -99,6 +99,43 @@ def test_hf_runs_take_the_bulk_of_a_canonical_log():
     assert sum(k for k, *_ in calls) > 2500
 
 
+def trainer_variants_log(steps: int) -> str:
+    """Trainer units the column-wise check must take or hand back exactly: blocks of 1 to 5 redraws per line,
+    a bar going back within a line, nan/inf and quoted values, a bar whose total
+    changes half-way."""
+    rng, out, total = random.Random(7), [], steps + 9
+    for i in range(steps):
+        step = i + 1
+        if i == steps // 2:
+            total += 100  # a changed bar total: the learned unit no longer matches
+        ns = [max(0, step - k) for k in range(i // 40 % 5, -1, -1)]  # 1 to 5 redraws, in blocks of 40
+        if i % 43 == 9:
+            ns = [step, step - 1, step]  # the bar goes back within the line
+        out.append("\r" + "\r".join(bar(n, total) for n in ns))
+        loss = f"{2.5 - i / steps + rng.gauss(0, 0.05):.4f}"
+        loss = {5: "nan", 6: "inf", 7: "-inf", 8: f"'{loss}'"}.get(i % 31, loss)
+        out.append(
+            f"{{'loss': {loss}, 'grad_norm': {rng.uniform(0.5, 3):.3f}, 'learning_rate': 1e-05, 'epoch': 1}}"
+        )
+        out += [WARNING, ""] if i % 29 else [WARNING, "", "=" * 30]
+    return "\n".join(out) + "\n"
+
+
+def test_hf_runs_column_checks_same_as_the_line_path():
+    data = trainer_variants_log(2000).encode()
+    slow = read(data, fast=False, chunks=[1 << 22])
+    assert slow[0].count("('row', ") > 1900 and "nan" in slow[0] and "inf" in slow[0]
+    rng = random.Random(5)
+    for chunks in ([1 << 22], [1 << 13], [rng.randint(1, 9000) for _ in range(30)]):
+        assert read(data, fast=True, chunks=chunks) == slow
+    reader = LogReader()
+    calls = []
+    apply = reader.runs.apply
+    reader.runs.apply = lambda *args: calls.append(r := apply(*args)) or r  # type: ignore[method-assign]
+    reader.feed(data)
+    assert sum(k for k, *_ in calls) > 500  # the canonical stretches are still read in bulk
+
+
 def bulk_summary(path, data: bytes, *, fast: bool) -> str:
     """The summary JSON of `data` fed in 5,000-byte chunks, with the bulk readers on or off."""
     session = LogSession(str(path))
