@@ -16,7 +16,7 @@ them). Lines over MAX_LINE are not parsed.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from itertools import compress, count, pairwise
 from operator import ne
 from typing import Any
@@ -209,6 +209,19 @@ class LogReader:
                 self._lines(text.split("\n"))
                 return
         text += "\n"
+        if (
+            bulk is self.runs
+        ):  # lines, one run of Trainer units, lines: the run at once when all are canonical
+            whole = self.runs.split(text)
+            if whole is not None:
+                self._lines(whole[0][:-1].split("\n") if whole[0] else [])
+                if self._tb is None and not self.vad.open_group:
+                    got = self.runs.apply_columns(whole[1], self._gap)
+                    if got is not None:
+                        self._count(got)
+                        self._lines(whole[2][:-1].split("\n") if whole[2] else [])
+                        return
+                text = text[len(whole[0]) :]
         ms = list(pattern.finditer(text))
         starts, ends = list(map(re.Match.start, ms)), list(map(re.Match.end, ms))
         heads = [0, *compress(count(1), map(ne, starts[1:], ends))] if ms else []  # where a run begins
@@ -233,17 +246,21 @@ class LogReader:
         i = 0
         while i < len(run):
             if self._tb is None and (bulk is self.steps or not self.vad.open_group):
-                k, lines, blank, unparsed = bulk.apply(units, i, self._gap)
+                k, *counts = bulk.apply(units, i, self._gap)
                 if k:
-                    self.lines += lines
-                    self.blank += blank
-                    self.sink.unparsed += unparsed
-                    self.sink.lineno = self.lines
+                    self._count(counts)
                     i += k
                     continue
             m = run[i]
             self._lines(text[m.start() : m.end() - 1].split("\n"))
             i += 1
+
+    def _count(self, counts: Sequence[int]) -> None:
+        """Lines read in bulk: (lines, blank, unparsed)."""
+        self.lines += counts[0]
+        self.blank += counts[1]
+        self.sink.unparsed += counts[2]
+        self.sink.lineno = self.lines
 
     def _gap(self, text: str) -> tuple[int, int, int] | None:
         """(lines, blank, unparsed) of lines (each ending in a newline) that `_lines` would only count; None
