@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from itertools import islice, pairwise, repeat
 from operator import le, lt
-from typing import Any
+from typing import Any, AnyStr, cast
 
 from fgdiag.logs.hf import HfParser, Layout
 from fgdiag.logs.sink import LogSink
@@ -28,6 +28,11 @@ _BAR = r" *\d+%\|[^|\r\n]*+\| *(\d+)/{total} \[[^\[\]\r\n|]{{0,80}}(?:it/s|s/it)
 Gap = Callable[[str], tuple[int, int, int] | None]
 
 
+def as_text(data: str | bytes) -> str:
+    """Text of a buffer read as bytes (decoded as `LogReader.feed` decodes)."""
+    return data if isinstance(data, str) else data.decode("utf-8", "replace")
+
+
 class HfRuns:
     """Finds canonical units in a buffer (`pattern`) and applies runs of them (`apply`)."""
 
@@ -36,6 +41,7 @@ class HfRuns:
         self.sink = sink
         self._key: tuple[Layout, int] | None = None
         self._re: re.Pattern[str] | None = None
+        self._re_bytes: re.Pattern[bytes] | None = None  # the same over undecoded bytes (see `split`)
         self._names: list[str] = []
 
     def pattern(self) -> re.Pattern[str] | None:
@@ -51,6 +57,7 @@ class HfRuns:
             dict_re = layout.regex.pattern
             gap = r"((?:[^\r\n{][^\n]*+\n|\n)*+)"  # lines that are neither bars nor dicts (checked in apply)
             self._re = re.compile(rf"{first}{more}\n{dict_re}\n{gap}")
+            self._re_bytes = re.compile(self._re.pattern.encode())
             self._key, self._names = (layout, total), list(layout.names)
         return self._re
 
@@ -82,21 +89,23 @@ class HfRuns:
         self._put(lasts, cols)
         return len(lasts), lines, blank, unparsed
 
-    def split(self, text: str) -> tuple[str, list[list[str]], str] | None:
+    def split(self, text: AnyStr) -> tuple[AnyStr, list[list[AnyStr]], AnyStr] | None:
         """A buffer (ending in a newline) that holds lines, then units that follow each other, then lines:
         (the text before the units, the units' columns as `apply` numbers them, the text after). None when
-        there is no unit, or the units do not all follow each other (`pattern().finditer` reads it)."""
-        pattern = self.pattern()
-        if pattern is None:
+        there is no unit, or the units do not all follow each other (`pattern().finditer` reads it). Bytes
+        are read undecoded: `\\d` and the bar's bounds accept less there (ASCII digits, bytes not
+        characters), never more, and numbers and the newlines around units read the same."""
+        if self.pattern() is None:
             return None
+        pattern = cast("re.Pattern[AnyStr]", self._re_bytes if isinstance(text, bytes) else self._re)
         pieces = pattern.split(text)  # text before, each unit's groups, text between, ..., text after
         stride = pattern.groups + 1
         inner, pre = pieces[stride:-1:stride], pieces[0]
-        if len(pieces) == 1 or inner.count("") != len(inner) or (pre and pre[-1] != "\n"):
+        if len(pieces) == 1 or inner.count(text[:0]) != len(inner) or (pre and pre[-1:] != text[-1:]):
             return None
         return pre, [pieces[j::stride] for j in range(1, stride)], pieces[-1]
 
-    def apply_columns(self, cols: list[list[str]], gap: Gap) -> tuple[int, int, int] | None:
+    def apply_columns(self, cols: Sequence[Sequence[Any]], gap: Gap) -> tuple[int, int, int] | None:
         """All the units of `split` at once, or none (None) when one is not canonical: (lines, blank,
         unparsed)."""
         fast = self._uniform(cols, gap) if self.ready() else None
@@ -140,7 +149,7 @@ class HfRuns:
             return None
         total = [2 * len(lasts), 0, 0]  # lines, blank, unparsed
         for text, times in Counter(cols[-1]).items():
-            counts = gap(text)
+            counts = gap(as_text(text))
             if counts is None:
                 return None
             for i, c in enumerate(counts):

@@ -5,12 +5,11 @@ our lines and JSONL events). A line is `\\n`-terminated; `\\r` also ends a segme
 a non-primary rank (`[rank1]:`) or host (`10.0.0.2:`) are dropped for metrics, except crashes.
 
 Each format is a parser object (`HfParser`, `VadParser` + `VadGroups`, `OpenClipParser`, `OursParser`) that
-holds its own state and writes into one `LogSink`; this class only splits lines and dispatches them: a dict
-keyed by a line's first 12 characters sends frequent lines straight to their handler, the rest take the slow
-path (prefix stripping, bars, substring checks before any regex). Canonical fgclip-vad forward groups are
-read in one regex match each (`VadGroups`), runs of canonical Trainer steps (`HfRuns`) and of the fork's
-four-line optimizer steps (`VadSteps`) a run at a time; each gives the rows of the line path (tests compare
-them). Lines over MAX_LINE are not parsed.
+holds its own state and writes into one `LogSink`; this class splits lines and dispatches them (a dict keyed
+by a line's first 12 characters for frequent lines, else prefix stripping, bars, substrings, regexes). Fork
+forward groups are read a match each (`VadGroups`), Trainer steps (`HfRuns`, on undecoded bytes when a
+buffer is one run) and fork optimizer steps (`VadSteps`) a run at a time; each gives the rows of the line
+path (tests compare them). Lines over MAX_LINE are not parsed.
 """
 
 from __future__ import annotations
@@ -19,17 +18,17 @@ import re
 from collections.abc import Callable, Sequence
 from itertools import compress, count, pairwise
 from operator import ne
-from typing import Any
+from typing import Any, AnyStr
 
 from fgdiag.diagnostic import Finding
 from fgdiag.logs import crash, hf
 from fgdiag.logs.generic import GenericParser
 from fgdiag.logs.hf import HfParser
-from fgdiag.logs.hf_runs import HfRuns
+from fgdiag.logs.hf_runs import HfRuns, as_text
 from fgdiag.logs.openclip import OpenClipParser
 from fgdiag.logs.ours import OursParser
 from fgdiag.logs.sink import LogSink
-from fgdiag.logs.vad_groups import VadGroups
+from fgdiag.logs.vad_groups import MARKER, VadGroups
 from fgdiag.logs.vad_lines import VadParser
 from fgdiag.logs.vad_steps import VadSteps
 
@@ -131,7 +130,10 @@ class LogReader:
                 self.sink.unparsed += 1
             return
         self._pending = buf[cut + 1 :]
-        self.feed_text(buf[:cut].decode("utf-8", "replace"))
+        chunk = buf[:cut]  # Trainer units are read undecoded when the buffer holds no fork group
+        bulk = self.fast and b"\r" in chunk and MARKER.encode() not in chunk and b"[MB-FORWARD]" not in chunk
+        if not bulk or (pattern := self.runs.pattern()) is None or not self._whole(pattern, chunk + b"\n"):
+            self.feed_text(chunk.decode("utf-8", "replace"))
 
     def reset_partial(self) -> None:
         """The file was truncated or replaced: drop a half-read line."""
@@ -209,19 +211,27 @@ class LogReader:
                 self._lines(text.split("\n"))
                 return
         text += "\n"
-        if (
-            bulk is self.runs
-        ):  # lines, one run of Trainer units, lines: the run at once when all are canonical
-            whole = self.runs.split(text)
-            if whole is not None:
-                self._lines(whole[0][:-1].split("\n") if whole[0] else [])
-                if self._tb is None and not self.vad.open_group:
-                    got = self.runs.apply_columns(whole[1], self._gap)
-                    if got is not None:
-                        self._count(got)
-                        self._lines(whole[2][:-1].split("\n") if whole[2] else [])
-                        return
-                text = text[len(whole[0]) :]
+        if bulk is not self.runs or not self._whole(pattern, text):
+            self._units(bulk, pattern, text)
+
+    def _whole(self, pattern: re.Pattern[str], text: AnyStr) -> bool:
+        """`text` (ending in a newline) as lines, a run of Trainer units, lines (`HfRuns.split`): the run at
+        once when all units are canonical, else the finditer loop from the first. False: not that shape."""
+        whole = self.runs.split(text)
+        if whole is None:
+            return False
+        pre, cols, post = whole
+        self._lines(as_text(pre)[:-1].split("\n") if pre else [])
+        free = self._tb is None and not self.vad.open_group
+        if free and (got := self.runs.apply_columns(cols, self._gap)) is not None:
+            self._count(got)
+            self._lines(as_text(post)[:-1].split("\n") if post else [])
+        else:
+            self._units(self.runs, pattern, as_text(text[len(pre) :]))
+        return True
+
+    def _units(self, bulk: HfRuns | VadSteps, pattern: re.Pattern[str], text: str) -> None:
+        """Units found one by one in `text` (ending in a newline): runs of them in bulk, lines between."""
         ms = list(pattern.finditer(text))
         starts, ends = list(map(re.Match.start, ms)), list(map(re.Match.end, ms))
         heads = [0, *compress(count(1), map(ne, starts[1:], ends))] if ms else []  # where a run begins
@@ -256,7 +266,6 @@ class LogReader:
             i += 1
 
     def _count(self, counts: Sequence[int]) -> None:
-        """Lines read in bulk: (lines, blank, unparsed)."""
         self.lines += counts[0]
         self.blank += counts[1]
         self.sink.unparsed += counts[2]

@@ -136,6 +136,23 @@ def test_hf_runs_column_checks_same_as_the_line_path():
     assert bulk_rows(data) > 500  # the canonical stretches are still read in bulk
 
 
+def test_hf_runs_read_undecoded_bytes_as_the_line_path_reads_text():
+    """Buffers of units are split as bytes: invalid UTF-8 in a bar or a warning, digits outside ASCII in a
+    bar, a multi-byte character cut by a chunk boundary all read as the decoded text does."""
+    lines = trainer_log(1500, odd=False).encode().split(b"\n")
+    for i in range(5, len(lines), 97):
+        lines[i] = lines[i].replace(b"UserWarning", b"User\xffWarning").replace(b"\xe2\x96\x88", b"\xe2\x96")
+    for i in range(9, len(lines), 89):
+        lines[i] = lines[i].replace(b"0/", "\u0660/".encode(), 1)  # an Arabic-Indic zero in a bar
+    data = b"\n".join(lines)
+    slow = read(data, fast=False, chunks=[1 << 22])
+    assert slow[0].count("('row', ") > 1400
+    rng = random.Random(9)
+    for chunks in ([1 << 22], [1 << 12], [rng.randint(1, 9000) for _ in range(30)]):
+        assert read(data, fast=True, chunks=chunks) == slow
+    assert bulk_rows(data) > 1000
+
+
 def bulk_summary(path, data: bytes, *, fast: bool) -> str:
     """The summary JSON of `data` fed in 5,000-byte chunks, with the bulk readers on or off."""
     session = LogSession(str(path))
