@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from itertools import compress, count, pairwise
-from operator import ne
 from typing import Any, AnyStr
 
 from fgdiag.diagnostic import Finding
@@ -130,10 +128,13 @@ class LogReader:
                 self.sink.unparsed += 1
             return
         self._pending = buf[cut + 1 :]
-        chunk = buf[:cut]  # Trainer units are read undecoded when the buffer holds no fork group
-        bulk = self.fast and b"\r" in chunk and MARKER.encode() not in chunk and b"[MB-FORWARD]" not in chunk
-        if not bulk or (pattern := self.runs.pattern()) is None or not self._whole(pattern, chunk + b"\n"):
-            self.feed_text(chunk.decode("utf-8", "replace"))
+        text = buf[:cut].decode("utf-8", "replace") if MARKER.encode() in buf or b"\r" not in buf else None
+        if text is None:  # no fork group: a run of Trainer units is read undecoded (`_whole`)
+            pattern = self.runs.pattern() if self.fast and b"[MB-FORWARD]" not in buf else None
+            if pattern is not None and self._whole(pattern, buf[:cut] + b"\n"):
+                return
+            text = buf[:cut].decode("utf-8", "replace")
+        self.feed_text(text)
 
     def reset_partial(self) -> None:
         """The file was truncated or replaced: drop a half-read line."""
@@ -232,21 +233,19 @@ class LogReader:
 
     def _units(self, bulk: HfRuns | VadSteps, pattern: re.Pattern[str], text: str) -> None:
         """Units found one by one in `text` (ending in a newline): runs of them in bulk, lines between."""
-        ms = list(pattern.finditer(text))
-        starts, ends = list(map(re.Match.start, ms)), list(map(re.Match.end, ms))
-        heads = [0, *compress(count(1), map(ne, starts[1:], ends))] if ms else []  # where a run begins
         pos = 0
-        for h, h_next in pairwise([*heads, len(ms)]):
-            start = starts[h]
-            if start and text[start - 1] != "\n":  # the unit starts after other text on its line: the line
-                h += 1  # path reads it (and the units after it start a run)
-                if h == h_next:
-                    continue
-                start = starts[h]
+        run: list[re.Match[str]] = []
+        for m in pattern.finditer(text):  # streamed: a fork buffer holds many short runs
+            start = m.start()
+            if start and text[start - 1] != "\n":
+                continue  # the unit starts after other text on its line: the line path reads it
             if start != pos:
+                self._run(bulk, text, run)
+                run = []
                 self._lines(text[pos : start - 1].split("\n"))
-            self._run(bulk, text, ms[h:h_next])
-            pos = ends[h_next - 1]
+            run.append(m)
+            pos = m.end()
+        self._run(bulk, text, run)
         if pos < len(text):
             self._lines(text[pos:-1].split("\n"))
 

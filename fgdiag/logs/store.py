@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping
-from itertools import filterfalse, repeat
+from itertools import filterfalse, islice, repeat
 from operator import itemgetter
 
 from fgdiag import events as ev
@@ -94,7 +94,7 @@ class RowStore:
         keep: set[int] = set()
         whole = len(old) - len(old) % BUCKET
         if key is not None and whole:  # whole buckets whose key values are all real floats: in C
-            vals = list(map(dict.get, map(rows.__getitem__, old[:whole]), repeat(key)))
+            vals = list(map(dict.get, islice(rows.values(), whole), repeat(key)))  # rows of old[:whole]
             if set(map(type, vals)) == {float} and all(map(float.__eq__, vals, vals)):  # type: ignore[arg-type]
                 pairs = [list(zip(vals[j::BUCKET], old[j:whole:BUCKET], strict=True)) for j in range(BUCKET)]
                 keep.update(map(_STEP, map(min, *pairs)))
