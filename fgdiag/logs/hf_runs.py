@@ -4,10 +4,12 @@ A Trainer log captured to a file is mostly one unit repeated: a line of `\\r`-se
 dict line, then lines that carry nothing (a warning printed every step, a blank line). Once the per-line path
 has learned the dict line's layout (`HfParser.recent`) and the training bar's total, one regex finds such
 units in a buffer; a run of units that follow each other is applied column-wise: the values go through
-`map(float, ...)`, the rows straight to the sink. Each unit gives exactly what the per-line path gives
-(`bars` then `dict_line`, the other lines counted); whatever deviates (a bar going back, unsorted redraws,
-another layout, a line that may carry state, `--logging-steps`) is left to the per-line path. A test reads
-logs both ways and compares rows, events and counters.
+`map(float, ...)`, the rows straight to the sink. A buffer that is one run (`split`: one `Pattern.split`,
+over undecoded bytes when it holds no fork group) is checked column by column and applied whole. Each unit
+gives exactly what the per-line path gives (`bars` then `dict_line`, the other lines counted); whatever
+deviates (a bar going back, unsorted redraws, another layout, a line that may carry state,
+`--logging-steps`) is left to the per-line path. A test reads logs both ways and compares rows, events and
+counters.
 """
 
 from __future__ import annotations
