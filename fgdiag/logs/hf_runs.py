@@ -4,18 +4,22 @@ A Trainer log captured to a file is mostly one unit repeated: a line of `\\r`-se
 dict line, then lines that carry nothing (a warning printed every step, a blank line). Once the per-line path
 has learned the dict line's layout (`HfParser.recent`) and the training bar's total, one regex finds such
 units in a buffer; a run of units that follow each other is applied column-wise: the values go through
-`map(float, ...)`, the rows straight to the sink. Each unit gives exactly what the per-line path gives
-(`bars` then `dict_line`, the other lines counted); whatever deviates (a bar going back, unsorted redraws,
-another layout, a line that may carry state, `--logging-steps`) is left to the per-line path. A test reads
-logs both ways and compares rows, events and counters.
+`map(float, ...)`, the rows straight to the sink. A buffer that is one run (`split`: one `Pattern.split`,
+over undecoded bytes when it holds no fork group) is checked column by column and applied whole. Each unit
+gives exactly what the per-line path gives (`bars` then `dict_line`, the other lines counted); whatever
+deviates (a bar going back, unsorted redraws, another layout, a line that may carry state,
+`--logging-steps`) is left to the per-line path. A test reads logs both ways and compares rows, events and
+counters.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from itertools import islice
-from typing import Any
+from collections import Counter
+from collections.abc import Callable, Sequence
+from itertools import islice, pairwise, repeat
+from operator import le, lt
+from typing import Any, AnyStr, cast
 
 from fgdiag.logs.hf import HfParser, Layout
 from fgdiag.logs.sink import LogSink
@@ -26,6 +30,11 @@ _BAR = r" *\d+%\|[^|\r\n]*+\| *(\d+)/{total} \[[^\[\]\r\n|]{{0,80}}(?:it/s|s/it)
 Gap = Callable[[str], tuple[int, int, int] | None]
 
 
+def as_text(data: str | bytes) -> str:
+    """Text of a buffer read as bytes (decoded as `LogReader.feed` decodes)."""
+    return data if isinstance(data, str) else data.decode("utf-8", "replace")
+
+
 class HfRuns:
     """Finds canonical units in a buffer (`pattern`) and applies runs of them (`apply`)."""
 
@@ -34,6 +43,7 @@ class HfRuns:
         self.sink = sink
         self._key: tuple[Layout, int] | None = None
         self._re: re.Pattern[str] | None = None
+        self._re_bytes: re.Pattern[bytes] | None = None  # the same over undecoded bytes (see `split`)
         self._names: list[str] = []
 
     def pattern(self) -> re.Pattern[str] | None:
@@ -49,6 +59,7 @@ class HfRuns:
             dict_re = layout.regex.pattern
             gap = r"((?:[^\r\n{][^\n]*+\n|\n)*+)"  # lines that are neither bars nor dicts (checked in apply)
             self._re = re.compile(rf"{first}{more}\n{dict_re}\n{gap}")
+            self._re_bytes = re.compile(self._re.pattern.encode())
             self._key, self._names = (layout, total), list(layout.names)
         return self._re
 
@@ -68,6 +79,89 @@ class HfRuns:
         per-line path."""
         if first >= len(units) or not self.ready():
             return 0, 0, 0, 0
+        cols = list(zip(*islice(units, first, None), strict=True))
+        fast = self._uniform(cols, gap)
+        if fast is not None:
+            lasts, (lines, blank, unparsed) = fast
+        else:
+            k, lasts, lines, blank, unparsed = self._one_by_one(units, first, gap)
+            if not k:
+                return 0, 0, 0, 0
+            cols = [col[:k] for col in cols]
+        self._put(lasts, cols)
+        return len(lasts), lines, blank, unparsed
+
+    def split(self, text: AnyStr) -> tuple[AnyStr, list[list[AnyStr]], AnyStr] | None:
+        """A buffer (ending in a newline) that holds lines, then units that follow each other, then lines:
+        (the text before the units, the units' columns as `apply` numbers them, the text after). None when
+        there is no unit, or the units do not all follow each other (`pattern().finditer` reads it). Bytes
+        are read undecoded: `\\d` and the bar's bounds accept less there (ASCII digits, bytes not
+        characters), never more, and numbers and the newlines around units read the same."""
+        if self.pattern() is None:
+            return None
+        pattern = cast("re.Pattern[AnyStr]", self._re_bytes if isinstance(text, bytes) else self._re)
+        pieces = pattern.split(text)  # text before, each unit's groups, text between, ..., text after
+        stride = pattern.groups + 1
+        inner, pre = pieces[stride:-1:stride], pieces[0]
+        if len(pieces) == 1 or inner.count(text[:0]) != len(inner) or (pre and pre[-1:] != text[-1:]):
+            return None
+        return pre, [pieces[j::stride] for j in range(1, stride)], pieces[-1]
+
+    def apply_columns(self, cols: Sequence[Sequence[Any]], gap: Gap) -> tuple[int, int, int] | None:
+        """All the units of `split` at once, or none (None) when one is not canonical: (lines, blank,
+        unparsed)."""
+        fast = self._uniform(cols, gap) if self.ready() else None
+        if fast is None:
+            return None
+        self._put(fast[0], cols)
+        return fast[1]
+
+    def _put(self, lasts: list[int], cols: Sequence[Sequence[Any]]) -> None:
+        """The rows of units whose last redraws are `lasts` and whose columns are `cols`, to the sink."""
+        names = self._names
+        values = zip(*[map(float, col) for col in cols[REDRAWS : REDRAWS + len(names)]], strict=True)
+        if (
+            len(names) == 4
+        ):  # the Trainer's usual line (loss, grad_norm, learning_rate, epoch): a dict display
+            a, b, c, d = names  # builds a row in half the time of dict(zip(...))
+            rows = [{a: w, b: x, c: y, d: z} for w, x, y, z in values]
+        else:
+            rows = list(map(dict, map(zip, repeat(names), values)))
+        self.sink.put_rows(lasts, rows)
+        hf = self.hf
+        hf.bar_n = hf.last_step = lasts[-1]
+        hf.dict_lines += len(lasts)
+
+    def _uniform(
+        self, cols: Sequence[Sequence[Any]], gap: Gap
+    ) -> tuple[list[int], tuple[int, int, int]] | None:
+        """The common run, checked column-wise: every unit has the same number of redraws, rising past the
+        step before and never going back, and no gap line may carry state. Returns (last redraw of each
+        unit, (lines, blank, unparsed)) when all units are canonical, else None (`_one_by_one` finds where
+        the run stops)."""
+        bars = cols[:REDRAWS]
+        m = next((j for j, col in enumerate(bars) if None in col), REDRAWS)
+        if m == 0 or any(col.count(None) != len(col) for col in bars[m:]):
+            return None
+        ns = [list(map(int, col)) for col in bars[:m]]
+        lasts = ns[-1]
+        if not all(all(map(le, a, b)) for a, b in pairwise(ns)) or not all(
+            map(lt, [self.sink.step, *lasts[:-1]], lasts)
+        ):
+            return None
+        total = [2 * len(lasts), 0, 0]  # lines, blank, unparsed
+        for text, times in Counter(cols[-1]).items():
+            counts = gap(as_text(text))
+            if counts is None:
+                return None
+            for i, c in enumerate(counts):
+                total[i] += c * times
+        return lasts, (total[0], total[1], total[2])
+
+    def _one_by_one(
+        self, units: list[tuple[Any, ...]], first: int, gap: Gap
+    ) -> tuple[int, list[int], int, int, int]:
+        """Units from `first` while canonical: (count, each one's last redraw, lines, blank, unparsed)."""
         prev = self.sink.step
         lasts: list[int] = []
         lines = blank = unparsed = 0
@@ -88,15 +182,4 @@ class HfRuns:
             blank += counts[1]
             unparsed += counts[2]
             prev = last
-        k = len(lasts)
-        if not k:
-            return 0, 0, 0, 0
-        names, nv = self._names, len(self._names)
-        columns = list(zip(*units[first : first + k], strict=True))[REDRAWS : REDRAWS + nv]
-        values = zip(*(map(float, col) for col in columns), strict=True)
-        rows = [dict(zip(names, v, strict=True)) for v in values]
-        self.sink.put_rows(lasts, rows)
-        hf = self.hf
-        hf.bar_n = hf.last_step = lasts[-1]
-        hf.dict_lines += k
-        return k, lines, blank, unparsed
+        return len(lasts), lasts, lines, blank, unparsed

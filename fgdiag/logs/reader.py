@@ -5,29 +5,28 @@ our lines and JSONL events). A line is `\\n`-terminated; `\\r` also ends a segme
 a non-primary rank (`[rank1]:`) or host (`10.0.0.2:`) are dropped for metrics, except crashes.
 
 Each format is a parser object (`HfParser`, `VadParser` + `VadGroups`, `OpenClipParser`, `OursParser`) that
-holds its own state and writes into one `LogSink`; this class only splits lines and dispatches them: a dict
-keyed by a line's first 12 characters sends frequent lines straight to their handler, the rest take the slow
-path (prefix stripping, bars, substring checks before any regex). Canonical fgclip-vad forward groups are
-read in one regex match each (`VadGroups`), runs of canonical Trainer steps (`HfRuns`) and of the fork's
-four-line optimizer steps (`VadSteps`) a run at a time; each gives the rows of the line path (tests compare
-them). Lines over MAX_LINE are not parsed.
+holds its own state and writes into one `LogSink`; this class splits lines and dispatches them (a dict keyed
+by a line's first 12 characters for frequent lines, else prefix stripping, bars, substrings, regexes). Fork
+forward groups are read a match each (`VadGroups`), Trainer steps (`HfRuns`, on undecoded bytes when a
+buffer is one run) and fork optimizer steps (`VadSteps`) a run at a time; each gives the rows of the line
+path (tests compare them). Lines over MAX_LINE are not parsed.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, AnyStr
 
 from fgdiag.diagnostic import Finding
 from fgdiag.logs import crash, hf
 from fgdiag.logs.generic import GenericParser
 from fgdiag.logs.hf import HfParser
-from fgdiag.logs.hf_runs import HfRuns
+from fgdiag.logs.hf_runs import HfRuns, as_text
 from fgdiag.logs.openclip import OpenClipParser
 from fgdiag.logs.ours import OursParser
 from fgdiag.logs.sink import LogSink
-from fgdiag.logs.vad_groups import VadGroups
+from fgdiag.logs.vad_groups import MARKER, VadGroups
 from fgdiag.logs.vad_lines import VadParser
 from fgdiag.logs.vad_steps import VadSteps
 
@@ -129,7 +128,13 @@ class LogReader:
                 self.sink.unparsed += 1
             return
         self._pending = buf[cut + 1 :]
-        self.feed_text(buf[:cut].decode("utf-8", "replace"))
+        text = buf[:cut].decode("utf-8", "replace") if MARKER.encode() in buf or b"\r" not in buf else None
+        if text is None:  # no fork group: a run of Trainer units is read undecoded (`_whole`)
+            pattern = self.runs.pattern() if self.fast and b"[MB-FORWARD]" not in buf else None
+            if pattern is not None and self._whole(pattern, buf[:cut] + b"\n"):
+                return
+            text = buf[:cut].decode("utf-8", "replace")
+        self.feed_text(text)
 
     def reset_partial(self) -> None:
         """The file was truncated or replaced: drop a half-read line."""
@@ -207,9 +212,30 @@ class LogReader:
                 self._lines(text.split("\n"))
                 return
         text += "\n"
+        if bulk is not self.runs or not self._whole(pattern, text):
+            self._units(bulk, pattern, text)
+
+    def _whole(self, pattern: re.Pattern[str], text: AnyStr) -> bool:
+        """`text` (ending in a newline) as lines, a run of Trainer units, lines (`HfRuns.split`): the run at
+        once when all units are canonical, else the finditer loop from the first. False: not that shape."""
+        whole = self.runs.split(text)
+        if whole is None:
+            return False
+        pre, cols, post = whole
+        self._lines(as_text(pre)[:-1].split("\n") if pre else [])
+        free = self._tb is None and not self.vad.open_group
+        if free and (got := self.runs.apply_columns(cols, self._gap)) is not None:
+            self._count(got)
+            self._lines(as_text(post)[:-1].split("\n") if post else [])
+        else:
+            self._units(self.runs, pattern, as_text(text[len(pre) :]))
+        return True
+
+    def _units(self, bulk: HfRuns | VadSteps, pattern: re.Pattern[str], text: str) -> None:
+        """Units found one by one in `text` (ending in a newline): runs of them in bulk, lines between."""
         pos = 0
         run: list[re.Match[str]] = []
-        for m in pattern.finditer(text):
+        for m in pattern.finditer(text):  # streamed: a fork buffer holds many short runs
             start = m.start()
             if start and text[start - 1] != "\n":
                 continue  # the unit starts after other text on its line: the line path reads it
@@ -225,21 +251,24 @@ class LogReader:
 
     def _run(self, bulk: HfRuns | VadSteps, text: str, run: list[re.Match[str]]) -> None:
         """Units that follow each other: in bulk while the state allows, a unit that does not on its own."""
-        units = [m.groups() for m in run]
+        units = list(map(re.Match.groups, run))
         i = 0
         while i < len(run):
             if self._tb is None and (bulk is self.steps or not self.vad.open_group):
-                k, lines, blank, unparsed = bulk.apply(units, i, self._gap)
+                k, *counts = bulk.apply(units, i, self._gap)
                 if k:
-                    self.lines += lines
-                    self.blank += blank
-                    self.sink.unparsed += unparsed
-                    self.sink.lineno = self.lines
+                    self._count(counts)
                     i += k
                     continue
             m = run[i]
             self._lines(text[m.start() : m.end() - 1].split("\n"))
             i += 1
+
+    def _count(self, counts: Sequence[int]) -> None:
+        self.lines += counts[0]
+        self.blank += counts[1]
+        self.sink.unparsed += counts[2]
+        self.sink.lineno = self.lines
 
     def _gap(self, text: str) -> tuple[int, int, int] | None:
         """(lines, blank, unparsed) of lines (each ending in a newline) that `_lines` would only count; None

@@ -12,6 +12,7 @@ row is read). Rows and events come out with `drain`, in log order.
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import repeat
 from typing import Any
 
 from fgdiag import events as ev
@@ -123,7 +124,7 @@ class LogSink:
         """`at(step)` + `put_many(row)` for each, in bulk: steps rise past the current one, no event is due
         (the caller checked `pure_put_row`). The open row is published, the last new one stays open."""
         self._emit_row()
-        self._out += [("row", item) for item in zip(steps[:-1], rows[:-1], strict=True)]
+        self._out += zip(repeat("row"), zip(steps[:-1], rows[:-1], strict=True))
         self._row_step = self.step = self.max_step = steps[-1]
         self._set = rows[-1]
 

@@ -8,13 +8,17 @@ dashboard's history and the rules' windows look there), and the last value of ev
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping
+from itertools import filterfalse, islice, repeat
+from operator import itemgetter
 
 from fgdiag import events as ev
 
 Row = dict[str, float | None]
 CAP = 16384
 BUCKET = 4
+_STEP = itemgetter(1)  # the step of a (value, step) pair
 KEY_METRICS = (ev.head_metric(ev.HEAD_LOSS, "region"), ev.LOSS)  # the loss whose envelope survives thinning
 
 
@@ -90,11 +94,11 @@ class RowStore:
         keep: set[int] = set()
         whole = len(old) - len(old) % BUCKET
         if key is not None and whole:  # whole buckets whose key values are all real floats: in C
-            vals = [r.get(key) for r in map(rows.__getitem__, old[:whole])]
+            vals = list(map(dict.get, islice(rows.values(), whole), repeat(key)))  # rows of old[:whole]
             if set(map(type, vals)) == {float} and all(map(float.__eq__, vals, vals)):  # type: ignore[arg-type]
                 pairs = [list(zip(vals[j::BUCKET], old[j:whole:BUCKET], strict=True)) for j in range(BUCKET)]
-                keep.update(p[1] for p in map(min, *pairs))
-                keep.update(p[1] for p in map(max, *pairs))
+                keep.update(map(_STEP, map(min, *pairs)))
+                keep.update(map(_STEP, map(max, *pairs)))
                 old_rest = old[whole:]
             else:
                 old_rest = old
@@ -111,7 +115,6 @@ class RowStore:
                 continue
             keep.add(min(scored)[1])
             keep.add(max(scored)[1])
-        drop = [s for s in old if s not in keep]
-        for s in drop:
-            del rows[s]
+        drop = list(filterfalse(keep.__contains__, old))
+        deque(map(rows.__delitem__, drop), maxlen=0)
         self.thinned += len(drop)

@@ -91,12 +91,66 @@ def test_hf_runs_same_rows_events_and_counts_as_the_line_path(odd):
 
 def test_hf_runs_take_the_bulk_of_a_canonical_log():
     """The bulk path is what reads a canonical log (not the per-line path with the same result)."""
+    assert bulk_rows(trainer_log(3000, odd=False).encode()) > 2500
+
+
+def bulk_rows(data: bytes) -> int:
+    """How many rows `HfRuns` puts in bulk when `data` is read in 64 kB chunks."""
     reader = LogReader()
-    calls = []
-    apply = reader.runs.apply
-    reader.runs.apply = lambda *args: calls.append(r := apply(*args)) or r  # type: ignore[method-assign]
-    reader.feed(trainer_log(3000, odd=False).encode())
-    assert sum(k for k, *_ in calls) > 2500
+    puts: list[int] = []
+    put = reader.runs._put
+    reader.runs._put = lambda lasts, cols: puts.append(len(lasts)) or put(lasts, cols)  # type: ignore[method-assign]
+    for i in range(0, len(data), 1 << 16):
+        reader.feed(data[i : i + (1 << 16)])
+    return sum(puts)
+
+
+def trainer_variants_log(steps: int) -> str:
+    """Trainer units the column-wise check must take or hand back exactly: blocks of 1 to 5 redraws per line,
+    a dict layout that loses a key, a bar going back within a line, nan/inf and quoted values, a bar whose
+    total changes half-way."""
+    rng, out, total = random.Random(7), [], steps + 9
+    for i in range(steps):
+        step = i + 1
+        if i == steps // 2:
+            total += 100  # a changed bar total: the learned unit no longer matches
+        ns = [max(0, step - k) for k in range(i // 40 % 5, -1, -1)]  # 1 to 5 redraws, in blocks of 40
+        if i % 43 == 9:
+            ns = [step, step - 1, step]  # the bar goes back within the line
+        out.append("\r" + "\r".join(bar(n, total) for n in ns))
+        loss = f"{2.5 - i / steps + rng.gauss(0, 0.05):.4f}"
+        loss = {5: "nan", 6: "inf", 7: "-inf", 8: f"'{loss}'"}.get(i % 31, loss)
+        norm = f"'grad_norm': {rng.uniform(0.5, 3):.3f}, " if i < steps // 4 else ""  # then a 3-key layout
+        out.append(f"{{'loss': {loss}, {norm}'learning_rate': 1e-05, 'epoch': 1}}")
+        out += [WARNING, ""] if i % 29 else [WARNING, "", "=" * 30]
+    return "\n".join(out) + "\n"
+
+
+def test_hf_runs_column_checks_same_as_the_line_path():
+    data = trainer_variants_log(2000).encode()
+    slow = read(data, fast=False, chunks=[1 << 22])
+    assert slow[0].count("('row', ") > 1900 and "nan" in slow[0] and "inf" in slow[0]
+    rng = random.Random(5)
+    for chunks in ([1 << 22], [1 << 13], [rng.randint(1, 9000) for _ in range(30)]):
+        assert read(data, fast=True, chunks=chunks) == slow
+    assert bulk_rows(data) > 500  # the canonical stretches are still read in bulk
+
+
+def test_hf_runs_read_undecoded_bytes_as_the_line_path_reads_text():
+    """Buffers of units are split as bytes: invalid UTF-8 in a bar or a warning, digits outside ASCII in a
+    bar, a multi-byte character cut by a chunk boundary all read as the decoded text does."""
+    lines = trainer_log(1500, odd=False).encode().split(b"\n")
+    for i in range(5, len(lines), 97):
+        lines[i] = lines[i].replace(b"UserWarning", b"User\xffWarning").replace(b"\xe2\x96\x88", b"\xe2\x96")
+    for i in range(9, len(lines), 89):
+        lines[i] = lines[i].replace(b"0/", "\u0660/".encode(), 1)  # an Arabic-Indic zero in a bar
+    data = b"\n".join(lines)
+    slow = read(data, fast=False, chunks=[1 << 22])
+    assert slow[0].count("('row', ") > 1400
+    rng = random.Random(9)
+    for chunks in ([1 << 22], [1 << 12], [rng.randint(1, 9000) for _ in range(30)]):
+        assert read(data, fast=True, chunks=chunks) == slow
+    assert bulk_rows(data) > 1000
 
 
 def bulk_summary(path, data: bytes, *, fast: bool) -> str:
