@@ -20,8 +20,9 @@ group) takes the per-line path; a test reads logs both ways and compares rows, e
 from __future__ import annotations
 
 import math
+import operator
 import re
-from itertools import islice
+from collections.abc import Callable
 from typing import Any
 
 from fgdiag import events as ev
@@ -29,7 +30,7 @@ from fgdiag.facts import REGION
 from fgdiag.logs import vad
 from fgdiag.logs.hf import HfParser
 from fgdiag.logs.sink import LogSink
-from fgdiag.logs.vad_lines import LOSS_NAMES, VadParser
+from fgdiag.logs.vad_lines import LAST_NAMES, LOSS_NAMES, VadParser, close_group
 from fgdiag.wire import parse_logit_scale
 
 _S = r"(\S+)"
@@ -57,13 +58,35 @@ LOSS, GLOBAL, REGION_LOSS, HARD = LOSS_NAMES
 SCALE_NAMES = {
     h: (ev.head_metric(ev.LOGIT_SCALE, h), ev.head_metric(ev.LOGIT_SCALE_EXP, h)) for h in ev.HEADS
 }
-CACHE_MAX = 4096
 Group = tuple[dict[str, float], list[float]]
+Columns = tuple[list[int], list[Any], list[Any], list[list[float]], list[float | None]]
 
 
-def _counts(line: str) -> tuple[float, float] | None:
+def _rate(text: str | None) -> float | None:
+    """The batch line's learning rate; None when absent or not a number (the line path skips it)."""
+    try:
+        return None if text is None else float(text)
+    except ValueError:
+        return None
+
+
+def _counts(line: str) -> tuple[float, float, float | None, float | None] | None:
+    """(queued, valid, candidates, chance) of a [MB-FORWARD] line (`VadParser.commit`'s region candidates
+    and their chance level; None where it sets none)."""
     m = vad.MB_FORWARD_RE.search(line)
-    return None if m is None else (float(m.group(1)), float(m.group(2)))
+    if m is None:
+        return None
+    queued, valid = float(m.group(1)), float(m.group(2))
+    c = valid + queued if valid else None
+    return queued, valid, c, math.log(c) if c is not None and c > 1 else None
+
+
+def _scale(line: str) -> tuple[str, str, float, float] | None:
+    """(raw name, exp name, raw, exp) of a logit-scale line."""
+    parsed = vad.cached(line, parse_logit_scale)
+    if isinstance(parsed, str):
+        return None
+    return (*SCALE_NAMES[parsed[0]], parsed[1], parsed[2])
 
 
 class VadSteps:
@@ -73,7 +96,6 @@ class VadSteps:
         self.hf = hf
         self.lines = lines
         self.sink = sink
-        self._counts: dict[str, tuple[float, float] | None] = {}
 
     def pattern(self) -> re.Pattern[str] | None:
         """The unit regex once the training bar is known (the per-line path reads the first unit)."""
@@ -90,87 +112,139 @@ class VadSteps:
             and sink.open_step() == sink.step == sink.max_step == self.hf.bar_n
         )
 
-    def _count(self, line: str) -> tuple[float, float] | None:
-        hit = self._counts.get(line, ...)
-        if hit is ...:
-            if len(self._counts) >= CACHE_MAX:
-                self._counts.clear()
-            hit = self._counts[line] = _counts(line)
-        return hit
+    @staticmethod
+    def _parsed(column: tuple[str, ...], parse: Callable[[str], Any]) -> list[Any] | None:
+        """Each line of `column` parsed once per distinct text; None when one does not parse (gives None)."""
+        table = {line: parse(line) for line in set(column)}
+        if None in table.values():
+            return None
+        return list(map(table.__getitem__, column))
+
+    def _columns(self, run: list[tuple[Any, ...]]) -> Columns | None:
+        """The run's columns converted (bars, scales, counts, four losses, rates) when every unit is at the
+        bar's step, with one bar on its batch line and lines that parse; None otherwise."""
+        cols = list(zip(*run, strict=True))
+        tots, rests = cols[10], cols[11]
+        if tots.count(tots[0]) != len(tots) or int(tots[0]) != self.hf.bar_total:
+            return None
+        bars = list(map(int, cols[9]))
+        if [int(s) + 1 for s in cols[12]] != bars or not all(map(operator.lt, [self.sink.step, *bars], bars)):
+            return None
+        joined = "\n".join(rests)
+        if "it/s]" in joined or "s/it]" in joined:
+            return None
+        scales = self._parsed(cols[8], _scale)
+        counts = self._parsed(cols[0], _counts)
+        if scales is None or counts is None:
+            return None
+        try:
+            losses = [list(map(float, cols[j])) for j in (13, 14, 15, 16)]
+        except ValueError:
+            return None
+        try:
+            rates: list[float | None] = list(map(float, cols[17]))
+        except (TypeError, ValueError):
+            rates = [_rate(x) for x in cols[17]]
+        return bars, scales, counts, losses, rates
 
     def apply(self, units: list[tuple[Any, ...]], first: int, gap: Any = None) -> tuple[int, int, int, int]:
         """Apply units[first:] (each `match.groups()`) while they are canonical. Returns (units applied,
         lines, blank, unparsed), 0 units when the first must take the per-line path."""
         if first >= len(units) or not self.ready():
             return 0, 0, 0, 0
+        run = units[first:]
+        columns = self._columns(run)
+        if columns is None:  # the longest canonical prefix (a prefix of one is canonical)
+            lo, hi = 0, len(run) - 1
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if self._columns(run[:mid]) is None:
+                    hi = mid - 1
+                else:
+                    lo = mid
+            if not lo:
+                return 0, 0, 0, 0
+            run = run[:lo]
+            columns = self._columns(run)
+            assert columns is not None
+        bars, scales, counts, (total_loss, glob, region, hard), rates = columns
         sink = self.sink
-        prev, total, enabled = sink.step, self.hf.bar_total, sink.bank_enabled
+        enabled = sink.bank_enabled
         steps: list[int] = []
-        sums: list[dict[str, float]] = []
-        lasts: list[dict[str, float]] = []
-        log = math.log
+        rows: list[dict[str, float]] = []
         k = n_lines = 0
-        for unit in islice(units, first, None):
-            counts_line, diag, *_, scale_line, n, tot, rest, step, t, g, r, h, rate = unit
-            bar = int(n)
-            if int(tot) != total or bar <= prev or int(step) + 1 != bar or "it/s]" in rest or "s/it]" in rest:
-                break  # not at the bar's step, or more bars on the line (the line path reads those)
-            scale = vad.cached(scale_line, parse_logit_scale)
-            counts = self._count(counts_line)
-            if isinstance(scale, str) or counts is None:
-                break
-            try:
-                total_loss, glob, region, hard = float(t), float(g), float(r), float(h)
-            except ValueError:
-                break
-            queued, valid = counts
-            if diag is not None:
-                group = self._diag(unit, scale)
+        for unit, bar, (raw_name, exp_name, raw, exp), (queued, valid, c, lc), t, g, r, h, rate in zip(
+            run, bars, scales, counts, total_loss, glob, region, hard, rates, strict=True
+        ):
+            if unit[1] is not None:  # a [DIAG] block
+                group = self._diag(unit, (raw_name, exp_name, raw, exp))
                 if group is None:
                     break
-                if steps:
-                    sink.sum_rows(steps, sums, lasts)
-                    steps, sums, lasts = [], [], []
                 enabled = enabled or queued > 0
-                self._apply_diag(queued, valid, enabled, bar, group, (total_loss, glob, region, hard), rate)
-                prev = bar
+                if not rows or not self._merge(rows[-1], queued, valid, c, lc, enabled):
+                    if rows:
+                        self._flush(steps, rows)
+                        steps, rows = [], []
+                    sink.bank_enabled = enabled
+                    self.lines.fwd, self.lines.bank = {R_VALID: valid}, [queued, math.nan]
+                    self.lines.commit()  # the [DIAG] header closes the counts' group into the open step
+                fwd, bank = group
+                fwd[LOSS], fwd[GLOBAL] = t, g  # the batch line (`VadParser.batch_line`)
+                if r != 0.0:
+                    fwd[REGION_LOSS] = r
+                fwd[HARD] = h
+                if rate is not None:
+                    fwd[LR] = rate
+                add, last = close_group(fwd, bank, enabled)
+                steps.append(bar)
+                rows.append({**add, **last})  # each value added once: its mean is itself
                 k += 1
                 n_lines += 12
                 continue
-            enabled = enabled or queued > 0
-            add = {R_VALID: valid, LOSS: total_loss, GLOBAL: glob}
-            if region != 0.0:  # the fork logs 0.0 when a micro-batch has no valid region
-                add[REGION_LOSS] = region
-            add[HARD] = hard
-            if valid:
-                c = valid + queued
-                add[C_REGION] = c
-                if c > 1:
-                    add[CH_REGION] = log(c)
-            raw_name, exp_name = SCALE_NAMES[scale[0]]
-            keep = {raw_name: scale[1], exp_name: scale[2]}
-            if rate is not None:
-                try:
-                    keep[LR] = float(rate)
-                except ValueError:
-                    pass
-            keep[MB_FILL] = queued
-            keep[MB_ACTIVE] = 1.0 if enabled else 0.0
+            if not enabled and queued > 0:
+                enabled = True
+            active = 1.0 if enabled else 0.0
+            if r != 0.0 and lc is not None and rate is not None:  # the fork's every step
+                row = {
+                    R_VALID: valid, LOSS: t, GLOBAL: g, REGION_LOSS: r, HARD: h, C_REGION: c, CH_REGION: lc,
+                    raw_name: raw, exp_name: exp, LR: rate, MB_FILL: queued, MB_ACTIVE: active,
+                }  # fmt: skip
+            else:  # `VadParser.commit`'s order: averaged values, then the kept ones
+                row = {R_VALID: valid, LOSS: t, GLOBAL: g}
+                if r != 0.0:  # the fork logs 0.0 when a micro-batch has no valid region
+                    row[REGION_LOSS] = r
+                row[HARD] = h
+                if c is not None:
+                    row[C_REGION] = c
+                    if lc is not None:
+                        row[CH_REGION] = lc
+                row[raw_name], row[exp_name] = raw, exp
+                if rate is not None:
+                    row[LR] = rate
+                row[MB_FILL], row[MB_ACTIVE] = queued, active
             steps.append(bar)
-            sums.append(add)
-            lasts.append(keep)
-            prev = bar
+            rows.append(row)
             k += 1
             n_lines += 4
         if not k:
             return 0, 0, 0, 0
         if steps:
-            sink.sum_rows(steps, sums, lasts)
+            self._flush(steps, rows)
         sink.bank_enabled = enabled
-        self.hf.bar_n = prev
+        self.hf.bar_n = bars[k - 1]
         return k, n_lines, 0, 0
 
-    def _diag(self, unit: tuple[Any, ...], scale: tuple[str, float, float]) -> Group | None:
+    def _flush(self, steps: list[int], rows: list[dict[str, float]]) -> None:
+        """Rows to the sink; the last stays open, split as the line path leaves it (sums, kept values)."""
+        last = rows.pop()
+        self.sink.summed_rows(
+            steps,
+            rows,
+            {name: value for name, value in last.items() if name not in LAST_NAMES},
+            {name: value for name, value in last.items() if name in LAST_NAMES},
+        )
+
+    def _diag(self, unit: tuple[Any, ...], scale: tuple[str, str, float, float]) -> Group | None:
         """The forward group (values, bank) a [DIAG] block + scale line leave (`VadParser`'s handlers, in
         their order); None when a line does not parse (the line path reads the unit)."""
         _, valid_line, img_line, txt_line, logits_line, block_scale, bank_line, any_line = unit[:8]
@@ -199,38 +273,23 @@ class VadSteps:
         fwd[raw_name], fwd[exp_name] = first[1], first[2]
         fwd[MB_PTR] = bank[2]
         fwd[R_BAD] = fwd.get(R_BAD, 0.0) + (1.0 if "=True" in any_line else 0.0)
-        raw_name, exp_name = SCALE_NAMES[scale[0]]
-        fwd[raw_name], fwd[exp_name] = scale[1], scale[2]
+        fwd[scale[0]], fwd[scale[1]] = scale[2], scale[3]
         return fwd, [bank[0], bank[1]]
 
-    def _apply_diag(
-        self,
-        queued: float,
-        valid: float,
-        enabled: bool,
-        bar: int,
-        group: Group,
-        losses: tuple[float, float, float, float],
-        rate: str | None,
-    ) -> None:
-        """A unit with a [DIAG] block through `VadParser.commit`, as the line path: the counts line's group
-        closes into the open step when the block starts, the block's group into the bar's step."""
-        sink, lines = self.sink, self.lines
-        sink.bank_enabled = enabled
-        lines.fwd, lines.bank = {R_VALID: valid}, [queued, math.nan]
-        lines.commit()  # the [DIAG] header line
-        sink.at(bar)  # the bar moves the step (`HfParser.bar`)
-        self.hf.bar_n = bar
-        total_loss, glob, region, hard = losses
-        fwd, bank = group
-        fwd[LOSS], fwd[GLOBAL] = total_loss, glob
-        if region != 0.0:
-            fwd[REGION_LOSS] = region
-        fwd[HARD] = hard
-        if rate is not None:
-            try:
-                fwd[LR] = float(rate)
-            except ValueError:
-                pass
-        lines.fwd, lines.bank = fwd, bank
-        lines.commit(bar)
+    @staticmethod
+    def _merge(
+        row: dict[str, float], queued: float, valid: float, c: float | None, lc: float | None, enabled: bool
+    ) -> bool:
+        """Close the counts' group into `row` (built here, each value added once) as the [DIAG] header line
+        does: the averaged values become means of two, the kept ones are replaced. False (nothing done) when
+        the group adds a value the row lacks (the sink's order would differ)."""
+        if (c is not None and C_REGION not in row) or (lc is not None and CH_REGION not in row):
+            return False
+        row[R_VALID] = (row[R_VALID] + valid) / 2
+        if c is not None:
+            row[C_REGION] = (row[C_REGION] + c) / 2
+            if lc is not None:
+                row[CH_REGION] = (row[CH_REGION] + lc) / 2
+        row[MB_FILL] = queued
+        row[MB_ACTIVE] = 1.0 if (queued > 0 or enabled) else 0.0
+        return True
