@@ -128,7 +128,10 @@ class VadSteps:
         if tots.count(tots[0]) != len(tots) or int(tots[0]) != self.hf.bar_total:
             return None
         bars = list(map(int, cols[9]))
-        if [int(s) + 1 for s in cols[12]] != bars or not all(map(operator.lt, [self.sink.step, *bars], bars)):
+        if (
+            list(map(operator.sub, bars, map(int, cols[12]))).count(1) != len(bars)  # bar n at step n - 1
+            or not all(map(operator.lt, [self.sink.step, *bars], bars))
+        ):
             return None
         joined = "\n".join(rests)
         if "it/s]" in joined or "s/it]" in joined:
