@@ -210,6 +210,8 @@ def test_vad_steps_take_the_bulk_of_a_fork_log(tmp_path):
     reader.steps.apply = lambda *args: calls.append(r := apply(*args)) or r  # type: ignore[method-assign]
     reader.feed(fork_log(3000, odd=False).encode())
     assert sum(k for k, *_ in calls) > 2500
+    assert len(calls) == 1  # one run: the [DIAG] blocks every 16 steps are read in it
+    assert sum(lines for _, lines, *_ in calls) > 4 * 2500 + 8 * 150  # 4 lines a step, 8 more a block
     data = fork_log(2000, odd=True).encode()
 
     assert bulk_summary(tmp_path / "f.log", data, fast=True) == bulk_summary(
