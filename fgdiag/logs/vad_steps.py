@@ -22,7 +22,8 @@ from __future__ import annotations
 import math
 import operator
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from itertools import chain
 from typing import Any
 
 from fgdiag import events as ev
@@ -58,6 +59,7 @@ LOSS, GLOBAL, REGION_LOSS, HARD = LOSS_NAMES
 SCALE_NAMES = {
     h: (ev.head_metric(ev.LOGIT_SCALE, h), ev.head_metric(ev.LOGIT_SCALE_EXP, h)) for h in ev.HEADS
 }
+BLOCK = 512  # units converted at once (a deviation costs at most one block's conversion)
 Group = tuple[dict[str, float], list[float]]
 Columns = tuple[list[int], list[Any], list[Any], list[list[float]], list[float | None]]
 
@@ -120,17 +122,18 @@ class VadSteps:
             return None
         return list(map(table.__getitem__, column))
 
-    def _columns(self, run: list[tuple[Any, ...]]) -> Columns | None:
+    def _columns(self, run: list[tuple[Any, ...]], prev: int) -> Columns | None:
         """The run's columns converted (bars, scales, counts, four losses, rates) when every unit is at the
         bar's step, with one bar on its batch line and lines that parse; None otherwise."""
         cols = list(zip(*run, strict=True))
         tots, rests = cols[10], cols[11]
-        if tots.count(tots[0]) != len(tots) or int(tots[0]) != self.hf.bar_total:
+        total = self.hf.bar_total
+        if total is None or list(map(int, tots)).count(total) != len(tots):
             return None
         bars = list(map(int, cols[9]))
         if (
             list(map(operator.sub, bars, map(int, cols[12]))).count(1) != len(bars)  # bar n at step n - 1
-            or not all(map(operator.lt, [self.sink.step, *bars], bars))
+            or not all(map(operator.lt, [prev, *bars], bars))
         ):
             return None
         joined = "\n".join(rests)
@@ -150,35 +153,60 @@ class VadSteps:
             rates = [_rate(x) for x in cols[17]]
         return bars, scales, counts, losses, rates
 
+    def _blocks(self, run: list[tuple[Any, ...]]) -> Iterator[tuple[list[tuple[Any, ...]], Columns]]:
+        """The run's canonical prefix, BLOCK units at a time with their columns (converted when asked for): a
+        block that is not canonical gives the units before its first odd one (`_first_odd`), so a deviation
+        costs one block's conversion and the units before it, not the whole run's."""
+        prev = self.sink.step
+        for start in range(0, len(run), BLOCK):
+            block = run[start : start + BLOCK]
+            columns = self._columns(block, prev)
+            if columns is None:
+                good = self._first_odd(block, prev)
+                columns = self._columns(block[:good], prev) if good else None
+                if columns is not None:
+                    yield block[:good], columns
+                return
+            yield block, columns
+            prev = columns[0][-1]
+
+    def _first_odd(self, block: list[tuple[Any, ...]], prev: int) -> int:
+        """Index of the first unit `_columns` rejects, checked one at a time (its checks, in order)."""
+        total = self.hf.bar_total
+        for i, unit in enumerate(block):
+            bar, rest = int(unit[9]), unit[11]
+            if int(unit[10]) != total or bar <= prev or int(unit[12]) + 1 != bar or "it/s]" in rest:
+                return i
+            if "s/it]" in rest or _scale(unit[8]) is None or _counts(unit[0]) is None:
+                return i
+            try:
+                float(unit[13]), float(unit[14]), float(unit[15]), float(unit[16])
+            except ValueError:
+                return i
+            prev = bar
+        return len(block)
+
     def apply(self, units: list[tuple[Any, ...]], first: int, gap: Any = None) -> tuple[int, int, int, int]:
         """Apply units[first:] (each `match.groups()`) while they are canonical. Returns (units applied,
         lines, blank, unparsed), 0 units when the first must take the per-line path."""
         if first >= len(units) or not self.ready():
             return 0, 0, 0, 0
-        run = units[first:]
-        columns = self._columns(run)
-        if columns is None:  # the longest canonical prefix (a prefix of one is canonical)
-            lo, hi = 0, len(run) - 1
-            while lo < hi:
-                mid = (lo + hi + 1) // 2
-                if self._columns(run[:mid]) is None:
-                    hi = mid - 1
-                else:
-                    lo = mid
-            if not lo:
-                return 0, 0, 0, 0
-            run = run[:lo]
-            columns = self._columns(run)
-            assert columns is not None
-        bars, scales, counts, (total_loss, glob, region, hard), rates = columns
         sink = self.sink
         enabled = sink.bank_enabled
         steps: list[int] = []
         rows: list[dict[str, float]] = []
         k = n_lines = 0
-        for unit, bar, (raw_name, exp_name, raw, exp), (queued, valid, c, lc), t, g, r, h, rate in zip(
-            run, bars, scales, counts, total_loss, glob, region, hard, rates, strict=True
-        ):
+        prev = sink.step
+        units_in_order = chain.from_iterable(
+            zip(block, bars, scales, counts, *losses, rates, strict=True)
+            for block, (bars, scales, counts, losses, rates) in self._blocks(units[first:])
+        )
+        for unit, bar, (raw_name, exp_name, raw, exp), (
+            queued,
+            valid,
+            c,
+            lc,
+        ), t, g, r, h, rate in units_in_order:
             if unit[1] is not None:  # a [DIAG] block
                 group = self._diag(unit, (raw_name, exp_name, raw, exp))
                 if group is None:
@@ -203,6 +231,7 @@ class VadSteps:
                 rows.append({**add, **last})  # each value added once: its mean is itself
                 k += 1
                 n_lines += 12
+                prev = bar
                 continue
             if not enabled and queued > 0:
                 enabled = True
@@ -229,12 +258,13 @@ class VadSteps:
             rows.append(row)
             k += 1
             n_lines += 4
+            prev = bar
         if not k:
             return 0, 0, 0, 0
         if steps:
             self._flush(steps, rows)
         sink.bank_enabled = enabled
-        self.hf.bar_n = bars[k - 1]
+        self.hf.bar_n = prev
         return k, n_lines, 0, 0
 
     def _flush(self, steps: list[int], rows: list[dict[str, float]]) -> None:
