@@ -139,6 +139,16 @@ class LogSink:
         self._row_step = self.step = self.max_step = steps[-1]
         self._sum, self._cnt, self._last = sums[-1], dict.fromkeys(sums[-1], 1), lasts[-1]
 
+    def summed_rows(
+        self, steps: list[int], rows: list[dict[str, float]], sums: dict[str, float], last: dict[str, float]
+    ) -> None:
+        """`sum_rows` with the rows before the last given whole (`rows`, one fewer than `steps`); the last
+        step's values stay open as `sums` (each added once) and `last`."""
+        self._emit_row()
+        self._out += [("row", item) for item in zip(steps[:-1], rows, strict=True)]
+        self._row_step = self.step = self.max_step = steps[-1]
+        self._sum, self._cnt, self._last = sums, dict.fromkeys(sums, 1), last
+
     def open_step(self) -> int | None:
         """The step of the row being filled (None: no row is open)."""
         return self._row_step

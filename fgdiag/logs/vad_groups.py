@@ -28,6 +28,9 @@ _F = r"[-+]?(?:\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|nan|inf)"
 _N = f"({_F})"
 GROUP_RE = re.compile(
     r"\[DIAG\] Region batch diagnostics:\n"
+    # implied by what follows, and cheap: a block followed by neither a [LOSS] nor a batch line (the fork's
+    # trainer prints its scale line there; `VadSteps` reads those) fails here, before the captures
+    r"(?=(?:  - [^\n]*+\n){7,9}?(?:\[LOSS\] |[^\n]*?\[Epoch ))"
     r"(  - valid_count=[^\n]*)\n"  # lines that repeat verbatim are captured whole and parsed through a cache
     r"(  - img_norms: [^\n]*)\n"
     r"(  - txt_norms: [^\n]*)\n"

@@ -56,6 +56,35 @@ def _clean(line: str) -> str:
     return demojibake(line.strip())[:300]
 
 
+def close_group(
+    fwd: dict[str, float], bank: list[float] | None, enabled: bool
+) -> tuple[dict[str, float], dict[str, float]]:
+    """What a forward group adds to its step (averaged) and what the step keeps (state-like, the last), in
+    the group's order: its values plus the bank's fill and activity, the region candidates and their chance
+    level, the cosine spread. `fwd` is completed in place."""
+    valid = fwd.get(R_VALID)
+    if bank is not None:
+        filled, size = bank
+        fwd[ev.MB_FILL] = filled
+        if size == size:  # not NaN
+            fwd[ev.MB_SIZE] = size
+        fwd[ev.MB_ACTIVE] = 1.0 if (filled > 0 or enabled) else 0.0
+    if valid:
+        k = valid + (bank[0] if bank is not None else 0.0)
+        fwd[C_REGION] = k
+        if k > 1:
+            fwd[CH_REGION] = math.log(k)
+    std = fwd.get(L_STD)
+    if std is not None:
+        scale = fwd.get(EXP_REGION)
+        if scale:
+            fwd[COS_REGION] = std / scale
+    last = {name: value for name, value in fwd.items() if name in LAST_NAMES}
+    if not last:
+        return fwd, last
+    return {name: value for name, value in fwd.items() if name not in last}, last
+
+
 class VadParser:
     """The fork's lines; `commit` closes the open forward group (the sink runs it before a line names a
     step)."""
@@ -131,29 +160,10 @@ class VadParser:
             return
         if step is not None:
             sink.at(step)
-        valid = fwd.get(R_VALID)
-        if bank is not None:
-            filled, size = bank
-            fwd[ev.MB_FILL] = filled
-            if size == size:  # not NaN
-                fwd[ev.MB_SIZE] = size
-            fwd[ev.MB_ACTIVE] = 1.0 if (filled > 0 or sink.bank_enabled) else 0.0
-        if valid:
-            k = valid + (bank[0] if bank is not None else 0.0)
-            fwd[C_REGION] = k
-            if k > 1:
-                fwd[CH_REGION] = math.log(k)
-        std = fwd.get(L_STD)
-        if std is not None:
-            scale = fwd.get(EXP_REGION)
-            if scale:
-                fwd[COS_REGION] = std / scale
-        last = {name: value for name, value in fwd.items() if name in LAST_NAMES}
+        add, last = close_group(fwd, bank, sink.bank_enabled)
         if last:
             sink.keep_all(last)
-            sink.add_all({name: value for name, value in fwd.items() if name not in last})
-        else:
-            sink.add_all(fwd)
+        sink.add_all(add)
         self.fwd = {}
         self.bank = None
 

@@ -1,25 +1,29 @@
-"""`VadSteps`: the fgclip-vad fork's optimizer steps without a [DIAG] block, read a run at a time.
+"""`VadSteps`: the fgclip-vad fork's optimizer steps, [DIAG] blocks included, read a run at a time.
 
-Between its [DIAG] blocks the fork's trainer prints four lines per optimizer step:
+The fork's trainer prints one forward group per optimizer step, a [DIAG] block every 16th:
 
+    [MB-FORWARD] 使用128个历史负样本 | Batch内: 4 | 总负样本: 132
+    ([DIAG] Region batch diagnostics: and its seven indented lines)
     logit_scale (finegrained): 4.605170 (exp=100.0000)
     [ACCUMULATED] Total: ... | Global: ... | Region: ... | HardNeg: ...
     <tqdm bar>[ACCUMULATED][Epoch e][Step s][Batch b] AvgLoss: ... | MB: 128/128 ✓ | LR: ... | Time: ...
-    [MB-FORWARD] 使用128个历史负样本 | Batch内: 4 | 总负样本: 132
 
 One regex finds such units in a buffer (the batch line's part is `vad.BATCH_FAST_RE` with the line end
 made explicit); once the per-line path has read one, the ones that follow are applied in bulk: each gives the
-row `VadParser` would give (the [MB-FORWARD] line opens the next forward group with its counts, the scale
-line joins it, the batch line closes it at step s + 1 after the bar moved there). Whatever deviates (another
-bar, a step that does not follow the bar, a scale or count line that does not parse, an open [DIAG] group)
-takes the per-line path; a test reads logs both ways and compares rows, events and counters.
+row `VadParser` would give (the [MB-FORWARD] line opens the group with its counts, the scale line joins it,
+the batch line closes it at step s + 1 after the bar moved there; a [DIAG] block first closes the counts'
+group into the open step, as its header line does, and its own group goes through `VadParser.commit`).
+Whatever deviates (another bar, a step that does not follow the bar, a line that does not parse, an open
+group) takes the per-line path; a test reads logs both ways and compares rows, events and counters.
 """
 
 from __future__ import annotations
 
 import math
+import operator
 import re
-from itertools import islice
+from collections.abc import Callable, Iterator
+from itertools import chain
 from typing import Any
 
 from fgdiag import events as ev
@@ -27,32 +31,64 @@ from fgdiag.facts import REGION
 from fgdiag.logs import vad
 from fgdiag.logs.hf import HfParser
 from fgdiag.logs.sink import LogSink
-from fgdiag.logs.vad_lines import LOSS_NAMES, VadParser
+from fgdiag.logs.vad_lines import LAST_NAMES, LOSS_NAMES, VadParser, close_group
 from fgdiag.wire import parse_logit_scale
 
 _S = r"(\S+)"
 UNIT_RE = re.compile(
-    r"(logit_scale \([^\n]*+)\n"  # 1: the scale line (parsed through the line cache)
+    r"(\[MB-FORWARD\][^\n]*+)\n"  # 1: the counts line that opens the forward group
+    r"(?:\[DIAG\] Region batch diagnostics:\n"  # 2-8: a canonical [DIAG] block (optional)
+    r"(  - valid_count=[^\n]*+)\n(  - img_norms: [^\n]*+)\n(  - txt_norms: [^\n]*+)\n"
+    r"(  - logits_i2t: [^\n]*+)\n(  - logit_scale \([^\n]*+)\n(  - memory_bank[^\n]*+)\n"
+    r"(  - any_nan=[^\n]*+)\n)?"
+    r"(logit_scale \([^\n]*+)\n"  # 9: the scale line (parsed through the line cache)
     r"\[ACCUMULATED\] Total[^\n]*+\n"  # its values are repeated by the batch line
-    r"\r *\d+%\|[^|\r\n]*+\| *(\d+)/(\d+) \[[^\[\]\r\n]{0,80}?(?:it/s|s/it)[^\[\]\r\n]{0,20}\]"  # 2, 3: bar
-    # 4: the rest of the line (`apply` checks it holds no more bars), from step 5 to the rate 10
+    r"\r *\d+%\|[^|\r\n]*+\| *(\d+)/(\d+) \[[^\[\]\r\n]{0,80}?(?:it/s|s/it)[^\[\]\r\n]{0,20}\]"  # 10, 11: bar
+    # 12: the rest of the line (`apply` checks it holds no more bars), from step 13 to the rate 18
     rf"(\[ACCUMULATED\]\[Epoch \d+\]\[Step (\d+)\]\[Batch \d+\] (?:AvgLoss|Loss): {_S} \| Global: {_S} \| "
     rf"Region: {_S} \| Hard(?:Neg)?: {_S}(?: \| MB: \d+/\d+[^|\r\n]*?(?= \||\n))?(?: \| LR: {_S})?"
     r"[^\r\n]*+)\n"
-    r"(\[MB-FORWARD\][^\n]*+)\n"  # 11: the next forward group's counts
 )
 R_VALID, MB_FILL, MB_ACTIVE, LR = ev.REGIONS_VALID, ev.MB_FILL, ev.MB_ACTIVE, ev.LEARNING_RATE
+R_ZERO, R_BAD, MB_PTR = ev.REGIONS_ZERO_NORM, ev.REGIONS_NONFINITE, ev.MB_PTR
 C_REGION, CH_REGION = ev.head_metric(ev.CANDIDATES, REGION), ev.head_metric(ev.CHANCE, REGION)
+L_MIN, L_MAX, L_MEAN, L_STD = (
+    ev.head_metric(n, REGION) for n in (ev.LOGITS_MIN, ev.LOGITS_MAX, ev.LOGITS_MEAN, ev.LOGITS_STD)
+)
 LOSS, GLOBAL, REGION_LOSS, HARD = LOSS_NAMES
 SCALE_NAMES = {
     h: (ev.head_metric(ev.LOGIT_SCALE, h), ev.head_metric(ev.LOGIT_SCALE_EXP, h)) for h in ev.HEADS
 }
-CACHE_MAX = 4096
+BLOCK = 512  # units converted at once (a deviation costs at most one block's conversion)
+Group = tuple[dict[str, float], list[float]]
+Columns = tuple[list[int], list[Any], list[Any], list[list[float]], list[float | None]]
 
 
-def _counts(line: str) -> tuple[float, float] | None:
+def _rate(text: str | None) -> float | None:
+    """The batch line's learning rate; None when absent or not a number (the line path skips it)."""
+    try:
+        return None if text is None else float(text)
+    except ValueError:
+        return None
+
+
+def _counts(line: str) -> tuple[float, float, float | None, float | None] | None:
+    """(queued, valid, candidates, chance) of a [MB-FORWARD] line (`VadParser.commit`'s region candidates
+    and their chance level; None where it sets none)."""
     m = vad.MB_FORWARD_RE.search(line)
-    return None if m is None else (float(m.group(1)), float(m.group(2)))
+    if m is None:
+        return None
+    queued, valid = float(m.group(1)), float(m.group(2))
+    c = valid + queued if valid else None
+    return queued, valid, c, math.log(c) if c is not None and c > 1 else None
+
+
+def _scale(line: str) -> tuple[str, str, float, float] | None:
+    """(raw name, exp name, raw, exp) of a logit-scale line."""
+    parsed = vad.cached(line, parse_logit_scale)
+    if isinstance(parsed, str):
+        return None
+    return (*SCALE_NAMES[parsed[0]], parsed[1], parsed[2])
 
 
 class VadSteps:
@@ -62,89 +98,231 @@ class VadSteps:
         self.hf = hf
         self.lines = lines
         self.sink = sink
-        self._counts: dict[str, tuple[float, float] | None] = {}
 
     def pattern(self) -> re.Pattern[str] | None:
         """The unit regex once the training bar is known (the per-line path reads the first unit)."""
         return UNIT_RE if self.hf.bar_total is not None else None
 
     def ready(self) -> bool:
-        """The state a unit leaves: only the [MB-FORWARD] counts open, the row of the bar's step open."""
+        """The state a unit leaves: no forward group open, the row of the bar's step open."""
         sink, lines = self.sink, self.lines
-        bank = lines.bank
         return (
             lines.loss_text is None
-            and bank is not None
-            and bank[1] != bank[1]  # the size is not known (NaN): the counts line opened the group
-            and len(lines.fwd) == 1
-            and R_VALID in lines.fwd
+            and not lines.fwd
+            and lines.bank is None
             and not sink.has_deferred()
             and sink.open_step() == sink.step == sink.max_step == self.hf.bar_n
         )
 
-    def _count(self, line: str) -> tuple[float, float] | None:
-        hit = self._counts.get(line, ...)
-        if hit is ...:
-            if len(self._counts) >= CACHE_MAX:
-                self._counts.clear()
-            hit = self._counts[line] = _counts(line)
-        return hit
+    @staticmethod
+    def _parsed(column: tuple[str, ...], parse: Callable[[str], Any]) -> list[Any] | None:
+        """Each line of `column` parsed once per distinct text; None when one does not parse (gives None)."""
+        table = {line: parse(line) for line in set(column)}
+        if None in table.values():
+            return None
+        return list(map(table.__getitem__, column))
+
+    def _columns(self, run: list[tuple[Any, ...]], prev: int) -> Columns | None:
+        """The run's columns converted (bars, scales, counts, four losses, rates) when every unit is at the
+        bar's step, with one bar on its batch line and lines that parse; None otherwise."""
+        cols = list(zip(*run, strict=True))
+        tots, rests = cols[10], cols[11]
+        total = self.hf.bar_total
+        if total is None or list(map(int, tots)).count(total) != len(tots):
+            return None
+        bars = list(map(int, cols[9]))
+        if (
+            list(map(operator.sub, bars, map(int, cols[12]))).count(1) != len(bars)  # bar n at step n - 1
+            or not all(map(operator.lt, [prev, *bars], bars))
+        ):
+            return None
+        joined = "\n".join(rests)
+        if "it/s]" in joined or "s/it]" in joined:
+            return None
+        scales = self._parsed(cols[8], _scale)
+        counts = self._parsed(cols[0], _counts)
+        if scales is None or counts is None:
+            return None
+        try:
+            losses = [list(map(float, cols[j])) for j in (13, 14, 15, 16)]
+        except ValueError:
+            return None
+        try:
+            rates: list[float | None] = list(map(float, cols[17]))
+        except (TypeError, ValueError):
+            rates = [_rate(x) for x in cols[17]]
+        return bars, scales, counts, losses, rates
+
+    def _blocks(self, run: list[tuple[Any, ...]]) -> Iterator[tuple[list[tuple[Any, ...]], Columns]]:
+        """The run's canonical prefix, BLOCK units at a time with their columns (converted when asked for): a
+        block that is not canonical gives the units before its first odd one (`_first_odd`), so a deviation
+        costs one block's conversion and the units before it, not the whole run's."""
+        prev = self.sink.step
+        for start in range(0, len(run), BLOCK):
+            block = run[start : start + BLOCK]
+            columns = self._columns(block, prev)
+            if columns is None:
+                good = self._first_odd(block, prev)
+                columns = self._columns(block[:good], prev) if good else None
+                if columns is not None:
+                    yield block[:good], columns
+                return
+            yield block, columns
+            prev = columns[0][-1]
+
+    def _first_odd(self, block: list[tuple[Any, ...]], prev: int) -> int:
+        """Index of the first unit `_columns` rejects, checked one at a time (its checks, in order)."""
+        total = self.hf.bar_total
+        for i, unit in enumerate(block):
+            bar, rest = int(unit[9]), unit[11]
+            if int(unit[10]) != total or bar <= prev or int(unit[12]) + 1 != bar or "it/s]" in rest:
+                return i
+            if "s/it]" in rest or _scale(unit[8]) is None or _counts(unit[0]) is None:
+                return i
+            try:
+                float(unit[13]), float(unit[14]), float(unit[15]), float(unit[16])
+            except ValueError:
+                return i
+            prev = bar
+        return len(block)
 
     def apply(self, units: list[tuple[Any, ...]], first: int, gap: Any = None) -> tuple[int, int, int, int]:
         """Apply units[first:] (each `match.groups()`) while they are canonical. Returns (units applied,
         lines, blank, unparsed), 0 units when the first must take the per-line path."""
         if first >= len(units) or not self.ready():
             return 0, 0, 0, 0
-        sink, lines = self.sink, self.lines
-        prev, total, enabled = sink.step, self.hf.bar_total, sink.bank_enabled
-        assert lines.bank is not None
-        valid, queued = lines.fwd[R_VALID], lines.bank[0]
+        sink = self.sink
+        enabled = sink.bank_enabled
         steps: list[int] = []
-        sums: list[dict[str, float]] = []
-        lasts: list[dict[str, float]] = []
-        log = math.log
-        for scale_line, n, tot, rest, step, *numbers, rate, counts_line in islice(units, first, None):
-            bar = int(n)
-            if int(tot) != total or bar <= prev or int(step) + 1 != bar or "it/s]" in rest or "s/it]" in rest:
-                break  # not at the bar's step, or more bars on the line (the line path reads those)
-            scale = vad.cached(scale_line, parse_logit_scale)
-            counts = self._count(counts_line)
-            if isinstance(scale, str) or counts is None:
-                break
-            try:
-                total_loss, glob, region, hard = map(float, numbers)
-            except ValueError:
-                break
-            add = {R_VALID: valid, LOSS: total_loss, GLOBAL: glob}
-            if region != 0.0:  # the fork logs 0.0 when a micro-batch has no valid region
-                add[REGION_LOSS] = region
-            add[HARD] = hard
-            raw_name, exp_name = SCALE_NAMES[scale[0]]
-            keep = {raw_name: scale[1], exp_name: scale[2]}
-            if rate is not None:
-                try:
-                    keep[LR] = float(rate)
-                except ValueError:
-                    pass
-            keep[MB_FILL] = queued
-            keep[MB_ACTIVE] = 1.0 if (queued > 0 or enabled) else 0.0
-            if valid:
-                k = valid + queued
-                add[C_REGION] = k
-                if k > 1:
-                    add[CH_REGION] = log(k)
+        rows: list[dict[str, float]] = []
+        k = n_lines = 0
+        prev = sink.step
+        units_in_order = chain.from_iterable(
+            zip(block, bars, scales, counts, *losses, rates, strict=True)
+            for block, (bars, scales, counts, losses, rates) in self._blocks(units[first:])
+        )
+        for unit, bar, (raw_name, exp_name, raw, exp), (
+            queued,
+            valid,
+            c,
+            lc,
+        ), t, g, r, h, rate in units_in_order:
+            if unit[1] is not None:  # a [DIAG] block
+                group = self._diag(unit, (raw_name, exp_name, raw, exp))
+                if group is None:
+                    break
+                enabled = enabled or queued > 0
+                if not rows or not self._merge(rows[-1], queued, valid, c, lc, enabled):
+                    if rows:
+                        self._flush(steps, rows)
+                        steps, rows = [], []
+                    sink.bank_enabled = enabled
+                    self.lines.fwd, self.lines.bank = {R_VALID: valid}, [queued, math.nan]
+                    self.lines.commit()  # the [DIAG] header closes the counts' group into the open step
+                fwd, bank = group
+                fwd[LOSS], fwd[GLOBAL] = t, g  # the batch line (`VadParser.batch_line`)
+                if r != 0.0:
+                    fwd[REGION_LOSS] = r
+                fwd[HARD] = h
+                if rate is not None:
+                    fwd[LR] = rate
+                add, last = close_group(fwd, bank, enabled)
+                steps.append(bar)
+                rows.append({**add, **last})  # each value added once: its mean is itself
+                k += 1
+                n_lines += 12
+                prev = bar
+                continue
+            if not enabled and queued > 0:
+                enabled = True
+            active = 1.0 if enabled else 0.0
+            if r != 0.0 and lc is not None and rate is not None:  # the fork's every step
+                row = {
+                    R_VALID: valid, LOSS: t, GLOBAL: g, REGION_LOSS: r, HARD: h, C_REGION: c, CH_REGION: lc,
+                    raw_name: raw, exp_name: exp, LR: rate, MB_FILL: queued, MB_ACTIVE: active,
+                }  # fmt: skip
+            else:  # `VadParser.commit`'s order: averaged values, then the kept ones
+                row = {R_VALID: valid, LOSS: t, GLOBAL: g}
+                if r != 0.0:  # the fork logs 0.0 when a micro-batch has no valid region
+                    row[REGION_LOSS] = r
+                row[HARD] = h
+                if c is not None:
+                    row[C_REGION] = c
+                    if lc is not None:
+                        row[CH_REGION] = lc
+                row[raw_name], row[exp_name] = raw, exp
+                if rate is not None:
+                    row[LR] = rate
+                row[MB_FILL], row[MB_ACTIVE] = queued, active
             steps.append(bar)
-            sums.append(add)
-            lasts.append(keep)
+            rows.append(row)
+            k += 1
+            n_lines += 4
             prev = bar
-            queued, valid = counts
-            enabled = enabled or queued > 0
-        k = len(steps)
         if not k:
             return 0, 0, 0, 0
-        sink.sum_rows(steps, sums, lasts)
+        if steps:
+            self._flush(steps, rows)
         sink.bank_enabled = enabled
-        lines.fwd = {R_VALID: valid}
-        lines.bank = [queued, math.nan]
-        self.hf.bar_n = steps[-1]
-        return k, 4 * k, 0, 0
+        self.hf.bar_n = prev
+        return k, n_lines, 0, 0
+
+    def _flush(self, steps: list[int], rows: list[dict[str, float]]) -> None:
+        """Rows to the sink; the last stays open, split as the line path leaves it (sums, kept values)."""
+        last = rows.pop()
+        self.sink.summed_rows(
+            steps,
+            rows,
+            {name: value for name, value in last.items() if name not in LAST_NAMES},
+            {name: value for name, value in last.items() if name in LAST_NAMES},
+        )
+
+    def _diag(self, unit: tuple[Any, ...], scale: tuple[str, str, float, float]) -> Group | None:
+        """The forward group (values, bank) a [DIAG] block + scale line leave (`VadParser`'s handlers, in
+        their order); None when a line does not parse (the line path reads the unit)."""
+        _, valid_line, img_line, txt_line, logits_line, block_scale, bank_line, any_line = unit[:8]
+        valid = vad.cached(valid_line, vad.parse_valid)
+        img = vad.cached(img_line, vad.parse_norms)
+        txt = vad.cached(txt_line, vad.parse_norms)
+        first = vad.cached(block_scale, parse_logit_scale)
+        bank = vad.cached(bank_line, lambda text: vad.bank_from_diag(vad.stats(text)))
+        m = vad.STATS4_RE.search(logits_line)
+        if valid is None or img is None or txt is None or isinstance(first, str) or bank is None or m is None:
+            return None
+        fwd: dict[str, float] = {R_VALID: valid}
+        if img[3]:
+            fwd[R_BAD] = 1.0
+        fwd[R_ZERO] = vad.zero_norm_count(img[0], img[1], img[2], valid)
+        if txt[3]:
+            fwd[R_BAD] = fwd.get(R_BAD, 0.0) + 1.0
+        try:
+            fwd[L_MIN], fwd[L_MAX], fwd[L_MEAN] = float(m.group(1)), float(m.group(2)), float(m.group(3))
+            std = float(m.group(4)) if m.group(4) else math.nan
+        except ValueError:
+            return None
+        if math.isfinite(std):
+            fwd[L_STD] = std
+        raw_name, exp_name = SCALE_NAMES[first[0]]
+        fwd[raw_name], fwd[exp_name] = first[1], first[2]
+        fwd[MB_PTR] = bank[2]
+        fwd[R_BAD] = fwd.get(R_BAD, 0.0) + (1.0 if "=True" in any_line else 0.0)
+        fwd[scale[0]], fwd[scale[1]] = scale[2], scale[3]
+        return fwd, [bank[0], bank[1]]
+
+    @staticmethod
+    def _merge(
+        row: dict[str, float], queued: float, valid: float, c: float | None, lc: float | None, enabled: bool
+    ) -> bool:
+        """Close the counts' group into `row` (built here, each value added once) as the [DIAG] header line
+        does: the averaged values become means of two, the kept ones are replaced. False (nothing done) when
+        the group adds a value the row lacks (the sink's order would differ)."""
+        if (c is not None and C_REGION not in row) or (lc is not None and CH_REGION not in row):
+            return False
+        row[R_VALID] = (row[R_VALID] + valid) / 2
+        if c is not None:
+            row[C_REGION] = (row[C_REGION] + c) / 2
+            if lc is not None:
+                row[CH_REGION] = (row[CH_REGION] + lc) / 2
+        row[MB_FILL] = queued
+        row[MB_ACTIVE] = 1.0 if (queued > 0 or enabled) else 0.0
+        return True

@@ -195,13 +195,15 @@ def test_row_store_add_rows_thins_like_one_add_per_row():
     )
 
 
-def diag_block(step: int) -> list[str]:
+def diag_block(step: int, *, odd: bool = False) -> list[str]:
+    bad = odd and step % 5 == 2  # a non-finite norm, a batch with one region (std=nan)
+    std = "nan" if bad else "12.5000"
     return [
         "[DIAG] Region batch diagnostics:",
-        "  - valid_count=4 | bbox_batch_size=4",
+        f"  - valid_count={1 if bad else 4} | bbox_batch_size=4",
         "  - img_norms: min=1.0000, max=1.0000, mean=1.0000, std=0.0000, has_nan=False",
-        "  - txt_norms: min=1.0000, max=1.0000, mean=1.0000, std=0.0000, has_nan=False",
-        f"  - logits_i2t: min=-3.0000, max={40 + step % 9}.0000, mean=20.0000, std=12.5000, has_nan=False",
+        f"  - txt_norms: min=1.0000, max=1.0000, mean=1.0000, std=0.0000, has_nan={bad}",
+        f"  - logits_i2t: min=-3.0000, max={40 + step % 9}.0000, mean=20.0000, std={std}, has_nan=False",
         "  - logit_scale (finegrained): 4.605200 (exp=100.0000)",
         f"  - memory_bank: ptr={(16 * step) % 128}, full=True, size=128",
         "  - any_nan=False, any_inf=False",
@@ -217,8 +219,8 @@ def fork_log(steps: int, *, odd: bool, seed: int = 0) -> str:
         region = 0.0 if odd and s % 29 == 3 else max(0.05, 4.8 - 4 * s / steps + rng.gauss(0, 0.1))
         loss = 1.4 + 0.5 * region
         queued = 0 if odd and s < 40 else 128
-        if s % 16 == 0:
-            out += diag_block(s)
+        if s % 16 == 0 or (odd and 100 <= s < 104):  # odd: [DIAG] blocks on consecutive steps too
+            out += diag_block(s, odd=odd)
         head = "finegraind" if odd and s % 31 == 4 else "finegrained"
         if not (odd and s % 43 == 9):
             out.append(f"logit_scale ({head}): {4.6 - s / 1e4:.6f} (exp={math.exp(4.6 - s / 1e4):.4f})")
@@ -238,9 +240,9 @@ def fork_log(steps: int, *, odd: bool, seed: int = 0) -> str:
         if odd and s % 59 == 20:
             out.append("[MB-FORWARD] broken line")
         else:
+            valid = 0 if odd and s % 23 == 7 else 4 + s % 3  # odd: a micro-batch without regions
             out.append(
-                f"[MB-FORWARD] 使用{queued}个历史负样本 | Batch内: {4 + s % 3} | "
-                f"总负样本: {queued + 4 + s % 3}"
+                f"[MB-FORWARD] 使用{queued}个历史负样本 | Batch内: {valid} | 总负样本: {queued + valid}"
             )
     return "\n".join(out) + "\n"
 
@@ -262,6 +264,8 @@ def test_vad_steps_take_the_bulk_of_a_fork_log(tmp_path):
     reader.steps.apply = lambda *args: calls.append(r := apply(*args)) or r  # type: ignore[method-assign]
     reader.feed(fork_log(3000, odd=False).encode())
     assert sum(k for k, *_ in calls) > 2500
+    assert len(calls) == 1  # one run: the [DIAG] blocks every 16 steps are read in it
+    assert sum(lines for _, lines, *_ in calls) > 4 * 2500 + 8 * 150  # 4 lines a step, 8 more a block
     data = fork_log(2000, odd=True).encode()
 
     assert bulk_summary(tmp_path / "f.log", data, fast=True) == bulk_summary(
