@@ -13,6 +13,8 @@ from fgdiag import events as ev
 from fgdiag.facts import LN_100
 from fgdiag.rules import clock
 from fgdiag.rules.batch import Batch
+from fgdiag.rules.convergence.chance import LossVsChance
+from fgdiag.rules.convergence.track import below_counts, settled, verdict
 from fgdiag.rules.engine import RuleEngine
 from fgdiag.rules.scales.clamp import ScaleAtClamp
 from fgdiag.rules.scales.frozen import ScaleFrozenOrDecaying
@@ -186,3 +188,42 @@ def test_clock_of_rising_batches_is_the_clock_row_by_row():
     assert len({w for _s, _h, w, _i, _t in reference[:-1]}) > 2  # the window follows the interval
     for sizes in ([len(rows)], [1], [7], [500, 3, 1200], [rng.randint(1, 700) for _ in range(30)]):
         assert clock_of(rows, sizes) == reference, sizes
+
+
+def chance_stream() -> list:
+    """The region loss below chance (ln 64), at chance from step 1500 to 2200 (FGD601), below again; ln K
+    printed on most rows, a few rows with a range of K (lower bound only)."""
+    rng = random.Random(13)
+    rows = []
+    for s in range(1, 3001):
+        at = 1500 <= s < 2200
+        row: dict[str, float | None] = {
+            ev.LOSS: 2.0 + rng.gauss(0, 0.05),
+            REGION_LOSS: math.log(64) * (1.0 if at else 0.6) + rng.gauss(0, 0.02),
+            ev.head_metric(ev.CHANCE, "region"): math.log(64) if s % 7 else None,
+        }
+        rows.append((s, row))
+    return rows
+
+
+def test_windows_half_below_chance_settle_without_their_sums():
+    rows = chance_stream()
+    reference = judge(rows, None)[:2]
+    assert [f for f in reference[0] if f[0] == "FGD601"]
+    for sizes in ([len(rows)], [60], [5, 333, 1000]):
+        assert judge(rows, sizes)[:2] == reference, sizes
+    engine = RuleEngine(INFO)
+    engine.observe_rows(rows)
+    track = next(c for c in engine.checks if isinstance(c, LossVsChance)).tracks["region"]
+    below, n, settles = below_counts(track), len(track.k_steps), 0
+    rng = random.Random(1)
+    for _ in range(400):  # wherever `settled` answers, it answers what `verdict` does
+        a = rng.randrange(n - 5)
+        idx = list(range(a, min(n, a + rng.randint(5, 400))))
+        quick, full = settled(track, idx, below), verdict(track, idx)
+        if quick is not None:
+            settles += 1
+            assert (quick["at"], quick["above"], quick["exact"]) == (full["at"], full["above"], full["exact"])
+        else:
+            assert full["n_at"] + full["n_above"] > 0.5 * len(idx)
+    assert 50 < settles < 400

@@ -34,7 +34,7 @@ from fgdiag.rules.convergence.candidates import (
     Resolver,
     loss_of,
 )
-from fgdiag.rules.convergence.track import TOL, Track, margin, printed, verdict
+from fgdiag.rules.convergence.track import TOL, Track, below_counts, margin, printed, settled, verdict
 from fgdiag.rules.engine import Check, Row, RuleEngine
 from fgdiag.rules.registry import register, runtime_check
 from fgdiag.rules.series import finite, median
@@ -102,6 +102,7 @@ class LossVsChance(Check):
         self.tracks = {name: Track(name) for name in TRACKS}
         self.resolver = Resolver()
         self.heads_seen = False  # a head loss appeared: the main loss is not judged
+        self.below: dict[str, list[int]] | None = None  # quick path: `below_counts` per track, built once
 
     def configure(self) -> None:
         self.resolver.configure(self.engine.run_info)
@@ -239,10 +240,17 @@ class LossVsChance(Check):
                 e.why("FGD602", why)
             return
         track.judged = True
-        found = verdict(track, idx)
         if ops is None:
-            self._report(track, idx, found, step)
+            self._report(track, idx, verdict(track, idx), step)
             return
+        found = None
+        if self.below is not None:  # the track's known points are fixed while its windows are judged
+            below = self.below.get(track.name)
+            if below is None:
+                below = self.below[track.name] = below_counts(track)
+            found = settled(track, idx, below)
+        if found is None:
+            found = verdict(track, idx)
         self._judged(track, idx, found)
         ops += [(f"FGD601/{track.name}", found["at"]), (f"FGD602/{track.name}", found["above"])]
 
@@ -262,6 +270,7 @@ class LossVsChance(Check):
         ops: list[tuple[str, bool]] = []
         columns = self._columns(batch)
         if columns is not None:  # a track at a time from the batch's columns (the common case)
+            self.below = {}
             for c in columns:
                 track, at = c.track, c.steps
                 due = list(compress(range(len(c.rows)), map(heavy.__getitem__, c.rows)))  # heavy rows
@@ -276,6 +285,7 @@ class LossVsChance(Check):
                     j = c.point(r)
                     self._window(track, start, windows[c.rows[r]], at[j], ops, (k0 + known[j], a0 + known[j]))
                 track.trim(before, k_before)
+            self.below = None
         else:
             for i in rows:
                 for track in self._add(steps[i], batch.rows[i][1]):
