@@ -88,6 +88,7 @@ def test_scale_pinned_at_the_clamp_settles_learning_batches_in_bulk():
     reference = judge(rows, None)
     fgd102 = [f for f in reference[0] if f[0] == "FGD102"]
     assert len(fgd102) == 1 and "sits at the clamp" in fgd102[0][3] and fgd102[0][1] > 1800
+    assert "FGD302" in {n["code"] for n in reference[1]}  # region counts without a candidate count
     rng = random.Random(3)
     for sizes in ([len(rows)], [100], [300], [7, 300, 1000], [rng.randint(1, 900) for _ in range(20)]):
         found, not_judged, observed = judge(rows, sizes)
@@ -201,6 +202,8 @@ def chance_stream() -> list:
             ev.LOSS: 2.0 + rng.gauss(0, 0.05),
             REGION_LOSS: math.log(64) * (1.0 if at else 0.6) + rng.gauss(0, 0.02),
             ev.head_metric(ev.CHANCE, "region"): math.log(64) if s % 7 else None,
+            ev.head_metric(ev.CANDIDATES, "region"): 64.0,  # on every row: FGD302 judged on all of them
+            ev.REGIONS_VALID: 4.0,
         }
         rows.append((s, row))
     return rows
@@ -210,6 +213,7 @@ def test_windows_half_below_chance_settle_without_their_sums():
     rows = chance_stream()
     reference = judge(rows, None)[:2]
     assert [f for f in reference[0] if f[0] == "FGD601"]
+    assert "FGD302" not in {n["code"] for n in reference[1]}
     for sizes in ([len(rows)], [60], [5, 333, 1000]):
         assert judge(rows, sizes)[:2] == reference, sizes
     engine = RuleEngine(INFO)

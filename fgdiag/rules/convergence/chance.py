@@ -102,7 +102,8 @@ class LossVsChance(Check):
         self.tracks = {name: Track(name) for name in TRACKS}
         self.resolver = Resolver()
         self.heads_seen = False  # a head loss appeared: the main loss is not judged
-        self.below: dict[str, list[int]] | None = None  # quick path: `below_counts` per track, built once
+        # the quick path's `below_counts` per track, built once per batch
+        self.below: dict[str, tuple[list[int], list[int]]] | None = None
 
     def configure(self) -> None:
         self.resolver.configure(self.engine.run_info)
@@ -157,10 +158,12 @@ class LossVsChance(Check):
             same = resolver.level(name, {})
             levels: list[Level | None]
             if name != MAIN and self._row_levels(name, names, info):
-                levels = [
-                    lv if (lv := given.get(chance.get(i))) is not None else resolver.level(name, rows[i][1])
-                    for i in gi
-                ]
+                levels = list(map(given.get, map(chance.get, gi)))  # ln K printed on the row, else its own K
+                if None in levels:
+                    levels = [
+                        lv if lv is not None else resolver.level(name, rows[i][1])
+                        for i, lv in zip(gi, levels, strict=True)
+                    ]
             elif given:
                 levels = list(map(given.get, map(chance.get, gi), repeat(same)))
             else:
