@@ -14,7 +14,7 @@ from bisect import bisect_right
 from collections import deque
 from collections.abc import Sequence
 from itertools import compress, pairwise, repeat
-from operator import is_not, itemgetter, lt, methodcaller, sub
+from operator import is_not, itemgetter, lt, methodcaller
 from typing import Protocol
 
 from fgdiag import events as ev
@@ -82,7 +82,15 @@ def _rising(e: Clocked, batch: Batch, steps: list[int]) -> None:
     if (not cuts or cuts[0] > 0) and (clock is None or clock[0] != version):
         clock = (version, interval)
         marks.append((0, interval))
+    need = 2 - len(loss_pre)  # loss steps the batch must bring before an interval is measured on them
+    lossy = 0 if need <= 0 else with_loss[need - 1] if len(with_loss) >= need else n
     for a in cuts:
+        if a >= lossy and even_loss is not None:  # two loss steps or more from here on, evenly spaced:
+            if clock != (version, even_loss):  # every later measurement gives the same interval
+                clock = (version, even_loss)
+                marks.append((a, even_loss))
+            measured_at, interval = np0 + cuts[-1] + 1, even_loss
+            break
         lk = len(loss_pre) + bisect_right(with_loss, a)
         if lk >= 2:
             got = even_loss if even_loss is not None else measure(all_loss[max(0, lk - TAIL) : lk])
@@ -122,8 +130,16 @@ def _rising(e: Clocked, batch: Batch, steps: list[int]) -> None:
 
 def _even(steps: list[int]) -> float | None:
     """The one gap between every two steps (what `measure` gives on any tail of them); None if they vary."""
-    gaps = set(map(sub, steps[1:], steps[:-1]))
-    return float(gaps.pop()) if len(gaps) == 1 else None
+    if len(steps) < 2:
+        return None
+    gap = steps[1] - steps[0]
+    if (
+        gap <= 0
+        or steps[-1] - steps[0] != gap * (len(steps) - 1)
+        or steps != list(range(steps[0], steps[-1] + 1, gap))
+    ):
+        return None
+    return float(gap)
 
 
 def _row_by_row(e: Clocked, batch: Batch, steps: list[int]) -> None:

@@ -151,21 +151,23 @@ class LossVsChance(Check):
                 ]
                 gi, losses = [i for i, _ in good], [v for _, v in good]
             at = list(map(steps.__getitem__, gi))
-            chance = dict(zip(*batch.column(CHANCES[name]), strict=True)) if name != MAIN else {}
+            c_idx, c_vals = batch.column(CHANCES[name]) if name != MAIN else ([], [])
+            if c_idx != gi:  # the rows' printed ln K (None: not printed), by row
+                c_vals = list(map(dict(zip(c_idx, c_vals, strict=True)).get, gi))
             given: dict[float | None, Level | None] = {
-                c: printed(c) for c in set(chance.values()) if c is not None and 0 < c < inf
+                c: printed(c) for c in set(c_vals) if c is not None and 0 < c < inf
             }
             same = resolver.level(name, {})
             levels: list[Level | None]
             if name != MAIN and self._row_levels(name, names, info):
-                levels = list(map(given.get, map(chance.get, gi)))  # ln K printed on the row, else its own K
+                levels = list(map(given.get, c_vals))  # ln K printed on the row, else its own K
                 if None in levels:
                     levels = [
                         lv if lv is not None else resolver.level(name, rows[i][1])
                         for i, lv in zip(gi, levels, strict=True)
                     ]
             elif given:
-                levels = list(map(given.get, map(chance.get, gi), repeat(same)))
+                levels = list(map(given.get, c_vals, repeat(same)))
             else:
                 levels = [same] * len(gi)
             point_of = None
