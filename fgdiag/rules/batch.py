@@ -31,6 +31,7 @@ class Batch:
         "groups",
         "heavy",
         "intervals",
+        "rises",
         "rows",
         "start",
         "steps",
@@ -44,6 +45,7 @@ class Batch:
         self.windows: list[int] = []
         self.intervals: list[float] = []
         self.start = 0  # the trend start (optimizer step); the run info is fixed within a batch
+        self.rises = False  # the steps strictly rise within the batch (False: unknown or not)
         self.groups: dict[tuple[str, ...], list[int]] = {}  # metric names -> rows holding exactly those
         self._columns: dict[str, tuple[list[int], list[float | None]]] = {}
         self._transpose: dict[tuple[str, ...], list[list[float | None]]] = {}

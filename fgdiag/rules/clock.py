@@ -57,7 +57,8 @@ def clock_batch(e: Clocked, rows: Sequence[tuple[int, Row]]) -> Batch:
     steps = list(map(itemgetter(0), rows))
     if not set(map(type, steps)) <= {int}:
         steps = list(map(int, steps))
-    if (e.last_step is None or steps[0] > e.last_step) and all(map(lt, steps, steps[1:])):
+    batch.rises = all(map(lt, steps, steps[1:]))
+    if batch.rises and (e.last_step is None or steps[0] > e.last_step):
         _rising(e, batch, steps)
     else:
         _row_by_row(e, batch, steps)

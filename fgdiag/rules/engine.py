@@ -306,7 +306,7 @@ class RuleEngine:
                 for i in idx if need is None else need:
                     needs.setdefault(i, []).append(ci)
         steps, store = batch.steps, self.store
-        rising = store.rising(steps)
+        rising = store.rising(batch)
         if rising:  # the batch goes into the series at once; `tail` shows each row the points up to it
             store.view = store.keep_batch(batch, routes)
         done = 0

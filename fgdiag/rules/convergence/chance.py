@@ -267,7 +267,7 @@ class LossVsChance(Check):
         steps = batch.steps
         last = max((t.steps[-1] for t in self.tracks.values() if t.steps), default=None)
         routed = list(map(steps.__getitem__, rows))
-        if (last is not None and routed[0] < last) or not all(map(le, routed, routed[1:])):
+        if (last is not None and routed[0] < last) or not (batch.rises or all(map(le, routed, routed[1:]))):
             return None  # a step going back (a restart): row by row
         marks = {name: t.mark() for name, t in self.tracks.items()}
         heads_seen = self.heads_seen
