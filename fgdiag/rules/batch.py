@@ -26,10 +26,12 @@ class Batch:
 
     __slots__ = (
         "_columns",
+        "_shared_done",
         "_transpose",
         "groups",
         "heavy",
         "intervals",
+        "rises",
         "rows",
         "start",
         "steps",
@@ -43,9 +45,11 @@ class Batch:
         self.windows: list[int] = []
         self.intervals: list[float] = []
         self.start = 0  # the trend start (optimizer step); the run info is fixed within a batch
+        self.rises = False  # the steps strictly rise within the batch (False: unknown or not)
         self.groups: dict[tuple[str, ...], list[int]] = {}  # metric names -> rows holding exactly those
         self._columns: dict[str, tuple[list[int], list[float | None]]] = {}
         self._transpose: dict[tuple[str, ...], list[list[float | None]]] = {}
+        self._shared_done = False  # the columns of the names every group holds are built (`_shared`)
 
     def group_rows(self) -> None:
         """Fill `groups`: the rows by their metric names (one tuple per row, compared in C)."""
@@ -66,6 +70,11 @@ class Batch:
         hit = self._columns.get(name)
         if hit is not None:
             return hit
+        if not self._shared_done:
+            self._shared()
+            hit = self._columns.get(name)
+            if hit is not None:
+                return hit
         parts: list[tuple[list[int], list[float | None]]] = []
         for names, idx in self.groups.items():
             if name in names:
@@ -83,6 +92,25 @@ class Batch:
         self._columns[name] = hit
         return hit
 
+    def _shared(self) -> None:
+        """The columns of the names every row holds, in row order at once (no merge of the groups)."""
+        self._shared_done = True
+        shapes = list(self.groups)
+        if len(shapes) < 2:  # one group: its own transposition is the same in one pass
+            return
+        first = set(shapes[0]).intersection(*shapes[1:])
+        common = [n for n in shapes[0] if n in first]
+        if not common:
+            return
+        dicts = map(itemgetter(1), self.rows)
+        everywhere = list(range(len(self.rows)))
+        if len(common) == 1:
+            self._columns[common[0]] = (everywhere, list(map(itemgetter(common[0]), dicts)))
+            return
+        columns = zip(*map(itemgetter(*common), dicts), strict=True)
+        for name, col in zip(common, columns, strict=True):
+            self._columns[name] = (everywhere, list(col))
+
     def _transposed(self, names: tuple[str, ...], idx: list[int]) -> list[list[float | None]]:
         """Every column of one group at once: rows of a group hold the same names in the same order."""
         cached = self._transpose.get(names)
@@ -96,6 +124,9 @@ class Batch:
     def any_order(self, name: str) -> list[float | None]:
         """Every value of `name` in the batch, groups one after the other (for min, max, sums: no merge)."""
         hit = self._columns.get(name)
+        if hit is None and not self._shared_done:
+            self._shared()
+            hit = self._columns.get(name)
         if hit is not None:
             return hit[1]
         parts = [

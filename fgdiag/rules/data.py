@@ -221,9 +221,11 @@ class FalseNegatives(Check):
             return None
         if ks and valid and min(ks) <= 1.5 and max(valid) >= 4:
             return None
-        have = {i for at, values in columns for i, v in zip(at, values, strict=True) if finite(v)}
-        if have:
+        if exact or near or left or ks:
             e.judge("FGD302")
+        if max(map(len, (exact, near, left, ks))) >= len(rows):  # one column finite on as many rows: all
+            return []
+        have = {i for at, values in columns for i, v in zip(at, values, strict=True) if finite(v)}
         if len(have) < len(rows):
             e.why("FGD302", "no duplicate share or candidate count in this log")
         return []

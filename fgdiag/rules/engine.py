@@ -20,7 +20,6 @@ import math
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import pairwise
 from typing import Any, ClassVar
 
 from fgdiag import events as ev
@@ -28,8 +27,9 @@ from fgdiag.diagnostic import Finding, Severity
 from fgdiag.facts import LN_100
 from fgdiag.rules import registry
 from fgdiag.rules.batch import Batch
+from fgdiag.rules.clock import clock_batch
 from fgdiag.rules.gates import Gates
-from fgdiag.rules.series import SeriesStore, finite, median
+from fgdiag.rules.series import SeriesStore, finite
 
 Row = Mapping[str, float | None]
 ROUTE_CACHE = 512
@@ -166,12 +166,6 @@ class RuleEngine:
         the current row."""
         return self._now_interval
 
-    def _measure_interval(self) -> float:
-        steps = self._loss_steps if len(self._loss_steps) >= 2 else self._row_steps
-        tail = list(steps)
-        gaps = [b - a for a, b in pairwise(tail) if b > a]
-        return float(median(gaps)) if gaps else 1.0
-
     def trend_start(self) -> int:
         """The optimizer step after which trend rules judge (the start of training is noisy by design)."""
         p, planned = self.params, self.planned()
@@ -291,48 +285,8 @@ class RuleEngine:
         return self.observe_rows([(int(step), metrics)])
 
     def _clock_batch(self, rows: Sequence[tuple[int, Row]]) -> Batch:
-        """Advance the run's clock over the rows; the batch records each row's clock and routing."""
-        batch = Batch(rows)
-        steps, heavy, windows, intervals = batch.steps, batch.heavy, batch.windows, batch.intervals
-        last, npoints, last_heavy = self.last_step, self.npoints, self._last_heavy
-        loss_steps, row_steps = self._loss_steps, self._row_steps
-        measured_at, interval = self._interval
-        clock, start, w = self._clock, self._start, self._w
-        version, loss = self._version, ev.LOSS
-        stride = max(1, w // 20)
-        for step, m in rows:
-            if step.__class__ is not int:
-                step = int(step)
-            steps.append(step)
-            if last is None or step > last:
-                npoints += 1
-                row_steps.append(step)
-                last = step
-            if m.get(loss) is not None and (not loss_steps or loss_steps[-1] < step):
-                loss_steps.append(step)
-            if npoints - measured_at >= 8:
-                measured_at, interval = npoints, self._measure_interval()
-                if clock != (version, interval):  # the interval moved: the trend start and window follow
-                    clock = (version, interval)
-                    self._now_interval = interval
-                    start, w = self.trend_start(), self.window_points()
-                    stride = max(1, w // 20)
-            elif clock is None or clock[0] != version:
-                clock = (version, interval)
-                self._now_interval = interval
-                start, w = self.trend_start(), self.window_points()
-                stride = max(1, w // 20)
-            h = npoints - last_heavy >= stride
-            if h:
-                last_heavy = npoints
-            heavy.append(h)
-            windows.append(w)
-            intervals.append(interval)
-        batch.group_rows()
-        self.last_step, self.npoints, self._last_heavy = last, npoints, last_heavy
-        self._interval, self._clock, self._start, self._w = (measured_at, interval), clock, start, w
-        batch.start = start
-        return batch
+        """Advance the run's clock over the rows (`clock.clock_batch`)."""
+        return clock_batch(self, rows)
 
     def observe_rows(self, rows: Sequence[tuple[int, Row]]) -> list[Finding]:
         """Feed rows in log order; returns the new findings (those of one `observe` per row, in order)."""
@@ -352,7 +306,7 @@ class RuleEngine:
                 for i in idx if need is None else need:
                     needs.setdefault(i, []).append(ci)
         steps, store = batch.steps, self.store
-        rising = store.rising(steps)
+        rising = store.rising(batch)
         if rising:  # the batch goes into the series at once; `tail` shows each row the points up to it
             store.view = store.keep_batch(batch, routes)
         done = 0

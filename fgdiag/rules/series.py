@@ -85,9 +85,11 @@ class SeriesStore:
         self.row = 0  # index in its batch of the row being judged
         self.kept_last: int | None = None  # the latest step any series holds
 
-    def rising(self, steps: list[int]) -> bool:
+    def rising(self, batch: Batch) -> bool:
         """The batch's steps rise, past every step the series hold: it can go in whole."""
-        return all(map(lt, steps, steps[1:])) and (self.kept_last is None or steps[0] > self.kept_last)
+        steps = batch.steps
+        rises = batch.rises or all(map(lt, steps, steps[1:]))
+        return rises and (self.kept_last is None or steps[0] > self.kept_last)
 
     def done(self, steps: list[int]) -> None:
         self.view = None

@@ -34,7 +34,7 @@ from fgdiag.rules.convergence.candidates import (
     Resolver,
     loss_of,
 )
-from fgdiag.rules.convergence.track import TOL, Track, margin, printed, verdict
+from fgdiag.rules.convergence.track import TOL, Track, below_counts, margin, printed, settled, verdict
 from fgdiag.rules.engine import Check, Row, RuleEngine
 from fgdiag.rules.registry import register, runtime_check
 from fgdiag.rules.series import finite, median
@@ -102,6 +102,8 @@ class LossVsChance(Check):
         self.tracks = {name: Track(name) for name in TRACKS}
         self.resolver = Resolver()
         self.heads_seen = False  # a head loss appeared: the main loss is not judged
+        # the quick path's `below_counts` per track, built once per batch
+        self.below: dict[str, tuple[list[int], list[int]]] | None = None
 
     def configure(self) -> None:
         self.resolver.configure(self.engine.run_info)
@@ -149,19 +151,23 @@ class LossVsChance(Check):
                 ]
                 gi, losses = [i for i, _ in good], [v for _, v in good]
             at = list(map(steps.__getitem__, gi))
-            chance = dict(zip(*batch.column(CHANCES[name]), strict=True)) if name != MAIN else {}
+            c_idx, c_vals = batch.column(CHANCES[name]) if name != MAIN else ([], [])
+            if c_idx != gi:  # the rows' printed ln K (None: not printed), by row
+                c_vals = list(map(dict(zip(c_idx, c_vals, strict=True)).get, gi))
             given: dict[float | None, Level | None] = {
-                c: printed(c) for c in set(chance.values()) if c is not None and 0 < c < inf
+                c: printed(c) for c in set(c_vals) if c is not None and 0 < c < inf
             }
             same = resolver.level(name, {})
             levels: list[Level | None]
             if name != MAIN and self._row_levels(name, names, info):
-                levels = [
-                    lv if (lv := given.get(chance.get(i))) is not None else resolver.level(name, rows[i][1])
-                    for i in gi
-                ]
+                levels = list(map(given.get, c_vals))  # ln K printed on the row, else its own K
+                if None in levels:
+                    levels = [
+                        lv if lv is not None else resolver.level(name, rows[i][1])
+                        for i, lv in zip(gi, levels, strict=True)
+                    ]
             elif given:
-                levels = list(map(given.get, map(chance.get, gi), repeat(same)))
+                levels = list(map(given.get, c_vals, repeat(same)))
             else:
                 levels = [same] * len(gi)
             point_of = None
@@ -239,10 +245,17 @@ class LossVsChance(Check):
                 e.why("FGD602", why)
             return
         track.judged = True
-        found = verdict(track, idx)
         if ops is None:
-            self._report(track, idx, found, step)
+            self._report(track, idx, verdict(track, idx), step)
             return
+        found = None
+        if self.below is not None:  # the track's known points are fixed while its windows are judged
+            below = self.below.get(track.name)
+            if below is None:
+                below = self.below[track.name] = below_counts(track)
+            found = settled(track, idx, below)
+        if found is None:
+            found = verdict(track, idx)
         self._judged(track, idx, found)
         ops += [(f"FGD601/{track.name}", found["at"]), (f"FGD602/{track.name}", found["above"])]
 
@@ -254,7 +267,7 @@ class LossVsChance(Check):
         steps = batch.steps
         last = max((t.steps[-1] for t in self.tracks.values() if t.steps), default=None)
         routed = list(map(steps.__getitem__, rows))
-        if (last is not None and routed[0] < last) or not all(map(le, routed, routed[1:])):
+        if (last is not None and routed[0] < last) or not (batch.rises or all(map(le, routed, routed[1:]))):
             return None  # a step going back (a restart): row by row
         marks = {name: t.mark() for name, t in self.tracks.items()}
         heads_seen = self.heads_seen
@@ -262,6 +275,7 @@ class LossVsChance(Check):
         ops: list[tuple[str, bool]] = []
         columns = self._columns(batch)
         if columns is not None:  # a track at a time from the batch's columns (the common case)
+            self.below = {}
             for c in columns:
                 track, at = c.track, c.steps
                 due = list(compress(range(len(c.rows)), map(heavy.__getitem__, c.rows)))  # heavy rows
@@ -276,6 +290,7 @@ class LossVsChance(Check):
                     j = c.point(r)
                     self._window(track, start, windows[c.rows[r]], at[j], ops, (k0 + known[j], a0 + known[j]))
                 track.trim(before, k_before)
+            self.below = None
         else:
             for i in rows:
                 for track in self._add(steps[i], batch.rows[i][1]):

@@ -10,6 +10,7 @@ windows before it), a noise level from the point-to-point differences (robust to
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Mapping
 from itertools import pairwise
 from operator import le, lt
@@ -130,7 +131,9 @@ class LossProgress(Check):
         steps = batch.steps
         idx, vals = batch.column(ev.LOSS)
         sel = list(map(steps.__getitem__, idx))
-        if not all(map(le, sel, sel[1:])) or (sel and self.steps and sel[0] < self.steps[-1]):
+        if not (batch.rises or all(map(le, sel, sel[1:]))) or (
+            sel and self.steps and sel[0] < self.steps[-1]
+        ):
             return None  # a step going back (a restart): row by row
         if self.bank_on is None:
             act_idx, active = batch.column(ev.MB_ACTIVE)
@@ -140,7 +143,9 @@ class LossProgress(Check):
             self.bank_on = on
         reg_idx, regions = batch.column(REGION_LOSS)
         if reg_idx:
-            chances = dict(zip(*batch.column(REGION_CHANCE), strict=True))
+            c_idx, c_vals = batch.column(REGION_CHANCE)
+            tail = bisect_left(c_idx, reg_idx[-64:][0])  # the last 64 region points are all that is kept
+            chances = dict(zip(c_idx[tail:], c_vals[tail:], strict=True))
             for i, r in zip(reg_idx[-64:], regions[-64:], strict=True):
                 c = chances.get(i)
                 if r is not None and c is not None and 0 < c < math.inf and -math.inf < r < math.inf:
@@ -157,7 +162,8 @@ class LossProgress(Check):
                 (s, v) for s, v in zip(sel, vals, strict=True) if v is not None and v != 0.0 and finite(v)
             ]
             sel, losses = [s for s, _ in kept], [v for _, v in kept]
-        if (sel and not all(map(lt, sel, sel[1:]))) or (sel and self.steps and sel[0] == self.steps[-1]):
+        rises = batch.rises or all(map(lt, sel, sel[1:]))
+        if (sel and not rises) or (sel and self.steps and sel[0] == self.steps[-1]):
             sel, losses = self._last_of_each_step(sel, losses)  # a step logged again: its newest value
         pos = 0
         while pos < len(sel):  # halved whenever CAP is passed, exactly as point by point

@@ -8,7 +8,7 @@ above it) when SHARE of its points are.
 from __future__ import annotations
 
 from itertools import accumulate, compress, repeat
-from operator import gt, is_not, itemgetter, lt
+from operator import gt, is_not, itemgetter, lt, mul, not_
 from typing import Any, cast
 
 from fgdiag.rules.convergence.candidates import Level
@@ -234,3 +234,23 @@ def verdict(track: Track, idx: list[int]) -> dict[str, Any]:
         "loss": mean_loss,
         "chance": (mean_lo + mean_hi) / 2,
     }
+
+
+def below_counts(track: Track) -> tuple[list[int], list[int]]:
+    """Prefix counts of the known points below their band (loss < ln K_lo x (1 - TOL), as `verdict` counts
+    them) and of those with an inexact K: any window's counts at once, while the known points stay as they
+    are."""
+    floors = map(mul, track.lo, repeat(1 - TOL))
+    below = list(accumulate(map(lt, track.k_losses, floors), initial=0))
+    return below, list(accumulate(map(not_, track.exact), initial=0))
+
+
+def settled(track: Track, idx: list[int], counts: tuple[list[int], list[int]]) -> dict[str, Any] | None:
+    """`verdict`'s at/above/exact when half the window's points or more lie below their band: then neither
+    holds (at most half are at or above it, SHARE > 0.5; the level needs fewer than half below), whatever
+    the means. None: judge the window with `verdict`."""
+    a, b = idx[0], idx[-1] + 1
+    below, inexact = counts
+    if below[b] - below[a] < 0.5 * (b - a):
+        return None
+    return {"at": False, "above": False, "exact": inexact[b] == inexact[a]}

@@ -110,7 +110,35 @@ class ScaleAtClamp(Check):
         if scales:
             e.judge("FGD102")
         heavy, steps, start = batch.heavy, batch.steps, batch.start
-        return [i for i in rows if heavy[i] and steps[i] > start]
+        due = [i for i in rows if heavy[i] and steps[i] > start]
+        return [] if due and self._learned(batch, due) else due
+
+    def _learned(self, batch: Batch, due: list[int]) -> bool:
+        """Every head's loss stays below 80 % of its value at the trend start over every look-back window
+        of the due rows (the loss has learned: no window is flat), and no saturation episode is open: each
+        due row's `_saturated` would only record a clear point on a closed gate, i.e. do nothing."""
+        e = self.engine
+        names = batch.names()
+        planned = e.planned()
+        span = min(self.SATURATED_STEPS, planned * 0.5) if planned else self.SATURATED_STEPS
+        windows, intervals = batch.windows, batch.intervals
+        reach = max(max(windows[i], math.ceil(span / max(intervals[i], 1.0))) for i in due)
+        for head in ev.HEADS:
+            if RAW[head] not in names and RAW_EXP[head] not in names:
+                continue
+            start = self.start_loss.get((head, batch.start))
+            if start is None or not start > 0 or e.is_open(f"FGD102/saturated/{head}"):
+                return False
+            loss_name = ev.head_metric(ev.HEAD_LOSS, head)
+            if not e.tail(loss_name, 1)[0]:  # no head loss before the batch: its rows must not bring one
+                if any(v is not None for v in batch.column(loss_name)[1]):
+                    return False
+                loss_name = ev.LOSS
+            seen = finite_values(e.tail(loss_name, reach)[1]) + finite_values(batch.column(loss_name)[1])
+            # a mean of values <= top is <= top up to rounding: the margin covers it
+            if not seen or max(seen) * (1 + 1e-6) >= (1.0 - self.LEARNED_DROP) * start:
+                return False
+        return True
 
     def _saturated(self, step: int, head: str, clamp: float) -> None:
         """B2: judged over a long span (500 steps, or half of a shorter run): over a few dozen steps a noisy

@@ -12,7 +12,7 @@ from fgdiag import events as ev
 from fgdiag.diagnostic import Finding
 from fgdiag.facts import is_ln100
 from fgdiag.facts.run import RunFacts
-from fgdiag.rules.batch import Batch, finite_values
+from fgdiag.rules.batch import Batch, all_finite, finite_values
 from fgdiag.rules.engine import Check, Row
 from fgdiag.rules.registry import get, live_check, register, runtime_check, static_check
 from fgdiag.rules.scales.names import RAW
@@ -174,7 +174,22 @@ class ScaleFrozenOrDecaying(Check):
         if not lives or e.run_info.get("logit_scales_weight_decay") == 0:
             return []
         heavy, start = batch.heavy, batch.start
-        return [i for i in rows if heavy[i] and steps[i] > start]
+        due = [i for i in rows if heavy[i] and steps[i] > start]
+        return [] if due and self._level(batch, due, lives) else due
+
+    def _level(self, batch: Batch, due: list[int], lives: dict[str, Any]) -> bool:
+        """No scale falls by DECAY_MIN_DROP anywhere in the look-back of the due rows (every value finite,
+        their spread below it) and no decay episode is open: each due row's `_decay` would do nothing."""
+        e = self.engine
+        reach = max(max(map(batch.windows.__getitem__, due)), 10)
+        for head in lives:
+            column = batch.column(RAW[head])[1]
+            seen = e.tail(RAW[head], reach)[1] + [v for v in column if v is not None]
+            if e.is_open(f"FGD103/decay/{head}") or not all_finite(seen):
+                return False
+            if not max(seen) - min(seen) < self.DECAY_MIN_DROP:  # a drop is at most the spread
+                return False
+        return True
 
     def _at_clamp(self, value: float, clamp: float) -> bool:
         """At the clamp, or at ln 100 as bf16 stores it (4.59375) when the clamp is ln 100: a bf16 scale there

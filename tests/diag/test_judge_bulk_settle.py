@@ -1,0 +1,233 @@
+"""Bulk paths of the judge give what one `observe` per row gives: rows of two shapes interleaved (a wide
+diagnostics row every 16 steps among narrow ones, as in the fork's log: `Batch` columns of the names every
+row holds are built in row order at once), and a scale pinned at the clamp while the loss learns (FGD102
+settles whole batches from the loss columns) and then sits on a plateau (FGD102 fires row by row)."""
+
+from __future__ import annotations
+
+import math
+import random
+from itertools import repeat
+
+from fgdiag import events as ev
+from fgdiag.facts import LN_100
+from fgdiag.rules import clock
+from fgdiag.rules.batch import Batch
+from fgdiag.rules.convergence.chance import LossVsChance
+from fgdiag.rules.convergence.track import below_counts, settled, verdict
+from fgdiag.rules.engine import RuleEngine
+from fgdiag.rules.scales.clamp import ScaleAtClamp
+from fgdiag.rules.scales.frozen import ScaleFrozenOrDecaying
+
+INFO = {"planned_steps": 3000, "warmup_steps": 30, "logit_scale_max": LN_100}
+REGION_LOSS = ev.head_metric(ev.HEAD_LOSS, "region")
+
+
+def pinned_stream(steps: int = 3000) -> list:
+    """The region scale at ln 100 on every row; its loss falls from 5 to 1 by step 1200, then jumps back to a
+    plateau near its start at step 1800 (flat at the clamp: FGD102); every 16th row carries more metrics,
+    every 48th has no learning rate (three shapes, one name not in all of them)."""
+    rng = random.Random(7)
+    rows = []
+    for s in range(1, steps + 1):
+        if s < 1200:
+            loss = 5.0 - 4.0 * s / 1200
+        elif s < 1800:
+            loss = 1.0
+        else:
+            loss = 4.8
+        row: dict[str, float | None] = {
+            ev.LOSS: 1.0 + loss / 2 + rng.gauss(0, 0.01),
+            REGION_LOSS: loss + rng.gauss(0, 0.01),
+            ev.head_metric(ev.LOGIT_SCALE, "region"): LN_100,
+            ev.LEARNING_RATE: 1e-5,
+        }
+        if s % 16 == 0:
+            row[ev.GRAD_NORM] = 1.0 + rng.random()
+            row[ev.head_metric(ev.LOGIT_SCALE_EXP, "region")] = 100.0
+            row[ev.REGIONS_VALID] = None if s % 64 == 0 else 4.0
+        if s % 48 == 0:
+            del row[ev.LEARNING_RATE]
+        rows.append((s, row))
+    return rows
+
+
+def counted(engine: RuleEngine, kind: type) -> list[int]:
+    """The steps the engine's check of this kind will be asked to `observe` (bulk settling asks fewer)."""
+    check = next(c for c in engine.checks if isinstance(c, kind))
+    observed: list[int] = []
+    plain = check.observe
+
+    def observe(step: int, m) -> None:
+        observed.append(step)
+        plain(step, m)
+
+    check.observe = observe  # type: ignore[method-assign]
+    return observed
+
+
+def judge(rows: list, sizes: list[int] | None) -> tuple:
+    """Findings, not-judged list and FGD102's observed rows; sizes None: one row at a time, no quick path."""
+    engine = RuleEngine(INFO)
+    if sizes is None:
+        for check in engine.checks:
+            check.quick = lambda batch, idx: None  # type: ignore[method-assign]
+    observed = counted(engine, ScaleAtClamp)
+    found: list = []
+    i, n = 0, 0
+    while i < len(rows):
+        size = 1 if sizes is None else sizes[n % len(sizes)]
+        found += engine.observe_rows([(s, dict(r)) for s, r in rows[i : i + size]])
+        i, n = i + size, n + 1
+    found += engine.finish()
+    return [(f.code, f.step, f.severity.value, f.message) for f in found], engine.not_judged(), observed
+
+
+def test_scale_pinned_at_the_clamp_settles_learning_batches_in_bulk():
+    rows = pinned_stream()
+    reference = judge(rows, None)
+    fgd102 = [f for f in reference[0] if f[0] == "FGD102"]
+    assert len(fgd102) == 1 and "sits at the clamp" in fgd102[0][3] and fgd102[0][1] > 1800
+    assert "FGD302" in {n["code"] for n in reference[1]}  # region counts without a candidate count
+    rng = random.Random(3)
+    for sizes in ([len(rows)], [100], [300], [7, 300, 1000], [rng.randint(1, 900) for _ in range(20)]):
+        found, not_judged, observed = judge(rows, sizes)
+        assert (found, not_judged) == reference[:2], sizes
+        if sizes in ([100], [300]):  # batches of the learning phase settle without a row observed
+            assert observed and not [s for s in observed if 1300 < s <= 1500], sizes
+
+
+def test_batch_columns_of_interleaved_shapes_in_row_order():
+    rows = pinned_stream(200)
+    batch = Batch(rows)
+    batch.group_rows()
+    assert len(batch.groups) == 3  # narrow rows, wide rows, wide rows without a learning rate
+    for name in sorted(batch.names()):
+        idx, values = batch.column(name)
+        expected = [(i, m[name]) for i, (_s, m) in enumerate(rows) if name in m]
+        assert list(zip(idx, values, strict=True)) == expected, name
+        assert sorted(batch.any_order(name), key=str) == sorted((v for _i, v in expected), key=str)
+    assert batch.values(ev.REGIONS_VALID) == [4.0] * (200 // 16 - 200 // 64)
+    assert len(batch.column(ev.LEARNING_RATE)[0]) == 200 - 200 // 48
+    wide = [m for _s, m in rows if ev.GRAD_NORM in m]
+    assert batch.column(ev.GRAD_NORM)[1] == [m[ev.GRAD_NORM] for m in wide]
+    assert math.isclose(sum(batch.any_order(ev.LOSS)), sum(m[ev.LOSS] for _s, m in rows))
+
+
+def decaying_stream() -> list:
+    """A region scale below the clamp that moves a little (not frozen), falls steadily from step 1500 to 2100
+    (weight decay on it: FGD103), then stays level; logged every 2 steps."""
+    rng = random.Random(11)
+    rows = []
+    for s in range(2, 3001, 2):
+        scale = 3.0 + (0.01 if s % 200 < 100 else 0.0)
+        if 1500 <= s < 2100:
+            scale = 3.0 - (s - 1500) * 0.001
+        elif s >= 2100:
+            scale = 2.4
+        rows.append((s, {ev.LOSS: 2.0 + rng.gauss(0, 0.05), ev.head_metric(ev.LOGIT_SCALE, "region"): scale}))
+    return rows
+
+
+def test_level_scale_settles_the_decay_check_in_bulk():
+    rows = decaying_stream()
+    found: dict = {}
+    for sizes in (None, [len(rows)], [50], [9, 130, 400]):
+        engine = RuleEngine(INFO)
+        if sizes is None:
+            for check in engine.checks:
+                check.quick = lambda batch, idx: None  # type: ignore[method-assign]
+        observed = counted(engine, ScaleFrozenOrDecaying)
+        out: list = []
+        i, n = 0, 0
+        while i < len(rows):
+            size = 1 if sizes is None else sizes[n % len(sizes)]
+            out += engine.observe_rows(rows[i : i + size])
+            i, n = i + size, n + 1
+        out += engine.finish()
+        found[str(sizes)] = ([(f.code, f.step, f.message) for f in out], engine.not_judged())
+        if sizes == [50]:  # level stretches settle without a row observed, the fall is observed
+            assert not [s for s in observed if 1000 < s <= 1400 or 2700 < s <= 3000]
+            assert [s for s in observed if 1500 < s <= 2100]
+    reference = found.pop("None")
+    assert [f for f in reference[0] if f[0] == "FGD103" and "falls steadily" in f[2]]
+    for sizes, got in found.items():
+        assert got == reference, sizes
+
+
+def clock_of(rows: list, sizes: list[int] | None) -> list:
+    """Each row's clock (step, heavy, window, interval, trend start) and the engine's clock at the end; new
+    run info half-way; sizes None: the row-by-row path on every batch."""
+    engine = RuleEngine(INFO)
+    out = []
+    for half in (rows[: len(rows) // 2], rows[len(rows) // 2 :]):
+        if half[0] is not rows[0]:
+            engine.update_info({"planned_steps": 9000})  # the trend start and window move
+        i, n = 0, 0
+        while i < len(half):
+            part = half[i : i + (1 if sizes is None else sizes[n % len(sizes)])]
+            if sizes is None:
+                batch = Batch(part)
+                clock._row_by_row(engine, batch, [s for s, _m in part])
+            else:
+                batch = clock.clock_batch(engine, part)
+            out += zip(batch.steps, batch.heavy, batch.windows, batch.intervals, repeat(batch.start))
+            i, n = i + len(part), n + 1
+    return [*out, (engine.npoints, engine._interval, engine._clock, engine._w, list(engine._loss_steps))]
+
+
+def test_clock_of_rising_batches_is_the_clock_row_by_row():
+    rng = random.Random(5)
+    rows, step = [], 0
+    for k in range(4000):
+        step += 1 if k < 800 else 5 if k < 1600 else rng.choice((1, 2, 3, 10))
+        row: dict[str, float | None] = {ev.GRAD_NORM: 1.0}
+        if k % 3 or k < 1200:  # evenly spaced loss steps first (an interval read off the gaps at once)
+            row[ev.LOSS] = 2.0
+        rows.append((step, row))
+    reference = clock_of(rows, None)
+    assert len({w for _s, _h, w, _i, _t in reference[:-1]}) > 2  # the window follows the interval
+    for sizes in ([len(rows)], [1], [7], [500, 3, 1200], [rng.randint(1, 700) for _ in range(30)]):
+        assert clock_of(rows, sizes) == reference, sizes
+
+
+def chance_stream() -> list:
+    """The region loss below chance (ln 64), at chance from step 1500 to 2200 (FGD601), below again; ln K
+    printed on most rows, a few rows with a range of K (lower bound only)."""
+    rng = random.Random(13)
+    rows = []
+    for s in range(1, 3001):
+        at = 1500 <= s < 2200
+        row: dict[str, float | None] = {
+            ev.LOSS: 2.0 + rng.gauss(0, 0.05),
+            REGION_LOSS: math.log(64) * (1.0 if at else 0.6) + rng.gauss(0, 0.02),
+            ev.head_metric(ev.CHANCE, "region"): math.log(64) if s % 7 else None,
+            ev.head_metric(ev.CANDIDATES, "region"): 64.0,  # on every row: FGD302 judged on all of them
+            ev.REGIONS_VALID: 4.0,
+        }
+        rows.append((s, row))
+    return rows
+
+
+def test_windows_half_below_chance_settle_without_their_sums():
+    rows = chance_stream()
+    reference = judge(rows, None)[:2]
+    assert [f for f in reference[0] if f[0] == "FGD601"]
+    assert "FGD302" not in {n["code"] for n in reference[1]}
+    for sizes in ([len(rows)], [60], [5, 333, 1000]):
+        assert judge(rows, sizes)[:2] == reference, sizes
+    engine = RuleEngine(INFO)
+    engine.observe_rows(rows)
+    track = next(c for c in engine.checks if isinstance(c, LossVsChance)).tracks["region"]
+    below, n, settles = below_counts(track), len(track.k_steps), 0
+    rng = random.Random(1)
+    for _ in range(400):  # wherever `settled` answers, it answers what `verdict` does
+        a = rng.randrange(n - 5)
+        idx = list(range(a, min(n, a + rng.randint(5, 400))))
+        quick, full = settled(track, idx, below), verdict(track, idx)
+        if quick is not None:
+            settles += 1
+            assert (quick["at"], quick["above"], quick["exact"]) == (full["at"], full["above"], full["exact"])
+        else:
+            assert full["n_at"] + full["n_above"] > 0.5 * len(idx)
+    assert 50 < settles < 400
