@@ -281,14 +281,30 @@ class LossVsChance(Check):
                 due = list(compress(range(len(c.rows)), map(heavy.__getitem__, c.rows)))  # heavy rows
                 if c.levels.count(None) == len(c.levels):  # no K: no window changes
                     track.extend(at, c.losses)
+                    added = track.k_added
                     for r in due:
-                        self._window(track, start, windows[c.rows[r]], at[c.point(r)], ops)
+                        w = windows[c.rows[r]]
+                        judged = track.evaluated  # `_window`'s own early return, without the call
+                        if (
+                            judged is None
+                            or judged[1] != start
+                            or judged[2] != w
+                            or added - judged[0] >= max(1, w // STRIDE)
+                        ):
+                            self._window(track, start, w, at[c.point(r)], ops)
                     continue
                 before, k_before = len(track.steps), len(track.k_steps)
                 k0, a0, known = track.extend_points(at, c.losses, c.levels)
                 for r in due:  # the track's window as of that row's point
-                    j = c.point(r)
-                    self._window(track, start, windows[c.rows[r]], at[j], ops, (k0 + known[j], a0 + known[j]))
+                    j, w = c.point(r), windows[c.rows[r]]
+                    added, judged = a0 + known[j], track.evaluated
+                    if (
+                        judged is None
+                        or judged[1] != start
+                        or judged[2] != w
+                        or added - judged[0] >= max(1, w // STRIDE)
+                    ):
+                        self._window(track, start, w, at[j], ops, (k0 + known[j], added))
                 track.trim(before, k_before)
             self.below = None
         else:
