@@ -13,7 +13,7 @@ Every finding states its evidence: points, steps, share, margin and where K came
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from itertools import compress, repeat
 from operator import eq, le
 from typing import Any, NamedTuple
@@ -367,7 +367,7 @@ class LossVsChance(Check):
             tail = known[-w:]
             self._report(track, tail, verdict(track, tail), track.steps[-1])
 
-    def _judged(self, track: Track, idx: list[int], found: dict[str, Any]) -> None:
+    def _judged(self, track: Track, idx: Sequence[int], found: dict[str, Any]) -> None:
         e = self.engine
         e.judge("FGD601")
         if found["above"] or found["exact"]:
@@ -375,7 +375,7 @@ class LossVsChance(Check):
         else:
             e.why("FGD602", f"{track.name}: K known only as a lower bound or range")
 
-    def _report(self, track: Track, idx: list[int], found: dict[str, Any], step: int) -> None:
+    def _report(self, track: Track, idx: Sequence[int], found: dict[str, Any], step: int) -> None:
         e = self.engine
         self._judged(track, idx, found)
         at = e.gate(f"FGD601/{track.name}", found["at"])
