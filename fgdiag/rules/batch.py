@@ -94,14 +94,28 @@ class Batch:
         dicts = self._dicts
         if not holders:
             hit = ([], [])
-        elif len(holders) == len(self.groups):  # every row holds it
-            everywhere = holders[0] if len(holders) == 1 else list(range(len(dicts)))
-            hit = (everywhere, list(map(itemgetter(name), dicts)))
+        elif len(holders) == 1 == len(self.groups):  # one shape: its rows are the batch
+            hit = (holders[0], list(map(itemgetter(name), dicts)))
+        elif len(holders) == len(self.groups):  # every shape holds it: every such column in one pass
+            self._shared()
+            return self._columns[name]
         else:
             idx = holders[0] if len(holders) == 1 else sorted(i for part in holders for i in part)
             hit = (idx, list(map(itemgetter(name), map(dicts.__getitem__, idx))))
         self._columns[name] = hit
         return hit
+
+    def _shared(self) -> None:
+        """The columns of the names every row holds, in one pass over the rows (old rows are cold in the
+        cache: a pass per name costs more than the tuples of one pass)."""
+        shapes, dicts = list(self.groups), self._dicts
+        held = set(shapes[0]).intersection(*shapes[1:])
+        common = [n for n in shapes[0] if n in held]
+        picked = map(itemgetter(*common), dicts)
+        columns = zip(*picked, strict=True) if len(common) > 1 else iter([picked])
+        everywhere = list(range(len(dicts)))
+        for name, col in zip(common, columns, strict=True):
+            self._columns[name] = (everywhere, list(col))
 
     def any_order(self, name: str) -> list[float | None]:
         """Every value of `name` in the batch (for min, max, counts: the order is not promised)."""
