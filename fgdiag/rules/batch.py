@@ -10,14 +10,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from itertools import compress, repeat
-from operator import is_not, itemgetter, methodcaller
-from typing import Any, cast
+from operator import eq, itemgetter
+from typing import cast
 
 from fgdiag import events as ev
 
 Row = Mapping[str, float | None]
-_VALUES = methodcaller("values")
-_ABSENT = object()  # a row without the column's name (None is a value: missing)
+MAX_LENGTHS = 8  # more distinct row lengths in a batch than this: grouped row by row
 
 
 class Batch:
@@ -26,8 +25,7 @@ class Batch:
 
     __slots__ = (
         "_columns",
-        "_shared_done",
-        "_transpose",
+        "_dicts",
         "groups",
         "heavy",
         "intervals",
@@ -48,95 +46,80 @@ class Batch:
         self.rises = False  # the steps strictly rise within the batch (False: unknown or not)
         self.groups: dict[tuple[str, ...], list[int]] = {}  # metric names -> rows holding exactly those
         self._columns: dict[str, tuple[list[int], list[float | None]]] = {}
-        self._transpose: dict[tuple[str, ...], list[list[float | None]]] = {}
-        self._shared_done = False  # the columns of the names every group holds are built (`_shared`)
+        self._dicts: list[Row] = []
 
     def group_rows(self) -> None:
-        """Fill `groups`: the rows by their metric names (one tuple per row, compared in C)."""
-        rows, groups = self.rows, self.groups
-        names = list(map(tuple, map(itemgetter(1), rows)))
-        if names and names.count(names[0]) == len(names):  # every row holds the same names: one group
-            groups[names[0]] = list(range(len(names)))
+        """Fill `groups` (in the order of their first row): the rows by their metric names. Rows are split by
+        their number of names first (C-level), then each length's names are confirmed in one `count` of
+        tuples: a log's row shapes rarely share a length, so no Python loop runs over the rows."""
+        dicts = self._dicts = list(map(itemgetter(1), self.rows))
+        n = len(dicts)
+        if not n:
             return
-        for i, key in enumerate(names):
-            group = groups.get(key)
-            if group is None:
-                groups[key] = [i]
+        lens = list(map(len, dicts))
+        if lens.count(lens[0]) == n:
+            parts = [list(range(n))]
+        else:
+            shapes = set(lens)
+            if len(shapes) > MAX_LENGTHS:
+                parts = [list(range(n))]
             else:
-                group.append(i)
+                parts = [list(compress(range(n), map(eq, lens, repeat(k)))) for k in dict.fromkeys(lens)]
+        found: list[tuple[tuple[str, ...], list[int]]] = []
+        for idx in parts:
+            names = list(map(tuple, map(dicts.__getitem__, idx)))
+            if names.count(names[0]) == len(names):
+                found.append((names[0], idx))
+                continue
+            split: dict[tuple[str, ...], list[int]] = {}
+            for i, key in zip(idx, names, strict=True):
+                group = split.get(key)
+                if group is None:
+                    split[key] = [i]
+                else:
+                    group.append(i)
+            found += split.items()
+        if len(found) > 1:
+            found.sort(key=lambda part: part[1][0])
+        self.groups.update(found)
 
     def column(self, name: str) -> tuple[list[int], list[float | None]]:
-        """(row indices, values) of the rows holding `name`, in row order (values may be None)."""
+        """(row indices, values) of the rows holding `name`, in row order (values may be None). One C-level
+        pass of `itemgetter(name)` over the rows that hold it: cheaper than transposing whole groups, as a
+        check reads a few of a row's names."""
         hit = self._columns.get(name)
         if hit is not None:
             return hit
-        if not self._shared_done:
-            self._shared()
-            hit = self._columns.get(name)
-            if hit is not None:
-                return hit
-        parts: list[tuple[list[int], list[float | None]]] = []
-        for names, idx in self.groups.items():
-            if name in names:
-                parts.append((idx, self._transposed(names, idx)[names.index(name)]))
-        if not parts:
+        holders = [idx for names, idx in self.groups.items() if name in names]
+        dicts = self._dicts
+        if not holders:
             hit = ([], [])
-        elif len(parts) == 1:
-            hit = parts[0]
-        else:  # the groups' rows interleave: place each value at its row, then keep the rows that hold one
-            slots: list[Any] = [_ABSENT] * len(self.rows)
-            for idx, vals in parts:
-                list(map(slots.__setitem__, idx, vals))  # C-level loop
-            held = list(map(is_not, slots, repeat(_ABSENT)))
-            hit = (list(compress(range(len(slots)), held)), list(compress(slots, held)))
+        elif len(holders) == 1 == len(self.groups):  # one shape: its rows are the batch
+            hit = (holders[0], list(map(itemgetter(name), dicts)))
+        elif len(holders) == len(self.groups):  # every shape holds it: every such column in one pass
+            self._shared()
+            return self._columns[name]
+        else:
+            idx = holders[0] if len(holders) == 1 else sorted(i for part in holders for i in part)
+            hit = (idx, list(map(itemgetter(name), map(dicts.__getitem__, idx))))
         self._columns[name] = hit
         return hit
 
     def _shared(self) -> None:
-        """The columns of the names every row holds, in row order at once (no merge of the groups)."""
-        self._shared_done = True
-        shapes = list(self.groups)
-        if len(shapes) < 2:  # one group: its own transposition is the same in one pass
-            return
-        first = set(shapes[0]).intersection(*shapes[1:])
-        common = [n for n in shapes[0] if n in first]
-        if not common:
-            return
-        dicts = map(itemgetter(1), self.rows)
-        everywhere = list(range(len(self.rows)))
-        if len(common) == 1:
-            self._columns[common[0]] = (everywhere, list(map(itemgetter(common[0]), dicts)))
-            return
-        columns = zip(*map(itemgetter(*common), dicts), strict=True)
+        """The columns of the names every row holds, in one pass over the rows (old rows are cold in the
+        cache: a pass per name costs more than the tuples of one pass)."""
+        shapes, dicts = list(self.groups), self._dicts
+        held = set(shapes[0]).intersection(*shapes[1:])
+        common = [n for n in shapes[0] if n in held]
+        picked = map(itemgetter(*common), dicts)
+        columns = zip(*picked, strict=True) if len(common) > 1 else iter([picked])
+        everywhere = list(range(len(dicts)))
         for name, col in zip(common, columns, strict=True):
             self._columns[name] = (everywhere, list(col))
 
-    def _transposed(self, names: tuple[str, ...], idx: list[int]) -> list[list[float | None]]:
-        """Every column of one group at once: rows of a group hold the same names in the same order."""
-        cached = self._transpose.get(names)
-        if cached is None:
-            rows = self.rows
-            picked = rows if len(idx) == len(rows) else map(rows.__getitem__, idx)  # one group: every row
-            cached = [list(col) for col in zip(*map(_VALUES, map(itemgetter(1), picked)), strict=True)]
-            self._transpose[names] = cached
-        return cached
-
     def any_order(self, name: str) -> list[float | None]:
-        """Every value of `name` in the batch, groups one after the other (for min, max, sums: no merge)."""
-        hit = self._columns.get(name)
-        if hit is None and not self._shared_done:
-            self._shared()
-            hit = self._columns.get(name)
-        if hit is not None:
-            return hit[1]
-        parts = [
-            self._transposed(names, idx)[names.index(name)]
-            for names, idx in self.groups.items()
-            if name in names
-        ]
-        if len(parts) == 1:
-            return parts[0]
-        return [v for part in parts for v in part]
+        """Every value of `name` in the batch (for min, max, counts: the order is not promised)."""
+        return self.column(name)[1]
 
     def finite_points(self, name: str) -> tuple[list[int], list[float]]:
         """(steps, values) of the rows where `name` is a finite number, in row order."""

@@ -8,6 +8,7 @@ import bisect
 import math
 from collections import deque
 from operator import ne
+from typing import cast
 
 from fgdiag import events as ev
 from fgdiag.diagnostic import Finding
@@ -155,11 +156,15 @@ class GradientNorms(Check):
         if self.has_groups or e.is_open("FGD501/") or any(n.startswith(GROUP) for n in batch.names()):
             return None
         col_idx, vals = batch.column(ev.GRAD_NORM)
-        steps = [batch.steps[i] for i, v in zip(col_idx, vals, strict=True) if v is not None]
-        gns = [v for v in vals if v is not None]
+        if None in vals:
+            steps = [batch.steps[i] for i, v in zip(col_idx, vals, strict=True) if v is not None]
+            gns = [v for v in vals if v is not None]
+        else:
+            steps, gns = list(map(batch.steps.__getitem__, col_idx)), cast("list[float]", vals)
         if not gns:
             return []
-        if sorted(set(steps)) != steps or (self.last_step is not None and steps[0] <= self.last_step):
+        rising = batch.rises or sorted(set(steps)) == steps
+        if not rising or (self.last_step is not None and steps[0] <= self.last_step):
             return None  # a step logged again replaces its value: row by row
         finite = finite_values(gns)
         if len(finite) < len(gns) or len(self.ordered) < len(self.history):
@@ -167,19 +172,16 @@ class GradientNorms(Check):
         floor = min(finite + self.ordered)
         if floor <= 0 or max(finite) > self.SPIKE_FACTOR * floor:
             return None
-        count, start = len(self.ordered), batch.start
-        judged = early = False
-        for step in steps:
-            if step > start and count >= self.SPIKE_MIN_HISTORY:
-                judged = True
-            else:
-                early = True
-            count = min(count + 1, self.SPIKE_HISTORY)
-        if judged:
+        # Row k (steps strictly rise) is judged when its step is past the start and min(history + k,
+        # SPIKE_HISTORY) >= SPIKE_MIN_HISTORY: false up to one row, true from there on.
+        count, history_cap, need = len(self.ordered), self.SPIKE_HISTORY, self.SPIKE_MIN_HISTORY
+        full = max(0, need - count) if history_cap >= need else len(steps)
+        first = max(bisect.bisect_right(steps, batch.start), full)
+        if first < len(steps):
             e.judge("FGD501")
-        if early:
+        if first > 0:
             e.why("FGD501", "too few grad-norm points after the trend start")
-        self.history.extend(gns)
+        self.history.extend(gns[-history_cap:])  # the oldest ones would be dropped below
         while len(self.history) > self.SPIKE_HISTORY:
             self.history.popleft()
         self.ordered = sorted(v for v in self.history if math.isfinite(v))

@@ -13,7 +13,7 @@ Every finding states its evidence: points, steps, share, margin and where K came
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from itertools import compress, repeat
 from operator import eq, le
 from typing import Any, NamedTuple
@@ -281,14 +281,30 @@ class LossVsChance(Check):
                 due = list(compress(range(len(c.rows)), map(heavy.__getitem__, c.rows)))  # heavy rows
                 if c.levels.count(None) == len(c.levels):  # no K: no window changes
                     track.extend(at, c.losses)
+                    added = track.k_added
                     for r in due:
-                        self._window(track, start, windows[c.rows[r]], at[c.point(r)], ops)
+                        w = windows[c.rows[r]]
+                        judged = track.evaluated  # `_window`'s own early return, without the call
+                        if (
+                            judged is None
+                            or judged[1] != start
+                            or judged[2] != w
+                            or added - judged[0] >= max(1, w // STRIDE)
+                        ):
+                            self._window(track, start, w, at[c.point(r)], ops)
                     continue
                 before, k_before = len(track.steps), len(track.k_steps)
                 k0, a0, known = track.extend_points(at, c.losses, c.levels)
                 for r in due:  # the track's window as of that row's point
-                    j = c.point(r)
-                    self._window(track, start, windows[c.rows[r]], at[j], ops, (k0 + known[j], a0 + known[j]))
+                    j, w = c.point(r), windows[c.rows[r]]
+                    added, judged = a0 + known[j], track.evaluated
+                    if (
+                        judged is None
+                        or judged[1] != start
+                        or judged[2] != w
+                        or added - judged[0] >= max(1, w // STRIDE)
+                    ):
+                        self._window(track, start, w, at[j], ops, (k0 + known[j], added))
                 track.trim(before, k_before)
             self.below = None
         else:
@@ -351,7 +367,7 @@ class LossVsChance(Check):
             tail = known[-w:]
             self._report(track, tail, verdict(track, tail), track.steps[-1])
 
-    def _judged(self, track: Track, idx: list[int], found: dict[str, Any]) -> None:
+    def _judged(self, track: Track, idx: Sequence[int], found: dict[str, Any]) -> None:
         e = self.engine
         e.judge("FGD601")
         if found["above"] or found["exact"]:
@@ -359,7 +375,7 @@ class LossVsChance(Check):
         else:
             e.why("FGD602", f"{track.name}: K known only as a lower bound or range")
 
-    def _report(self, track: Track, idx: list[int], found: dict[str, Any], step: int) -> None:
+    def _report(self, track: Track, idx: Sequence[int], found: dict[str, Any], step: int) -> None:
         e = self.engine
         self._judged(track, idx, found)
         at = e.gate(f"FGD601/{track.name}", found["at"])

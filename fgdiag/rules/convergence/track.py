@@ -7,6 +7,7 @@ above it) when SHARE of its points are.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from itertools import accumulate, compress, repeat
 from operator import gt, is_not, itemgetter, lt, mul, not_
 from typing import Any, cast
@@ -170,22 +171,22 @@ class Track:
         )
         self.sources, self.index, self.judged, self.evaluated, self.k_added = mark[8:]
 
-    def where(self, idx: list[int]) -> str:
+    def where(self, idx: Sequence[int]) -> str:
         """Where K came from for the known points `idx`, most frequent first."""
         counts: dict[int, int] = {}
         for i in idx:
             counts[self.source[i]] = counts.get(self.source[i], 0) + 1
         return "; ".join(self.sources[j] for j in sorted(counts, key=lambda j: -counts[j])) or "K unknown"
 
-    def known(self, start: int, last: int | None = None, end: int | None = None) -> list[int]:
+    def known(self, start: int, last: int | None = None, end: int | None = None) -> range:
         """Indices (into the `k_` lists) of the known points after the trend start (the last `last` of the
-        first `end`: the window as of an earlier point)."""
+        first `end`: the window as of an earlier point); a range, not a list: windows are judged often."""
         k_steps = self.k_steps
         n = len(k_steps) if end is None else end
         j = 0 if last is None else max(0, n - last)
         while j < n and k_steps[j] <= start:
             j += 1
-        return list(range(j, n))
+        return range(j, n)
 
     def infer(self, idx: list[int], c: float, source: str) -> list[int]:
         """Make the points `idx` (into `steps`) the known points, all at ln K = c; returns their indices."""
@@ -197,7 +198,7 @@ class Track:
         return list(range(len(idx)))
 
 
-def verdict(track: Track, idx: list[int]) -> dict[str, Any]:
+def verdict(track: Track, idx: Sequence[int]) -> dict[str, Any]:
     """At/above-chance judgement of the points `idx` and the numbers a finding states.
 
     At chance: 80 % of the points in the band, or the window's mean loss in the band of its mean ln K with
@@ -245,7 +246,7 @@ def below_counts(track: Track) -> tuple[list[int], list[int]]:
     return below, list(accumulate(map(not_, track.exact), initial=0))
 
 
-def settled(track: Track, idx: list[int], counts: tuple[list[int], list[int]]) -> dict[str, Any] | None:
+def settled(track: Track, idx: Sequence[int], counts: tuple[list[int], list[int]]) -> dict[str, Any] | None:
     """`verdict`'s at/above/exact when half the window's points or more lie below their band: then neither
     holds (at most half are at or above it, SHARE > 0.5; the level needs fewer than half below), whatever
     the means. None: judge the window with `verdict`."""
