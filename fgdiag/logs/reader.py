@@ -26,6 +26,7 @@ from fgdiag.logs.hf_runs import HfRuns, as_text
 from fgdiag.logs.openclip import OpenClipParser
 from fgdiag.logs.ours import OursParser
 from fgdiag.logs.sink import LogSink
+from fgdiag.logs.unit_runs import unit_runs
 from fgdiag.logs.vad_groups import MARKER, VadGroups
 from fgdiag.logs.vad_lines import VadParser
 from fgdiag.logs.vad_steps import VadSteps
@@ -232,20 +233,13 @@ class LogReader:
         return True
 
     def _units(self, bulk: HfRuns | VadSteps, pattern: re.Pattern[str], text: str) -> None:
-        """Units found one by one in `text` (ending in a newline): runs of them in bulk, lines between."""
+        """Units found in `text` (ending in a newline): runs of them in bulk, lines between."""
         pos = 0
-        run: list[re.Match[str]] = []
-        for m in pattern.finditer(text):  # streamed: a fork buffer holds many short runs
-            start = m.start()
-            if start and text[start - 1] != "\n":
-                continue  # the unit starts after other text on its line: the line path reads it
+        for start, run in unit_runs(pattern, text):
             if start != pos:
-                self._run(bulk, text, run)
-                run = []
                 self._lines(text[pos : start - 1].split("\n"))
-            run.append(m)
-            pos = m.end()
-        self._run(bulk, text, run)
+            self._run(bulk, text, run)
+            pos = run[-1].end()
         if pos < len(text):
             self._lines(text[pos:-1].split("\n"))
 

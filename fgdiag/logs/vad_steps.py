@@ -128,13 +128,18 @@ class VadSteps:
         cols = list(zip(*run, strict=True))
         tots, rests = cols[10], cols[11]
         total = self.hf.bar_total
-        if total is None or list(map(int, tots)).count(total) != len(tots):
+        if total is None or (
+            tots.count(str(total)) != len(tots) and list(map(int, tots)).count(total) != len(tots)
+        ):
             return None
         bars = list(map(int, cols[9]))
-        if (
-            list(map(operator.sub, bars, map(int, cols[12]))).count(1) != len(bars)  # bar n at step n - 1
-            or not all(map(operator.lt, [prev, *bars], bars))
-        ):
+        first = bars[0]
+        if bars != list(range(first, first + len(bars))) or prev >= first:  # not one step after another
+            if not all(map(operator.lt, [prev, *bars], bars)):
+                return None
+            if list(map(operator.sub, bars, map(int, cols[12]))).count(1) != len(bars):  # bar n, step n - 1
+                return None
+        elif list(map(int, cols[12])) != list(range(first - 1, first - 1 + len(bars))):
             return None
         joined = "\n".join(rests)
         if "it/s]" in joined or "s/it]" in joined:

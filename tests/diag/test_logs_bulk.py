@@ -9,10 +9,13 @@ from __future__ import annotations
 import json
 import math
 import random
+from itertools import pairwise
 
 import pytest
 
 from fgdiag.logs.reader import LogReader
+from fgdiag.logs.unit_runs import unit_runs
+from fgdiag.logs.vad_steps import UNIT_RE
 from fgdiag.render.summary import summary_dict
 from fgdiag.session import LogSession
 
@@ -212,7 +215,8 @@ def diag_block(step: int, *, odd: bool = False) -> list[str]:
 
 def fork_log(steps: int, *, odd: bool, seed: int = 0) -> str:
     """The fork's trainer output: four lines per optimizer step, a [DIAG] block every 16 steps; `odd` mixes
-    in deviations (a missing or unparsable line, region 0.0, no LR, a bank switched on late, a stray bar)."""
+    in deviations (a missing or unparsable line, region 0.0, no LR, a bank switched on late, a stray bar, a
+    unit after other text on its line)."""
     rng, out = random.Random(seed), ["[Memory Bank] 队列大小: 128, 当前指针: 0"]
     total = steps + 3
     for s in range(steps):
@@ -239,6 +243,10 @@ def fork_log(steps: int, *, odd: bool, seed: int = 0) -> str:
             out.append("[Memory Bank] ✅ 已启用 @ training_step 320")
         if odd and s % 59 == 20:
             out.append("[MB-FORWARD] broken line")
+        elif odd and s % 61 == 25:  # a unit that starts after other text on its line
+            out.append(
+                f"12:00:01 [MB-FORWARD] 使用{queued}个历史负样本 | Batch内: 4 | 总负样本: {queued + 4}"
+            )
         else:
             valid = 0 if odd and s % 23 == 7 else 4 + s % 3  # odd: a micro-batch without regions
             out.append(
@@ -294,3 +302,16 @@ def test_row_store_thinning_keeps_the_loss_envelope(odd):
     assert all(s in store.rows for s in range(2000 - 16, 2000))
     assert len(store.rows) + store.thinned == store.count == 2000
     assert len(store.rows) <= 64
+
+
+def test_unit_runs_are_the_maximal_runs_of_units_that_start_a_line():
+    text = fork_log(3000, odd=True)
+    runs = list(unit_runs(UNIT_RE, text))
+    matches = list(UNIT_RE.finditer(text))
+    mid_line = [m for m in matches if m.start() and text[m.start() - 1] != "\n"]
+    assert len(runs) > 50 and len(mid_line) > 20
+    assert [m.span() for _, run in runs for m in run] == [m.span() for m in matches if m not in mid_line]
+    for start, run in runs:
+        assert start == run[0].start() and (start == 0 or text[start - 1] == "\n")
+        assert all(a.end() == b.start() for a, b in pairwise(run))
+    assert all(a[-1].end() != b[0].start() for (_, a), (_, b) in pairwise(runs))  # maximal
