@@ -120,10 +120,10 @@ class HfRuns:
         """The rows of units whose last redraws are `lasts` and whose columns are `cols`, to the sink."""
         names = self._names
         values = zip(*[map(float, col) for col in cols[REDRAWS : REDRAWS + len(names)]], strict=True)
-        if (
-            len(names) == 4
-        ):  # the Trainer's usual line (loss, grad_norm, learning_rate, epoch): a dict display
-            a, b, c, d = names  # builds a row in half the time of dict(zip(...))
+        # the Trainer's usual line (loss, grad_norm, learning_rate, epoch): a dict display builds a row in
+        # half the time of dict(zip(...))
+        if len(names) == 4:
+            a, b, c, d = names
             rows = [{a: w, b: x, c: y, d: z} for w, x, y, z in values]
         else:
             rows = list(map(dict, map(zip, repeat(names), values)))

@@ -128,24 +128,14 @@ class LogSink:
         self._row_step = self.step = self.max_step = steps[-1]
         self._set = rows[-1]
 
-    def sum_rows(self, steps: list[int], sums: list[dict[str, float]], lasts: list[dict[str, float]]) -> None:
-        """`at(step)`, then `add_all(sums)` and `keep_all(last)` once each, for each step in bulk: steps rise
-        past the current one, no event is due. The open row is published, the last new one stays open."""
-        self._emit_row()
-        self._out += [
-            ("row", (step, {**add, **keep}))  # each value was added once: its mean is itself
-            for step, add, keep in zip(steps[:-1], sums[:-1], lasts[:-1], strict=True)
-        ]
-        self._row_step = self.step = self.max_step = steps[-1]
-        self._sum, self._cnt, self._last = sums[-1], dict.fromkeys(sums[-1], 1), lasts[-1]
-
     def summed_rows(
         self, steps: list[int], rows: list[dict[str, float]], sums: dict[str, float], last: dict[str, float]
     ) -> None:
-        """`sum_rows` with the rows before the last given whole (`rows`, one fewer than `steps`); the last
-        step's values stay open as `sums` (each added once) and `last`."""
+        """`at(step)` for each step in bulk with the rows before the last given whole (`rows`, one fewer than
+        `steps`; each value added once: its mean is itself); the last step's values stay open as `sums` (as
+        `add_all`) and `last` (as `keep_all`). Steps rise past the current one, no event is due."""
         self._emit_row()
-        self._out += [("row", item) for item in zip(steps[:-1], rows, strict=True)]
+        self._out += zip(repeat("row"), zip(steps[:-1], rows, strict=True))
         self._row_step = self.step = self.max_step = steps[-1]
         self._sum, self._cnt, self._last = sums, dict.fromkeys(sums, 1), last
 

@@ -47,9 +47,9 @@ class _Column:
         if self.values is not None:
             key = self.key
             new = [r.get(key) for _, r in items]
-            if set(map(type, new)) == {float} and (total := sum(new)) == total:  # type: ignore[arg-type]
+            if _real(new):  # type: ignore[arg-type]
                 self.values += new  # type: ignore[arg-type]
-            elif new:  # NaN (or inf - inf) somewhere, a missing value: no column
+            elif new:  # NaN somewhere, a missing value: no column
                 self.values = None
 
     def usable(self) -> bool:

@@ -20,7 +20,7 @@ from typing import Any
 from fgdiag import events as ev
 from fgdiag.logs import vad
 from fgdiag.logs.sink import LogSink
-from fgdiag.logs.vad_lines import VadParser
+from fgdiag.logs.vad_lines import SCALE_NAMES, VadParser
 from fgdiag.wire import parse_logit_scale
 
 # numbers the regex accepts always convert with float(): garbage makes the group fall back to the line path
@@ -64,10 +64,6 @@ AVERAGED = tuple(
 )
 LOSS, GLOBAL, HARD = ev.LOSS, ev.head_metric(ev.HEAD_LOSS, "global"), ev.head_metric(ev.HEAD_LOSS, "hardneg")
 
-
-SCALE_NAMES = {
-    h: (ev.head_metric(ev.LOGIT_SCALE, h), ev.head_metric(ev.LOGIT_SCALE_EXP, h)) for h in ev.HEADS
-}
 MB_PTR, MB_FILL, MB_SIZE, MB_ACTIVE, LR = ev.MB_PTR, ev.MB_FILL, ev.MB_SIZE, ev.MB_ACTIVE, ev.LEARNING_RATE
 MARKER = "[DIAG] Region batch diagnostics:\n  - valid_count="
 

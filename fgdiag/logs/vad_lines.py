@@ -27,6 +27,9 @@ R_VALID, R_ZERO, R_BAD = ev.REGIONS_VALID, ev.REGIONS_ZERO_NORM, ev.REGIONS_NONF
 L_MIN, L_MAX, L_MEAN, L_STD = (
     ev.head_metric(n, REGION) for n in (ev.LOGITS_MIN, ev.LOGITS_MAX, ev.LOGITS_MEAN, ev.LOGITS_STD)
 )
+SCALE_NAMES = {  # head -> (raw scale, exp(scale)) metric names
+    h: (ev.head_metric(ev.LOGIT_SCALE, h), ev.head_metric(ev.LOGIT_SCALE_EXP, h)) for h in ev.HEADS
+}
 C_REGION, CH_REGION, EXP_REGION, COS_REGION = (
     ev.head_metric(n, REGION) for n in (ev.CANDIDATES, ev.CHANCE, ev.LOGIT_SCALE_EXP, ev.COS_STD)
 )
@@ -54,6 +57,22 @@ STATS_LINE = (
 
 def _clean(line: str) -> str:
     return demojibake(line.strip())[:300]
+
+
+def parse_logits(line: str) -> tuple[float, float, float, float | None] | None:
+    """(min, max, mean, std) of a `logits_i2t:` line: std NaN when the fork printed none, None when it does
+    not parse (min, max and mean still count); None when those do not parse."""
+    m = vad.STATS4_RE.search(line)
+    if m is None:
+        return None
+    try:
+        low, high, mean = float(m.group(1)), float(m.group(2)), float(m.group(3))
+    except ValueError:
+        return None
+    try:
+        return low, high, mean, float(m.group(4)) if m.group(4) else math.nan
+    except ValueError:
+        return low, high, mean, None
 
 
 def close_group(
@@ -196,14 +215,12 @@ class VadParser:
         return True
 
     def diag_logits(self, line: str) -> bool:
-        m = vad.STATS4_RE.search(line)
-        if m is None:
+        stats = parse_logits(line)
+        if stats is None:
             return self.sink.malformed("logits_i2t", line)
         fwd = self.fwd
-        try:
-            fwd[L_MIN], fwd[L_MAX], fwd[L_MEAN] = float(m.group(1)), float(m.group(2)), float(m.group(3))
-            std = float(m.group(4)) if m.group(4) else math.nan
-        except ValueError:
+        fwd[L_MIN], fwd[L_MAX], fwd[L_MEAN], std = stats
+        if std is None:
             return self.sink.malformed("logits_i2t", line)
         if math.isfinite(std):  # std=nan when a batch has one region
             fwd[L_STD] = std

@@ -27,11 +27,26 @@ from itertools import chain
 from typing import Any
 
 from fgdiag import events as ev
-from fgdiag.facts import REGION
 from fgdiag.logs import vad
 from fgdiag.logs.hf import HfParser
 from fgdiag.logs.sink import LogSink
-from fgdiag.logs.vad_lines import LAST_NAMES, LOSS_NAMES, VadParser, close_group
+from fgdiag.logs.vad_lines import (
+    C_REGION,
+    CH_REGION,
+    L_MAX,
+    L_MEAN,
+    L_MIN,
+    L_STD,
+    LAST_NAMES,
+    LOSS_NAMES,
+    R_BAD,
+    R_VALID,
+    R_ZERO,
+    SCALE_NAMES,
+    VadParser,
+    close_group,
+    parse_logits,
+)
 from fgdiag.wire import parse_logit_scale
 
 _S = r"(\S+)"
@@ -49,16 +64,8 @@ UNIT_RE = re.compile(
     rf"Region: {_S} \| Hard(?:Neg)?: {_S}(?: \| MB: \d+/\d+[^|\r\n]*?(?= \||\n))?(?: \| LR: {_S})?"
     r"[^\r\n]*+)\n"
 )
-R_VALID, MB_FILL, MB_ACTIVE, LR = ev.REGIONS_VALID, ev.MB_FILL, ev.MB_ACTIVE, ev.LEARNING_RATE
-R_ZERO, R_BAD, MB_PTR = ev.REGIONS_ZERO_NORM, ev.REGIONS_NONFINITE, ev.MB_PTR
-C_REGION, CH_REGION = ev.head_metric(ev.CANDIDATES, REGION), ev.head_metric(ev.CHANCE, REGION)
-L_MIN, L_MAX, L_MEAN, L_STD = (
-    ev.head_metric(n, REGION) for n in (ev.LOGITS_MIN, ev.LOGITS_MAX, ev.LOGITS_MEAN, ev.LOGITS_STD)
-)
+MB_FILL, MB_ACTIVE, MB_PTR, LR = ev.MB_FILL, ev.MB_ACTIVE, ev.MB_PTR, ev.LEARNING_RATE
 LOSS, GLOBAL, REGION_LOSS, HARD = LOSS_NAMES
-SCALE_NAMES = {
-    h: (ev.head_metric(ev.LOGIT_SCALE, h), ev.head_metric(ev.LOGIT_SCALE_EXP, h)) for h in ev.HEADS
-}
 BLOCK = 512  # units converted at once (a deviation costs at most one block's conversion)
 Group = tuple[dict[str, float], list[float]]
 Columns = tuple[list[int], list[Any], list[Any], list[list[float]], list[float | None]]
@@ -291,8 +298,10 @@ class VadSteps:
         txt = vad.cached(txt_line, vad.parse_norms)
         first = vad.cached(block_scale, parse_logit_scale)
         bank = vad.cached(bank_line, lambda text: vad.bank_from_diag(vad.stats(text)))
-        m = vad.STATS4_RE.search(logits_line)
-        if valid is None or img is None or txt is None or isinstance(first, str) or bank is None or m is None:
+        logits = parse_logits(logits_line)
+        if valid is None or img is None or txt is None or bank is None:
+            return None
+        if logits is None or isinstance(first, str):
             return None
         fwd: dict[str, float] = {R_VALID: valid}
         if img[3]:
@@ -300,10 +309,8 @@ class VadSteps:
         fwd[R_ZERO] = vad.zero_norm_count(img[0], img[1], img[2], valid)
         if txt[3]:
             fwd[R_BAD] = fwd.get(R_BAD, 0.0) + 1.0
-        try:
-            fwd[L_MIN], fwd[L_MAX], fwd[L_MEAN] = float(m.group(1)), float(m.group(2)), float(m.group(3))
-            std = float(m.group(4)) if m.group(4) else math.nan
-        except ValueError:
+        fwd[L_MIN], fwd[L_MAX], fwd[L_MEAN], std = logits
+        if std is None:
             return None
         if math.isfinite(std):
             fwd[L_STD] = std

@@ -66,13 +66,14 @@ def counted(engine: RuleEngine, kind: type) -> list[int]:
     return observed
 
 
-def judge(rows: list, sizes: list[int] | None) -> tuple:
-    """Findings, not-judged list and FGD102's observed rows; sizes None: one row at a time, no quick path."""
+def judge(rows: list, sizes: list[int] | None, watched: type = ScaleAtClamp) -> tuple:
+    """Findings, not-judged list and the rows the `watched` check observed; sizes None: one row at a time, no
+    quick path."""
     engine = RuleEngine(INFO)
     if sizes is None:
         for check in engine.checks:
             check.quick = lambda batch, idx: None  # type: ignore[method-assign]
-    observed = counted(engine, ScaleAtClamp)
+    observed = counted(engine, watched)
     found: list = []
     i, n = 0, 0
     while i < len(rows):
@@ -133,24 +134,13 @@ def test_level_scale_settles_the_decay_check_in_bulk():
     rows = decaying_stream()
     found: dict = {}
     for sizes in (None, [len(rows)], [50], [9, 130, 400]):
-        engine = RuleEngine(INFO)
-        if sizes is None:
-            for check in engine.checks:
-                check.quick = lambda batch, idx: None  # type: ignore[method-assign]
-        observed = counted(engine, ScaleFrozenOrDecaying)
-        out: list = []
-        i, n = 0, 0
-        while i < len(rows):
-            size = 1 if sizes is None else sizes[n % len(sizes)]
-            out += engine.observe_rows(rows[i : i + size])
-            i, n = i + size, n + 1
-        out += engine.finish()
-        found[str(sizes)] = ([(f.code, f.step, f.message) for f in out], engine.not_judged())
+        findings, not_judged, observed = judge(rows, sizes, ScaleFrozenOrDecaying)
+        found[str(sizes)] = (findings, not_judged)
         if sizes == [50]:  # level stretches settle without a row observed, the fall is observed
             assert not [s for s in observed if 1000 < s <= 1400 or 2700 < s <= 3000]
             assert [s for s in observed if 1500 < s <= 2100]
     reference = found.pop("None")
-    assert [f for f in reference[0] if f[0] == "FGD103" and "falls steadily" in f[2]]
+    assert [f for f in reference[0] if f[0] == "FGD103" and "falls steadily" in f[3]]
     for sizes, got in found.items():
         assert got == reference, sizes
 

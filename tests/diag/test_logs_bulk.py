@@ -82,16 +82,6 @@ def read(data: bytes, *, fast: bool, chunks: list[int]) -> tuple:
     )
 
 
-@pytest.mark.parametrize("odd", [False, True])
-def test_hf_runs_same_rows_events_and_counts_as_the_line_path(odd):
-    data = trainer_log(3000, odd=odd).encode()
-    slow = read(data, fast=False, chunks=[1 << 22])
-    assert slow[0].count("('row', ") > 2900
-    rng = random.Random(odd)
-    for chunks in ([1 << 22], [1 << 14], [rng.randint(1, 9000) for _ in range(30)]):
-        assert read(data, fast=True, chunks=chunks) == slow
-
-
 def test_hf_runs_take_the_bulk_of_a_canonical_log():
     """The bulk path is what reads a canonical log (not the per-line path with the same result)."""
     assert bulk_rows(trainer_log(3000, odd=False).encode()) > 2500
@@ -256,8 +246,10 @@ def fork_log(steps: int, *, odd: bool, seed: int = 0) -> str:
 
 
 @pytest.mark.parametrize("odd", [False, True])
-def test_vad_steps_same_rows_events_and_counts_as_the_line_path(odd):
-    data = fork_log(3000, odd=odd).encode()
+@pytest.mark.parametrize("log", ["trainer", "fork"])
+def test_bulk_runs_same_rows_events_and_counts_as_the_line_path(log, odd):
+    """HfRuns (Trainer log) and VadSteps (fork log) give what the per-line path gives."""
+    data = {"trainer": trainer_log, "fork": fork_log}[log](3000, odd=odd).encode()
     slow = read(data, fast=False, chunks=[1 << 22])
     assert slow[0].count("('row', ") > 2900
     rng = random.Random(odd)

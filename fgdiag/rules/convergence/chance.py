@@ -90,6 +90,13 @@ class Columns(NamedTuple):
         return row if self.point_of is None else self.point_of[row]
 
 
+def due(track: Track, start: int, w: int, added: int) -> bool:
+    """The track's last window is judged (again): a new trend start or window, or a tenth of a window of new
+    points with a known K since it was judged (`added`: points with a known K ever added)."""
+    last = track.evaluated
+    return last is None or last[1:] != (start, w) or added - last[0] >= max(1, w // STRIDE)
+
+
 @runtime_check
 class LossVsChance(Check):
     """FGD601 / FGD602 per track (see the module docstring)."""
@@ -233,9 +240,8 @@ class LossVsChance(Check):
         point of a batch appended at once."""
         e = self.engine
         added = track.k_added if at is None else at[1]
-        last = track.evaluated
-        if last is not None and last[1:] == (start, w) and added - last[0] < max(1, w // STRIDE):
-            return  # judged again once a tenth of a window of new points with a known K came in
+        if not due(track, start, w, added):
+            return
         track.evaluated = (added, start, w)
         idx = track.known(start, w, None if at is None else at[0])
         if len(idx) < w:
@@ -278,33 +284,21 @@ class LossVsChance(Check):
             self.below = {}
             for c in columns:
                 track, at = c.track, c.steps
-                due = list(compress(range(len(c.rows)), map(heavy.__getitem__, c.rows)))  # heavy rows
+                heavy_rows = list(compress(range(len(c.rows)), map(heavy.__getitem__, c.rows)))
                 if c.levels.count(None) == len(c.levels):  # no K: no window changes
                     track.extend(at, c.losses)
                     added = track.k_added
-                    for r in due:
+                    for r in heavy_rows:
                         w = windows[c.rows[r]]
-                        judged = track.evaluated  # `_window`'s own early return, without the call
-                        if (
-                            judged is None
-                            or judged[1] != start
-                            or judged[2] != w
-                            or added - judged[0] >= max(1, w // STRIDE)
-                        ):
+                        if due(track, start, w, added):  # `_window`'s own check, without the call
                             self._window(track, start, w, at[c.point(r)], ops)
                     continue
                 before, k_before = len(track.steps), len(track.k_steps)
                 k0, a0, known = track.extend_points(at, c.losses, c.levels)
-                for r in due:  # the track's window as of that row's point
+                for r in heavy_rows:  # the track's window as of that row's point
                     j, w = c.point(r), windows[c.rows[r]]
-                    added, judged = a0 + known[j], track.evaluated
-                    if (
-                        judged is None
-                        or judged[1] != start
-                        or judged[2] != w
-                        or added - judged[0] >= max(1, w // STRIDE)
-                    ):
-                        self._window(track, start, w, at[j], ops, (k0 + known[j], added))
+                    if due(track, start, w, a0 + known[j]):
+                        self._window(track, start, w, at[j], ops, (k0 + known[j], a0 + known[j]))
                 track.trim(before, k_before)
             self.below = None
         else:
