@@ -75,6 +75,21 @@ def parse_logits(line: str) -> tuple[float, float, float, float | None] | None:
         return low, high, mean, None
 
 
+def mb_counts(line: str) -> tuple[float, float] | None:
+    """(queued, valid) of an `[MB-FORWARD]` line; None when it does not parse."""
+    m = vad.MB_FORWARD_RE.search(line)
+    return None if m is None else (float(m.group(1)), float(m.group(2)))
+
+
+def region_candidates(valid: float | None, queued: float) -> tuple[float | None, float | None]:
+    """(K, ln K) of a forward group: its valid regions plus the queued negatives; K None without a valid
+    region, ln K None unless K > 1."""
+    if not valid:
+        return None, None
+    k = valid + queued
+    return k, math.log(k) if k > 1 else None
+
+
 def close_group(
     fwd: dict[str, float], bank: list[float] | None, enabled: bool
 ) -> tuple[dict[str, float], dict[str, float]]:
@@ -88,11 +103,11 @@ def close_group(
         if size == size:  # not NaN
             fwd[ev.MB_SIZE] = size
         fwd[ev.MB_ACTIVE] = 1.0 if (filled > 0 or enabled) else 0.0
-    if valid:
-        k = valid + (bank[0] if bank is not None else 0.0)
+    k, ln_k = region_candidates(valid, bank[0] if bank is not None else 0.0)
+    if k is not None:
         fwd[C_REGION] = k
-        if k > 1:
-            fwd[CH_REGION] = math.log(k)
+        if ln_k is not None:
+            fwd[CH_REGION] = ln_k
     std = fwd.get(L_STD)
     if std is not None:
         scale = fwd.get(EXP_REGION)
@@ -348,13 +363,12 @@ class VadParser:
     def mb_forward(self, line: str) -> bool:
         """`[MB-FORWARD] 使用{K}个历史负样本 | Batch内: {N} | 总负样本: {N+K}` (N + K recomputed at
         commit)."""
-        m = vad.MB_FORWARD_RE.search(line)
-        if m is None:
+        counts = mb_counts(line)
+        if counts is None:
             return self.sink.malformed("MB-FORWARD counts", line)
-        queued = float(m.group(1))
+        queued, self.fwd[R_VALID] = counts
         if self.bank is None:
             self.bank = [queued, math.nan]
-        self.fwd[R_VALID] = float(m.group(2))
         self.sink.bank_enabled = self.sink.bank_enabled or queued > 0
         self.sink.formats.add("fgclip-vad")
         return True

@@ -45,7 +45,9 @@ from fgdiag.logs.vad_lines import (
     SCALE_NAMES,
     VadParser,
     close_group,
+    mb_counts,
     parse_logits,
+    region_candidates,
 )
 from fgdiag.wire import parse_logit_scale
 
@@ -82,12 +84,11 @@ def _rate(text: str | None) -> float | None:
 def _counts(line: str) -> tuple[float, float, float | None, float | None] | None:
     """(queued, valid, candidates, chance) of a [MB-FORWARD] line (`VadParser.commit`'s region candidates
     and their chance level; None where it sets none)."""
-    m = vad.MB_FORWARD_RE.search(line)
-    if m is None:
+    counts = mb_counts(line)
+    if counts is None:
         return None
-    queued, valid = float(m.group(1)), float(m.group(2))
-    c = valid + queued if valid else None
-    return queued, valid, c, math.log(c) if c is not None and c > 1 else None
+    queued, valid = counts
+    return queued, valid, *region_candidates(valid, queued)
 
 
 def _scale(line: str) -> tuple[str, str, float, float] | None:

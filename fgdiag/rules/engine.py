@@ -114,7 +114,6 @@ class RuleEngine:
         self.findings: list[Finding] = []
         self.target_results: list[dict[str, Any]] = []  # target points judged so far (checks append)
         self.judged: set[str] = set()
-        self.rows_seen = 0  # rows observed (a step logged again counts again): did training go on after X?
         self.recoveries: list[dict[str, Any]] = []  # crashes the log trained on after (checks append)
         self.why_not: dict[str, str] = {}
         self.extra_not_judged: dict[str, str] = {}
@@ -292,7 +291,6 @@ class RuleEngine:
         """Feed rows in log order; returns the new findings (those of one `observe` per row, in order)."""
         if not rows:
             return []
-        self.rows_seen += len(rows)
         batch = self._clock_batch(rows)
         routes = {names: self._routes.get(names) or self._route(names) for names in batch.groups}
         routed: list[list[int]] = [[] for _ in self.checks]
