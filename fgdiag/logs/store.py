@@ -4,80 +4,50 @@ Up to `cap` steps every row is kept. Beyond it the older rows are thinned: in ea
 rows the two holding the lowest and the highest value of the log's main loss stay, so plots keep the loss
 envelope (and spikes) of a 1 GB log in a few megabytes. The newest quarter of the cap is never thinned (the
 dashboard's history and the rules' windows look there), and the last value of every metric is kept apart.
-The key loss's value per row is also kept in a column filled as rows are added, so thinning reads no old row
-but to delete it (old rows are cold in the cache: fetching and checking their values cost ~40 % of thinning).
+
+Rows are kept packed, not as the reader's dicts: each row's values as one bytes object of doubles (in
+the order of its metric names, its layout, kept once per distinct layout), the key losses also in float
+columns for thinning. Freeing hundreds of thousands of row dicts (a dict, its table and a float object per
+value) long after they were made, cold in the cache and scattered by earlier thinning, cost ~0.35 s of a
+1,000,000-line Trainer log; a thinned row is now one flat object and the reader's dicts die young. A row
+holding a value that is not a real float (None, NaN, an int) is kept as its dict, as are the rows of layouts
+beyond MAX_LAYOUTS, so memory stays bounded and values come back exactly. `rows` builds the dicts on demand
+(cached until the next change).
 """
 
 from __future__ import annotations
 
+from array import array
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Mapping, Sequence
-from itertools import compress, filterfalse, islice, repeat
-from operator import itemgetter, methodcaller
+from itertools import chain, compress, islice, repeat, starmap
+from operator import itemgetter, lt
+from struct import Struct
 
 from fgdiag import events as ev
 
 Row = dict[str, float | None]
 CAP = 16384
 BUCKET = 4
-_STEP = itemgetter(1)  # the step of a (value, step) pair
 KEY_METRICS = (ev.head_metric(ev.HEAD_LOSS, "region"), ev.LOSS)  # the loss whose envelope survives thinning
+ODD = 0  # layout id of a row kept as its dict
+MAX_LAYOUTS = 4096  # distinct metric-name layouts packed; rows of further ones are kept as dicts
+_STEP = itemgetter(1)  # the step of a (value, step) pair
 
 
 def _real(values: list[object]) -> bool:
-    """Every value a float (not NaN): the buckets' extremes can then be taken in C."""
+    """Every value a float (not NaN): it then comes back equal from its packed double."""
     return set(map(type, values)) == {float} and all(map(float.__eq__, values, values))  # type: ignore[arg-type]
 
 
-class _Column:
-    """One key loss's value of every stored row, in the rows' order, while all are real floats (`values`
-    becomes None at the first missing, NaN or non-float one: thinning then reads the rows as before). A value
-    merged later into an older row waits in `late` by step until thinning finds its position."""
-
-    __slots__ = ("get", "key", "late", "values")
-
-    def __init__(self, key: str) -> None:
-        self.key = key
-        self.get = methodcaller("get", key)
-        self.values: list[float] | None = []
-        self.late: dict[int, float] = {}
-
-    def extend(self, items: list[tuple[int, Row]]) -> None:
-        """Append the values of new (step, row) pairs."""
-        if self.values is not None:
-            key = self.key
-            new = [r.get(key) for _, r in items]
-            if _real(new):  # type: ignore[arg-type]
-                self.values += new  # type: ignore[arg-type]
-            elif new:  # NaN somewhere, a missing value: no column
-                self.values = None
-
-    def usable(self) -> bool:
-        return bool(self.values)
-
-    def merged(self, step: int, row: Row) -> None:
-        value = self.get(row)
-        if self.values is None:
-            return
-        if _real([value]):
-            self.late[step] = value
-        else:
-            self.values, self.late = None, {}
-
-    def head(self, old: list[int]) -> list[float]:
-        """The values of the first rows (steps `old`), merged values included."""
-        values, late = self.values, self.late
-        assert values is not None
-        if late:
-            for i in compress(range(len(old)), map(late.__contains__, old)):
-                values[i] = late.pop(old[i])
-        return values[: len(old)]
-
-    def keep(self, old: list[int], mask: list[bool]) -> None:
-        """Drop the values of the first rows whose `mask` is false."""
-        if self.values is not None:
-            self.head(old)
-            self.values[: len(old)] = compress(self.values, mask)
+def _all_real(rows: list[Row]) -> bool:
+    """`_real` over many rows, cheaper: a sum of floats is NaN when one is (or +inf meets -inf, which only
+    sends the rows to the exact row-by-row check)."""
+    if set(map(type, chain.from_iterable(map(dict.values, rows)))) != {float}:
+        return False
+    total = sum(chain.from_iterable(map(dict.values, rows)))  # type: ignore[arg-type]
+    return total == total
 
 
 class RowStore:
@@ -85,103 +55,235 @@ class RowStore:
 
     def __init__(self, cap: int = CAP) -> None:
         self.cap = max(cap, 4 * BUCKET)
-        self.rows: dict[int, Row] = {}
         self.latest: dict[str, float] = {}
         self.count = 0  # distinct logging steps seen (thinned ones included)
         self.thinned = 0  # rows dropped by thinning
-        self._last: int | None = None
-        self._cols = {k: _Column(k) for k in KEY_METRICS}
+        self._steps = array("q")  # the stored rows' steps, in log order
+        self._ids = array("H")  # each stored row's layout id (ODD: the row is in `_odd`)
+        self._packed: list[bytes | None] = []  # each stored row's values (None: the row is in `_odd`)
+        self._layouts: list[tuple[str, ...]] = [()]  # layout id -> metric names in the row's order
+        self._structs: list[Struct] = [Struct("")]
+        self._layout_id: dict[tuple[str, ...], int] = {}
+        self._keys = {k: array("d") for k in KEY_METRICS}  # each stored row's key loss (0.0: see the layout)
+        self._odd: dict[int, Row] = {}  # step -> row, for rows kept as dicts
+        self._top: int | None = None  # the highest step ever stored
+        self._where: dict[int, int] | None = None  # step -> position, once stored steps stop rising
+        self._view: dict[int, Row] | None = None
 
+    # --- reading ----------------------------------------------------------------------------------------
+    @property
+    def rows(self) -> dict[int, Row]:
+        """step -> row (dicts built from the packed values; rows kept as dicts are those dicts)."""
+        if self._view is None:
+            layouts, structs, odd = self._layouts, self._structs, self._odd
+            self._view = {
+                step: dict(zip(layouts[lid], structs[lid].unpack(blob), strict=True))  # type: ignore[arg-type]
+                if lid
+                else odd[step]
+                for step, lid, blob in zip(self._steps, self._ids, self._packed, strict=True)
+            }
+        return self._view
+
+    def __len__(self) -> int:
+        return len(self._steps)
+
+    # --- adding -----------------------------------------------------------------------------------------
     def add(self, step: int, row: Mapping[str, float | None]) -> Row:
         """Store a row; more metrics of the step just stored (or of a step stored earlier) merge into it.
         Returns the merged row, which the rules judge."""
-        known = self.rows.get(step)
-        if known is not None:
-            known.update(row)
-            merged = known
-            for k, col in self._cols.items():
-                if k in row:
-                    col.merged(step, merged)
-        else:
-            merged = row if isinstance(row, dict) else dict(row)  # the reader's fresh dict is kept as it is
-            self.rows[step] = merged
-            self._extend([(step, merged)])
+        pos = self._position(step)
+        if pos is None:
+            merged = row if isinstance(row, dict) else dict(row)  # the reader's fresh dict is judged as it is
+            self._append([step], [merged])
             self.count += 1
-            if len(self.rows) > self.cap:
+            if len(self._steps) > self.cap:
                 self._thin()
-        self._last = step
-        if None in merged.values():
-            self.latest.update({k: v for k, v in merged.items() if v is not None})
-        else:
-            self.latest.update(merged)  # type: ignore[arg-type]
+            return merged
+        merged = self._merge(pos, step, row)
+        self._latest([merged])
         return merged
 
     def add_rows(self, items: list[tuple[int, Row]]) -> list[tuple[int, Row]]:
-        """`add` for each (step, row) in order, in bulk when every step is new (rows kept as they are);
+        """`add` for each (step, row) in order, in bulk when every step is new (rows judged as they are);
         returns (step, merged row) pairs. Thinning happens at the same rows as with one `add` per row."""
-        rows = self.rows
-        steps = [s for s, _ in items]
-        if (
-            not items
-            or len(set(steps)) != len(steps)
-            or not rows.keys().isdisjoint(steps)
-            or any(r.__class__ is not dict for _, r in items)
-        ):
+        if not items:
+            return items
+        steps, rows = list(map(itemgetter(0), items)), list(map(itemgetter(1), items))
+        if set(map(type, rows)) != {dict} or not self._all_new(steps):
             return [(s, self.add(s, r)) for s, r in items]
         i = 0
         while i < len(items):
-            room = self.cap + 1 - len(rows)  # the row that makes it cap + 1 thins (see `add`)
-            part = items[i : i + room]
-            rows.update(part)
-            self._extend(part)
-            if len(rows) > self.cap:
+            room = self.cap + 1 - len(self._steps)  # the row that makes it cap + 1 thins (see `add`)
+            self._append(steps[i : i + room], rows[i : i + room])
+            if len(self._steps) > self.cap:
                 self._thin()
             i += room
         self.count += len(items)
-        self._last = steps[-1]
-        found: dict[str, float] = {}  # each metric's newest non-missing value: read from the newest row back
+        return items
+
+    def _latest(self, rows: list[Row], layouts: list[tuple[str, ...]] | None = None) -> None:
+        """Each metric's newest non-missing value. Rows of real floats (`layouts` given): the last row of
+        each layout holds them all."""
+        if layouts is not None:
+            last = dict(zip(layouts, range(len(rows)), strict=True))
+            for i in sorted(last.values()):
+                self.latest.update(rows[i])  # type: ignore[arg-type]
+            return
+        found: dict[str, float] = {}  # read from the newest row back
         have = found.keys()
-        for _, row in reversed(items):
+        for row in reversed(rows):
             if row.keys() <= have:
                 continue  # nothing in this row that a newer one did not already give
             for k, v in row.items():
                 if v is not None and k not in found:
                     found[k] = v
         self.latest.update(found)
-        return items
 
-    def _extend(self, items: list[tuple[int, Row]]) -> None:
-        """Fill the key columns: once one holds values, those after it are dropped (thinning then takes its
-        key, or reads the rows when that column is gone too)."""
-        found = False
-        for col in self._cols.values():
-            if found:
-                col.values, col.late = None, {}
+    def _all_new(self, steps: list[int]) -> bool:
+        """No step twice and none stored already (cheap while steps rise)."""
+        top = self._top
+        if (top is None or steps[0] > top) and all(map(lt, steps, islice(steps, 1, None))):
+            return True
+        return len(set(steps)) == len(steps) and set(self._steps).isdisjoint(steps)
+
+    def _position(self, step: int) -> int | None:
+        if self._top is None or step > self._top:
+            return None
+        if self._where is not None:
+            return self._where.get(step)
+        i = bisect_left(self._steps, step)
+        return i if i < len(self._steps) and self._steps[i] == step else None
+
+    def _append(self, steps: list[int], rows: list[Row]) -> None:
+        """New rows (steps not stored, in order): packed, or kept as dicts."""
+        self._view = None
+        base, m = len(self._steps), len(rows)
+        rising = self._top is None or steps[0] > self._top
+        if self._where is None and not (rising and all(map(lt, steps, islice(steps, 1, None)))):
+            self._where = dict(zip(self._steps, range(base), strict=True))  # bisection no longer finds them
+        if self._where is not None:
+            self._where.update(zip(steps, range(base, base + m), strict=True))
+        self._top = max(steps) if self._top is None else max(self._top, *steps)
+        self._steps.extend(steps)
+        layouts = list(map(tuple, rows))
+        kinds = dict.fromkeys(layouts)
+        lids = {keys: self._id(keys) for keys in kinds} if len(kinds) <= 8 and _all_real(rows) else None
+        if lids is not None and ODD not in lids.values():
+            self._packed += self._pack(layouts, rows, kinds, lids)
+            self._ids.extend([lids[layouts[0]]] * m if len(kinds) == 1 else map(lids.__getitem__, layouts))
+            self._latest(rows, layouts)
+            for k, col in self._keys.items():
+                if all(k in keys for keys in kinds):
+                    col.extend(map(itemgetter(k), rows))
+                elif not any(k in keys for keys in kinds):
+                    col.frombytes(bytes(8 * m))
+                else:
+                    col.extend([row.get(k, 0.0) for row in rows])  # type: ignore[misc]
+            return
+        ids = [
+            self._id(keys) if _real(list(row.values())) else ODD
+            for keys, row in zip(layouts, rows, strict=True)
+        ]
+        self._ids.extend(ids)
+        structs = self._structs
+        self._packed += [
+            structs[lid].pack(*row.values()) if lid else None for lid, row in zip(ids, rows, strict=True)
+        ]
+        for lid, step, row in zip(ids, steps, rows, strict=True):
+            if lid == ODD:
+                self._odd[step] = row
+        self._latest(rows)
+        for k, col in self._keys.items():
+            col.extend([v if (v := row.get(k)).__class__ is float else 0.0 for row in rows])
+
+    def _pack(
+        self, layouts: list[tuple[str, ...]], rows: list[Row], kinds: dict[tuple[str, ...], None], lids: dict
+    ) -> list[bytes | None]:
+        """The packed values of rows of real floats, a layout at a time."""
+        structs = self._structs
+        if len(kinds) == 1:
+            return list(starmap(structs[lids[layouts[0]]].pack, map(dict.values, rows)))
+        out: list[bytes | None] = [None] * len(rows)
+        for keys in kinds:
+            at = list(compress(range(len(rows)), map(keys.__eq__, layouts)))
+            some = [rows[at[0]]] if len(at) == 1 else itemgetter(*at)(rows)
+            deque(
+                map(out.__setitem__, at, starmap(structs[lids[keys]].pack, map(dict.values, some))), maxlen=0
+            )
+        return out
+
+    def _id(self, keys: tuple[str, ...]) -> int:
+        """The layout id of metric names `keys`; ODD when the table is full."""
+        lid = self._layout_id.get(keys)
+        if lid is None:
+            if len(self._layouts) >= MAX_LAYOUTS:
+                return ODD
+            lid = self._layout_id[keys] = len(self._layouts)
+            self._layouts.append(keys)
+            self._structs.append(Struct(f"{len(keys)}d"))
+        return lid
+
+    def _merge(self, pos: int, step: int, row: Mapping[str, float | None]) -> Row:
+        """More metrics for the row at `pos`; returns the merged row."""
+        self._view = None
+        lid = self._ids[pos]
+        if lid == ODD:
+            merged = self._odd[step]
+            merged.update(row)
+        else:
+            merged = dict(zip(self._layouts[lid], self._structs[lid].unpack(self._packed[pos]), strict=True))  # type: ignore[arg-type]
+            merged.update(row)
+            lid = self._id(tuple(merged)) if _real(list(merged.values())) else ODD
+            self._ids[pos] = lid
+            self._packed[pos] = self._structs[lid].pack(*merged.values()) if lid else None
+            if lid == ODD:
+                self._odd[step] = merged
+        for k, col in self._keys.items():
+            v = merged.get(k)
+            col[pos] = v if v.__class__ is float else 0.0
+        return merged
+
+    # --- thinning ---------------------------------------------------------------------------------------
+    def _key_values(self, key: str, n: int) -> tuple[Sequence[float | None], bool]:
+        """The key loss of the first `n` rows (None where missing) and whether all are real floats."""
+        ids, col = self._ids, self._keys[key]
+        with_key = {lid for lid, keys in enumerate(self._layouts) if lid != ODD and key in keys}
+        if set(islice(ids, n)) <= with_key:
+            return col[:n].tolist(), True
+        out: list[float | None] = []
+        for i in range(n):
+            lid = ids[i]
+            if lid == ODD:
+                out.append(self._odd[self._steps[i]].get(key))
             else:
-                col.extend(items)
-                found = col.usable()
+                out.append(col[i] if lid in with_key else None)
+        return out, False
+
+    def _has_key(self, key: str, n: int) -> bool:
+        """`key` among the metrics of the first rows (up to 64 of the first `n`)."""
+        for i in range(min(n, 64)):
+            lid = self._ids[i]
+            if key in (self._odd[self._steps[i]] if lid == ODD else self._layouts[lid]):
+                return True
+        return False
 
     def _thin(self) -> None:
         """Halve the older three quarters: per bucket of four rows keep the key loss's extremes."""
-        rows = self.rows
-        steps = list(rows)
-        old = steps[: len(steps) - self.cap // 4]
-        key = next((k for k in KEY_METRICS if any(k in rows[s] for s in old[:64])), None)
+        self._view = None
+        n = len(self._steps)
+        n_old = n - self.cap // 4
+        old = self._steps[:n_old].tolist()
+        key = next((k for k in KEY_METRICS if self._has_key(k, n_old)), None)
+        vals, real = self._key_values(key, n_old) if key is not None else ([], False)
         keep: set[int] = set()
-        whole = len(old) - len(old) % BUCKET
-        col = self._cols[key] if key is not None else None
-        vals: Sequence[object] = []  # rows[s].get(key) for s in old
-        if col is not None and col.values is not None:
-            vals = col.head(old)  # real floats
-        elif key is not None:
-            vals = list(map(dict.get, islice(rows.values(), len(old)), repeat(key)))  # rows of old
+        whole = n_old - n_old % BUCKET
         start = 0
-        if col is not None and whole and (col.values is not None or _real(vals[:whole])):  # type: ignore[arg-type]
+        if key is not None and whole and (real or _real(vals[:whole])):  # type: ignore[arg-type]
             pairs = [list(zip(vals[j:whole:BUCKET], old[j:whole:BUCKET], strict=True)) for j in range(BUCKET)]
             keep.update(map(_STEP, map(min, *pairs)))
             keep.update(map(_STEP, map(max, *pairs)))
             start = whole
-        for b in range(start, len(old), BUCKET):
+        for b in range(start, n_old, BUCKET):
             bucket = old[b : b + BUCKET]
             if key is None:
                 keep.update(bucket[:: BUCKET // 2])
@@ -193,9 +295,16 @@ class RowStore:
                 continue
             keep.add(min(scored)[1])
             keep.add(max(scored)[1])
-        mask = list(map(keep.__contains__, old))
-        for c in self._cols.values():
-            c.keep(old, mask)
-        drop = list(filterfalse(keep.__contains__, old))
-        deque(map(rows.__delitem__, drop), maxlen=0)
-        self.thinned += len(drop)
+        mask = [*map(keep.__contains__, old), *repeat(True, n - n_old)]
+        if self._odd:
+            for step, lid in zip(old, self._ids, strict=False):
+                if lid == ODD and step not in keep:
+                    del self._odd[step]
+        self._steps = array("q", compress(self._steps, mask))
+        self._ids = array("H", compress(self._ids, mask))
+        self._packed = list(compress(self._packed, mask))
+        for k, col in self._keys.items():
+            self._keys[k] = array("d", compress(col, mask))
+        if self._where is not None:
+            self._where = dict(zip(self._steps, range(len(self._steps)), strict=True))
+        self.thinned += n - len(self._steps)

@@ -74,6 +74,9 @@ def log_rows(case: str, seed: int) -> list[tuple[int, dict]]:
                 del row[ev.LOSS]
         if case == "late_key" and i >= 900:
             row[REGION] = round(rng.random(), 2)  # the region head's loss is logged from here on
+        if case == "layouts":  # metric names vary from row to row (a generic log): many layouts a chunk
+            names = rng.sample([f"m{j}" for j in range(6)], rng.randint(0, 3))
+            row.update({name: rng.random() for name in names})
         if case == "region":
             row[REGION] = round(rng.random(), 2)
             if i > 1000 and i % 97 == 5:  # from here on thinning reads the rows
@@ -86,7 +89,7 @@ def log_rows(case: str, seed: int) -> list[tuple[int, dict]]:
     return items
 
 
-CASES = ["clean", "odd", "merged", "late_key", "region", "unordered"]
+CASES = ["clean", "odd", "merged", "late_key", "region", "unordered", "layouts"]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -99,6 +102,7 @@ def test_thinning_keeps_the_rows_the_plain_thinning_keeps(case):
         one.add(step, dict(row))
     assert one.thinned > 1000
     assert (one.rows, one.thinned) == (plain.rows, plain.thinned)
+    assert list(map(list, one.rows.values())) == list(map(list, plain.rows.values()))  # metric order too
     rng = random.Random(7)
     for _ in range(3):
         bulk, i = RowStore(cap=CAP), 0
@@ -123,3 +127,34 @@ def test_thinning_follows_a_key_value_merged_into_an_old_row():
     store.add_rows([(s, {ev.LOSS: 1.0 + s / 1000}) for s in range(40, 400)])
     assert store.rows[5][ev.LOSS] == 50.0
     assert store.thinned > 300
+
+
+def test_rows_beyond_the_layout_table_are_kept_as_dicts(monkeypatch):
+    """With the layout table full, rows of new metric-name layouts are kept as dicts: the store keeps the
+    same rows as the reference and its table stays bounded."""
+    from fgdiag.logs import store as store_module
+
+    monkeypatch.setattr(store_module, "MAX_LAYOUTS", 3)
+    items = log_rows("layouts", seed=11)
+    plain, bulk = PlainStore(CAP), RowStore(cap=CAP)
+    for step, row in items:
+        plain.add(step, dict(row))
+    for i in range(0, len(items), 50):
+        bulk.add_rows([(s, dict(r)) for s, r in items[i : i + 50]])
+    assert bulk.thinned > 1000
+    assert (bulk.rows, bulk.thinned) == (plain.rows, plain.thinned)
+    assert len(bulk._layouts) == 3
+
+
+def test_stored_values_do_not_depend_on_the_reader_keeping_its_dicts():
+    """Rows of real floats are stored as values, not as the reader's dicts: the reader may reuse or drop its
+    dicts (they are freed young); rows with other values are kept as given."""
+    store = RowStore(cap=CAP)
+    rows = [(s, {ev.LOSS: 1.0 + s, "grad_norm": 0.5}) for s in range(10)]
+    odd = (10, {ev.LOSS: None, "grad_norm": 0.5})
+    store.add_rows([*rows, odd])
+    for _, row in rows:
+        row[ev.LOSS] = -1.0
+    assert [store.rows[s][ev.LOSS] for s in range(10)] == [1.0 + s for s in range(10)]
+    assert store.rows[10] is odd[1]
+    assert store.latest == {ev.LOSS: 10.0, "grad_norm": 0.5}
