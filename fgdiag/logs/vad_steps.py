@@ -84,6 +84,14 @@ def _rate(text: str | None) -> float | None:
         return None
 
 
+def _floats(column: tuple[Any, ...]) -> list[Any]:
+    """float() of each text; a column of one text (a steady loss, the learning rate between two changes) is
+    converted once."""
+    if column.count(column[0]) == len(column):
+        return [float(column[0])] * len(column)
+    return list(map(float, column))
+
+
 def _counts(line: str) -> tuple[float, float, float | None, float | None] | None:
     """(queued, valid, candidates, chance) of a [MB-FORWARD] line (`VadParser.commit`'s region candidates
     and their chance level; None where it sets none)."""
@@ -157,7 +165,9 @@ class VadSteps:
                 return None
             if list(map(operator.sub, bars, map(int, cols[12]))).count(1) != len(bars):  # bar n, step n - 1
                 return None
-        elif list(map(int, cols[12])) != list(range(first - 1, first - 1 + len(bars))):
+        elif (cols[12][1:] != cols[9][:-1] or int(cols[12][0]) != first - 1) and list(
+            map(int, cols[12])
+        ) != list(range(first - 1, first - 1 + len(bars))):  # step n - 1 is the text of the previous bar
             return None
         joined = "\n".join(rests)
         if "it/s]" in joined or "s/it]" in joined or "\r" in joined:
@@ -167,11 +177,11 @@ class VadSteps:
         if scales is None or counts is None:
             return None
         try:
-            losses = [list(map(float, cols[j])) for j in (13, 14, 15, 16)]
+            losses = [_floats(cols[j]) for j in (13, 14, 15, 16)]
         except ValueError:
             return None
         try:
-            rates: list[float | None] = list(map(float, cols[17]))
+            rates: list[float | None] = _floats(cols[17])
         except (TypeError, ValueError):
             rates = [_rate(x) for x in cols[17]]
         return bars, scales, counts, losses, rates, cols[1]
@@ -285,14 +295,12 @@ class VadSteps:
                 rows.append({})
                 shift = self._diag_row(unit, len(rows) - 1, scale, (queued, valid, c, lc), [t, g, r, h], rate)
                 if shift is None:
-                    steps.pop()
-                    rows.pop()
+                    del steps[-1], rows[-1]
                     break
                 steps, rows = self._steps, self._rows
                 k, n_lines = k + 1, n_lines + 12
                 continue
-            if not self._enabled and queued > 0:
-                self._enabled = True
+            self._enabled = self._enabled or queued > 0
             row = {R_VALID: valid, LOSS: t, GLOBAL: g}  # `VadParser.commit`'s order: averaged, kept values
             if r != 0.0:
                 row[REGION_LOSS] = r

@@ -13,6 +13,7 @@ from functools import partial
 from itertools import pairwise
 
 import pytest
+from logs_fixtures import vad_log
 
 from fgdiag.logs.reader import LogReader
 from fgdiag.logs.unit_runs import unit_runs
@@ -315,3 +316,21 @@ def test_unit_runs_are_the_maximal_runs_of_units_that_start_a_line():
         assert start == run[0].start() and (start == 0 or text[start - 1] == "\n")
         assert all(a.end() == b.start() for a, b in pairwise(run))
     assert all(a[-1].end() != b[0].start() for (_, a), (_, b) in pairwise(runs))  # maximal
+
+
+def test_vad_groups_found_by_their_marker_as_the_regex_search_finds_them():
+    """`VadGroups.finditer` looks for each group's marker with `str.find`: the same matches as
+    `GROUP_RE.finditer` on the corpus' fork logs ([LOSS] groups) and on ours (no group, [DIAG] blocks)."""
+    from pathlib import Path
+
+    from fgdiag.logs.vad_groups import GROUP_RE, MARKER, _matches
+
+    texts = [p.read_text(errors="replace") for p in sorted(Path("tests/corpus").glob("vad_*.log"))]
+    texts += [vad_log(60), vad_log(40, variant="legacy", zero_every=3), fork_log(500, odd=True)]
+    texts.append(texts[-2][: len(texts[-2]) // 2] + MARKER)  # a group cut short
+    found = 0
+    for text in texts:
+        spans = [m.span() for m in _matches(text)]
+        assert spans == [m.span() for m in GROUP_RE.finditer(text)]
+        found += len(spans)
+    assert found > 100
