@@ -68,6 +68,19 @@ MB_PTR, MB_FILL, MB_SIZE, MB_ACTIVE, LR = ev.MB_PTR, ev.MB_FILL, ev.MB_SIZE, ev.
 MARKER = "[DIAG] Region batch diagnostics:\n  - valid_count="
 
 
+def _matches(text: str) -> Iterator[re.Match[str]]:
+    """`GROUP_RE.finditer(text)`: a match starts with MARKER, found by `str.find` (which skips ahead; sre's
+    search steps a character at a time through the fork's text, whose [DIAG] blocks are no group)."""
+    pos, find, match = 0, text.find, GROUP_RE.match
+    while (i := find(MARKER, pos)) >= 0:
+        m = match(text, i)
+        if m is None:
+            pos = i + 1
+        else:
+            yield m
+            pos = m.end()
+
+
 class VadGroups:
     """Canonical forward groups of a buffer, applied in one step each."""
 
@@ -83,7 +96,7 @@ class VadGroups:
         if MARKER not in text:
             return iter(())
         self.sink.formats.add("fgclip-vad")
-        return GROUP_RE.finditer(text)
+        return _matches(text)
 
     def _bank(self, line: str) -> tuple[float, float, float] | None:
         hit = self._banks.get(line, False)

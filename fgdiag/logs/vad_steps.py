@@ -23,7 +23,7 @@ import math
 import operator
 import re
 from collections.abc import Callable, Iterator
-from itertools import chain
+from itertools import compress, repeat
 from typing import Any
 
 from fgdiag import events as ev
@@ -33,6 +33,8 @@ from fgdiag.logs.sink import LogSink
 from fgdiag.logs.vad_lines import (
     C_REGION,
     CH_REGION,
+    COS_REGION,
+    EXP_REGION,
     L_MAX,
     L_MEAN,
     L_MIN,
@@ -60,17 +62,18 @@ UNIT_RE = re.compile(
     r"(  - any_nan=[^\n]*+)\n)?"
     r"(logit_scale \([^\n]*+)\n"  # 9: the scale line (parsed through the line cache)
     r"\[ACCUMULATED\] Total[^\n]*+\n"  # its values are repeated by the batch line
-    r"\r *\d+%\|[^|\r\n]*+\| *(\d+)/(\d+) \[[^\[\]\r\n]{0,80}?(?:it/s|s/it)[^\[\]\r\n]{0,20}\]"  # 10, 11: bar
-    # 12: the rest of the line (`apply` checks it holds no more bars), from step 13 to the rate 18
+    r"\r *\d+%\|[^|\r\n]*+\| *(\d+)/(\d+) \[[^\[\]\r\n]{0,80}(?:it/s|s/it)[^\[\]\r\n]{0,20}\]"  # 10, 11: bar
+    # 12: the rest of the line (`apply` checks it holds no more bars and no `\r`), from step 13 to the rate
+    # 18; greedy loops that stop where the lazy ones of `vad.BATCH_FAST_RE` would (sre tries fewer tails)
     rf"(\[ACCUMULATED\]\[Epoch \d+\]\[Step (\d+)\]\[Batch \d+\] (?:AvgLoss|Loss): {_S} \| Global: {_S} \| "
-    rf"Region: {_S} \| Hard(?:Neg)?: {_S}(?: \| MB: \d+/\d+[^|\r\n]*?(?= \||\n))?(?: \| LR: {_S})?"
-    r"[^\r\n]*+)\n"
+    rf"Region: {_S} \| Hard(?:Neg)?: {_S}(?: \| MB: \d+/\d+[^|\r\n]*(?= \||\n))?(?: \| LR: {_S})?"
+    r"[^\n]*+)\n"
 )
 MB_FILL, MB_ACTIVE, MB_PTR, LR = ev.MB_FILL, ev.MB_ACTIVE, ev.MB_PTR, ev.LEARNING_RATE
 LOSS, GLOBAL, REGION_LOSS, HARD = LOSS_NAMES
 BLOCK = 512  # units converted at once (a deviation costs at most one block's conversion)
 Group = tuple[dict[str, float], list[float]]
-Columns = tuple[list[int], list[Any], list[Any], list[list[float]], list[float | None]]
+Columns = tuple[list[int], list[Any], list[Any], list[list[float]], list[float | None], tuple[Any, ...]]
 
 
 def _rate(text: str | None) -> float | None:
@@ -79,6 +82,14 @@ def _rate(text: str | None) -> float | None:
         return None if text is None else float(text)
     except ValueError:
         return None
+
+
+def _floats(column: tuple[Any, ...]) -> list[Any]:
+    """float() of each text; a column of one text (a steady loss, the learning rate between two changes) is
+    converted once."""
+    if column.count(column[0]) == len(column):
+        return [float(column[0])] * len(column)
+    return list(map(float, column))
 
 
 def _counts(line: str) -> tuple[float, float, float | None, float | None] | None:
@@ -106,6 +117,10 @@ class VadSteps:
         self.hf = hf
         self.lines = lines
         self.sink = sink
+        self._enabled = False  # the bank's state, the steps and rows of the run being applied
+        self._steps: list[int] = []
+        self._rows: list[dict[str, float]] = []
+        self._templates: dict[tuple[Any, ...], dict[str, float]] = {}  # rows of [DIAG] steps (`_diag_values`)
 
     def pattern(self) -> re.Pattern[str] | None:
         """The unit regex once the training bar is known (the per-line path reads the first unit)."""
@@ -125,6 +140,9 @@ class VadSteps:
     @staticmethod
     def _parsed(column: tuple[str, ...], parse: Callable[[str], Any]) -> list[Any] | None:
         """Each line of `column` parsed once per distinct text; None when one does not parse (gives None)."""
+        if column.count(column[0]) == len(column):  # one text (the fork's steady lines): no hashing
+            value = parse(column[0])
+            return None if value is None else [value] * len(column)
         table = {line: parse(line) for line in set(column)}
         if None in table.values():
             return None
@@ -147,24 +165,26 @@ class VadSteps:
                 return None
             if list(map(operator.sub, bars, map(int, cols[12]))).count(1) != len(bars):  # bar n, step n - 1
                 return None
-        elif list(map(int, cols[12])) != list(range(first - 1, first - 1 + len(bars))):
+        elif (cols[12][1:] != cols[9][:-1] or int(cols[12][0]) != first - 1) and list(
+            map(int, cols[12])
+        ) != list(range(first - 1, first - 1 + len(bars))):  # step n - 1 is the text of the previous bar
             return None
         joined = "\n".join(rests)
-        if "it/s]" in joined or "s/it]" in joined:
+        if "it/s]" in joined or "s/it]" in joined or "\r" in joined:
             return None
         scales = self._parsed(cols[8], _scale)
         counts = self._parsed(cols[0], _counts)
         if scales is None or counts is None:
             return None
         try:
-            losses = [list(map(float, cols[j])) for j in (13, 14, 15, 16)]
+            losses = [_floats(cols[j]) for j in (13, 14, 15, 16)]
         except ValueError:
             return None
         try:
-            rates: list[float | None] = list(map(float, cols[17]))
+            rates: list[float | None] = _floats(cols[17])
         except (TypeError, ValueError):
             rates = [_rate(x) for x in cols[17]]
-        return bars, scales, counts, losses, rates
+        return bars, scales, counts, losses, rates, cols[1]
 
     def _blocks(self, run: list[tuple[Any, ...]]) -> Iterator[tuple[list[tuple[Any, ...]], Columns]]:
         """The run's canonical prefix, BLOCK units at a time with their columns (converted when asked for): a
@@ -190,7 +210,7 @@ class VadSteps:
             bar, rest = int(unit[9]), unit[11]
             if int(unit[10]) != total or bar <= prev or int(unit[12]) + 1 != bar or "it/s]" in rest:
                 return i
-            if "s/it]" in rest or _scale(unit[8]) is None or _counts(unit[0]) is None:
+            if "s/it]" in rest or "\r" in rest or _scale(unit[8]) is None or _counts(unit[0]) is None:
                 return i
             try:
                 float(unit[13]), float(unit[14]), float(unit[15]), float(unit[16])
@@ -205,80 +225,166 @@ class VadSteps:
         if first >= len(units) or not self.ready():
             return 0, 0, 0, 0
         sink = self.sink
-        enabled = sink.bank_enabled
-        steps: list[int] = []
-        rows: list[dict[str, float]] = []
+        self._enabled = sink.bank_enabled
+        self._steps, self._rows = [], []
         k = n_lines = 0
         prev = sink.step
-        units_in_order = chain.from_iterable(
-            zip(block, bars, scales, counts, *losses, rates, strict=True)
-            for block, (bars, scales, counts, losses, rates) in self._blocks(units[first:])
-        )
-        for unit, bar, (raw_name, exp_name, raw, exp), (
-            queued,
-            valid,
-            c,
-            lc,
-        ), t, g, r, h, rate in units_in_order:
-            if unit[1] is not None:  # a [DIAG] block
-                group = self._diag(unit, (raw_name, exp_name, raw, exp))
-                if group is None:
-                    break
-                enabled = enabled or queued > 0
-                if not rows or not self._merge(rows[-1], queued, valid, c, lc, enabled):
-                    if rows:
-                        self._flush(steps, rows)
-                        steps, rows = [], []
-                    sink.bank_enabled = enabled
-                    self.lines.fwd, self.lines.bank = {R_VALID: valid}, [queued, math.nan]
-                    self.lines.commit()  # the [DIAG] header closes the counts' group into the open step
-                fwd, bank = group
-                fwd[LOSS], fwd[GLOBAL] = t, g  # the batch line (`VadParser.batch_line`)
-                if r != 0.0:
-                    fwd[REGION_LOSS] = r
-                fwd[HARD] = h
-                if rate is not None:
-                    fwd[LR] = rate
-                add, last = close_group(fwd, bank, enabled)
-                steps.append(bar)
-                rows.append({**add, **last})  # each value added once: its mean is itself
-                k += 1
-                n_lines += 12
-                prev = bar
-                continue
-            if not enabled and queued > 0:
-                enabled = True
-            active = 1.0 if enabled else 0.0
-            if r != 0.0 and lc is not None and rate is not None:  # the fork's every step
-                row = {
-                    R_VALID: valid, LOSS: t, GLOBAL: g, REGION_LOSS: r, HARD: h, C_REGION: c, CH_REGION: lc,
-                    raw_name: raw, exp_name: exp, LR: rate, MB_FILL: queued, MB_ACTIVE: active,
-                }  # fmt: skip
-            else:  # `VadParser.commit`'s order: averaged values, then the kept ones
-                row = {R_VALID: valid, LOSS: t, GLOBAL: g}
-                if r != 0.0:  # the fork logs 0.0 when a micro-batch has no valid region
-                    row[REGION_LOSS] = r
-                row[HARD] = h
-                if c is not None:
-                    row[C_REGION] = c
-                    if lc is not None:
-                        row[CH_REGION] = lc
-                row[raw_name], row[exp_name] = raw, exp
-                if rate is not None:
-                    row[LR] = rate
-                row[MB_FILL], row[MB_ACTIVE] = queued, active
-            steps.append(bar)
-            rows.append(row)
-            k += 1
-            n_lines += 4
-            prev = bar
+        for block, columns in self._blocks(units[first:]):
+            done, lines = self._uniform(block, columns) or self._one_by_one(block, columns)
+            k, n_lines = k + done, n_lines + lines
+            if done:
+                prev = columns[0][done - 1]
+            if done < len(block):
+                break
         if not k:
             return 0, 0, 0, 0
-        if steps:
-            self._flush(steps, rows)
-        sink.bank_enabled = enabled
+        if self._rows:
+            self._flush(self._steps, self._rows)
+        sink.bank_enabled = self._enabled
         self.hf.bar_n = prev
         return k, n_lines, 0, 0
+
+    def _uniform(self, block: list[tuple[Any, ...]], columns: Columns) -> tuple[int, int] | None:
+        """A block whose steps share their scale and counts lines and log every value (the fork's every
+        step): the rows of `VadParser.commit` built at once, then the [DIAG] blocks' in order. Returns (units
+        applied, lines); None (nothing done) for another block."""
+        bars, scales, counts, losses, rates, diags = columns
+        n = len(bars)
+        queued, valid, c, lc = counts[0]
+        if scales.count(scales[0]) != n or counts.count(counts[0]) != n or lc is None:
+            return None
+        if None in rates or 0.0 in losses[2]:  # the fork logs 0.0 when a micro-batch has no valid region
+            return None
+        before = self._enabled
+        self._enabled = before or queued > 0
+        active = 1.0 if self._enabled else 0.0
+        raw_name, exp_name, raw, exp = scales[0]
+        base = len(self._rows)
+        # fmt: off
+        self._rows += [
+            {
+                R_VALID: valid, LOSS: t, GLOBAL: g, REGION_LOSS: r, HARD: h, C_REGION: c, CH_REGION: lc,
+                raw_name: raw, exp_name: exp, LR: rate, MB_FILL: queued, MB_ACTIVE: active,
+            }
+            for t, g, r, h, rate in zip(*losses, rates, strict=True)
+        ]
+        # fmt: on
+        self._steps += bars
+        lines = 4 * n
+        for b in compress(range(n), map(operator.is_not, diags, repeat(None))):
+            shift = self._diag_row(block[b], base + b, scales[b], counts[b], [x[b] for x in losses], rates[b])
+            if shift is None:  # the line path reads it: the rows from it on are dropped
+                del self._rows[base + b :], self._steps[base + b :]
+                if not b:
+                    self._enabled = before
+                return b, lines - 4 * (n - b)
+            base -= shift
+            lines += 8
+        return n, lines
+
+    def _one_by_one(self, block: list[tuple[Any, ...]], columns: Columns) -> tuple[int, int]:
+        """(units applied, lines) of a block read a step at a time (`VadParser.commit`'s rows)."""
+        bars, scales, counts, losses, rates, _ = columns
+        steps, rows = self._steps, self._rows
+        k = n_lines = 0
+        for unit, bar, scale, (queued, valid, c, lc), t, g, r, h, rate in zip(
+            block, bars, scales, counts, *losses, rates, strict=True
+        ):
+            if unit[1] is not None:  # a [DIAG] block
+                steps.append(bar)
+                rows.append({})
+                shift = self._diag_row(unit, len(rows) - 1, scale, (queued, valid, c, lc), [t, g, r, h], rate)
+                if shift is None:
+                    del steps[-1], rows[-1]
+                    break
+                steps, rows = self._steps, self._rows
+                k, n_lines = k + 1, n_lines + 12
+                continue
+            self._enabled = self._enabled or queued > 0
+            row = {R_VALID: valid, LOSS: t, GLOBAL: g}  # `VadParser.commit`'s order: averaged, kept values
+            if r != 0.0:
+                row[REGION_LOSS] = r
+            row[HARD] = h
+            if c is not None:
+                row[C_REGION] = c
+                if lc is not None:
+                    row[CH_REGION] = lc
+            raw_name, exp_name, raw, exp = scale
+            row[raw_name], row[exp_name] = raw, exp
+            if rate is not None:
+                row[LR] = rate
+            row[MB_FILL], row[MB_ACTIVE] = queued, 1.0 if self._enabled else 0.0
+            steps.append(bar)
+            rows.append(row)
+            k, n_lines = k + 1, n_lines + 4
+        return k, n_lines
+
+    def _diag_row(
+        self, unit: tuple[Any, ...], at: int, scale: Any, counts: Any, losses: list[float], rate: float | None
+    ) -> int | None:
+        """The row of a step with a [DIAG] block into `self._rows[at]` (the rows before it are the steps
+        before); returns how many rows before it went to the sink (its header closed them), None (nothing
+        done) when a line of it does not parse."""
+        queued, valid, c, lc = counts
+        enabled = queued > 0 or self._enabled
+        row = self._diag_values(unit, scale, losses, rate, enabled)
+        if row is None:
+            return None
+        self._enabled = enabled
+        shift = 0
+        if not at or not self._merge(self._rows[at - 1], queued, valid, c, lc, enabled):
+            if at:
+                self._flush(self._steps[:at], self._rows[:at])
+                self._steps, self._rows, shift = self._steps[at:], self._rows[at:], at
+            self.sink.bank_enabled = enabled
+            self.lines.fwd, self.lines.bank = {R_VALID: valid}, [queued, math.nan]
+            self.lines.commit()  # the [DIAG] header closes the counts' group into the open step
+        self._rows[at - shift] = row
+        return shift
+
+    def _diag_values(
+        self, unit: tuple[Any, ...], scale: Any, losses: list[float], rate: float | None, enabled: bool
+    ) -> dict[str, float] | None:
+        """The row of a step with a [DIAG] block, each value added once (its mean is itself); None when a
+        line does not parse. Blocks whose other lines repeat share a template: only the logits' statistics,
+        the cosine spread and the batch line's values differ (the same keys, so the same order)."""
+        logits = parse_logits(unit[4])
+        if logits is None:
+            return None
+        low, high, mean, std = logits
+        if std is None:
+            return None
+        t, g, r, h = losses
+        key = (unit[1:4], unit[5:8], scale, enabled, math.isfinite(std), r != 0.0, rate is None)
+        template = self._templates.get(key)
+        if template is None:
+            group = self._diag(unit, scale)
+            if group is None:
+                return None
+            fwd, bank = group
+            fwd[LOSS], fwd[GLOBAL] = t, g  # the batch line (`VadParser.batch_line`)
+            if r != 0.0:
+                fwd[REGION_LOSS] = r
+            fwd[HARD] = h
+            if rate is not None:
+                fwd[LR] = rate
+            add, last = close_group(fwd, bank, enabled)
+            if len(self._templates) >= 1024:
+                self._templates.clear()
+            self._templates[key] = {**add, **last}
+            return {**add, **last}
+        row = template.copy()
+        row[L_MIN], row[L_MAX], row[L_MEAN] = low, high, mean
+        if L_STD in row:
+            row[L_STD] = std
+            if COS_REGION in row:
+                row[COS_REGION] = std / row[EXP_REGION]
+        row[LOSS], row[GLOBAL], row[HARD] = t, g, h
+        if r != 0.0:
+            row[REGION_LOSS] = r
+        if rate is not None:
+            row[LR] = rate
+        return row
 
     def _flush(self, steps: list[int], rows: list[dict[str, float]]) -> None:
         """Rows to the sink; the last stays open, split as the line path leaves it (sums, kept values)."""

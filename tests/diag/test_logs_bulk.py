@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import math
 import random
+from functools import partial
 from itertools import pairwise
 
 import pytest
+from logs_fixtures import vad_log
 
 from fgdiag.logs.reader import LogReader
 from fgdiag.logs.unit_runs import unit_runs
@@ -203,10 +205,11 @@ def diag_block(step: int, *, odd: bool = False) -> list[str]:
     ]
 
 
-def fork_log(steps: int, *, odd: bool, seed: int = 0) -> str:
+def fork_log(steps: int, *, odd: bool, seed: int = 0, steady: bool = False) -> str:
     """The fork's trainer output: four lines per optimizer step, a [DIAG] block every 16 steps; `odd` mixes
     in deviations (a missing or unparsable line, region 0.0, no LR, a bank switched on late, a stray bar, a
-    unit after other text on its line)."""
+    unit after other text on its line, a `\r` after the batch line); `steady`: the scale pinned at the clamp
+    and the counts repeat (steps share their scale and counts lines, [DIAG] blocks all but their logits)."""
     rng, out = random.Random(seed), ["[Memory Bank] 队列大小: 128, 当前指针: 0"]
     total = steps + 3
     for s in range(steps):
@@ -217,7 +220,8 @@ def fork_log(steps: int, *, odd: bool, seed: int = 0) -> str:
             out += diag_block(s, odd=odd)
         head = "finegraind" if odd and s % 31 == 4 else "finegrained"
         if not (odd and s % 43 == 9):
-            out.append(f"logit_scale ({head}): {4.6 - s / 1e4:.6f} (exp={math.exp(4.6 - s / 1e4):.4f})")
+            value = 4.60517 if steady else 4.6 - s / 1e4
+            out.append(f"logit_scale ({head}): {value:.6f} (exp={math.exp(value):.4f})")
         out.append(
             f"[ACCUMULATED] Total: {loss:.4f} | Global: 1.4000 | Region: {region:.4f} | HardNeg: 0.0000"
         )
@@ -227,7 +231,7 @@ def fork_log(steps: int, *, odd: bool, seed: int = 0) -> str:
         out.append(
             f"\r{bar(s + 1, bar_total)}[ACCUMULATED][Epoch 0][Step {step}][Batch {8 * (s + 1)}] AvgLoss: "
             f"{loss:.6f} | Global: 1.400000 | Region: {region:.6f} | Hard: 0.000000 | MB: {queued}/128 ✓"
-            f"{lr} | Time: 0.77s"
+            f"{lr} | Time: 0.77s" + ("\r" if odd and s % 67 == 30 else "")
         )
         if odd and s == 40:
             out.append("[Memory Bank] ✅ 已启用 @ training_step 320")
@@ -238,7 +242,7 @@ def fork_log(steps: int, *, odd: bool, seed: int = 0) -> str:
                 f"12:00:01 [MB-FORWARD] 使用{queued}个历史负样本 | Batch内: 4 | 总负样本: {queued + 4}"
             )
         else:
-            valid = 0 if odd and s % 23 == 7 else 4 + s % 3  # odd: a micro-batch without regions
+            valid = 0 if odd and s % 23 == 7 else 4 if steady else 4 + s % 3  # odd: a batch without regions
             out.append(
                 f"[MB-FORWARD] 使用{queued}个历史负样本 | Batch内: {valid} | 总负样本: {queued + valid}"
             )
@@ -246,10 +250,11 @@ def fork_log(steps: int, *, odd: bool, seed: int = 0) -> str:
 
 
 @pytest.mark.parametrize("odd", [False, True])
-@pytest.mark.parametrize("log", ["trainer", "fork"])
+@pytest.mark.parametrize("log", ["trainer", "fork", "steady fork"])
 def test_bulk_runs_same_rows_events_and_counts_as_the_line_path(log, odd):
     """HfRuns (Trainer log) and VadSteps (fork log) give what the per-line path gives."""
-    data = {"trainer": trainer_log, "fork": fork_log}[log](3000, odd=odd).encode()
+    make = {"trainer": trainer_log, "fork": fork_log, "steady fork": partial(fork_log, steady=True)}[log]
+    data = make(3000, odd=odd).encode()
     slow = read(data, fast=False, chunks=[1 << 22])
     assert slow[0].count("('row', ") > 2900
     rng = random.Random(odd)
@@ -266,6 +271,10 @@ def test_vad_steps_take_the_bulk_of_a_fork_log(tmp_path):
     assert sum(k for k, *_ in calls) > 2500
     assert len(calls) == 1  # one run: the [DIAG] blocks every 16 steps are read in it
     assert sum(lines for _, lines, *_ in calls) > 4 * 2500 + 8 * 150  # 4 lines a step, 8 more a block
+    steady = LogReader()
+    steady.feed(fork_log(3000, odd=False, steady=True).encode())
+    assert steady.lines > 4 * 2900
+    assert 0 < len(steady.steps._templates) < 3  # the [DIAG] steps' rows share a template (all but logits)
     data = fork_log(2000, odd=True).encode()
 
     assert bulk_summary(tmp_path / "f.log", data, fast=True) == bulk_summary(
@@ -307,3 +316,21 @@ def test_unit_runs_are_the_maximal_runs_of_units_that_start_a_line():
         assert start == run[0].start() and (start == 0 or text[start - 1] == "\n")
         assert all(a.end() == b.start() for a, b in pairwise(run))
     assert all(a[-1].end() != b[0].start() for (_, a), (_, b) in pairwise(runs))  # maximal
+
+
+def test_vad_groups_found_by_their_marker_as_the_regex_search_finds_them():
+    """`VadGroups.finditer` looks for each group's marker with `str.find`: the same matches as
+    `GROUP_RE.finditer` on the corpus' fork logs ([LOSS] groups) and on ours (no group, [DIAG] blocks)."""
+    from pathlib import Path
+
+    from fgdiag.logs.vad_groups import GROUP_RE, MARKER, _matches
+
+    texts = [p.read_text(errors="replace") for p in sorted(Path("tests/corpus").glob("vad_*.log"))]
+    texts += [vad_log(60), vad_log(40, variant="legacy", zero_every=3), fork_log(500, odd=True)]
+    texts.append(texts[-2][: len(texts[-2]) // 2] + MARKER)  # a group cut short
+    found = 0
+    for text in texts:
+        spans = [m.span() for m in _matches(text)]
+        assert spans == [m.span() for m in GROUP_RE.finditer(text)]
+        found += len(spans)
+    assert found > 100
