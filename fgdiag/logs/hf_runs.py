@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from itertools import islice, pairwise, repeat
+from itertools import islice, repeat
 from operator import le, lt
 from typing import Any, overload
 
@@ -64,7 +64,7 @@ class HfRuns:
             return None
         if self._key is None or self._key[0] is not layout or self._key[1] != total:
             bar = _BAR.format(total=total)
-            first, more = rf"\r{bar}", rf"(?:\r{bar})?" * (REDRAWS - 1)
+            first, more = rf"\r{bar}", rf"(?:\r{bar})?+" * (REDRAWS - 1)
             dict_re = layout.regex.pattern
             gap = r"((?:[^\r\n{][^\n]*+\n|\n)*+)"  # lines that are neither bars nor dicts (checked in apply)
             self._re = re.compile(rf"{first}{more}\n{dict_re}\n{gap}")
@@ -174,14 +174,24 @@ class HfRuns:
         m = next((j for j, col in enumerate(bars) if None in col), REDRAWS)
         if m == 0 or any(col.count(None) != len(col) for col in bars[m:]):
             return None
-        ns = [list(map(int, col)) for col in bars[:m]]
-        lasts = ns[-1]
-        if not all(all(map(le, a, b)) for a, b in pairwise(ns)) or not all(
-            map(lt, [self.sink.step, *lasts[:-1]], lasts)
-        ):
+        lasts = list(map(int, bars[m - 1]))
+        if not all(map(lt, [self.sink.step, *lasts[:-1]], lasts)):
             return None
+        ns, rising = lasts, True  # the redraw column after (ints), whether it never goes down
+        for k in range(m - 2, -1, -1):  # each redraw column at most its next one, unit by unit
+            if rising and bars[k][1:] == bars[k + 1][:-1]:  # tqdm drew the unit before's redraw again
+                if int(bars[k][0]) > ns[0]:
+                    return None
+                ns = [int(bars[k][0]), *ns[:-1]]  # (stays rising)
+            else:
+                col = list(map(int, bars[k]))
+                if not all(map(le, col, ns)):
+                    return None
+                ns, rising = col, False
         total = [2 * len(lasts), 0, 0]  # lines, blank, unparsed
-        for text, times in Counter(cols[-1]).items():
+        gaps = cols[-1]  # mostly one text (a warning printed every step): no hashing then
+        same = gaps.count(gaps[0]) == len(gaps)
+        for text, times in [(gaps[0], len(gaps))] if same else Counter(gaps).items():
             counts = gap(as_text(text))
             if counts is None:
                 return None

@@ -152,6 +152,29 @@ def test_hf_runs_loose_byte_values_read_as_the_layout_reads_them():
     assert bulk_rows(data) > 900
 
 
+def test_hf_runs_redraws_drawn_again_checked_as_the_line_path_checks_them():
+    """Each bar line draws the unit before's last redraws again (what `_uniform` reads once): a middle redraw
+    that dips (the first one of the next line, drawn again, is then above it) and two lines whose first redraw
+    is above the second read as the line path reads them."""
+    total, out, middle = 3005, ["***** Running training *****"], 0
+    for i in range(1, 3000):
+        first, middle = middle, i - 5 if i % 50 == 0 else i - 1
+        if i % 140 in (70, 71):
+            first = i + 3
+        out.append("\r" + "\r".join(bar(n, total) for n in (max(first, 0), max(middle, 0), i)))
+        out += [
+            f"{{'loss': {2.5 - i / 3000:.4f}, 'grad_norm': 1.5, 'learning_rate': 1e-05, 'epoch': 0.5}}",
+            "",
+        ]
+    data = ("\n".join(out) + "\n").encode()
+    slow = read(data, fast=False, chunks=[1 << 22])
+    assert slow[0].count("('row', ") > 2900
+    rng = random.Random(13)
+    for chunks in ([1 << 22], [1 << 13], [rng.randint(1, 9000) for _ in range(30)]):
+        assert read(data, fast=True, chunks=chunks) == slow
+    assert bulk_rows(data) > 2500
+
+
 def test_hf_runs_read_undecoded_bytes_as_the_line_path_reads_text():
     """Buffers of units are split as bytes: invalid UTF-8 in a bar or a warning, digits outside ASCII in a
     bar, a multi-byte character cut by a chunk boundary all read as the decoded text does."""
