@@ -187,6 +187,7 @@ STEP_NOTE = (
 
 
 _NUM = r"[-+]?(?:\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|nan|NaN|inf|Inf|Infinity)"
+VALUE = f"['\"]?({_NUM})['\"]?"  # one value of a dict line, its number captured (`Layout.regex`)
 MAX_LAYOUTS = 8
 
 
@@ -198,9 +199,8 @@ class Layout:
 
     def __init__(self, text: str, pairs: list[tuple[str, str]]) -> None:
         quote = text[1]
-        value = f"['\"]?({_NUM})['\"]?"
         self.regex = re.compile(
-            r"\{" + ", ".join(f"{quote}{re.escape(k)}{quote}: {value}" for k, _ in pairs) + r"\}"
+            r"\{" + ", ".join(f"{quote}{re.escape(k)}{quote}: {VALUE}" for k, _ in pairs) + r"\}"
         )
         line = DictLine()
         for i, (key, _) in enumerate(pairs):

@@ -5,7 +5,9 @@ dict line, then lines that carry nothing (a warning printed every step, a blank 
 has learned the dict line's layout (`HfParser.recent`) and the training bar's total, one regex finds such
 units in a buffer; a run of units that follow each other is applied column-wise: the values go through
 `map(float, ...)`, the rows straight to the sink. A buffer that is one run (`split`: one `Pattern.split`,
-over undecoded bytes when it holds no fork group) is checked column by column and applied whole. Each unit
+over undecoded bytes when it holds no fork group) is checked column by column and applied whole; over bytes
+the dict values are taken loosely (up to the next quote, comma or brace: sre's general repeats in the number
+pattern cost a third of the match) and checked a column at a time instead (`_floats`). Each unit
 gives exactly what the per-line path gives (`bars` then `dict_line`, the other lines counted); whatever
 deviates (a bar going back, unsorted redraws, another layout, a line that may carry state,
 `--logging-steps`) is left to the per-line path. A test reads logs both ways and compares rows, events and
@@ -16,23 +18,30 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
-from itertools import islice, pairwise, repeat
+from collections.abc import Callable, Iterable, Sequence
+from itertools import islice, repeat
 from operator import le, lt
-from typing import Any, AnyStr, cast
+from typing import Any, overload
 
-from fgdiag.logs.hf import HfParser, Layout
+from fgdiag.logs.hf import VALUE, HfParser, Layout
 from fgdiag.logs.sink import LogSink
 
 REDRAWS = 4  # redraws on one line the unit regex accepts (more: the per-line path)
 # one redraw of the training bar (a subset of what `hf.BARS_LINE_RE` accepts), the total fixed per pattern
-_BAR = r" *\d+%\|[^|\r\n]*+\| *(\d+)/{total} \[[^\[\]\r\n|]{{0,80}}(?:it/s|s/it)[^\[\]\r\n|]{{0,20}}\]"
+# (the rate ends at the first `/` of the brackets: no backtracking to find it)
+_BAR = (
+    r" *\d+%\|[^|\r\n]*+\| *(\d+)/{total} "
+    r"\[[^\[\]\r\n|/]{{0,80}}+/(?:(?<=it/)s|(?<=s/)it)[^\[\]\r\n|]{{0,20}}+\]"
+)
+# a dict value read loosely over bytes (see `_floats`), and the bytes a plain number may hold
+_LOOSE_VALUE = r"['\"]?([^'\",}\r\n]*+)['\"]?"
+_NUMBER_BYTES = b"0123456789.eE+-"
 Gap = Callable[[str], tuple[int, int, int] | None]
 
 
-def as_text(data: str | bytes) -> str:
+def as_text(data: str | bytes | memoryview) -> str:
     """Text of a buffer read as bytes (decoded as `LogReader.feed` decodes)."""
-    return data if isinstance(data, str) else data.decode("utf-8", "replace")
+    return data if isinstance(data, str) else str(data, "utf-8", "replace")
 
 
 class HfRuns:
@@ -55,11 +64,11 @@ class HfRuns:
             return None
         if self._key is None or self._key[0] is not layout or self._key[1] != total:
             bar = _BAR.format(total=total)
-            first, more = rf"\r{bar}", rf"(?:\r{bar})?" * (REDRAWS - 1)
+            first, more = rf"\r{bar}", rf"(?:\r{bar})?+" * (REDRAWS - 1)
             dict_re = layout.regex.pattern
             gap = r"((?:[^\r\n{][^\n]*+\n|\n)*+)"  # lines that are neither bars nor dicts (checked in apply)
             self._re = re.compile(rf"{first}{more}\n{dict_re}\n{gap}")
-            self._re_bytes = re.compile(self._re.pattern.encode())
+            self._re_bytes = re.compile(self._re.pattern.replace(VALUE, _LOOSE_VALUE).encode())
             self._key, self._names = (layout, total), list(layout.names)
         return self._re
 
@@ -88,22 +97,28 @@ class HfRuns:
             if not k:
                 return 0, 0, 0, 0
             cols = [col[:k] for col in cols]
-        self._put(lasts, cols)
+        self._put(lasts, [map(float, col) for col in cols[REDRAWS : REDRAWS + len(self._names)]])
         return len(lasts), lines, blank, unparsed
 
-    def split(self, text: AnyStr) -> tuple[AnyStr, list[list[AnyStr]], AnyStr] | None:
+    @overload
+    def split(self, text: str) -> tuple[str, list[list[str]], str] | None: ...
+    @overload
+    def split(self, text: memoryview) -> tuple[bytes, list[list[bytes]], bytes] | None: ...
+    def split(self, text: str | memoryview) -> tuple[Any, list[list[Any]], Any] | None:
         """A buffer (ending in a newline) that holds lines, then units that follow each other, then lines:
         (the text before the units, the units' columns as `apply` numbers them, the text after). None when
         there is no unit, or the units do not all follow each other (`pattern().finditer` reads it). Bytes
         are read undecoded: `\\d` and the bar's bounds accept less there (ASCII digits, bytes not
-        characters), never more, and numbers and the newlines around units read the same."""
+        characters), never more, and numbers and the newlines around units read the same; the dict values
+        are read loosely there (`_floats` checks them). A memoryview of bytes is read in place."""
         if self.pattern() is None:
             return None
-        pattern = cast("re.Pattern[AnyStr]", self._re_bytes if isinstance(text, bytes) else self._re)
+        pattern: Any = self._re if isinstance(text, str) else self._re_bytes
         pieces = pattern.split(text)  # text before, each unit's groups, text between, ..., text after
         stride = pattern.groups + 1
         inner, pre = pieces[stride:-1:stride], pieces[0]
-        if len(pieces) == 1 or inner.count(text[:0]) != len(inner) or (pre and pre[-1:] != text[-1:]):
+        newline = "\n" if isinstance(text, str) else b"\n"
+        if len(pieces) == 1 or inner.count(newline[:0]) != len(inner) or (pre and pre[-1:] != newline):
             return None
         return pre, [pieces[j::stride] for j in range(1, stride)], pieces[-1]
 
@@ -111,15 +126,31 @@ class HfRuns:
         """All the units of `split` at once, or none (None) when one is not canonical: (lines, blank,
         unparsed)."""
         fast = self._uniform(cols, gap) if self.ready() else None
-        if fast is None:
+        floats = self._floats(cols) if fast is not None else None
+        if fast is None or floats is None:
             return None
-        self._put(fast[0], cols)
+        self._put(fast[0], floats)
         return fast[1]
 
-    def _put(self, lasts: list[int], cols: Sequence[Sequence[Any]]) -> None:
-        """The rows of units whose last redraws are `lasts` and whose columns are `cols`, to the sink."""
+    def _floats(self, cols: Sequence[Sequence[Any]]) -> list[list[float]] | None:
+        """The dict values of `split`'s units, a list per name; None when one is not what the layout's
+        regex accepts. Bytes values were read loosely: one that holds only digits and `.eE+-` and that
+        float() takes is a number `hf.VALUE` accepts (float() adds only `_`, spaces, letters)."""
+        out = []
+        for col in cols[REDRAWS : REDRAWS + len(self._names)]:
+            if isinstance(col[0], bytes) and b"".join(col).translate(None, _NUMBER_BYTES):
+                return None
+            try:
+                out.append(list(map(float, col)))
+            except ValueError:
+                return None
+        return out
+
+    def _put(self, lasts: list[int], floats: Sequence[Iterable[float]]) -> None:
+        """The rows of units whose last redraws are `lasts` and whose values are `floats` (a column per
+        name), to the sink."""
         names = self._names
-        values = zip(*[map(float, col) for col in cols[REDRAWS : REDRAWS + len(names)]], strict=True)
+        values = zip(*floats, strict=True)
         # the Trainer's usual line (loss, grad_norm, learning_rate, epoch): a dict display builds a row in
         # half the time of dict(zip(...))
         if len(names) == 4:
@@ -143,14 +174,24 @@ class HfRuns:
         m = next((j for j, col in enumerate(bars) if None in col), REDRAWS)
         if m == 0 or any(col.count(None) != len(col) for col in bars[m:]):
             return None
-        ns = [list(map(int, col)) for col in bars[:m]]
-        lasts = ns[-1]
-        if not all(all(map(le, a, b)) for a, b in pairwise(ns)) or not all(
-            map(lt, [self.sink.step, *lasts[:-1]], lasts)
-        ):
+        lasts = list(map(int, bars[m - 1]))
+        if not all(map(lt, [self.sink.step, *lasts[:-1]], lasts)):
             return None
+        ns, rising = lasts, True  # the redraw column after (ints), whether it never goes down
+        for k in range(m - 2, -1, -1):  # each redraw column at most its next one, unit by unit
+            if rising and bars[k][1:] == bars[k + 1][:-1]:  # tqdm drew the unit before's redraw again
+                if int(bars[k][0]) > ns[0]:
+                    return None
+                ns = [int(bars[k][0]), *ns[:-1]]  # (stays rising)
+            else:
+                col = list(map(int, bars[k]))
+                if not all(map(le, col, ns)):
+                    return None
+                ns, rising = col, False
         total = [2 * len(lasts), 0, 0]  # lines, blank, unparsed
-        for text, times in Counter(cols[-1]).items():
+        gaps = cols[-1]  # mostly one text (a warning printed every step): no hashing then
+        same = gaps.count(gaps[0]) == len(gaps)
+        for text, times in [(gaps[0], len(gaps))] if same else Counter(gaps).items():
             counts = gap(as_text(text))
             if counts is None:
                 return None

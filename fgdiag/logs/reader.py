@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from typing import Any, AnyStr
+from typing import Any
 
 from fgdiag.diagnostic import Finding
 from fgdiag.logs import crash, hf
@@ -119,23 +119,27 @@ class LogReader:
             if cut < 0:
                 return
             data, self._skip_to_newline = data[cut + 1 :], False
+        start = 0  # where the unread lines of `buf` start
+        if self._pending and (start := data.find(b"\n") + 1):
+            # the line the last chunk left open is completed on its own: the rest is read in place (a copy
+            # of a 4 MiB chunk costs as much as reading a tenth of it)
+            head, self._pending = self._pending + data[:start], b""
+            self.feed(head)
         buf = self._pending + data if self._pending else data
         cut = buf.rfind(b"\n")
-        if cut < 0:
-            self._pending = buf
-            if len(buf) > MAX_LINE:
+        if cut < start:
+            self._pending = buf[start:]
+            if len(self._pending) > MAX_LINE:
                 self._pending, self._skip_to_newline = b"", True
                 self.lines += 1
                 self.sink.unparsed += 1
             return
         self._pending = buf[cut + 1 :]
-        text = buf[:cut].decode("utf-8", "replace") if MARKER.encode() in buf or b"\r" not in buf else None
-        if text is None:  # no fork group: a run of Trainer units is read undecoded (`_whole`)
+        if MARKER.encode() not in buf and b"\r" in buf:  # no fork group: Trainer units read undecoded
             pattern = self.runs.pattern() if self.fast and b"[MB-FORWARD]" not in buf else None
-            if pattern is not None and self._whole(pattern, buf[:cut] + b"\n"):
+            if pattern is not None and self._whole(pattern, memoryview(buf)[start : cut + 1]):
                 return
-            text = buf[:cut].decode("utf-8", "replace")
-        self.feed_text(text)
+        self.feed_text(str(memoryview(buf)[start:cut], "utf-8", "replace"))
 
     def reset_partial(self) -> None:
         """The file was truncated or replaced: drop a half-read line."""
@@ -216,7 +220,7 @@ class LogReader:
         if bulk is not self.runs or not self._whole(pattern, text):
             self._units(bulk, pattern, text)
 
-    def _whole(self, pattern: re.Pattern[str], text: AnyStr) -> bool:
+    def _whole(self, pattern: re.Pattern[str], text: str | memoryview) -> bool:
         """`text` (ending in a newline) as lines, a run of Trainer units, lines (`HfRuns.split`): the run at
         once when all units are canonical, else the finditer loop from the first. False: not that shape."""
         whole = self.runs.split(text)

@@ -131,6 +131,52 @@ def test_hf_runs_column_checks_same_as_the_line_path():
     assert bulk_rows(data) > 500  # the canonical stretches are still read in bulk
 
 
+def test_hf_runs_loose_byte_values_read_as_the_layout_reads_them():
+    """Undecoded buffers take dict values loosely and check them a column at a time: values float() takes but
+    the layout's regex does not (`1_000`, `NAN`, `infinity`, a second space, fullwidth digits), ones neither
+    takes (`1.5e`, `0x1`, empty) and odd numbers both take (`+.5`, `5.`, `1E-3`, `Infinity`) read as the line
+    path reads them; `s/it` rates and a rate before a postfix are bars as well."""
+    lines = trainer_log(1200, odd=False).split("\n")
+    odd = ["1_000", "NAN", " 2.5", "\uff11.5", "1.5e", "0x1", "", "+.5", "5.", "1E-3", "Infinity", "infinity"]
+    dicts = [i for i, line in enumerate(lines) if line.startswith("{'loss': ")]
+    for k, i in enumerate(dicts[3::37]):
+        lines[i] = lines[i].replace(lines[i].split(", ")[1].split(": ")[1], odd[k % len(odd)], 1)
+    for i in dicts[400:500]:
+        lines[i - 1] = lines[i - 1].replace("1.66it/s", "6.02s/it")
+    for i in dicts[500:600]:
+        lines[i - 1] = lines[i - 1].replace("it/s]", "it/s, loss=2.5]")
+    data = "\n".join(lines).encode()
+    slow = read(data, fast=False, chunks=[1 << 22])
+    assert slow[0].count("('row', ") > 1100 and slow[3] > 0  # some odd values are not numbers to the layout
+    rng = random.Random(11)
+    for chunks in ([1 << 22], [1 << 12], [rng.randint(1, 9000) for _ in range(30)]):
+        assert read(data, fast=True, chunks=chunks) == slow
+    assert bulk_rows(data) > 900
+
+
+def test_hf_runs_redraws_drawn_again_checked_as_the_line_path_checks_them():
+    """Each bar line draws the unit before's last redraws again (what `_uniform` reads once): a middle redraw
+    that dips (the first one of the next line, drawn again, is then above it) and two lines whose first redraw
+    is above the second read as the line path reads them."""
+    total, out, middle = 3005, ["***** Running training *****"], 0
+    for i in range(1, 3000):
+        first, middle = middle, i - 5 if i % 50 == 0 else i - 1
+        if i % 140 in (70, 71):
+            first = i + 3
+        out.append("\r" + "\r".join(bar(n, total) for n in (max(first, 0), max(middle, 0), i)))
+        out += [
+            f"{{'loss': {2.5 - i / 3000:.4f}, 'grad_norm': 1.5, 'learning_rate': 1e-05, 'epoch': 0.5}}",
+            "",
+        ]
+    data = ("\n".join(out) + "\n").encode()
+    slow = read(data, fast=False, chunks=[1 << 22])
+    assert slow[0].count("('row', ") > 2900
+    rng = random.Random(13)
+    for chunks in ([1 << 22], [1 << 13], [rng.randint(1, 9000) for _ in range(30)]):
+        assert read(data, fast=True, chunks=chunks) == slow
+    assert bulk_rows(data) > 2500
+
+
 def test_hf_runs_read_undecoded_bytes_as_the_line_path_reads_text():
     """Buffers of units are split as bytes: invalid UTF-8 in a bar or a warning, digits outside ASCII in a
     bar, a multi-byte character cut by a chunk boundary all read as the decoded text does."""
