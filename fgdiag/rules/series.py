@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Mapping, Sequence
-from operator import lt
+from itertools import compress, repeat
+from operator import is_not, lt
 from typing import Any, TypeGuard
 
 from fgdiag.rules.batch import Batch
@@ -124,9 +125,9 @@ class SeriesStore:
         steps, view = batch.steps, {}
         for name in {name for names in batch.groups for name in routes[names][1]}:
             col_idx, vals = batch.column(name)
-            if None in vals:
-                pairs = [(i, v) for i, v in zip(col_idx, vals, strict=True) if v is not None]
-                col_idx, vals = [i for i, _ in pairs], [v for _, v in pairs]
+            if None in vals:  # the missing values dropped, C-level
+                held = list(map(is_not, vals, repeat(None)))
+                col_idx, vals = list(compress(col_idx, held)), list(compress(vals, held))
             if not col_idx:
                 continue
             sr = self.series.get(name)

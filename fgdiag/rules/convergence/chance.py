@@ -19,7 +19,7 @@ from operator import eq, le
 from typing import Any, NamedTuple
 
 from fgdiag import events as ev
-from fgdiag.rules.batch import Batch, finite_values
+from fgdiag.rules.batch import Batch, all_finite, finite_values
 from fgdiag.rules.convergence.candidates import (
     CHANCES,
     COUNTS,
@@ -152,11 +152,17 @@ class LossVsChance(Check):
         for name in wanted:
             gi, values = batch.column(ev.LOSS if name == MAIN else HEAD_LOSSES[name])
             losses = finite_values(values)  # the list itself when all are finite (the common case)
-            if losses is not values or 0.0 in losses:
-                good = [
-                    (i, v) for i, v in zip(gi, values, strict=True) if v is not None and -inf < v < inf and v
-                ]
-                gi, losses = [i for i, _ in good], [v for _, v in good]
+            if losses is not values or 0.0 in losses:  # missing, non-finite or 0.0 values are dropped
+                kept = list(filter(None, values))  # None and 0.0 are falsy: dropped at C level
+                if all_finite(kept):
+                    gi, losses = list(compress(gi, values)), kept
+                else:
+                    good = [
+                        (i, v)
+                        for i, v in zip(gi, values, strict=True)
+                        if v is not None and -inf < v < inf and v
+                    ]
+                    gi, losses = [i for i, _ in good], [v for _, v in good]
             at = list(map(steps.__getitem__, gi))
             c_idx, c_vals = batch.column(CHANCES[name]) if name != MAIN else ([], [])
             if c_idx != gi:  # the rows' printed ln K (None: not printed), by row
