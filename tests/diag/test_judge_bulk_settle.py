@@ -14,6 +14,7 @@ from fgdiag import events as ev
 from fgdiag.facts import LN_100
 from fgdiag.rules import clock
 from fgdiag.rules.batch import Batch
+from fgdiag.rules.convergence.candidates import MAIN
 from fgdiag.rules.convergence.chance import LossVsChance
 from fgdiag.rules.convergence.collapse import CollapseFromLogits
 from fgdiag.rules.convergence.track import below_counts, settled, verdict
@@ -271,3 +272,27 @@ def test_wide_logits_settle_the_collapse_check_in_bulk():
         assert (found, not_judged) == reference[:2], sizes
         if sizes == [100]:  # batches of healthy logits settle without a row observed
             assert observed and not [s for s in observed if 300 < s <= 600], sizes
+
+
+def test_loss_without_k_judges_each_window_size_as_row_by_row():
+    """A loss without a known K (a Trainer log's) whose logging interval changes (every step, then every 7):
+    the windows its rows would judge change size mid-batch; the state as of the last row (the reason FGD601
+    is not judged yet, the last window judged) is that of one row at a time, whatever the batches."""
+    rng = random.Random(2)
+    steps = [*range(1, 400), *range(400, 3001, 7)]
+    rows = [(s, {ev.LOSS: 2.0 + rng.gauss(0, 0.05)}) for s in steps]
+
+    def state(sizes: list[int]) -> tuple:
+        engine = RuleEngine({"planned_steps": 3000, "warmup_steps": 30})
+        i, n = 0, 0
+        while i < len(rows):
+            size = sizes[n % len(sizes)]
+            engine.observe_rows([(s, dict(r)) for s, r in rows[i : i + size]])
+            i, n = i + size, n + 1
+        check = next(c for c in engine.checks if isinstance(c, LossVsChance))
+        return dict(engine.why_not), check.tracks[MAIN].evaluated
+
+    reference = state([1])
+    assert "fewer than 29 logging points" in reference[0]["FGD601"]
+    for sizes in ([len(rows)], [50], [3, 390, 17], [400, 1000]):
+        assert state(sizes) == reference, sizes

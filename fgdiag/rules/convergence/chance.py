@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from itertools import compress, repeat
-from operator import eq, le
+from operator import eq, le, ne
 from typing import Any, NamedTuple
 
 from fgdiag import events as ev
@@ -293,8 +293,9 @@ class LossVsChance(Check):
                 heavy_rows = list(compress(range(len(c.rows)), map(heavy.__getitem__, c.rows)))
                 if c.levels.count(None) == len(c.levels):  # no K: no window changes
                     track.extend(at, c.losses)
-                    added = track.k_added
-                    for r in heavy_rows:
+                    added = track.k_added  # it stays: a window is due again only where its size changes
+                    sizes = list(map(windows.__getitem__, map(c.rows.__getitem__, heavy_rows)))
+                    for r in compress(heavy_rows, map(ne, sizes, [None, *sizes[:-1]])):
                         w = windows[c.rows[r]]
                         if due(track, start, w, added):  # `_window`'s own check, without the call
                             self._window(track, start, w, at[c.point(r)], ops)
