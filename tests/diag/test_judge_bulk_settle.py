@@ -218,6 +218,9 @@ def test_windows_half_below_chance_settle_without_their_sums():
         a = rng.randrange(n - 5)
         idx = list(range(a, min(n, a + rng.randint(5, 400))))
         quick, full = settled(track, idx, below), verdict(track, idx)
+        assert (
+            settled(track, idx, below_counts(track, rng.randint(0, a))) == quick
+        )  # counts from a later point
         if quick is not None:
             settles += 1
             assert (quick["at"], quick["above"], quick["exact"]) == (full["at"], full["above"], full["exact"])

@@ -110,7 +110,8 @@ class LossVsChance(Check):
         self.resolver = Resolver()
         self.heads_seen = False  # a head loss appeared: the main loss is not judged
         # the quick path's `below_counts` per track, built once per batch
-        self.below: dict[str, tuple[list[int], list[int]]] | None = None
+        self.below: dict[str, tuple[list[int], list[int], int]] | None = None
+        self.reach = 0  # the largest window of the batch (the known points its windows can reach back)
 
     def configure(self) -> None:
         self.resolver.configure(self.engine.run_info)
@@ -264,7 +265,8 @@ class LossVsChance(Check):
         if self.below is not None:  # the track's known points are fixed while its windows are judged
             below = self.below.get(track.name)
             if below is None:
-                below = self.below[track.name] = below_counts(track)
+                end = len(track.k_steps) if at is None else at[0]  # windows end there or later
+                below = self.below[track.name] = below_counts(track, max(0, end - self.reach))
             found = settled(track, idx, below)
         if found is None:
             found = verdict(track, idx)
@@ -287,7 +289,7 @@ class LossVsChance(Check):
         ops: list[tuple[str, bool]] = []
         columns = self._columns(batch)
         if columns is not None:  # a track at a time from the batch's columns (the common case)
-            self.below = {}
+            self.below, self.reach = {}, max(windows)
             for c in columns:
                 track, at = c.track, c.steps
                 heavy_rows = list(compress(range(len(c.rows)), map(heavy.__getitem__, c.rows)))
