@@ -26,6 +26,7 @@ class Batch:
     __slots__ = (
         "_columns",
         "_dicts",
+        "_every",
         "groups",
         "heavy",
         "intervals",
@@ -47,6 +48,7 @@ class Batch:
         self.groups: dict[tuple[str, ...], list[int]] = {}  # metric names -> rows holding exactly those
         self._columns: dict[str, tuple[list[int], list[float | None]]] = {}
         self._dicts: list[Row] = []
+        self._every: list[int] | None = None
 
     def group_rows(self) -> None:
         """Fill `groups` (in the order of their first row): the rows by their metric names. Rows are split by
@@ -85,8 +87,8 @@ class Batch:
 
     def column(self, name: str) -> tuple[list[int], list[float | None]]:
         """(row indices, values) of the rows holding `name`, in row order (values may be None). One C-level
-        pass of `itemgetter(name)` over the rows that hold it: cheaper than transposing whole groups, as a
-        check reads a few of a row's names."""
+        pass of `itemgetter(name)` over the rows that hold it, a name at a time: cheaper than transposing
+        whole groups or every shared name at once (tuples of a row's values, then a transposition)."""
         hit = self._columns.get(name)
         if hit is not None:
             return hit
@@ -96,26 +98,19 @@ class Batch:
             hit = ([], [])
         elif len(holders) == 1 == len(self.groups):  # one shape: its rows are the batch
             hit = (holders[0], list(map(itemgetter(name), dicts)))
-        elif len(holders) == len(self.groups):  # every shape holds it: every such column in one pass
-            self._shared()
-            return self._columns[name]
+        elif len(holders) == len(self.groups):  # every shape holds it: every row
+            hit = (self.every(), list(map(itemgetter(name), dicts)))
         else:
             idx = holders[0] if len(holders) == 1 else sorted(i for part in holders for i in part)
             hit = (idx, list(map(itemgetter(name), map(dicts.__getitem__, idx))))
         self._columns[name] = hit
         return hit
 
-    def _shared(self) -> None:
-        """The columns of the names every row holds, in one pass over the rows (old rows are cold in the
-        cache: a pass per name costs more than the tuples of one pass)."""
-        shapes, dicts = list(self.groups), self._dicts
-        held = set(shapes[0]).intersection(*shapes[1:])
-        common = [n for n in shapes[0] if n in held]
-        picked = map(itemgetter(*common), dicts)
-        columns = zip(*picked, strict=True) if len(common) > 1 else iter([picked])
-        everywhere = list(range(len(dicts)))
-        for name, col in zip(common, columns, strict=True):
-            self._columns[name] = (everywhere, list(col))
+    def every(self) -> list[int]:
+        """The indices of all the batch's rows (one list, shared: callers do not change it)."""
+        if self._every is None:
+            self._every = list(range(len(self.rows)))
+        return self._every
 
     def any_order(self, name: str) -> list[float | None]:
         """Every value of `name` in the batch (for min, max, counts: the order is not promised)."""

@@ -20,6 +20,7 @@ import math
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any, ClassVar
 
 from fgdiag import events as ev
@@ -293,13 +294,15 @@ class RuleEngine:
             return []
         batch = self._clock_batch(rows)
         routes = {names: self._routes.get(names) or self._route(names) for names in batch.groups}
-        routed: list[list[int]] = [[] for _ in self.checks]
+        parts: list[list[list[int]]] = [[] for _ in self.checks]  # per check: the groups routed to it
         for names, idx in batch.groups.items():
             for ci in routes[names][0]:
-                routed[ci] = idx if not routed[ci] else sorted(routed[ci] + idx)
+                parts[ci].append(idx)
         needs: dict[int, list[int]] = {}
-        for ci, idx in enumerate(routed):
-            if idx:
+        for ci, got in enumerate(parts):
+            if got:
+                n = len(got)
+                idx = got[0] if n == 1 else batch.every() if n == len(batch.groups) else sorted(chain(*got))
                 need = self.checks[ci].quick(batch, idx)
                 for i in idx if need is None else need:
                     needs.setdefault(i, []).append(ci)

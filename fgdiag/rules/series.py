@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Mapping, Sequence
-from operator import lt
+from itertools import compress, repeat
+from operator import is_not, lt
 from typing import Any, TypeGuard
 
 from fgdiag.rules.batch import Batch
@@ -122,11 +123,12 @@ class SeriesStore:
         """Append every kept column of a batch whose steps rise past every series; returns, per name, the
         series length before and the rows of the appended points (what `tail` needs)."""
         steps, view = batch.steps, {}
+        at: dict[int, list[int]] = {}  # the steps of a row list, by its id: columns share their row lists
         for name in {name for names in batch.groups for name in routes[names][1]}:
             col_idx, vals = batch.column(name)
-            if None in vals:
-                pairs = [(i, v) for i, v in zip(col_idx, vals, strict=True) if v is not None]
-                col_idx, vals = [i for i, _ in pairs], [v for _, v in pairs]
+            if None in vals:  # the missing values dropped, C-level
+                held = list(map(is_not, vals, repeat(None)))
+                col_idx, vals = list(compress(col_idx, held)), list(compress(vals, held))
             if not col_idx:
                 continue
             sr = self.series.get(name)
@@ -134,7 +136,10 @@ class SeriesStore:
                 sr = self.series[name] = Series()
             sr.trim(len(col_idx))
             view[name] = (len(sr.steps), col_idx)
-            sr.steps += map(steps.__getitem__, col_idx)
+            col_steps = at.get(id(col_idx))
+            if col_steps is None:
+                col_steps = at[id(col_idx)] = list(map(steps.__getitem__, col_idx))
+            sr.steps += col_steps
             sr.values += vals  # type: ignore[arg-type]
         return view
 

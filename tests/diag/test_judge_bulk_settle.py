@@ -1,7 +1,8 @@
 """Bulk paths of the judge give what one `observe` per row gives: rows of two shapes interleaved (a wide
 diagnostics row every 16 steps among narrow ones, as in the fork's log: `Batch` columns of the names every
-row holds are built in row order at once), and a scale pinned at the clamp while the loss learns (FGD102
-settles whole batches from the loss columns) and then sits on a plateau (FGD102 fires row by row)."""
+row holds are read in row order), head losses of 0.0 or missing dropped as row by row, logits of a wide
+range (FGD603 settles in bulk), and a scale pinned at the clamp while the loss learns (FGD102 settles whole
+batches from the loss columns) and then sits on a plateau (FGD102 fires row by row)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from fgdiag import events as ev
 from fgdiag.facts import LN_100
 from fgdiag.rules import clock
 from fgdiag.rules.batch import Batch
+from fgdiag.rules.convergence.candidates import MAIN
 from fgdiag.rules.convergence.chance import LossVsChance
+from fgdiag.rules.convergence.collapse import CollapseFromLogits
 from fgdiag.rules.convergence.track import below_counts, settled, verdict
 from fgdiag.rules.engine import RuleEngine
 from fgdiag.rules.scales.clamp import ScaleAtClamp
@@ -215,9 +218,84 @@ def test_windows_half_below_chance_settle_without_their_sums():
         a = rng.randrange(n - 5)
         idx = list(range(a, min(n, a + rng.randint(5, 400))))
         quick, full = settled(track, idx, below), verdict(track, idx)
+        assert (
+            settled(track, idx, below_counts(track, rng.randint(0, a))) == quick
+        )  # counts from a later point
         if quick is not None:
             settles += 1
             assert (quick["at"], quick["above"], quick["exact"]) == (full["at"], full["above"], full["exact"])
         else:
             assert full["n_at"] + full["n_above"] > 0.5 * len(idx)
     assert 50 < settles < 400
+
+
+def test_head_losses_zero_missing_or_not_finite_are_dropped_alike_in_bulk():
+    """A hard-negative loss logged 0.0 while the bank is off (the fork's), missing on some rows, NaN once,
+    then real and at chance: the batch's columns drop exactly the points row-by-row judging drops."""
+    rows = chance_stream()
+    hardneg = ev.head_metric(ev.HEAD_LOSS, "hardneg")
+    for s, row in rows:
+        if s % 11 == 0:
+            continue  # no hard-negative loss on this row
+        row[hardneg] = 0.0 if s < 1000 else math.nan if s == 1500 else math.log(64) + 0.01
+        row[ev.head_metric(ev.CHANCE, "hardneg")] = math.log(64)
+    reference = judge(rows, None)[:2]
+    assert {f[0] for f in reference[0]} >= {"FGD601"}
+    assert any("hardneg" in f[3] for f in reference[0])
+    for sizes in ([len(rows)], [60], [5, 333, 1000], [999, 2]):
+        assert judge(rows, sizes)[:2] == reference, sizes
+
+
+def logits_stream() -> list:
+    """Every 4th row holds the region head's logits: a wide range at scale 100, from step 1200 to 2400 all
+    above half the scale (FGD603), zero-norm features on some rows, only the raw scale on others."""
+    rng = random.Random(5)
+    rows = []
+    for s in range(1, 3001):
+        row: dict[str, float | None] = {ev.LOSS: 2.0 + rng.gauss(0, 0.05), REGION_LOSS: 3.0 + rng.random()}
+        if s % 4 == 0:
+            lo = 60.0 if 1200 <= s < 2400 else -20.0 + rng.random()
+            row[ev.head_metric(ev.LOGITS_MIN, "region")] = lo
+            row[ev.head_metric(ev.LOGITS_MAX, "region")] = lo + 30.0 + rng.random()
+            row[ev.head_metric(ev.LOGIT_SCALE, "region")] = LN_100
+            row[ev.head_metric(ev.LOGIT_SCALE_EXP, "region")] = None if s % 700 == 0 else 100.0
+            row[ev.REGIONS_ZERO_NORM] = 1.0 if s % 40 == 0 else 0.0
+        rows.append((s, row))
+    return rows
+
+
+def test_wide_logits_settle_the_collapse_check_in_bulk():
+    rows = logits_stream()
+    reference = judge(rows, None, CollapseFromLogits)
+    fgd603 = [f for f in reference[0] if f[0] == "FGD603"]
+    assert len(fgd603) == 1 and 1200 < fgd603[0][1] < 2400
+    rng = random.Random(4)
+    for sizes in ([len(rows)], [100], [7, 301, 1000], [rng.randint(1, 500) for _ in range(20)]):
+        found, not_judged, observed = judge(rows, sizes, CollapseFromLogits)
+        assert (found, not_judged) == reference[:2], sizes
+        if sizes == [100]:  # batches of healthy logits settle without a row observed
+            assert observed and not [s for s in observed if 300 < s <= 600], sizes
+
+
+def test_loss_without_k_judges_each_window_size_as_row_by_row():
+    """A loss without a known K (a Trainer log's) whose logging interval changes (every step, then every 7):
+    the windows its rows would judge change size mid-batch; the state as of the last row (the reason FGD601
+    is not judged yet, the last window judged) is that of one row at a time, whatever the batches."""
+    rng = random.Random(2)
+    steps = [*range(1, 400), *range(400, 3001, 7)]
+    rows = [(s, {ev.LOSS: 2.0 + rng.gauss(0, 0.05)}) for s in steps]
+
+    def state(sizes: list[int]) -> tuple:
+        engine = RuleEngine({"planned_steps": 3000, "warmup_steps": 30})
+        i, n = 0, 0
+        while i < len(rows):
+            size = sizes[n % len(sizes)]
+            engine.observe_rows([(s, dict(r)) for s, r in rows[i : i + size]])
+            i, n = i + size, n + 1
+        check = next(c for c in engine.checks if isinstance(c, LossVsChance))
+        return dict(engine.why_not), check.tracks[MAIN].evaluated
+
+    reference = state([1])
+    assert "fewer than 29 logging points" in reference[0]["FGD601"]
+    for sizes in ([len(rows)], [50], [3, 390, 17], [400, 1000]):
+        assert state(sizes) == reference, sizes

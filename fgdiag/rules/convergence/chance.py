@@ -15,11 +15,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from itertools import compress, repeat
-from operator import eq, le
+from operator import eq, le, ne
 from typing import Any, NamedTuple
 
 from fgdiag import events as ev
-from fgdiag.rules.batch import Batch, finite_values
+from fgdiag.rules.batch import Batch, all_finite, finite_values
 from fgdiag.rules.convergence.candidates import (
     CHANCES,
     COUNTS,
@@ -110,7 +110,8 @@ class LossVsChance(Check):
         self.resolver = Resolver()
         self.heads_seen = False  # a head loss appeared: the main loss is not judged
         # the quick path's `below_counts` per track, built once per batch
-        self.below: dict[str, tuple[list[int], list[int]]] | None = None
+        self.below: dict[str, tuple[list[int], list[int], int]] | None = None
+        self.reach = 0  # the largest window of the batch (the known points its windows can reach back)
 
     def configure(self) -> None:
         self.resolver.configure(self.engine.run_info)
@@ -152,11 +153,17 @@ class LossVsChance(Check):
         for name in wanted:
             gi, values = batch.column(ev.LOSS if name == MAIN else HEAD_LOSSES[name])
             losses = finite_values(values)  # the list itself when all are finite (the common case)
-            if losses is not values or 0.0 in losses:
-                good = [
-                    (i, v) for i, v in zip(gi, values, strict=True) if v is not None and -inf < v < inf and v
-                ]
-                gi, losses = [i for i, _ in good], [v for _, v in good]
+            if losses is not values or 0.0 in losses:  # missing, non-finite or 0.0 values are dropped
+                kept = list(filter(None, values))  # None and 0.0 are falsy: dropped at C level
+                if all_finite(kept):
+                    gi, losses = list(compress(gi, values)), kept
+                else:
+                    good = [
+                        (i, v)
+                        for i, v in zip(gi, values, strict=True)
+                        if v is not None and -inf < v < inf and v
+                    ]
+                    gi, losses = [i for i, _ in good], [v for _, v in good]
             at = list(map(steps.__getitem__, gi))
             c_idx, c_vals = batch.column(CHANCES[name]) if name != MAIN else ([], [])
             if c_idx != gi:  # the rows' printed ln K (None: not printed), by row
@@ -258,7 +265,8 @@ class LossVsChance(Check):
         if self.below is not None:  # the track's known points are fixed while its windows are judged
             below = self.below.get(track.name)
             if below is None:
-                below = self.below[track.name] = below_counts(track)
+                end = len(track.k_steps) if at is None else at[0]  # windows end there or later
+                below = self.below[track.name] = below_counts(track, max(0, end - self.reach))
             found = settled(track, idx, below)
         if found is None:
             found = verdict(track, idx)
@@ -281,14 +289,15 @@ class LossVsChance(Check):
         ops: list[tuple[str, bool]] = []
         columns = self._columns(batch)
         if columns is not None:  # a track at a time from the batch's columns (the common case)
-            self.below = {}
+            self.below, self.reach = {}, max(windows)
             for c in columns:
                 track, at = c.track, c.steps
                 heavy_rows = list(compress(range(len(c.rows)), map(heavy.__getitem__, c.rows)))
                 if c.levels.count(None) == len(c.levels):  # no K: no window changes
                     track.extend(at, c.losses)
-                    added = track.k_added
-                    for r in heavy_rows:
+                    added = track.k_added  # it stays: a window is due again only where its size changes
+                    sizes = list(map(windows.__getitem__, map(c.rows.__getitem__, heavy_rows)))
+                    for r in compress(heavy_rows, map(ne, sizes, [None, *sizes[:-1]])):
                         w = windows[c.rows[r]]
                         if due(track, start, w, added):  # `_window`'s own check, without the call
                             self._window(track, start, w, at[c.point(r)], ops)

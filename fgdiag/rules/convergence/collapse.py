@@ -6,11 +6,12 @@ collapse: rows that hold them are left out of the region head's window."""
 from __future__ import annotations
 
 import math
-from operator import itemgetter
+from itertools import compress, repeat
+from operator import ge, is_not, itemgetter, methodcaller, mul, sub
 from typing import Any
 
 from fgdiag import events as ev
-from fgdiag.rules.batch import Batch, finite_values
+from fgdiag.rules.batch import Batch, all_finite, finite_values
 from fgdiag.rules.engine import Check, Row, RuleEngine
 from fgdiag.rules.registry import register, runtime_check
 from fgdiag.rules.series import finite
@@ -116,6 +117,11 @@ LOSS_NAMES = {
 INF = math.inf
 
 
+def _get(name: str) -> methodcaller:
+    """`m.get(name)` as a C-level callable (for `map` over rows)."""
+    return methodcaller("get", name)
+
+
 def scale_of(head: str, m: Row) -> float | None:
     """exp(scale) of a head in a row (from the raw scale when only that is logged; absurd raw values give
     None rather than an overflow)."""
@@ -203,6 +209,63 @@ class CollapseFromLogits(Check):
                     self._judge(head, window, step)
                 else:
                     e.why("FGD603", f"fewer than {e.window} logging points with logits after step {e.start}")
+
+    def quick(self, batch: Batch, rows: list[int]) -> list[int] | None:
+        """Steps rising, no episode open and no collapsed point the batch's windows reach: when every new
+        point has a finite range of logits at least NARROW x its (logged) scale, its lowest logit below half
+        of it, the points go in column-wise and a due window cannot fire: it only counts as judged (or says
+        why not). Otherwise None: row by row."""
+        e = self.engine
+        steps, start, windows = batch.steps, batch.start, batch.windows
+        if not batch.rises or e.is_open("FGD603/logits/"):
+            return None
+        dicts = list(map(itemgetter(1), map(batch.rows.__getitem__, rows)))
+        due: list[tuple[int, int, str, bool]] = []  # (row, head's rank, head, window full) of heavy points
+        new: dict[str, list[tuple[int, str, str, float]]] = {}
+        for rank, head in enumerate(ev.HEADS):
+            pts = self.points[head]
+            at = list(
+                compress(range(len(rows)), map(is_not, map(_get(LOGIT_NAMES[head][0]), dicts), repeat(None)))
+            )
+            if head == "region" and at:
+                zero = list(map(_get(ev.REGIONS_ZERO_NORM), map(dicts.__getitem__, at)))
+                at = [j for j, z in zip(at, zero, strict=True) if not (z or 0.0) > 0]
+            if not at:
+                continue
+            ms = list(map(dicts.__getitem__, at))
+            lo, hi, scale = (list(map(_get(n), ms)) for n in (*LOGIT_NAMES[head][:2], SCALE_NAMES[head][0]))
+            if (
+                not (all_finite(lo) and all_finite(hi) and all_finite(scale) and min(scale) > 0)
+                or any(map(ge, lo, map(mul, repeat(HIGH_COSINE), scale)))
+                or not all(map(ge, map(sub, hi, lo), map(mul, repeat(NARROW), scale)))
+                or any(map(itemgetter(1), pts[-max(windows) :]))
+                or (pts and pts[-1][0] >= steps[rows[at[0]]])
+            ):
+                return None  # a point that may be collapsed, or lacks its scale: row by row
+            losses = list(map(_get(LOSS_NAMES[head][1]), ms))
+            if not all_finite(losses):
+                losses = [v if v is not None and -INF < v < INF else math.nan for v in losses]
+            at_steps = [steps[rows[j]] for j in at]
+            new[head] = list(zip(at_steps, repeat(""), repeat(""), losses, strict=False))
+            heavy, n0 = batch.heavy, len(pts)
+            for k, j in enumerate(at):
+                i = rows[j]
+                if heavy[i]:
+                    end, w = n0 + k + 1, windows[i]
+                    first = None if end < w else pts[end - w][0] if end - w < n0 else at_steps[end - w - n0]
+                    due.append((i, rank, head, first is not None and first > start))
+        for head, got in new.items():
+            pts = self.points[head]
+            pts += got
+            if len(pts) > 4096:  # what one `observe` per point keeps: it cuts the oldest 2048 past 4096
+                del pts[: len(pts) - (2049 + (len(pts) - 4097) % 2048)]
+        for i, _rank, head, full in sorted(due):
+            if full:
+                self.judged.add(head)
+                e.judge("FGD603")
+            else:
+                e.why("FGD603", f"fewer than {windows[i]} logging points with logits after step {start}")
+        return []
 
     def finish(self) -> None:
         start = self.engine.trend_start()

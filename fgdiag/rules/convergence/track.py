@@ -8,7 +8,7 @@ above it) when SHARE of its points are.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import accumulate, compress, repeat
+from itertools import accumulate, compress, islice, repeat
 from operator import gt, is_not, itemgetter, lt, mul, not_
 from typing import Any, cast
 
@@ -237,21 +237,23 @@ def verdict(track: Track, idx: Sequence[int]) -> dict[str, Any]:
     }
 
 
-def below_counts(track: Track) -> tuple[list[int], list[int]]:
-    """Prefix counts of the known points below their band (loss < ln K_lo x (1 - TOL), as `verdict` counts
-    them) and of those with an inexact K: any window's counts at once, while the known points stay as they
-    are."""
-    floors = map(mul, track.lo, repeat(1 - TOL))
-    below = list(accumulate(map(lt, track.k_losses, floors), initial=0))
-    return below, list(accumulate(map(not_, track.exact), initial=0))
+def below_counts(track: Track, base: int = 0) -> tuple[list[int], list[int], int]:
+    """Prefix counts, from the known point `base` on, of the known points below their band (loss < ln K_lo x
+    (1 - TOL), as `verdict` counts them) and of those with an inexact K: the counts of any window from there
+    at once, while the known points stay as they are."""
+    floors = map(mul, islice(track.lo, base, None), repeat(1 - TOL))
+    below = list(accumulate(map(lt, islice(track.k_losses, base, None), floors), initial=0))
+    return below, list(accumulate(map(not_, islice(track.exact, base, None)), initial=0)), base
 
 
-def settled(track: Track, idx: Sequence[int], counts: tuple[list[int], list[int]]) -> dict[str, Any] | None:
+def settled(
+    track: Track, idx: Sequence[int], counts: tuple[list[int], list[int], int]
+) -> dict[str, Any] | None:
     """`verdict`'s at/above/exact when half the window's points or more lie below their band: then neither
     holds (at most half are at or above it, SHARE > 0.5; the level needs fewer than half below), whatever
     the means. None: judge the window with `verdict`."""
-    a, b = idx[0], idx[-1] + 1
-    below, inexact = counts
+    below, inexact, base = counts
+    a, b = idx[0] - base, idx[-1] + 1 - base
     if below[b] - below[a] < 0.5 * (b - a):
         return None
     return {"at": False, "above": False, "exact": inexact[b] == inexact[a]}
