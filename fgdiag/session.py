@@ -14,6 +14,8 @@ import gc
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import compress, repeat
+from operator import itemgetter, ne
 from pathlib import Path
 from typing import Any
 
@@ -201,28 +203,23 @@ class LogSession:
     def _judge(self, out: list[tuple[str, Any]]) -> list[Finding]:
         """Store rows (merging a step seen again) and judge them a run of rows at a time, events between."""
         new: list[Finding] = []
-        run: list[tuple[int, dict[str, float | None]]] = []
-        add_rows, engine, keep = self.store.add_rows, self.engine, run.append
-        events = 0
-        for kind, item in out:
-            if kind == "row":
-                keep(item)
-                continue
-            if item["kind"] == ev.EVENT_RUN_START:  # records of a newer run follow: judge that one alone
-                run.clear()
-                new.clear()
+        kinds = list(map(itemgetter(0), out))
+        events = len(kinds) - kinds.count("row")
+        marks = [*compress(range(len(kinds)), map(ne, kinds, repeat("row")))] if events else []
+        start = 0
+        for mark in [*marks, len(out)]:  # the rows up to an event, then the event
+            item = out[mark][1] if mark < len(out) else None
+            if item is not None and item["kind"] == ev.EVENT_RUN_START:
+                new.clear()  # records of a newer run follow: judge that one alone
                 self._restart()
-                add_rows, engine = self.store.add_rows, self.engine
-                continue
-            if run:
-                new += self._add(engine.observe_rows(add_rows(run)))
-                run = []
-                keep = run.append
-            events += 1
-            self._event(item)
-            new += self._add(engine.event(item["step"], item["kind"], item.get("data")))
-        if run:
-            new += self._add(engine.observe_rows(add_rows(run)))
+            else:
+                if mark > start:
+                    run = list(map(itemgetter(1), out[start:mark]))
+                    new += self._add(self.engine.observe_rows(*self.store.add_rows(run)))
+                if item is not None:
+                    self._event(item)
+                    new += self._add(self.engine.event(item["step"], item["kind"], item.get("data")))
+            start = mark + 1
         self.row_updates += len(out) - events
         return new
 

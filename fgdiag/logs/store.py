@@ -6,10 +6,11 @@ envelope (and spikes) of a 1 GB log in a few megabytes. The newest quarter of th
 dashboard's history and the rules' windows look there), and the last value of every metric is kept apart.
 
 Rows are kept packed, not as the reader's dicts: each row's values as one bytes object of doubles (in
-the order of its metric names, its layout, kept once per distinct layout), the key losses also in float
-columns for thinning. Freeing hundreds of thousands of row dicts (a dict, its table and a float object per
+the order of its metric names, its layout, kept once per distinct layout), the key losses also in lists
+for thinning. Freeing hundreds of thousands of row dicts (a dict, its table and a float object per
 value) long after they were made, cold in the cache and scattered by earlier thinning, cost ~0.35 s of a
-1,000,000-line Trainer log; a thinned row is now one flat object and the reader's dicts die young. A row
+1,000,000-line Trainer log; a thinned row now frees one flat object (and its step and key loss) and the
+reader's dicts die young. Thinning marks the rows it keeps by position and compresses the lists. A row
 holding a value that is not a real float (None, NaN, an int) is kept as its dict, as are the rows of layouts
 beyond MAX_LAYOUTS, so memory stays bounded and values come back exactly. `rows` builds the dicts on demand
 (cached until the next change).
@@ -22,18 +23,18 @@ from bisect import bisect_left
 from collections import deque
 from collections.abc import Mapping, Sequence
 from itertools import chain, compress, islice, repeat, starmap
-from operator import itemgetter, lt
+from operator import add, eq, itemgetter, lt, sub
 from struct import Struct
 
 from fgdiag import events as ev
 
 Row = dict[str, float | None]
+Layout = tuple[str, ...]  # a row's metric names, in order
 CAP = 16384
 BUCKET = 4
 KEY_METRICS = (ev.head_metric(ev.HEAD_LOSS, "region"), ev.LOSS)  # the loss whose envelope survives thinning
 ODD = 0  # layout id of a row kept as its dict
 MAX_LAYOUTS = 4096  # distinct metric-name layouts packed; rows of further ones are kept as dicts
-_STEP = itemgetter(1)  # the step of a (value, step) pair
 
 
 def _real(values: list[object]) -> bool:
@@ -58,13 +59,13 @@ class RowStore:
         self.latest: dict[str, float] = {}
         self.count = 0  # distinct logging steps seen (thinned ones included)
         self.thinned = 0  # rows dropped by thinning
-        self._steps = array("q")  # the stored rows' steps, in log order
+        self._steps: list[int] = []  # the stored rows' steps, in log order
         self._ids = array("H")  # each stored row's layout id (ODD: the row is in `_odd`)
         self._packed: list[bytes | None] = []  # each stored row's values (None: the row is in `_odd`)
         self._layouts: list[tuple[str, ...]] = [()]  # layout id -> metric names in the row's order
         self._structs: list[Struct] = [Struct("")]
         self._layout_id: dict[tuple[str, ...], int] = {}
-        self._keys = {k: array("d") for k in KEY_METRICS}  # each stored row's key loss (0.0: see the layout)
+        self._keys: dict[str, list[float]] = {k: [] for k in KEY_METRICS}  # each row's key loss (0.0: absent)
         self._odd: dict[int, Row] = {}  # step -> row, for rows kept as dicts
         self._top: int | None = None  # the highest step ever stored
         self._where: dict[int, int] | None = None  # step -> position, once stored steps stop rising
@@ -103,23 +104,24 @@ class RowStore:
         self._latest([merged])
         return merged
 
-    def add_rows(self, items: list[tuple[int, Row]]) -> list[tuple[int, Row]]:
+    def add_rows(self, items: list[tuple[int, Row]]) -> tuple[list[tuple[int, Row]], list[Layout] | None]:
         """`add` for each (step, row) in order, in bulk when every step is new (rows judged as they are);
-        returns (step, merged row) pairs. Thinning happens at the same rows as with one `add` per row."""
+        returns the (step, merged row) pairs and, in bulk, each row's metric names (the rules group rows by
+        them: computed once). Thinning happens at the same rows as with one `add` per row."""
         if not items:
-            return items
+            return items, []
         steps, rows = list(map(itemgetter(0), items)), list(map(itemgetter(1), items))
         if set(map(type, rows)) != {dict} or not self._all_new(steps):
-            return [(s, self.add(s, r)) for s, r in items]
-        i = 0
+            return [(s, self.add(s, r)) for s, r in items], None
+        i, layouts = 0, []
         while i < len(items):
             room = self.cap + 1 - len(self._steps)  # the row that makes it cap + 1 thins (see `add`)
-            self._append(steps[i : i + room], rows[i : i + room])
+            layouts += self._append(steps[i : i + room], rows[i : i + room])
             if len(self._steps) > self.cap:
                 self._thin()
             i += room
         self.count += len(items)
-        return items
+        return items, layouts
 
     def _latest(self, rows: list[Row], layouts: list[tuple[str, ...]] | None = None) -> None:
         """Each metric's newest non-missing value. Rows of real floats (`layouts` given): the last row of
@@ -154,8 +156,8 @@ class RowStore:
         i = bisect_left(self._steps, step)
         return i if i < len(self._steps) and self._steps[i] == step else None
 
-    def _append(self, steps: list[int], rows: list[Row]) -> None:
-        """New rows (steps not stored, in order): packed, or kept as dicts."""
+    def _append(self, steps: list[int], rows: list[Row]) -> list[Layout]:
+        """New rows (steps not stored, in order): packed, or kept as dicts. Returns their layouts."""
         self._view = None
         base, m = len(self._steps), len(rows)
         rising = self._top is None or steps[0] > self._top
@@ -176,10 +178,10 @@ class RowStore:
                 if all(k in keys for keys in kinds):
                     col.extend(map(itemgetter(k), rows))
                 elif not any(k in keys for keys in kinds):
-                    col.frombytes(bytes(8 * m))
+                    col += [0.0] * m
                 else:
                     col.extend([row.get(k, 0.0) for row in rows])  # type: ignore[misc]
-            return
+            return layouts
         ids = [
             self._id(keys) if _real(list(row.values())) else ODD
             for keys, row in zip(layouts, rows, strict=True)
@@ -195,6 +197,7 @@ class RowStore:
         self._latest(rows)
         for k, col in self._keys.items():
             col.extend([v if (v := row.get(k)).__class__ is float else 0.0 for row in rows])
+        return layouts
 
     def _pack(
         self, layouts: list[tuple[str, ...]], rows: list[Row], kinds: dict[tuple[str, ...], None], lids: dict
@@ -249,7 +252,7 @@ class RowStore:
         ids, col = self._ids, self._keys[key]
         with_key = {lid for lid, keys in enumerate(self._layouts) if lid != ODD and key in keys}
         if set(islice(ids, n)) <= with_key:
-            return col[:n].tolist(), True
+            return col[:n], True
         out: list[float | None] = []
         for i in range(n):
             lid = ids[i]
@@ -272,39 +275,56 @@ class RowStore:
         self._view = None
         n = len(self._steps)
         n_old = n - self.cap // 4
-        old = self._steps[:n_old].tolist()
         key = next((k for k in KEY_METRICS if self._has_key(k, n_old)), None)
-        vals, real = self._key_values(key, n_old) if key is not None else ([], False)
-        keep: set[int] = set()
-        whole = n_old - n_old % BUCKET
-        start = 0
-        if key is not None and whole and (real or _real(vals[:whole])):  # type: ignore[arg-type]
-            pairs = [list(zip(vals[j:whole:BUCKET], old[j:whole:BUCKET], strict=True)) for j in range(BUCKET)]
-            keep.update(map(_STEP, map(min, *pairs)))
-            keep.update(map(_STEP, map(max, *pairs)))
-            start = whole
-        for b in range(start, n_old, BUCKET):
-            bucket = old[b : b + BUCKET]
-            if key is None:
-                keep.update(bucket[:: BUCKET // 2])
-                continue
-            part = zip(vals[b : b + BUCKET], bucket, strict=True)
-            scored = [(v, s) for v, s in part if isinstance(v, float) and v == v]
-            if not scored:
-                keep.add(bucket[0])
-                continue
-            keep.add(min(scored)[1])
-            keep.add(max(scored)[1])
-        mask = [*map(keep.__contains__, old), *repeat(True, n - n_old)]
+        mask = self._kept(key, n_old) + b"\x01" * (n - n_old)
         if self._odd:
-            for step, lid in zip(old, self._ids, strict=False):
-                if lid == ODD and step not in keep:
-                    del self._odd[step]
-        self._steps = array("q", compress(self._steps, mask))
+            for i in compress(range(n_old), map(eq, self._ids, repeat(ODD))):
+                if not mask[i]:
+                    del self._odd[self._steps[i]]
+        self._steps = list(compress(self._steps, mask))
         self._ids = array("H", compress(self._ids, mask))
         self._packed = list(compress(self._packed, mask))
         for k, col in self._keys.items():
-            self._keys[k] = array("d", compress(col, mask))
+            self._keys[k] = list(compress(col, mask))
         if self._where is not None:
             self._where = dict(zip(self._steps, range(len(self._steps)), strict=True))
         self.thinned += n - len(self._steps)
+
+    def _kept(self, key: str | None, n_old: int) -> bytearray:
+        """Which of the first `n_old` rows stay (1): per bucket the rows of the lowest and the highest key
+        loss, ties to the lower step for the lowest and the higher step for the highest (as min and max of
+        (value, step) pairs); the first and third row of a bucket when there is no key loss."""
+        kept = bytearray(n_old)
+        if key is None:
+            kept[:: BUCKET // 2] = b"\x01" * len(range(0, n_old, BUCKET // 2))
+            return kept
+        old = self._steps[:n_old]
+        vals, real = self._key_values(key, n_old)
+        whole = n_old - n_old % BUCKET
+        start = 0
+        if whole and (real or _real(vals[:whole])):  # type: ignore[arg-type]
+            if all(map(lt, old, islice(old, 1, whole))):  # rising steps: a tie goes to the first/last row
+                quads = list(zip(*[vals[j:whole:BUCKET] for j in range(BUCKET)], strict=True))
+                backs = list(zip(*[vals[j:whole:BUCKET] for j in reversed(range(BUCKET))], strict=True))
+                lows = map(add, range(0, whole, BUCKET), map(tuple.index, quads, map(min, quads)))
+                highs = map(sub, range(BUCKET - 1, whole, BUCKET), map(tuple.index, backs, map(max, backs)))
+                deque(map(kept.__setitem__, chain(lows, highs), repeat(1)), maxlen=0)
+            else:
+                at = [
+                    list(zip(vals[j:whole:BUCKET], old[j:whole:BUCKET], range(j, whole, BUCKET), strict=True))
+                    for j in range(BUCKET)
+                ]
+                ends = chain(map(min, *at), map(max, *at))
+                deque(map(kept.__setitem__, map(itemgetter(2), ends), repeat(1)), maxlen=0)
+            start = whole
+        for b in range(start, n_old, BUCKET):
+            part = zip(
+                vals[b : b + BUCKET], old[b : b + BUCKET], range(b, min(b + BUCKET, n_old)), strict=True
+            )
+            scored = [(v, s, i) for v, s, i in part if isinstance(v, float) and v == v]
+            if not scored:
+                kept[b] = 1
+                continue
+            kept[min(scored)[2]] = 1
+            kept[max(scored)[2]] = 1
+        return kept

@@ -50,10 +50,11 @@ class Batch:
         self._dicts: list[Row] = []
         self._every: list[int] | None = None
 
-    def group_rows(self) -> None:
-        """Fill `groups` (in the order of their first row): the rows by their metric names. Rows are split by
-        their number of names first (C-level), then each length's names are confirmed in one `count` of
-        tuples: a log's row shapes rarely share a length, so no Python loop runs over the rows."""
+    def group_rows(self, known: Sequence[tuple[str, ...]] | None = None) -> None:
+        """Fill `groups` (in the order of their first row): the rows by their metric names (`known`: each
+        row's names, when the caller has them). Rows are split by their number of names first (C-level), then
+        each length's names are confirmed in one `count` of tuples: a log's row shapes rarely share a length,
+        so no Python loop runs over the rows."""
         dicts = self._dicts = list(map(itemgetter(1), self.rows))
         n = len(dicts)
         if not n:
@@ -69,7 +70,10 @@ class Batch:
                 parts = [list(compress(range(n), map(eq, lens, repeat(k)))) for k in dict.fromkeys(lens)]
         found: list[tuple[tuple[str, ...], list[int]]] = []
         for idx in parts:
-            names = list(map(tuple, map(dicts.__getitem__, idx)))
+            if known is None:
+                names = list(map(tuple, map(dicts.__getitem__, idx)))
+            else:
+                names = list(known) if len(idx) == n else list(map(known.__getitem__, idx))
             if names.count(names[0]) == len(names):
                 found.append((names[0], idx))
                 continue

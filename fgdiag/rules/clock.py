@@ -51,8 +51,11 @@ def measure(tail: Sequence[int]) -> float:
     return float(median(gaps)) if gaps else 1.0
 
 
-def clock_batch(e: Clocked, rows: Sequence[tuple[int, Row]]) -> Batch:
-    """Advance the engine's clock over the rows; the batch records each row's clock and groups."""
+def clock_batch(
+    e: Clocked, rows: Sequence[tuple[int, Row]], names: Sequence[tuple[str, ...]] | None = None
+) -> Batch:
+    """Advance the engine's clock over the rows; the batch records each row's clock and groups (`names`:
+    each row's metric names, when known)."""
     batch = Batch(rows)
     steps = list(map(itemgetter(0), rows))
     if not set(map(type, steps)) <= {int}:
@@ -62,7 +65,7 @@ def clock_batch(e: Clocked, rows: Sequence[tuple[int, Row]]) -> Batch:
         _rising(e, batch, steps)
     else:
         _row_by_row(e, batch, steps)
-    batch.group_rows()
+    batch.group_rows(names)
     return batch
 
 

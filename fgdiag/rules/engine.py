@@ -284,15 +284,14 @@ class RuleEngine:
         """Feed one logging step's metrics (None = missing); returns the findings that are new."""
         return self.observe_rows([(int(step), metrics)])
 
-    def _clock_batch(self, rows: Sequence[tuple[int, Row]]) -> Batch:
-        """Advance the run's clock over the rows (`clock.clock_batch`)."""
-        return clock_batch(self, rows)
-
-    def observe_rows(self, rows: Sequence[tuple[int, Row]]) -> list[Finding]:
-        """Feed rows in log order; returns the new findings (those of one `observe` per row, in order)."""
+    def observe_rows(
+        self, rows: Sequence[tuple[int, Row]], layouts: Sequence[tuple[str, ...]] | None = None
+    ) -> list[Finding]:
+        """Feed rows in log order; returns the new findings (those of one `observe` per row, in order).
+        `layouts`: each row's metric names in order, when the caller has them (the row store)."""
         if not rows:
             return []
-        batch = self._clock_batch(rows)
+        batch = clock_batch(self, rows, layouts)  # the run's clock advanced over the rows
         routes = {names: self._routes.get(names) or self._route(names) for names in batch.groups}
         parts: list[list[list[int]]] = [[] for _ in self.checks]  # per check: the groups routed to it
         for names, idx in batch.groups.items():

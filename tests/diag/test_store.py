@@ -72,6 +72,8 @@ def log_rows(case: str, seed: int) -> list[tuple[int, dict]]:
             row[ev.LOSS] = rng.choice([float("nan"), None, 3, "missing"])
             if row[ev.LOSS] == "missing":
                 del row[ev.LOSS]
+        if case == "no_key":  # no loss logged: the first and third row of each bucket stay
+            del row[ev.LOSS]
         if case == "late_key" and i >= 900:
             row[REGION] = round(rng.random(), 2)  # the region head's loss is logged from here on
         if case == "layouts":  # metric names vary from row to row (a generic log): many layouts a chunk
@@ -89,7 +91,7 @@ def log_rows(case: str, seed: int) -> list[tuple[int, dict]]:
     return items
 
 
-CASES = ["clean", "odd", "merged", "late_key", "region", "unordered", "layouts"]
+CASES = ["clean", "odd", "merged", "late_key", "region", "unordered", "layouts", "no_key"]
 
 
 @pytest.mark.parametrize("case", CASES)
