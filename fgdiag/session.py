@@ -188,7 +188,7 @@ class LogSession:
         return new
 
     def _pump(self) -> list[Finding]:
-        out = self.reader.drain_ordered()
+        out = self.reader.drain_ordered(columns=True)
         if not out and not self.reader.recorded_findings:
             return []
         self.engine.update_info(self.run_info())
@@ -201,27 +201,40 @@ class LogSession:
         return new + self._judge(out)
 
     def _judge(self, out: list[tuple[str, Any]]) -> list[Finding]:
-        """Store rows (merging a step seen again) and judge them a run of rows at a time, events between."""
+        """Store rows (merging a step seen again) and judge them a run of rows at a time, events between;
+        a run of Trainer steps read as columns is stored and judged as columns."""
         new: list[Finding] = []
         kinds = list(map(itemgetter(0), out))
-        events = len(kinds) - kinds.count("row")
-        marks = [*compress(range(len(kinds)), map(ne, kinds, repeat("row")))] if events else []
+        rows = kinds.count("row")
+        marks = [*compress(range(len(kinds)), map(ne, kinds, repeat("row")))] if rows < len(kinds) else []
         start = 0
-        for mark in [*marks, len(out)]:  # the rows up to an event, then the event
-            item = out[mark][1] if mark < len(out) else None
-            if item is not None and item["kind"] == ev.EVENT_RUN_START:
+        for mark in [*marks, len(out)]:  # the rows up to a record of another kind, then that record
+            kind, item = out[mark] if mark < len(out) else ("", {})
+            if kind == "event" and item["kind"] == ev.EVENT_RUN_START:
                 new.clear()  # records of a newer run follow: judge that one alone
                 self._restart()
-            else:
-                if mark > start:
-                    run = list(map(itemgetter(1), out[start:mark]))
-                    new += self._add(self.engine.observe_rows(*self.store.add_rows(run)))
-                if item is not None:
-                    self._event(item)
-                    new += self._add(self.engine.event(item["step"], item["kind"], item.get("data")))
+                start = mark + 1
+                continue
+            if mark > start:
+                run = list(map(itemgetter(1), out[start:mark]))
+                new += self._add(self.engine.observe_rows(*self.store.add_rows(run)))
+            if kind == "columns":
+                new += self._add(self._columns(*item))
+                self.row_updates += len(item[0])
+            elif kind == "event":
+                self._event(item)
+                new += self._add(self.engine.event(item["step"], item["kind"], item.get("data")))
             start = mark + 1
-        self.row_updates += len(out) - events
+        self.row_updates += rows
         return new
+
+    def _columns(self, steps: list[int], names: tuple[str, ...], cols: list[list[float]]) -> list[Finding]:
+        """Rows given as columns: stored and judged as such, unless a step is stored already (then as rows,
+        merged)."""
+        if self.store.add_columns(steps, names, cols):
+            return self.engine.observe_columns(steps, names, cols)
+        rows = list(zip(steps, map(dict, map(zip, repeat(names), zip(*cols, strict=True))), strict=True))
+        return self.engine.observe_rows(*self.store.add_rows(rows))
 
     def _restart(self) -> None:
         """Forget what was read and judged of an earlier run in the same file."""

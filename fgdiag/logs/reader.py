@@ -25,7 +25,7 @@ from fgdiag.logs.hf import HfParser
 from fgdiag.logs.hf_runs import HfRuns, as_text
 from fgdiag.logs.openclip import OpenClipParser
 from fgdiag.logs.ours import OursParser
-from fgdiag.logs.sink import LogSink
+from fgdiag.logs.sink import LogSink, expand
 from fgdiag.logs.unit_runs import unit_runs
 from fgdiag.logs.vad_groups import MARKER, VadGroups
 from fgdiag.logs.vad_lines import VadParser
@@ -194,10 +194,12 @@ class LogReader:
         out = self.drain_ordered()
         return [x for kind, x in out if kind == "row"], [x for kind, x in out if kind == "event"]
 
-    def drain_ordered(self) -> list[tuple[str, Any]]:
+    def drain_ordered(self, columns: bool = False) -> list[tuple[str, Any]]:
         """("row", (step, metrics)) and ("event", record) in the order the log produced them, so a rule sees
-        an event (the bank switching on) between the rows before and after it."""
-        return self.sink.drain()
+        an event (the bank switching on) between the rows before and after it; `columns`: runs of Trainer
+        steps stay ("columns", (steps, names, cols)) records."""
+        out = self.sink.drain()
+        return out if columns else expand(out)
 
     # --- runs of repeated units (HfRuns, VadSteps) ----------------------------------------------------------
     def _plain(self, text: str) -> None:

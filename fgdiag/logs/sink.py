@@ -120,13 +120,16 @@ class LogSink:
             self._row_step = self.step
         self._set.update(values)
 
-    def put_rows(self, steps: list[int], rows: list[Row]) -> None:
-        """`at(step)` + `put_many(row)` for each, in bulk: steps rise past the current one, no event is due
-        (the caller checked `pure_put_row`). The open row is published, the last new one stays open."""
+    def put_columns(self, steps: list[int], names: tuple[str, ...], cols: list[list[float]]) -> None:
+        """`at(step)` + `put_many(row)` for each row of `cols` (a column of values per name), in bulk: steps
+        rise past the current one, no event is due (the caller checked `pure_put_row`). The open row is
+        published; the rows before the last go out as one ("columns", (steps, names, cols)) record (no dict
+        per row: `drain` readers expand it, the session judges it as columns); the last stays open."""
         self._emit_row()
-        self._out += zip(repeat("row"), zip(steps[:-1], rows[:-1], strict=True))
+        if len(steps) > 1:
+            self._out.append(("columns", (steps[:-1], names, [col[:-1] for col in cols])))
         self._row_step = self.step = self.max_step = steps[-1]
-        self._set = rows[-1]
+        self._set = dict(zip(names, [col[-1] for col in cols], strict=True))
 
     def summed_rows(
         self, steps: list[int], rows: list[dict[str, float]], sums: dict[str, float], last: dict[str, float]
@@ -214,7 +217,8 @@ class LogSink:
         self._emit_row()
 
     def drain(self) -> list[tuple[str, Any]]:
-        """("row", (step, metrics)) and ("event", record) produced since the last drain, in log order."""
+        """("row", (step, metrics)), ("columns", (steps, names, cols)) and ("event", record) produced since
+        the last drain, in log order."""
         out, self._out = self._out, []
         return out
 
@@ -237,3 +241,18 @@ class LogSink:
                 self._out.append(("row", (self._row_step, self._row())))
         self._sum, self._cnt, self._set, self._last = {}, {}, {}, {}
         self._row_step = None
+
+
+def expand(out: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """A drain's records with each ("columns", ...) record as its ("row", (step, metrics)) records."""
+    if not any(kind == "columns" for kind, _ in out):
+        return out
+    rows: list[tuple[str, Any]] = []
+    for kind, item in out:
+        if kind != "columns":
+            rows.append((kind, item))
+            continue
+        steps, names, cols = item
+        dicts = map(dict, map(zip, repeat(names), zip(*cols, strict=True)))
+        rows += zip(repeat("row"), zip(steps, dicts, strict=True))
+    return rows

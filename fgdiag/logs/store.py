@@ -123,6 +123,36 @@ class RowStore:
         self.count += len(items)
         return items, layouts
 
+    def add_columns(self, steps: list[int], names: Layout, cols: list[list[float]]) -> bool:
+        """Rows given as columns (a value of each of `names` per row), stored as `add_rows` stores them;
+        False, storing nothing, when a step is stored already (the caller adds them as rows, merged)."""
+        if not steps:
+            return True
+        if not self._all_new(steps):
+            return False
+        lid = self._id(names)
+        if lid == ODD or not all(set(map(type, col)) == {float} and sum(col) == sum(col) for col in cols):
+            rows = list(map(dict, map(zip, repeat(names), zip(*cols, strict=True))))
+            self.add_rows(list(zip(steps, rows, strict=True)))  # NaN, an int, a full table: row by row
+            return True
+        pack, at = self._structs[lid].pack, {k: j for j, k in enumerate(names)}
+        i = 0
+        while i < len(steps):
+            room = self.cap + 1 - len(self._steps)  # as in add_rows
+            part = steps[i : i + room]
+            self._place(part)
+            self._packed += starmap(pack, zip(*[col[i : i + room] for col in cols], strict=True))
+            self._ids.extend([lid] * len(part))
+            for k, col in self._keys.items():
+                j = at.get(k)
+                col += cols[j][i : i + room] if j is not None else [0.0] * len(part)
+            if len(self._steps) > self.cap:
+                self._thin()
+            i += room
+        self.count += len(steps)
+        self.latest.update(zip(names, [col[-1] for col in cols], strict=True))
+        return True
+
     def _latest(self, rows: list[Row], layouts: list[tuple[str, ...]] | None = None) -> None:
         """Each metric's newest non-missing value. Rows of real floats (`layouts` given): the last row of
         each layout holds them all."""
@@ -156,17 +186,22 @@ class RowStore:
         i = bisect_left(self._steps, step)
         return i if i < len(self._steps) and self._steps[i] == step else None
 
-    def _append(self, steps: list[int], rows: list[Row]) -> list[Layout]:
-        """New rows (steps not stored, in order): packed, or kept as dicts. Returns their layouts."""
+    def _place(self, steps: list[int]) -> None:
+        """New steps (not stored, in order) at the end; how positions are found follows."""
         self._view = None
-        base, m = len(self._steps), len(rows)
+        base = len(self._steps)
         rising = self._top is None or steps[0] > self._top
         if self._where is None and not (rising and all(map(lt, steps, islice(steps, 1, None)))):
             self._where = dict(zip(self._steps, range(base), strict=True))  # bisection no longer finds them
         if self._where is not None:
-            self._where.update(zip(steps, range(base, base + m), strict=True))
+            self._where.update(zip(steps, range(base, base + len(steps)), strict=True))
         self._top = max(steps) if self._top is None else max(self._top, *steps)
         self._steps.extend(steps)
+
+    def _append(self, steps: list[int], rows: list[Row]) -> list[Layout]:
+        """New rows (steps not stored, in order): packed, or kept as dicts. Returns their layouts."""
+        m = len(rows)
+        self._place(steps)
         layouts = list(map(tuple, rows))
         kinds = dict.fromkeys(layouts)
         lids = {keys: self._id(keys) for keys in kinds} if len(kinds) <= 8 and _all_real(rows) else None

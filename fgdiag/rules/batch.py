@@ -2,7 +2,8 @@
 
 A check's `quick(batch, rows)` reads whole columns (C-level `min`, `max`, `sum`) to settle the rows where
 nothing can happen, and hands back the few rows that need `observe`; so a 1 GB log costs a few list
-operations per chunk instead of a Python call per check per row.
+operations per chunk instead of a Python call per check per row. A batch read as columns (`from_columns`: a
+run of Trainer steps) builds a row's dict only when a check observes that row (`LazyRows`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,32 @@ from fgdiag import events as ev
 
 Row = Mapping[str, float | None]
 MAX_LENGTHS = 8  # more distinct row lengths in a batch than this: grouped row by row
+
+
+class LazyRows(Sequence[tuple[int, Row]]):
+    """(step, row) pairs of rows given as columns, each row's dict built when first read (the same dict
+    when read again: checks may hold a row)."""
+
+    def __init__(self, steps: list[int], names: tuple[str, ...], cols: Sequence[list[float]]) -> None:
+        self.steps, self.names, self.cols = steps, names, cols
+        self._built: dict[int, tuple[int, Row]] = {}
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def _row(self, i: int) -> tuple[int, Row]:
+        hit = self._built.get(i)
+        if hit is None:
+            hit = self._built[i] = (
+                self.steps[i],
+                dict(zip(self.names, [c[i] for c in self.cols], strict=True)),
+            )
+        return hit
+
+    def __getitem__(self, i):  # an int or a slice, as a list's
+        if isinstance(i, slice):
+            return [self._row(j) for j in range(*i.indices(len(self.steps)))]
+        return self._row(range(len(self.steps))[i])
 
 
 class Batch:
@@ -49,6 +76,14 @@ class Batch:
         self._columns: dict[str, tuple[list[int], list[float | None]]] = {}
         self._dicts: list[Row] = []
         self._every: list[int] | None = None
+
+    @classmethod
+    def from_columns(cls, steps: list[int], names: tuple[str, ...], cols: Sequence[list[float]]) -> Batch:
+        """Rows that all hold `names` (no missing value), given as one column of values per name."""
+        batch = cls(LazyRows(steps, names, cols))
+        batch.groups[names] = every = batch.every()
+        batch._columns.update(zip(names, ((every, col) for col in cols), strict=True))  # type: ignore[misc]
+        return batch
 
     def group_rows(self, known: Sequence[tuple[str, ...]] | None = None) -> None:
         """Fill `groups` (in the order of their first row): the rows by their metric names (`known`: each

@@ -14,11 +14,11 @@ from bisect import bisect_right
 from collections import deque
 from collections.abc import Sequence
 from itertools import compress, pairwise, repeat
-from operator import is_not, itemgetter, lt, methodcaller
+from operator import is_not, lt
 from typing import Protocol
 
 from fgdiag import events as ev
-from fgdiag.rules.batch import Batch, Row
+from fgdiag.rules.batch import Batch
 from fgdiag.rules.series import median
 
 MEASURE_EVERY = 8  # logging points between two measurements of the interval
@@ -51,13 +51,9 @@ def measure(tail: Sequence[int]) -> float:
     return float(median(gaps)) if gaps else 1.0
 
 
-def clock_batch(
-    e: Clocked, rows: Sequence[tuple[int, Row]], names: Sequence[tuple[str, ...]] | None = None
-) -> Batch:
-    """Advance the engine's clock over the rows; the batch records each row's clock and groups (`names`:
-    each row's metric names, when known)."""
-    batch = Batch(rows)
-    steps = list(map(itemgetter(0), rows))
+def clock_batch(e: Clocked, batch: Batch, steps: list[int]) -> Batch:
+    """Advance the engine's clock over the batch's rows (grouped; `steps`: theirs); the batch records each
+    row's clock."""
     if not set(map(type, steps)) <= {int}:
         steps = list(map(int, steps))
     batch.rises = all(map(lt, steps, steps[1:]))
@@ -65,7 +61,6 @@ def clock_batch(
         _rising(e, batch, steps)
     else:
         _row_by_row(e, batch, steps)
-    batch.group_rows(names)
     return batch
 
 
@@ -73,8 +68,8 @@ def _rising(e: Clocked, batch: Batch, steps: list[int]) -> None:
     """Every row a new logging point: the clock changes only where a measurement moves the interval (or at
     the first row after new run info), so the rows between two such marks share the window and stride."""
     n, np0 = len(steps), e.npoints
-    losses = map(methodcaller("get", ev.LOSS), map(itemgetter(1), batch.rows))
-    with_loss = list(compress(range(n), map(is_not, losses, repeat(None))))
+    held, losses = batch.column(ev.LOSS)
+    with_loss = held if None not in losses else list(compress(held, map(is_not, losses, repeat(None))))
     row_pre, loss_pre = list(e._row_steps), list(e._loss_steps)
     all_rows, loss_at = row_pre + steps, list(map(steps.__getitem__, with_loss))
     all_loss = loss_pre + loss_at

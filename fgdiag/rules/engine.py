@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
+from operator import itemgetter
 from typing import Any, ClassVar
 
 from fgdiag import events as ev
@@ -291,7 +292,23 @@ class RuleEngine:
         `layouts`: each row's metric names in order, when the caller has them (the row store)."""
         if not rows:
             return []
-        batch = clock_batch(self, rows, layouts)  # the run's clock advanced over the rows
+        batch = Batch(rows)
+        batch.group_rows(layouts)
+        return self._judge(clock_batch(self, batch, list(map(itemgetter(0), rows))))
+
+    def observe_columns(
+        self, steps: list[int], names: tuple[str, ...], cols: Sequence[list[float]]
+    ) -> list[Finding]:
+        """`observe_rows` for rows given as columns: each holds every one of `names` (a run of Trainer
+        steps); a row's dict is built only when a check observes it."""
+        if not steps:
+            return []
+        return self._judge(clock_batch(self, Batch.from_columns(steps, names, cols), steps))
+
+    def _judge(self, batch: Batch) -> list[Finding]:
+        """Each check settles what it can of the batch from columns (`quick`), then observes the rest a row
+        at a time, in order."""
+        rows = batch.rows
         routes = {names: self._routes.get(names) or self._route(names) for names in batch.groups}
         parts: list[list[list[int]]] = [[] for _ in self.checks]  # per check: the groups routed to it
         for names, idx in batch.groups.items():

@@ -163,7 +163,9 @@ def clock_of(rows: list, sizes: list[int] | None) -> list:
                 batch = Batch(part)
                 clock._row_by_row(engine, batch, [s for s, _m in part])
             else:
-                batch = clock.clock_batch(engine, part)
+                batch = Batch(part)
+                batch.group_rows()
+                clock.clock_batch(engine, batch, [s for s, _m in part])
             out += zip(batch.steps, batch.heavy, batch.windows, batch.intervals, repeat(batch.start))
             i, n = i + len(part), n + 1
     return [*out, (engine.npoints, engine._interval, engine._clock, engine._w, list(engine._loss_steps))]
