@@ -37,6 +37,7 @@ _BAR = (
 # a dict value read loosely over bytes: the bytes a plain number may hold (`_floats` checks the number)
 _LOOSE_VALUE = r"['\"]?([-+.0-9eE]*+)['\"]?"
 _GAP = r"((?:[^\r\n{][^\n]*+\n|\n)*+)"  # lines that are neither bars nor dicts (checked in apply)
+SMALL = 1 << 16  # a buffer without units this short (the line a chunk left open) says nothing of the next
 COMMON_GAP = 2000  # the longest gap text the bytes regex learns as a literal
 Gap = Callable[[str], tuple[int, int, int] | None]
 
@@ -57,6 +58,7 @@ class HfRuns:
         self._re_bytes: re.Pattern[bytes] | None = None  # the same over undecoded bytes (see `split`)
         self._common: bytes | None = None  # the gap text the bytes regex matches uncaptured (see `split`)
         self._names: list[str] = []
+        self.refused = False  # the last bytes `split` with units gave None (the reader looks for marks first)
 
     def pattern(self) -> re.Pattern[str] | None:
         """The unit regex for the layout and bar seen last; None until both are known (or with a fixed
@@ -137,7 +139,11 @@ class HfRuns:
         stride = pattern.groups + 1
         inner, pre = pieces[stride:-1:stride], pieces[0]
         newline = "\n" if isinstance(text, str) else b"\n"
-        if len(pieces) == 1 or inner.count(newline[:0]) != len(inner) or (pre and pre[-1:] != newline):
+        if not isinstance(text, str) and (len(pieces) > 1 or len(text) > SMALL):
+            self.refused = True  # (until a buffer is taken)
+        if len(pieces) == 1:
+            return None
+        if inner.count(newline[:0]) != len(inner) or (pre and pre[-1:] != newline):
             return None
         cols = [pieces[j::stride] for j in range(1, stride)]
         if isinstance(text, str):
@@ -147,7 +153,8 @@ class HfRuns:
         texts = {gaps[0]} if first == len(gaps) else set(gaps)
         texts.discard(None)
         names = "".join(self._names).encode()
-        if any(m in t for m in marks for t in (pre, pieces[-1], names, *texts)):
+        self.refused = any(m in t for m in marks for t in (pre, pieces[-1], names, *texts))
+        if self.refused:
             return None
         if gaps[0] is not None and 2 * first > len(gaps) and 0 < len(gaps[0]) <= COMMON_GAP:
             self._bytes_re(gaps[0])  # most units' gap

@@ -137,6 +137,8 @@ class LogReader:
             return
         self._pending = buf[cut + 1 :]
         pattern = self.runs.pattern() if self.fast and b"\r" in buf else None
+        if pattern is not None and self.runs.refused and any(m in buf for m in FOREIGN):
+            pattern = None  # the last buffer was refused and this one holds fork text: `split` refuses it
         if pattern is not None and self._whole(pattern, memoryview(buf)[start : cut + 1]):
             return  # Trainer units read undecoded
         self.feed_text(str(memoryview(buf)[start:cut], "utf-8", "replace"))

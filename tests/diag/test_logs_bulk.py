@@ -213,7 +213,7 @@ def test_hf_runs_common_gap_and_fork_text_between_units_read_as_the_line_path():
             gap += ["=" * 12 + " [MB-FORWARD] 使用128个历史负样本 | Batch内: 4 | 总负样本: 132"]
         elif i == 1100:
             gap += block
-        elif i == 1700:
+        elif i == 1700 or (1000 <= i < 1400 and i % 60 == 0):  # in chunks one after the other
             gap += ["[MB-FORWARD] 使用128个历史负样本 | Batch内: 4 | 总负样本: 132"]
         elif i == 2200:
             gap += ["=" * 12 + block[0], block[1]]
@@ -222,9 +222,9 @@ def test_hf_runs_common_gap_and_fork_text_between_units_read_as_the_line_path():
     slow = read(data, fast=False, chunks=[1 << 22])
     assert slow[0].count("('row', ") > 2400
     rng = random.Random(17)
-    for chunks in ([1 << 22], [1 << 14], [rng.randint(1, 20000) for _ in range(30)]):
+    for chunks in ([1 << 22], [1 << 17], [1 << 14], [rng.randint(1, 20000) for _ in range(30)]):
         assert read(data, fast=True, chunks=chunks) == slow
-    assert bulk_rows(data) > 1500
+    assert bulk_rows(data) > 1200
     reader = LogReader()
     for i in range(0, len(data), 1 << 16):
         reader.feed(data[i : i + (1 << 16)])
