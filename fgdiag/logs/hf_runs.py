@@ -5,9 +5,10 @@ dict line, then lines that carry nothing (a warning printed every step, a blank 
 has learned the dict line's layout (`HfParser.recent`) and the training bar's total, one regex finds such
 units in a buffer; a run of units that follow each other is applied column-wise: the values go through
 `map(float, ...)`, the rows straight to the sink. A buffer that is one run (`split`: one `Pattern.split`,
-over undecoded bytes when it holds no fork group) is checked column by column and applied whole; over bytes
-the dict values are taken loosely (up to the next quote, comma or brace: sre's general repeats in the number
-pattern cost a third of the match) and checked a column at a time instead (`_floats`). Each unit
+over undecoded bytes when it holds no fork text) is checked column by column and applied whole; over bytes
+the dict values are taken loosely (the bytes a plain number holds: sre's general repeats in the number
+pattern cost a third of the match) and checked by float() a column at a time (`_floats`), and the gap most
+units share is matched as a literal (no copy per unit). Each unit
 gives exactly what the per-line path gives (`bars` then `dict_line`, the other lines counted); whatever
 deviates (a bar going back, unsorted redraws, another layout, a line that may carry state,
 `--logging-steps`) is left to the per-line path. A test reads logs both ways and compares rows, events and
@@ -30,12 +31,14 @@ REDRAWS = 4  # redraws on one line the unit regex accepts (more: the per-line pa
 # one redraw of the training bar (a subset of what `hf.BARS_LINE_RE` accepts), the total fixed per pattern
 # (the rate ends at the first `/` of the brackets: no backtracking to find it)
 _BAR = (
-    r" *\d+%\|[^|\r\n]*+\| *(\d+)/{total} "
+    r" *\d+%\|[^|\r\n\[]*+\| *(\d+)/{total} "
     r"\[[^\[\]\r\n|/]{{0,80}}+/(?:(?<=it/)s|(?<=s/)it)[^\[\]\r\n|]{{0,20}}+\]"
 )
-# a dict value read loosely over bytes (see `_floats`), and the bytes a plain number may hold
-_LOOSE_VALUE = r"['\"]?([^'\",}\r\n]*+)['\"]?"
-_NUMBER_BYTES = b"0123456789.eE+-"
+# a dict value read loosely over bytes: the bytes a plain number may hold (`_floats` checks the number)
+_LOOSE_VALUE = r"['\"]?([-+.0-9eE]*+)['\"]?"
+_GAP = r"((?:[^\r\n{][^\n]*+\n|\n)*+)"  # lines that are neither bars nor dicts (checked in apply)
+SMALL = 1 << 16  # a buffer without units this short (the line a chunk left open) says nothing of the next
+COMMON_GAP = 2000  # the longest gap text the bytes regex learns as a literal
 Gap = Callable[[str], tuple[int, int, int] | None]
 
 
@@ -53,7 +56,9 @@ class HfRuns:
         self._key: tuple[Layout, int] | None = None
         self._re: re.Pattern[str] | None = None
         self._re_bytes: re.Pattern[bytes] | None = None  # the same over undecoded bytes (see `split`)
+        self._common: bytes | None = None  # the gap text the bytes regex matches uncaptured (see `split`)
         self._names: list[str] = []
+        self.refused = False  # the last bytes `split` with units gave None (the reader looks for marks first)
 
     def pattern(self) -> re.Pattern[str] | None:
         """The unit regex for the layout and bar seen last; None until both are known (or with a fixed
@@ -66,11 +71,20 @@ class HfRuns:
             bar = _BAR.format(total=total)
             first, more = rf"\r{bar}", rf"(?:\r{bar})?+" * (REDRAWS - 1)
             dict_re = layout.regex.pattern
-            gap = r"((?:[^\r\n{][^\n]*+\n|\n)*+)"  # lines that are neither bars nor dicts (checked in apply)
-            self._re = re.compile(rf"{first}{more}\n{dict_re}\n{gap}")
-            self._re_bytes = re.compile(self._re.pattern.replace(VALUE, _LOOSE_VALUE).encode())
+            self._re = re.compile(rf"{first}{more}\n{dict_re}\n{_GAP}")
             self._key, self._names = (layout, total), list(layout.names)
+            self._bytes_re(None)
         return self._re
+
+    def _bytes_re(self, common: bytes | None) -> None:
+        """The unit regex over bytes; `common` (a gap text of whole lines): matched as a literal, its group
+        then None (a text copied per unit costs a tenth of the match). The literal matches where the gap
+        pattern would match exactly it: what follows cannot continue a gap (a bar, a dict line, the end)."""
+        assert self._re is not None
+        text = self._re.pattern.replace(VALUE, _LOOSE_VALUE).encode()
+        if common is not None:
+            text = text[: -len(_GAP)] + b"(?:" + re.escape(common) + rb"(?![^\r{])|" + _GAP.encode() + b")"
+        self._re_bytes, self._common = re.compile(text), common
 
     def ready(self) -> bool:
         """No state is held that a unit's `settle`/`at` would change beyond what `apply` does."""
@@ -103,14 +117,21 @@ class HfRuns:
     @overload
     def split(self, text: str) -> tuple[str, list[list[str]], str] | None: ...
     @overload
-    def split(self, text: memoryview) -> tuple[bytes, list[list[bytes]], bytes] | None: ...
-    def split(self, text: str | memoryview) -> tuple[Any, list[list[Any]], Any] | None:
+    def split(
+        self, text: memoryview, marks: tuple[bytes, ...]
+    ) -> tuple[bytes, list[list[bytes]], bytes] | None: ...
+    def split(
+        self, text: str | memoryview, marks: tuple[bytes, ...] = ()
+    ) -> tuple[Any, list[list[Any]], Any] | None:
         """A buffer (ending in a newline) that holds lines, then units that follow each other, then lines:
         (the text before the units, the units' columns as `apply` numbers them, the text after). None when
         there is no unit, or the units do not all follow each other (`pattern().finditer` reads it). Bytes
         are read undecoded: `\\d` and the bar's bounds accept less there (ASCII digits, bytes not
         characters), never more, and numbers and the newlines around units read the same; the dict values
-        are read loosely there (`_floats` checks them). A memoryview of bytes is read in place."""
+        are read loosely there (`_floats` checks them). A memoryview of bytes is read in place; None too
+        when one of `marks` (single lines, or a line ending as no unit line ends and the next) is in the
+        text around the units or in a gap: no bar or dict line of a unit can hold one. A gap text most units
+        share is learned (`_bytes_re`): the gap column then holds None for it."""
         if self.pattern() is None:
             return None
         pattern: Any = self._re if isinstance(text, str) else self._re_bytes
@@ -118,9 +139,26 @@ class HfRuns:
         stride = pattern.groups + 1
         inner, pre = pieces[stride:-1:stride], pieces[0]
         newline = "\n" if isinstance(text, str) else b"\n"
-        if len(pieces) == 1 or inner.count(newline[:0]) != len(inner) or (pre and pre[-1:] != newline):
+        if not isinstance(text, str) and (len(pieces) > 1 or len(text) > SMALL):
+            self.refused = True  # (until a buffer is taken)
+        if len(pieces) == 1:
             return None
-        return pre, [pieces[j::stride] for j in range(1, stride)], pieces[-1]
+        if inner.count(newline[:0]) != len(inner) or (pre and pre[-1:] != newline):
+            return None
+        cols = [pieces[j::stride] for j in range(1, stride)]
+        if isinstance(text, str):
+            return pre, cols, pieces[-1]
+        gaps = cols[-1]
+        first = gaps.count(gaps[0])
+        texts = {gaps[0]} if first == len(gaps) else set(gaps)
+        texts.discard(None)
+        names = "".join(self._names).encode()
+        self.refused = any(m in t for m in marks for t in (pre, pieces[-1], names, *texts))
+        if self.refused:
+            return None
+        if gaps[0] is not None and 2 * first > len(gaps) and 0 < len(gaps[0]) <= COMMON_GAP:
+            self._bytes_re(gaps[0])  # most units' gap
+        return pre, cols, pieces[-1]
 
     def apply_columns(self, cols: Sequence[Sequence[Any]], gap: Gap) -> tuple[int, int, int] | None:
         """All the units of `split` at once, or none (None) when one is not canonical: (lines, blank,
@@ -134,16 +172,14 @@ class HfRuns:
 
     def _floats(self, cols: Sequence[Sequence[Any]]) -> list[list[float]] | None:
         """The dict values of `split`'s units, a list per name; None when one is not what the layout's
-        regex accepts. Bytes values were read loosely: one that holds only digits and `.eE+-` and that
-        float() takes is a number `hf.VALUE` accepts (float() adds only `_`, spaces, letters)."""
+        regex accepts. Bytes values were read loosely (only digits and `.eE+-`): one that float() takes is
+        a number `hf.VALUE` accepts (float() adds only `_`, spaces, letters)."""
         out = []
-        for col in cols[REDRAWS : REDRAWS + len(self._names)]:
-            if isinstance(col[0], bytes) and b"".join(col).translate(None, _NUMBER_BYTES):
-                return None
-            try:
+        try:
+            for col in cols[REDRAWS : REDRAWS + len(self._names)]:
                 out.append(list(map(float, col)))
-            except ValueError:
-                return None
+        except ValueError:
+            return None
         return out
 
     def _put(self, lasts: list[int], floats: Sequence[Iterable[float]]) -> None:
@@ -162,11 +198,14 @@ class HfRuns:
         step before and never going back, and no gap line may carry state. Returns (last redraw of each
         unit, (lines, blank, unparsed)) when all units are canonical, else None (`_one_by_one` finds where
         the run stops)."""
-        bars = cols[:REDRAWS]
-        m = next((j for j, col in enumerate(bars) if None in col), REDRAWS)
+        bars = cols[:REDRAWS]  # a unit's missing redraws are its last groups (each the same optional pattern)
+        m = next((j for j, col in enumerate(bars) if col[0] is None), REDRAWS)
         if m == 0 or any(col.count(None) != len(col) for col in bars[m:]):
             return None
-        lasts = list(map(int, bars[m - 1]))
+        try:  # a None here is a unit with fewer redraws (so are the columns before: None trails)
+            lasts = list(map(int, bars[m - 1]))
+        except TypeError:
+            return None
         if not all(map(lt, [self.sink.step, *lasts[:-1]], lasts)):
             return None
         ns, rising = lasts, True  # the redraw column after (ints), whether it never goes down
@@ -184,7 +223,7 @@ class HfRuns:
         gaps = cols[-1]  # mostly one text (a warning printed every step): no hashing then
         same = gaps.count(gaps[0]) == len(gaps)
         for text, times in [(gaps[0], len(gaps))] if same else Counter(gaps).items():
-            counts = gap(as_text(text))
+            counts = gap(as_text(text if text is not None else self._common or b""))
             if counts is None:
                 return None
             for i, c in enumerate(counts):

@@ -49,6 +49,7 @@ MAX_UNKNOWN = 4096
 # line is not read: such lines are never remembered as unknown
 STATEFUL_MARKS = ("[", "{", "\r", "ogit", "Epoch", "Train", "Traceback", "memory", "Killed")
 UNKNOWN_LEN = 400  # only short lines are remembered
+FOREIGN = (MARKER.encode(), b"[MB-FORWARD]")  # fork text: a buffer holding one is read as text
 HEAD = 1 << 16  # a buffer's first characters go line by line while the Trainer's layout is not known yet
 Rows = list[tuple[int, dict[str, float | None]]]
 
@@ -135,10 +136,11 @@ class LogReader:
                 self.sink.unparsed += 1
             return
         self._pending = buf[cut + 1 :]
-        if MARKER.encode() not in buf and b"\r" in buf:  # no fork group: Trainer units read undecoded
-            pattern = self.runs.pattern() if self.fast and b"[MB-FORWARD]" not in buf else None
-            if pattern is not None and self._whole(pattern, memoryview(buf)[start : cut + 1]):
-                return
+        pattern = self.runs.pattern() if self.fast and b"\r" in buf else None
+        if pattern is not None and self.runs.refused and any(m in buf for m in FOREIGN):
+            pattern = None  # the last buffer was refused and this one holds fork text: `split` refuses it
+        if pattern is not None and self._whole(pattern, memoryview(buf)[start : cut + 1]):
+            return  # Trainer units read undecoded
         self.feed_text(str(memoryview(buf)[start:cut], "utf-8", "replace"))
 
     def reset_partial(self) -> None:
@@ -225,7 +227,7 @@ class LogReader:
     def _whole(self, pattern: re.Pattern[str], text: str | memoryview) -> bool:
         """`text` (ending in a newline) as lines, a run of Trainer units, lines (`HfRuns.split`): the run at
         once when all units are canonical, else the finditer loop from the first. False: not that shape."""
-        whole = self.runs.split(text)
+        whole = self.runs.split(text) if isinstance(text, str) else self.runs.split(text, FOREIGN)
         if whole is None:
             return False
         pre, cols, post = whole

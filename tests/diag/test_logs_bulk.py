@@ -194,6 +194,43 @@ def test_hf_runs_read_undecoded_bytes_as_the_line_path_reads_text():
     assert bulk_rows(data) > 1000
 
 
+def test_hf_runs_common_gap_and_fork_text_between_units_read_as_the_line_path():
+    """Undecoded buffers learn the gap text all units share and match it as a literal: gaps that differ,
+    extend it or stop short of it, a stretch with another common gap; fork text between units (a [DIAG]
+    block, [MB-FORWARD] lines, the marker after a decoration) sends the buffer to the text path. All read as
+    the line path reads them."""
+    total, out = 2505, ["***** Running training *****"]
+    block = diag_block(7)
+    for i in range(1, 2500):
+        out.append("\r" + "\r".join(bar(n, total) for n in (max(i - 2, 0), i - 1, i)))
+        out.append(f"{{'loss': {2.5 - i / 3000:.4f}, 'grad_norm': 1.5, 'learning_rate': 1e-05, 'epoch': 1}}")
+        gap = [WARNING + " (again)", ""] if 600 <= i < 800 else [WARNING, ""]
+        if i % 97 == 3:
+            gap = [WARNING]  # stops short of the common gap
+        elif i % 89 == 5:
+            gap += ["=" * 30]  # extends it
+        elif i == 300:
+            gap += ["=" * 12 + " [MB-FORWARD] 使用128个历史负样本 | Batch内: 4 | 总负样本: 132"]
+        elif i == 1100:
+            gap += block
+        elif i == 1700 or (1000 <= i < 1400 and i % 60 == 0):  # in chunks one after the other
+            gap += ["[MB-FORWARD] 使用128个历史负样本 | Batch内: 4 | 总负样本: 132"]
+        elif i == 2200:
+            gap += ["=" * 12 + block[0], block[1]]
+        out += gap
+    data = ("\n".join(out) + "\n").encode()
+    slow = read(data, fast=False, chunks=[1 << 22])
+    assert slow[0].count("('row', ") > 2400
+    rng = random.Random(17)
+    for chunks in ([1 << 22], [1 << 17], [1 << 14], [rng.randint(1, 20000) for _ in range(30)]):
+        assert read(data, fast=True, chunks=chunks) == slow
+    assert bulk_rows(data) > 1200
+    reader = LogReader()
+    for i in range(0, len(data), 1 << 16):
+        reader.feed(data[i : i + (1 << 16)])
+    assert reader.runs._common == f"{WARNING}\n\n".encode()  # the literal gap learned (then again)
+
+
 def bulk_summary(path, data: bytes, *, fast: bool) -> str:
     """The summary JSON of `data` fed in 5,000-byte chunks, with the bulk readers on or off."""
     session = LogSession(str(path))
