@@ -25,7 +25,7 @@ from fgdiag.logs.hf import HfParser
 from fgdiag.logs.hf_runs import HfRuns, as_text
 from fgdiag.logs.openclip import OpenClipParser
 from fgdiag.logs.ours import OursParser
-from fgdiag.logs.sink import LogSink, expand
+from fgdiag.logs.sink import LogSink, expand, split_rows
 from fgdiag.logs.unit_runs import unit_runs
 from fgdiag.logs.vad_groups import MARKER, VadGroups
 from fgdiag.logs.vad_lines import VadParser
@@ -193,8 +193,7 @@ class LogReader:
 
     def drain(self) -> tuple[Rows, list[dict[str, Any]]]:
         """Rows and events produced since the last drain (two lists; see drain_ordered for log order)."""
-        out = self.drain_ordered()
-        return [x for kind, x in out if kind == "row"], [x for kind, x in out if kind == "event"]
+        return split_rows(self.drain_ordered())
 
     def drain_ordered(self, columns: bool = False) -> list[tuple[str, Any]]:
         """("row", (step, metrics)) and ("event", record) in the order the log produced them, so a rule sees

@@ -256,3 +256,8 @@ def expand(out: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
         dicts = map(dict, map(zip, repeat(names), zip(*cols, strict=True)))
         rows += zip(repeat("row"), zip(steps, dicts, strict=True))
     return rows
+
+
+def split_rows(out: list[tuple[str, Any]]) -> tuple[list[Any], list[dict[str, Any]]]:
+    """An expanded drain as (rows, events)."""
+    return [x for kind, x in out if kind == "row"], [x for kind, x in out if kind == "event"]
