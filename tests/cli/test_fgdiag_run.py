@@ -253,7 +253,7 @@ def test_resume_continues_a_killed_run_under_its_run_id(embedded, tmp_path):
     again = subprocess.run(
         [*cmd[:6], "--resume", *cmd[6:]], env=env, capture_output=True, text=True, timeout=600
     )
-    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.returncode in (0, 1), again.stderr[-3000:]
     assert "fixed: training resumed" in again.stderr
     records = [json.loads(line) for line in events.read_text().splitlines()]
     plan = json.loads((out / "run.json").read_text())
@@ -262,5 +262,9 @@ def test_resume_continues_a_killed_run_under_its_run_id(embedded, tmp_path):
     assert len(runs) == 2 and runs[1]["info"]["resumed_from_step"] >= 4
     summary = json.loads((out / "summary.json").read_text())
     assert summary["runs"]["fixed"]["last_step"] == 16
+    # the tiny arm's losses sit above chance: whether FGD602 has enough points to fire depends on where the
+    # kill landed (steps logged again count in its window), and the exit code follows the error findings
+    errors = [f for f in summary["runs"]["fixed"]["findings"] if f["severity"] == "error"]
+    assert again.returncode == (1 if errors else 0), again.stderr[-3000:]
     assert "[fgdiag run] resumed at" in (out / "fixed" / "training.log").read_text()
     assert not list(events.parent.glob("events.*.jsonl"))  # nothing moved aside: the same run went on
