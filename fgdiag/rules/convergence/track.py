@@ -7,6 +7,7 @@ above it) when SHARE of its points are.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Sequence
 from itertools import accumulate, compress, islice, repeat
 from operator import gt, is_not, itemgetter, lt, mul, not_
@@ -69,13 +70,14 @@ class Track:
     def add(self, step: int, loss: float, level: Level | None) -> None:
         steps, k_steps = self.steps, self.k_steps
         replaced = False  # a known point of this step was there: it is not a new one
-        if steps and steps[-1] == step:  # the step logged again: its newest values replace the point
-            steps.pop()
-            self.losses.pop()
-            if k_steps and k_steps[-1] == step:
+        if steps and steps[-1] >= step:  # the step logged again, or a run resumed from an earlier checkpoint:
+            cut = bisect_left(steps, step)  # the newest values replace the points from this step on
+            del steps[cut:], self.losses[cut:]
+            cut = bisect_left(k_steps, step)
+            if cut < len(k_steps):
                 replaced = True
                 for lst in (k_steps, self.k_losses, self.lo, self.hi, self.exact, self.source):
-                    lst.pop()
+                    del lst[cut:]
         steps.append(step)
         self.losses.append(loss)
         if level is not None:
