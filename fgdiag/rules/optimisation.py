@@ -7,7 +7,6 @@ from __future__ import annotations
 import bisect
 import math
 from collections import deque
-from operator import ne
 from typing import cast
 
 from fgdiag import events as ev
@@ -239,13 +238,16 @@ class GradientScale(Check):
         self.low = math.inf
         self.high = 0.0
         self.last_step: int | None = None
+        self.top = (
+            -math.inf
+        )  # the highest step counted: a step logged again, also by a resumed run, counts once
 
     def observe(self, step: int, m: Row) -> None:
         gn = m.get(ev.GRAD_NORM)
         if gn is None or not math.isfinite(gn):
             return
-        if step != self.last_step:
-            self.count += 1
+        if step > self.top:
+            self.count, self.top = self.count + 1, step
         self.last_step = step
         self.low, self.high = min(self.low, gn), max(self.high, gn)
 
@@ -258,7 +260,12 @@ class GradientScale(Check):
             kept = [(s, v) for s, v in zip(steps, vals, strict=True) if v is not None and math.isfinite(v)]
             steps, values = [s for s, _ in kept], [v for _, v in kept]
         if values:  # `observe` counts a step once (a step logged again is the same step)
-            self.count += (steps[0] != self.last_step) + sum(map(ne, steps[1:], steps))
+            if batch.rises and steps[0] > self.top:
+                self.count, self.top = self.count + len(steps), steps[-1]
+            else:
+                for step in steps:
+                    if step > self.top:
+                        self.count, self.top = self.count + 1, step
             self.low, self.high = min(self.low, min(values)), max(self.high, max(values))
             self.last_step = steps[-1]
         return []

@@ -64,3 +64,20 @@ def test_a_longer_resumed_run_above_chance_is_still_caught():
     for step, metrics in rows:
         found += engine.observe(step, metrics)
     assert "FGD602" in {f.code for f in found + engine.finish()}
+
+
+def test_gradient_scale_counts_each_step_once_in_a_resumed_run():
+    """FGD502's "on all N logging steps" counts steps, not lines: the stretch a resumed run logs again
+    counts once, whether the rows come one at a time or in a batch."""
+    rows = [(s, {**row(s, newer=False), "grad_norm": 400.0}) for s in range(2, 13, 2)]
+    rows += [(s, {**row(s, newer=True), "grad_norm": 350.0}) for s in range(10, 17, 2)]
+    for feed in ("one", "batch"):
+        engine = RuleEngine(INFO)
+        found = []
+        if feed == "one":
+            for step, metrics in rows:
+                found += engine.observe(step, metrics)
+        else:
+            found += engine.observe_rows(rows)
+        (scale,) = [f for f in found + engine.finish() if f.code == "FGD502"]
+        assert "on all 8 logging steps" in scale.message, feed
