@@ -24,6 +24,7 @@ from fgdiag.diagnostic import Finding, Severity
 from fgdiag.logs import hf, state_json
 from fgdiag.logs.follow import regular_file
 from fgdiag.logs.reader import LogReader
+from fgdiag.logs.sink import column_rows
 from fgdiag.logs.store import RowStore
 from fgdiag.rules.engine import RuleEngine, RuleParams
 
@@ -233,7 +234,7 @@ class LogSession:
         merged)."""
         if self.store.add_columns(steps, names, cols):
             return self.engine.observe_columns(steps, names, cols)
-        rows = list(zip(steps, map(dict, map(zip, repeat(names), zip(*cols, strict=True))), strict=True))
+        rows = list(zip(steps, column_rows(names, cols), strict=True))
         return self.engine.observe_rows(*self.store.add_rows(rows))
 
     def _restart(self) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from itertools import islice
 from operator import le, lt
 from typing import Any, overload
@@ -111,7 +111,10 @@ class HfRuns:
             if not k:
                 return 0, 0, 0, 0
             cols = [col[:k] for col in cols]
-        self._put(lasts, [map(float, col) for col in cols[REDRAWS : REDRAWS + len(self._names)]])
+        floats = self._floats(cols)
+        if floats is None:
+            return 0, 0, 0, 0
+        self._put(lasts, floats)
         return len(lasts), lines, blank, unparsed
 
     @overload
@@ -182,11 +185,10 @@ class HfRuns:
             return None
         return out
 
-    def _put(self, lasts: list[int], floats: Sequence[Iterable[float]]) -> None:
+    def _put(self, lasts: list[int], floats: list[list[float]]) -> None:
         """The rows of units whose last redraws are `lasts` and whose values are `floats` (a column per
         name), to the sink as columns (no dict per row)."""
-        cols = [col if isinstance(col, list) else list(col) for col in floats]
-        self.sink.put_columns(lasts, tuple(self._names), cols)
+        self.sink.put_columns(lasts, tuple(self._names), floats)
         hf = self.hf
         hf.bar_n = hf.last_step = lasts[-1]
         hf.dict_lines += len(lasts)

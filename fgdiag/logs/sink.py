@@ -253,9 +253,13 @@ def expand(out: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
             rows.append((kind, item))
             continue
         steps, names, cols = item
-        dicts = map(dict, map(zip, repeat(names), zip(*cols, strict=True)))
-        rows += zip(repeat("row"), zip(steps, dicts, strict=True))
+        rows += zip(repeat("row"), zip(steps, column_rows(names, cols), strict=True))
     return rows
+
+
+def column_rows(names: tuple[str, ...], cols: list[list[float]]) -> list[Row]:
+    """The rows of a ("columns", ...) record: a dict per row, keys in `names`' order."""
+    return list(map(dict, map(zip, repeat(names), zip(*cols, strict=True))))
 
 
 def split_rows(out: list[tuple[str, Any]]) -> tuple[list[Any], list[dict[str, Any]]]:

@@ -21,12 +21,13 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import chain, compress, islice, repeat, starmap
 from operator import add, eq, itemgetter, lt, sub
 from struct import Struct
 
 from fgdiag import events as ev
+from fgdiag.logs.sink import column_rows
 
 Row = dict[str, float | None]
 Layout = tuple[str, ...]  # a row's metric names, in order
@@ -42,12 +43,12 @@ def _real(values: list[object]) -> bool:
     return set(map(type, values)) == {float} and all(map(float.__eq__, values, values))  # type: ignore[arg-type]
 
 
-def _all_real(rows: list[Row]) -> bool:
-    """`_real` over many rows, cheaper: a sum of floats is NaN when one is (or +inf meets -inf, which only
-    sends the rows to the exact row-by-row check)."""
-    if set(map(type, chain.from_iterable(map(dict.values, rows)))) != {float}:
+def _all_real(groups: Sequence[Iterable[object]]) -> bool:
+    """`_real` over many values (the values of each row, or each column), cheaper: a sum of floats is NaN
+    when one is (or +inf meets -inf, which only sends the values to the exact row-by-row check)."""
+    if set(map(type, chain.from_iterable(groups))) != {float}:
         return False
-    total = sum(chain.from_iterable(map(dict.values, rows)))  # type: ignore[arg-type]
+    total = sum(chain.from_iterable(groups))  # type: ignore[arg-type]
     return total == total
 
 
@@ -62,9 +63,9 @@ class RowStore:
         self._steps: list[int] = []  # the stored rows' steps, in log order
         self._ids = array("H")  # each stored row's layout id (ODD: the row is in `_odd`)
         self._packed: list[bytes | None] = []  # each stored row's values (None: the row is in `_odd`)
-        self._layouts: list[tuple[str, ...]] = [()]  # layout id -> metric names in the row's order
+        self._layouts: list[Layout] = [()]  # layout id -> metric names in the row's order
         self._structs: list[Struct] = [Struct("")]
-        self._layout_id: dict[tuple[str, ...], int] = {}
+        self._layout_id: dict[Layout, int] = {}
         self._keys: dict[str, list[float]] = {k: [] for k in KEY_METRICS}  # each row's key loss (0.0: absent)
         self._odd: dict[int, Row] = {}  # step -> row, for rows kept as dicts
         self._top: int | None = None  # the highest step ever stored
@@ -113,14 +114,8 @@ class RowStore:
         steps, rows = list(map(itemgetter(0), items)), list(map(itemgetter(1), items))
         if set(map(type, rows)) != {dict} or not self._all_new(steps):
             return [(s, self.add(s, r)) for s, r in items], None
-        i, layouts = 0, []
-        while i < len(items):
-            room = self.cap + 1 - len(self._steps)  # the row that makes it cap + 1 thins (see `add`)
-            layouts += self._append(steps[i : i + room], rows[i : i + room])
-            if len(self._steps) > self.cap:
-                self._thin()
-            i += room
-        self.count += len(items)
+        layouts: list[Layout] = []
+        self._in_parts(len(items), lambda i, j: layouts.extend(self._append(steps[i:j], rows[i:j])))
         return items, layouts
 
     def add_columns(self, steps: list[int], names: Layout, cols: list[list[float]]) -> bool:
@@ -131,29 +126,35 @@ class RowStore:
         if not self._all_new(steps):
             return False
         lid = self._id(names)
-        if lid == ODD or not all(set(map(type, col)) == {float} and sum(col) == sum(col) for col in cols):
-            rows = list(map(dict, map(zip, repeat(names), zip(*cols, strict=True))))
-            self.add_rows(list(zip(steps, rows, strict=True)))  # NaN, an int, a full table: row by row
+        if lid == ODD or not _all_real(cols):  # NaN, an int, a full table: row by row
+            self.add_rows(list(zip(steps, column_rows(names, cols), strict=True)))
             return True
         pack, at = self._structs[lid].pack, {k: j for j, k in enumerate(names)}
-        i = 0
-        while i < len(steps):
-            room = self.cap + 1 - len(self._steps)  # as in add_rows
-            part = steps[i : i + room]
-            self._place(part)
-            self._packed += starmap(pack, zip(*[col[i : i + room] for col in cols], strict=True))
-            self._ids.extend([lid] * len(part))
+
+        def put(i: int, j: int) -> None:
+            self._place(steps[i:j])
+            self._packed += starmap(pack, zip(*[col[i:j] for col in cols], strict=True))
+            self._ids.extend([lid] * (j - i))
             for k, col in self._keys.items():
-                j = at.get(k)
-                col += cols[j][i : i + room] if j is not None else [0.0] * len(part)
-            if len(self._steps) > self.cap:
-                self._thin()
-            i += room
-        self.count += len(steps)
+                col += cols[at[k]][i:j] if k in at else [0.0] * (j - i)
+
+        self._in_parts(len(steps), put)
         self.latest.update(zip(names, [col[-1] for col in cols], strict=True))
         return True
 
-    def _latest(self, rows: list[Row], layouts: list[tuple[str, ...]] | None = None) -> None:
+    def _in_parts(self, n: int, put: Callable[[int, int], object]) -> None:
+        """`put(i, j)` stores new rows i..j-1 of n, in parts that end where the store holds cap + 1 rows: the
+        thinning happens there, at the same rows as with one `add` per row."""
+        i = 0
+        while i < n:
+            j = min(n, i + self.cap + 1 - len(self._steps))
+            put(i, j)
+            if len(self._steps) > self.cap:
+                self._thin()
+            i = j
+        self.count += n
+
+    def _latest(self, rows: list[Row], layouts: list[Layout] | None = None) -> None:
         """Each metric's newest non-missing value. Rows of real floats (`layouts` given): the last row of
         each layout holds them all."""
         if layouts is not None:
@@ -204,7 +205,8 @@ class RowStore:
         self._place(steps)
         layouts = list(map(tuple, rows))
         kinds = dict.fromkeys(layouts)
-        lids = {keys: self._id(keys) for keys in kinds} if len(kinds) <= 8 and _all_real(rows) else None
+        real = len(kinds) <= 8 and _all_real(list(map(dict.values, rows)))
+        lids = {keys: self._id(keys) for keys in kinds} if real else None
         if lids is not None and ODD not in lids.values():
             self._packed += self._pack(layouts, rows, kinds, lids)
             self._ids.extend([lids[layouts[0]]] * m if len(kinds) == 1 else map(lids.__getitem__, layouts))
@@ -235,7 +237,7 @@ class RowStore:
         return layouts
 
     def _pack(
-        self, layouts: list[tuple[str, ...]], rows: list[Row], kinds: dict[tuple[str, ...], None], lids: dict
+        self, layouts: list[Layout], rows: list[Row], kinds: dict[Layout, None], lids: dict
     ) -> list[bytes | None]:
         """The packed values of rows of real floats, a layout at a time."""
         structs = self._structs
@@ -250,7 +252,7 @@ class RowStore:
             )
         return out
 
-    def _id(self, keys: tuple[str, ...]) -> int:
+    def _id(self, keys: Layout) -> int:
         """The layout id of metric names `keys`; ODD when the table is full."""
         lid = self._layout_id.get(keys)
         if lid is None:

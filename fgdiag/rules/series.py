@@ -22,8 +22,9 @@ Row = Mapping[str, float | None]
 
 
 class Series:
-    """(step, value) points of one metric, the last entry replaced when a step is observed again; only the
-    newest SERIES_CAP points are kept (trimmed in blocks, so appending stays O(1) amortised)."""
+    """(step, value) points of one metric, the points from a step on replaced when it is observed again (the
+    step itself, or the stretch a resumed run logs again: `superseded`); only the newest SERIES_CAP points are
+    kept (trimmed in blocks, so appending stays O(1) amortised)."""
 
     __slots__ = ("steps", "values")
 
@@ -32,9 +33,8 @@ class Series:
         self.values: list[float] = []
 
     def put(self, step: int, value: float) -> None:
-        if self.steps and self.steps[-1] == step:
-            self.values[-1] = value
-            return
+        cut = superseded(self.steps, step)
+        del self.steps[cut:], self.values[cut:]
         self.steps.append(step)
         self.values.append(value)
         if len(self.steps) > 2 * SERIES_CAP:
@@ -51,6 +51,13 @@ class Series:
         if len(self.steps) + coming > 2 * SERIES_CAP:
             cut = max(0, len(self.steps) - SERIES_CAP)
             del self.steps[:cut], self.values[:cut]
+
+
+def superseded(steps: list[int], step: int) -> int:
+    """Where the points of `steps` (rising) that a new point at `step` replaces begin: the step logged again,
+    or every step from it on when a run resumed from an earlier checkpoint logs them again (they are the
+    killed run's); len(steps) when `step` comes after them all."""
+    return bisect_left(steps, step) if steps and steps[-1] >= step else len(steps)
 
 
 def median(values: Sequence[float]) -> float:

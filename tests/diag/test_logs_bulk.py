@@ -84,6 +84,16 @@ def read(data: bytes, *, fast: bool, chunks: list[int]) -> tuple:
     )
 
 
+def same_both_ways(data: bytes, seed: object, small: tuple[int, ...], spread: int = 9000) -> tuple:
+    """The line path's reading of `data`, which the bulk path gives too: in one chunk, in chunks of each
+    `small` size and in 30 random ones (up to `spread` bytes)."""
+    slow = read(data, fast=False, chunks=[1 << 22])
+    rng = random.Random(seed)
+    for chunks in ([1 << 22], *([c] for c in small), [rng.randint(1, spread) for _ in range(30)]):
+        assert read(data, fast=True, chunks=chunks) == slow, chunks
+    return slow
+
+
 def test_hf_runs_take_the_bulk_of_a_canonical_log():
     """The bulk path is what reads a canonical log (not the per-line path with the same result)."""
     assert bulk_rows(trainer_log(3000, odd=False).encode()) > 2500
@@ -123,11 +133,8 @@ def trainer_variants_log(steps: int) -> str:
 
 def test_hf_runs_column_checks_same_as_the_line_path():
     data = trainer_variants_log(2000).encode()
-    slow = read(data, fast=False, chunks=[1 << 22])
+    slow = same_both_ways(data, 5, (1 << 13,))
     assert slow[0].count("('row', ") > 1900 and "nan" in slow[0] and "inf" in slow[0]
-    rng = random.Random(5)
-    for chunks in ([1 << 22], [1 << 13], [rng.randint(1, 9000) for _ in range(30)]):
-        assert read(data, fast=True, chunks=chunks) == slow
     assert bulk_rows(data) > 500  # the canonical stretches are still read in bulk
 
 
@@ -146,11 +153,8 @@ def test_hf_runs_loose_byte_values_read_as_the_layout_reads_them():
     for i in dicts[500:600]:
         lines[i - 1] = lines[i - 1].replace("it/s]", "it/s, loss=2.5]")
     data = "\n".join(lines).encode()
-    slow = read(data, fast=False, chunks=[1 << 22])
+    slow = same_both_ways(data, 11, (1 << 12,))
     assert slow[0].count("('row', ") > 1100 and slow[3] > 0  # some odd values are not numbers to the layout
-    rng = random.Random(11)
-    for chunks in ([1 << 22], [1 << 12], [rng.randint(1, 9000) for _ in range(30)]):
-        assert read(data, fast=True, chunks=chunks) == slow
     assert bulk_rows(data) > 900
 
 
@@ -169,11 +173,8 @@ def test_hf_runs_redraws_drawn_again_checked_as_the_line_path_checks_them():
             "",
         ]
     data = ("\n".join(out) + "\n").encode()
-    slow = read(data, fast=False, chunks=[1 << 22])
+    slow = same_both_ways(data, 13, (1 << 13,))
     assert slow[0].count("('row', ") > 2900
-    rng = random.Random(13)
-    for chunks in ([1 << 22], [1 << 13], [rng.randint(1, 9000) for _ in range(30)]):
-        assert read(data, fast=True, chunks=chunks) == slow
     assert bulk_rows(data) > 2500
 
 
@@ -186,11 +187,8 @@ def test_hf_runs_read_undecoded_bytes_as_the_line_path_reads_text():
     for i in range(9, len(lines), 89):
         lines[i] = lines[i].replace(b"0/", "\u0660/".encode(), 1)  # an Arabic-Indic zero in a bar
     data = b"\n".join(lines)
-    slow = read(data, fast=False, chunks=[1 << 22])
+    slow = same_both_ways(data, 9, (1 << 12,))
     assert slow[0].count("('row', ") > 1400
-    rng = random.Random(9)
-    for chunks in ([1 << 22], [1 << 12], [rng.randint(1, 9000) for _ in range(30)]):
-        assert read(data, fast=True, chunks=chunks) == slow
     assert bulk_rows(data) > 1000
 
 
@@ -219,11 +217,8 @@ def test_hf_runs_common_gap_and_fork_text_between_units_read_as_the_line_path():
             gap += ["=" * 12 + block[0], block[1]]
         out += gap
     data = ("\n".join(out) + "\n").encode()
-    slow = read(data, fast=False, chunks=[1 << 22])
+    slow = same_both_ways(data, 17, (1 << 17, 1 << 14), spread=20000)
     assert slow[0].count("('row', ") > 2400
-    rng = random.Random(17)
-    for chunks in ([1 << 22], [1 << 17], [1 << 14], [rng.randint(1, 20000) for _ in range(30)]):
-        assert read(data, fast=True, chunks=chunks) == slow
     assert bulk_rows(data) > 1200
     reader = LogReader()
     for i in range(0, len(data), 1 << 16):
@@ -338,11 +333,8 @@ def test_bulk_runs_same_rows_events_and_counts_as_the_line_path(log, odd):
     """HfRuns (Trainer log) and VadSteps (fork log) give what the per-line path gives."""
     make = {"trainer": trainer_log, "fork": fork_log, "steady fork": partial(fork_log, steady=True)}[log]
     data = make(3000, odd=odd).encode()
-    slow = read(data, fast=False, chunks=[1 << 22])
+    slow = same_both_ways(data, odd, (1 << 14,))
     assert slow[0].count("('row', ") > 2900
-    rng = random.Random(odd)
-    for chunks in ([1 << 22], [1 << 14], [rng.randint(1, 9000) for _ in range(30)]):
-        assert read(data, fast=True, chunks=chunks) == slow
 
 
 def test_vad_steps_take_the_bulk_of_a_fork_log(tmp_path):

@@ -7,14 +7,13 @@ above it) when SHARE of its points are.
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Sequence
 from itertools import accumulate, compress, islice, repeat
 from operator import gt, is_not, itemgetter, lt, mul, not_
 from typing import Any, cast
 
 from fgdiag.rules.convergence.candidates import Level
-from fgdiag.rules.series import SERIES_CAP
+from fgdiag.rules.series import SERIES_CAP, superseded
 
 TOL = 0.02  # A1: |loss - ln K| < 2 % ln K; the band's lower edge
 MARGIN = 0.1  # A2: ln K + 0.1 is clearly above chance (10 % of ln K for small K)
@@ -69,15 +68,12 @@ class Track:
 
     def add(self, step: int, loss: float, level: Level | None) -> None:
         steps, k_steps = self.steps, self.k_steps
-        replaced = False  # a known point of this step was there: it is not a new one
-        if steps and steps[-1] >= step:  # the step logged again, or a run resumed from an earlier checkpoint:
-            cut = bisect_left(steps, step)  # the newest values replace the points from this step on
-            del steps[cut:], self.losses[cut:]
-            cut = bisect_left(k_steps, step)
-            if cut < len(k_steps):
-                replaced = True
-                for lst in (k_steps, self.k_losses, self.lo, self.hi, self.exact, self.source):
-                    del lst[cut:]
+        cut = superseded(steps, step)  # the newest values replace those of the steps logged again
+        del steps[cut:], self.losses[cut:]
+        cut = superseded(k_steps, step)
+        replaced = cut < len(k_steps)  # a known point of this step was there: it is not a new one
+        for lst in (k_steps, self.k_losses, self.lo, self.hi, self.exact, self.source):
+            del lst[cut:]
         steps.append(step)
         self.losses.append(loss)
         if level is not None:
