@@ -24,7 +24,7 @@ from fgdiag.diagnostic import Finding, Severity
 from fgdiag.logs import hf, state_json
 from fgdiag.logs.follow import regular_file
 from fgdiag.logs.reader import LogReader
-from fgdiag.logs.sink import column_rows
+from fgdiag.logs.sink import ColumnRun, column_rows
 from fgdiag.logs.store import RowStore
 from fgdiag.rules.engine import RuleEngine, RuleParams
 
@@ -203,13 +203,14 @@ class LogSession:
 
     def _judge(self, out: list[tuple[str, Any]]) -> list[Finding]:
         """Store rows (merging a step seen again) and judge them a run of rows at a time, events between;
-        a run of Trainer steps read as columns is stored and judged as columns."""
+        a run of Trainer or fork steps read as columns is stored and judged as columns."""
         new: list[Finding] = []
         kinds = list(map(itemgetter(0), out))
         rows = kinds.count("row")
         marks = [*compress(range(len(kinds)), map(ne, kinds, repeat("row")))] if rows < len(kinds) else []
         start = 0
         for mark in [*marks, len(out)]:  # the rows up to a record of another kind, then that record
+            item: Any
             kind, item = out[mark] if mark < len(out) else ("", {})
             if kind == "event" and item["kind"] == ev.EVENT_RUN_START:
                 new.clear()  # records of a newer run follow: judge that one alone
@@ -220,7 +221,7 @@ class LogSession:
                 run = list(map(itemgetter(1), out[start:mark]))
                 new += self._add(self.engine.observe_rows(*self.store.add_rows(run)))
             if kind == "columns":
-                new += self._add(self._columns(*item))
+                new += self._add(self._columns(item))
                 self.row_updates += len(item[0])
             elif kind == "event":
                 self._event(item)
@@ -229,12 +230,12 @@ class LogSession:
         self.row_updates += rows
         return new
 
-    def _columns(self, steps: list[int], names: tuple[str, ...], cols: list[list[float]]) -> list[Finding]:
+    def _columns(self, run: ColumnRun) -> list[Finding]:
         """Rows given as columns: stored and judged as such, unless a step is stored already (then as rows,
         merged)."""
-        if self.store.add_columns(steps, names, cols):
-            return self.engine.observe_columns(steps, names, cols)
-        rows = list(zip(steps, column_rows(names, cols), strict=True))
+        if self.store.add_columns(*run):
+            return self.engine.observe_columns(*run)
+        rows = list(zip(run.steps, column_rows(*run[1:]), strict=True))
         return self.engine.observe_rows(*self.store.add_rows(rows))
 
     def _restart(self) -> None:

@@ -13,13 +13,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from itertools import repeat
-from typing import Any
+from typing import Any, NamedTuple
 
 from fgdiag import events as ev
 from fgdiag.diagnostic import Finding
 
 MAX_MALFORMED = 20
 Row = dict[str, float | None]
+Extra = tuple[list[int], tuple[str, ...], list[list[float]]]  # row positions, the rows' names, a column each
+
+
+class ColumnRun(NamedTuple):
+    """Rows given as columns (a ("columns", ColumnRun) record): every row holds `names`, a list of values per
+    name in `cols`. `extra`: rows that hold more (the fork's [DIAG] steps), per layout their positions, their
+    names in their order and a column per name (the shared names' values are in `cols` too)."""
+
+    steps: list[int]
+    names: tuple[str, ...]
+    cols: list[list[float]]
+    extra: tuple[Extra, ...] = ()
 
 
 class LogSink:
@@ -123,23 +135,23 @@ class LogSink:
     def put_columns(self, steps: list[int], names: tuple[str, ...], cols: list[list[float]]) -> None:
         """`at(step)` + `put_many(row)` for each row of `cols` (a column of values per name), in bulk: steps
         rise past the current one, no event is due (the caller checked `pure_put_row`). The open row is
-        published; the rows before the last go out as one ("columns", (steps, names, cols)) record (no dict
+        published; the rows before the last go out as one ("columns", ColumnRun) record (no dict
         per row: `drain` readers expand it, the session judges it as columns); the last stays open."""
         self._emit_row()
         if len(steps) > 1:
-            self._out.append(("columns", (steps[:-1], names, [col[:-1] for col in cols])))
+            self._out.append(("columns", ColumnRun(steps[:-1], names, [col[:-1] for col in cols])))
         self._row_step = self.step = self.max_step = steps[-1]
         self._set = dict(zip(names, [col[-1] for col in cols], strict=True))
 
-    def summed_rows(
-        self, steps: list[int], rows: list[dict[str, float]], sums: dict[str, float], last: dict[str, float]
+    def summed(
+        self, records: list[tuple[str, Any]], step: int, sums: dict[str, float], last: dict[str, float]
     ) -> None:
-        """`at(step)` for each step in bulk with the rows before the last given whole (`rows`, one fewer than
-        `steps`; each value added once: its mean is itself); the last step's values stay open as `sums` (as
-        `add_all`) and `last` (as `keep_all`). Steps rise past the current one, no event is due."""
+        """Steps in bulk: `records` ("row" and "columns" records, each value added once: its mean is itself)
+        published, then `step` open with the values `sums` (as `add_all`) and `last` (as `keep_all`). Steps
+        rise past the current one, no event is due."""
         self._emit_row()
-        self._out += zip(repeat("row"), zip(steps[:-1], rows, strict=True))
-        self._row_step = self.step = self.max_step = steps[-1]
+        self._out += records
+        self._row_step = self.step = self.max_step = step
         self._sum, self._cnt, self._last = sums, dict.fromkeys(sums, 1), last
 
     def open_step(self) -> int | None:
@@ -217,7 +229,7 @@ class LogSink:
         self._emit_row()
 
     def drain(self) -> list[tuple[str, Any]]:
-        """("row", (step, metrics)), ("columns", (steps, names, cols)) and ("event", record) produced since
+        """("row", (step, metrics)), ("columns", ColumnRun) and ("event", record) produced since
         the last drain, in log order."""
         out, self._out = self._out, []
         return out
@@ -244,7 +256,7 @@ class LogSink:
 
 
 def expand(out: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
-    """A drain's records with each ("columns", ...) record as its ("row", (step, metrics)) records."""
+    """A drain's records with each ("columns", ColumnRun) record as its ("row", (step, metrics)) records."""
     if not any(kind == "columns" for kind, _ in out):
         return out
     rows: list[tuple[str, Any]] = []
@@ -252,14 +264,18 @@ def expand(out: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
         if kind != "columns":
             rows.append((kind, item))
             continue
-        steps, names, cols = item
-        rows += zip(repeat("row"), zip(steps, column_rows(names, cols), strict=True))
+        steps, names, cols, extra = item
+        rows += zip(repeat("row"), zip(steps, column_rows(names, cols, extra), strict=True))
     return rows
 
 
-def column_rows(names: tuple[str, ...], cols: list[list[float]]) -> list[Row]:
-    """The rows of a ("columns", ...) record: a dict per row, keys in `names`' order."""
-    return list(map(dict, map(zip, repeat(names), zip(*cols, strict=True))))
+def column_rows(names: tuple[str, ...], cols: list[list[float]], extra: tuple[Extra, ...] = ()) -> list[Row]:
+    """The rows of a ("columns", ColumnRun) record: a dict per row, keys in the order of its names."""
+    rows: list[Row] = list(map(dict, map(zip, repeat(names), zip(*cols, strict=True))))
+    for idx, layout, ecols in extra:
+        for i, values in zip(idx, zip(*ecols, strict=True), strict=True):
+            rows[i] = dict(zip(layout, values, strict=True))
+    return rows
 
 
 def split_rows(out: list[tuple[str, Any]]) -> tuple[list[Any], list[dict[str, Any]]]:

@@ -27,7 +27,7 @@ from operator import add, eq, itemgetter, lt, sub
 from struct import Struct
 
 from fgdiag import events as ev
-from fgdiag.logs.sink import column_rows
+from fgdiag.logs.sink import Extra, column_rows
 
 Row = dict[str, float | None]
 Layout = tuple[str, ...]  # a row's metric names, in order
@@ -118,28 +118,44 @@ class RowStore:
         self._in_parts(len(items), lambda i, j: layouts.extend(self._append(steps[i:j], rows[i:j])))
         return items, layouts
 
-    def add_columns(self, steps: list[int], names: Layout, cols: list[list[float]]) -> bool:
-        """Rows given as columns (a value of each of `names` per row), stored as `add_rows` stores them;
-        False, storing nothing, when a step is stored already (the caller adds them as rows, merged)."""
+    def add_columns(
+        self, steps: list[int], names: Layout, cols: list[list[float]], extra: tuple[Extra, ...] = ()
+    ) -> bool:
+        """Rows given as columns (a `ColumnRun`'s fields: a value of each of `names` per row, the `extra`
+        rows' own layouts), stored as `add_rows` stores them; False, storing nothing, when a step is stored
+        already (the caller adds them as rows, merged)."""
         if not steps:
             return True
         if not self._all_new(steps):
             return False
-        lid = self._id(names)
-        if lid == ODD or not _all_real(cols):  # NaN, an int, a full table: row by row
-            self.add_rows(list(zip(steps, column_rows(names, cols), strict=True)))
+        lid, lids = self._id(names), [self._id(layout) for _, layout, _ in extra]
+        if ODD in (lid, *lids) or not _all_real([*cols, *(c for _, _, ecols in extra for c in ecols)]):
+            self.add_rows(list(zip(steps, column_rows(names, cols, extra), strict=True)))  # row by row
             return True
-        pack, at = self._structs[lid].pack, {k: j for j, k in enumerate(names)}
+        n, structs = len(steps), self._structs
+        packed: list[bytes | None] = list(starmap(structs[lid].pack, zip(*cols, strict=True)))
+        ids = array("H", [lid]) * n
+        at = {k: j for j, k in enumerate(names)}
+        keys = {k: cols[at[k]] if k in at else [0.0] * n for k in self._keys}
+        for (idx, layout, ecols), elid in zip(extra, lids, strict=True):
+            deque(
+                map(packed.__setitem__, idx, starmap(structs[elid].pack, zip(*ecols, strict=True))), maxlen=0
+            )
+            deque(map(ids.__setitem__, idx, repeat(elid)), maxlen=0)
+            for k in self._keys.keys() - at.keys() & set(layout):  # a key loss only extra rows hold
+                deque(map(keys[k].__setitem__, idx, ecols[layout.index(k)]), maxlen=0)
 
         def put(i: int, j: int) -> None:
             self._place(steps[i:j])
-            self._packed += starmap(pack, zip(*[col[i:j] for col in cols], strict=True))
-            self._ids.extend([lid] * (j - i))
+            self._packed += packed[i:j]
+            self._ids.extend(ids[i:j])
             for k, col in self._keys.items():
-                col += cols[at[k]][i:j] if k in at else [0.0] * (j - i)
+                col += keys[k][i:j]
 
-        self._in_parts(len(steps), put)
-        self.latest.update(zip(names, [col[-1] for col in cols], strict=True))
+        self._in_parts(n, put)
+        for _idx, layout, ecols in sorted(extra, key=lambda e: e[0][-1]):  # older values first
+            self.latest.update(zip(layout, [col[-1] for col in ecols], strict=True))
+        self.latest.update(zip(names, [col[-1] for col in cols], strict=True))  # every row holds these
         return True
 
     def _in_parts(self, n: int, put: Callable[[int, int], object]) -> None:

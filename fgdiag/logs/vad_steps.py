@@ -51,6 +51,7 @@ from fgdiag.logs.vad_lines import (
     parse_logits,
     region_candidates,
 )
+from fgdiag.logs.vad_pending import PendingSteps, floats, per_step, rate_of
 from fgdiag.wire import parse_logit_scale
 
 _S = r"(\S+)"
@@ -74,22 +75,6 @@ LOSS, GLOBAL, REGION_LOSS, HARD = LOSS_NAMES
 BLOCK = 512  # units converted at once (a deviation costs at most one block's conversion)
 Group = tuple[dict[str, float], list[float]]
 Columns = tuple[list[int], list[Any], list[Any], list[list[float]], list[float | None], tuple[Any, ...]]
-
-
-def _rate(text: str | None) -> float | None:
-    """The batch line's learning rate; None when absent or not a number (the line path skips it)."""
-    try:
-        return None if text is None else float(text)
-    except ValueError:
-        return None
-
-
-def _floats(column: tuple[Any, ...]) -> list[Any]:
-    """float() of each text; a column of one text (a steady loss, the learning rate between two changes) is
-    converted once."""
-    if column.count(column[0]) == len(column):
-        return [float(column[0])] * len(column)
-    return list(map(float, column))
 
 
 def _counts(line: str) -> tuple[float, float, float | None, float | None] | None:
@@ -117,9 +102,8 @@ class VadSteps:
         self.hf = hf
         self.lines = lines
         self.sink = sink
-        self._enabled = False  # the bank's state, the steps and rows of the run being applied
-        self._steps: list[int] = []
-        self._rows: list[dict[str, float]] = []
+        self._enabled = False  # the bank's state and the rows of the run being applied
+        self._rows = PendingSteps()
         self._templates: dict[tuple[Any, ...], dict[str, float]] = {}  # rows of [DIAG] steps (`_diag_values`)
 
     def pattern(self) -> re.Pattern[str] | None:
@@ -177,13 +161,13 @@ class VadSteps:
         if scales is None or counts is None:
             return None
         try:
-            losses = [_floats(cols[j]) for j in (13, 14, 15, 16)]
+            losses = [floats(cols[j]) for j in (13, 14, 15, 16)]
         except ValueError:
             return None
         try:
-            rates: list[float | None] = _floats(cols[17])
+            rates: list[float | None] = floats(cols[17])
         except (TypeError, ValueError):
-            rates = [_rate(x) for x in cols[17]]
+            rates = [rate_of(x) for x in cols[17]]
         return bars, scales, counts, losses, rates, cols[1]
 
     def _blocks(self, run: list[tuple[Any, ...]]) -> Iterator[tuple[list[tuple[Any, ...]], Columns]]:
@@ -226,7 +210,7 @@ class VadSteps:
             return 0, 0, 0, 0
         sink = self.sink
         self._enabled = sink.bank_enabled
-        self._steps, self._rows = [], []
+        self._rows = PendingSteps()
         k = n_lines = 0
         prev = sink.step
         for block, columns in self._blocks(units[first:]):
@@ -238,66 +222,73 @@ class VadSteps:
                 break
         if not k:
             return 0, 0, 0, 0
-        if self._rows:
-            self._flush(self._steps, self._rows)
+        if len(self._rows):
+            self._flush(len(self._rows))
         sink.bank_enabled = self._enabled
         self.hf.bar_n = prev
         return k, n_lines, 0, 0
 
     def _uniform(self, block: list[tuple[Any, ...]], columns: Columns) -> tuple[int, int] | None:
-        """A block whose steps share their scale and counts lines and log every value (the fork's every
-        step): the rows of `VadParser.commit` built at once, then the [DIAG] blocks' in order. Returns (units
+        """A block whose steps log every value, their scale for one head (the fork's every step): the rows
+        of `VadParser.commit` as columns at once, then the [DIAG] blocks' rows in order. Returns (units
         applied, lines); None (nothing done) for another block."""
         bars, scales, counts, losses, rates, diags = columns
         n = len(bars)
-        queued, valid, c, lc = counts[0]
-        if scales.count(scales[0]) != n or counts.count(counts[0]) != n or lc is None:
-            return None
         if None in rates or 0.0 in losses[2]:  # the fork logs 0.0 when a micro-batch has no valid region
             return None
+        values = per_step(scales, counts, n)
+        if values is None:
+            return None
+        heads, valid, c, lc, raw, exp, queued = values
         before = self._enabled
-        self._enabled = before or queued > 0
-        active = 1.0 if self._enabled else 0.0
-        raw_name, exp_name, raw, exp = scales[0]
-        base = len(self._rows)
-        # fmt: off
-        self._rows += [
-            {
-                R_VALID: valid, LOSS: t, GLOBAL: g, REGION_LOSS: r, HARD: h, C_REGION: c, CH_REGION: lc,
-                raw_name: raw, exp_name: exp, LR: rate, MB_FILL: queued, MB_ACTIVE: active,
-            }
-            for t, g, r, h, rate in zip(*losses, rates, strict=True)
-        ]
-        # fmt: on
-        self._steps += bars
+        first = n if before else next(compress(range(n), map(operator.lt, repeat(0.0), queued)), n)
+        active = [1.0] * n if before else [0.0] * first + [1.0] * (n - first)  # the bank on from its first
+        pending = self._rows
+        base = len(pending)
+        names = (
+            R_VALID,
+            LOSS,
+            GLOBAL,
+            REGION_LOSS,
+            HARD,
+            C_REGION,
+            CH_REGION,
+            *heads,
+            LR,
+            MB_FILL,
+            MB_ACTIVE,
+        )
+        cols = [valid, *losses, c, lc, raw, exp, rates, queued, active]  # `VadParser.commit`'s order
+        if not pending.add_columns(bars, names, cols):  # another head's scale than before: as dicts
+            for bar, row in zip(bars, zip(*cols, strict=True), strict=True):
+                pending.add_row(bar, dict(zip(names, row, strict=True)))
         lines = 4 * n
         for b in compress(range(n), map(operator.is_not, diags, repeat(None))):
+            self._enabled = before or first < b  # the bank's state after the step before
             shift = self._diag_row(block[b], base + b, scales[b], counts[b], [x[b] for x in losses], rates[b])
             if shift is None:  # the line path reads it: the rows from it on are dropped
-                del self._rows[base + b :], self._steps[base + b :]
-                if not b:
-                    self._enabled = before
+                pending.cut(base + b)
+                self._enabled = before or first < b
                 return b, lines - 4 * (n - b)
             base -= shift
             lines += 8
+        self._enabled = before or first < n
         return n, lines
 
     def _one_by_one(self, block: list[tuple[Any, ...]], columns: Columns) -> tuple[int, int]:
         """(units applied, lines) of a block read a step at a time (`VadParser.commit`'s rows)."""
         bars, scales, counts, losses, rates, _ = columns
-        steps, rows = self._steps, self._rows
+        pending = self._rows
         k = n_lines = 0
         for unit, bar, scale, (queued, valid, c, lc), t, g, r, h, rate in zip(
             block, bars, scales, counts, *losses, rates, strict=True
         ):
             if unit[1] is not None:  # a [DIAG] block
-                steps.append(bar)
-                rows.append({})
-                shift = self._diag_row(unit, len(rows) - 1, scale, (queued, valid, c, lc), [t, g, r, h], rate)
-                if shift is None:
-                    del steps[-1], rows[-1]
+                pending.add_row(bar, {})
+                at = len(pending) - 1
+                if self._diag_row(unit, at, scale, (queued, valid, c, lc), [t, g, r, h], rate) is None:
+                    pending.cut(at)
                     break
-                steps, rows = self._steps, self._rows
                 k, n_lines = k + 1, n_lines + 12
                 continue
             self._enabled = self._enabled or queued > 0
@@ -314,15 +305,14 @@ class VadSteps:
             if rate is not None:
                 row[LR] = rate
             row[MB_FILL], row[MB_ACTIVE] = queued, 1.0 if self._enabled else 0.0
-            steps.append(bar)
-            rows.append(row)
+            pending.add_row(bar, row, plain=REGION_LOSS in row and CH_REGION in row and LR in row)
             k, n_lines = k + 1, n_lines + 4
         return k, n_lines
 
     def _diag_row(
         self, unit: tuple[Any, ...], at: int, scale: Any, counts: Any, losses: list[float], rate: float | None
     ) -> int | None:
-        """The row of a step with a [DIAG] block into `self._rows[at]` (the rows before it are the steps
+        """The row of a step with a [DIAG] block into pending row `at` (the rows before it are the steps
         before); returns how many rows before it went to the sink (its header closed them), None (nothing
         done) when a line of it does not parse."""
         queued, valid, c, lc = counts
@@ -332,14 +322,14 @@ class VadSteps:
             return None
         self._enabled = enabled
         shift = 0
-        if not at or not self._merge(self._rows[at - 1], queued, valid, c, lc, enabled):
+        if not at or not self._merge(self._rows.row(at - 1), queued, valid, c, lc, enabled):
             if at:
-                self._flush(self._steps[:at], self._rows[:at])
-                self._steps, self._rows, shift = self._steps[at:], self._rows[at:], at
+                self._flush(at)
+                shift = at
             self.sink.bank_enabled = enabled
             self.lines.fwd, self.lines.bank = {R_VALID: valid}, [queued, math.nan]
             self.lines.commit()  # the [DIAG] header closes the counts' group into the open step
-        self._rows[at - shift] = row
+        self._rows.set_row(at - shift, row)
         return shift
 
     def _diag_values(
@@ -386,14 +376,13 @@ class VadSteps:
             row[LR] = rate
         return row
 
-    def _flush(self, steps: list[int], rows: list[dict[str, float]]) -> None:
-        """Rows to the sink; the last stays open, split as the line path leaves it (sums, kept values)."""
-        last = rows.pop()
-        self.sink.summed_rows(
-            steps,
-            rows,
-            {name: value for name, value in last.items() if name not in LAST_NAMES},
-            {name: value for name, value in last.items() if name in LAST_NAMES},
+    def _flush(self, k: int) -> None:
+        """The first k pending rows to the sink; the last of them stays open, split as the line path leaves
+        it (sums, kept values)."""
+        records, step, last = self._rows.take(k)
+        sums = {name: value for name, value in last.items() if name not in LAST_NAMES}
+        self.sink.summed(
+            records, step, sums, {name: value for name, value in last.items() if name in LAST_NAMES}
         )
 
     def _diag(self, unit: tuple[Any, ...], scale: tuple[str, str, float, float]) -> Group | None:

@@ -9,8 +9,9 @@ run of Trainer steps) builds a row's dict only when a check observes that row (`
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Mapping, Sequence
-from itertools import compress, repeat
+from itertools import chain, compress, repeat
 from operator import eq, itemgetter
 from typing import cast
 
@@ -20,13 +21,23 @@ Row = Mapping[str, float | None]
 MAX_LENGTHS = 8  # more distinct row lengths in a batch than this: grouped row by row
 
 
+Extra = tuple[list[int], tuple[str, ...], list[list[float]]]  # row positions, their names, a column each
+
+
 class LazyRows(Sequence[tuple[int, Row]]):
     """(step, row) pairs of rows given as columns, each row's dict built when first read (the same dict
-    when read again: checks may hold a row)."""
+    when read again: checks may hold a row); `extra` as in `Batch.from_columns`."""
 
-    def __init__(self, steps: list[int], names: tuple[str, ...], cols: Sequence[list[float]]) -> None:
-        self.steps, self.names, self.cols = steps, names, cols
+    def __init__(
+        self,
+        steps: list[int],
+        names: tuple[str, ...],
+        cols: Sequence[list[float]],
+        extra: Sequence[Extra] = (),
+    ) -> None:
+        self.steps, self.names, self.cols, self.extra = steps, names, cols, extra
         self._built: dict[int, tuple[int, Row]] = {}
+        self._where: dict[int, tuple[int, int]] | None = None  # row -> (extra group, its position there)
 
     def __len__(self) -> int:
         return len(self.steps)
@@ -34,10 +45,22 @@ class LazyRows(Sequence[tuple[int, Row]]):
     def _row(self, i: int) -> tuple[int, Row]:
         hit = self._built.get(i)
         if hit is None:
-            hit = self._built[i] = (
-                self.steps[i],
-                dict(zip(self.names, [c[i] for c in self.cols], strict=True)),
-            )
+            names, cols = self.names, self.cols
+            if self.extra:
+                if self._where is None:
+                    self._where = {
+                        r: (g, j) for g, (idx, _, _) in enumerate(self.extra) for j, r in enumerate(idx)
+                    }
+                at = self._where.get(i)
+                if at is not None:
+                    _, names, cols = self.extra[at[0]]
+                    i, j = at[1], i
+                    hit = self._built[j] = (
+                        self.steps[j],
+                        dict(zip(names, [c[i] for c in cols], strict=True)),
+                    )
+                    return hit
+            hit = self._built[i] = (self.steps[i], dict(zip(names, [c[i] for c in cols], strict=True)))
         return hit
 
     def __getitem__(self, i):  # an int or a slice, as a list's
@@ -78,11 +101,38 @@ class Batch:
         self._every: list[int] | None = None
 
     @classmethod
-    def from_columns(cls, steps: list[int], names: tuple[str, ...], cols: Sequence[list[float]]) -> Batch:
-        """Rows that all hold `names` (no missing value), given as one column of values per name."""
-        batch = cls(LazyRows(steps, names, cols))
-        batch.groups[names] = every = batch.every()
+    def from_columns(
+        cls,
+        steps: list[int],
+        names: tuple[str, ...],
+        cols: Sequence[list[float]],
+        extra: Sequence[Extra] = (),
+    ) -> Batch:
+        """Rows that all hold `names` (no missing value), given as one column of values per name; `extra`:
+        per layout, rows that hold more (their positions, their names in order, all their values by name;
+        the values of `names` are in `cols` too)."""
+        batch = cls(LazyRows(steps, names, cols, extra))
+        every = batch.every()
         batch._columns.update(zip(names, ((every, col) for col in cols), strict=True))  # type: ignore[misc]
+        if not extra:
+            batch.groups[names] = every
+            return batch
+        plain = bytearray(b"\x01") * len(steps)
+        for idx, _, _ in extra:
+            deque(map(plain.__setitem__, idx, repeat(0)), maxlen=0)
+        found = [(list(compress(every, plain)), names), *((idx, layout) for idx, layout, _ in extra)]
+        batch.groups.update((layout, idx) for idx, layout in sorted(found, key=lambda g: g[0][:1]) if idx)
+        own: dict[str, list[tuple[list[int], list[float]]]] = {}  # names only extra rows hold
+        for idx, layout, ecols in extra:
+            for name, col in zip(layout, ecols, strict=True):
+                if name not in batch._columns:
+                    own.setdefault(name, []).append((idx, col))
+        for name, parts in own.items():
+            if len(parts) == 1:
+                batch._columns[name] = parts[0]  # type: ignore[assignment]
+            else:
+                pairs = sorted(zip(chain(*(p[0] for p in parts)), chain(*(p[1] for p in parts)), strict=True))
+                batch._columns[name] = ([i for i, _ in pairs], [v for _, v in pairs])
         return batch
 
     def group_rows(self, known: Sequence[tuple[str, ...]] | None = None) -> None:

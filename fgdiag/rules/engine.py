@@ -28,7 +28,7 @@ from fgdiag import events as ev
 from fgdiag.diagnostic import Finding, Severity
 from fgdiag.facts import LN_100
 from fgdiag.rules import registry
-from fgdiag.rules.batch import Batch
+from fgdiag.rules.batch import Batch, Extra
 from fgdiag.rules.clock import clock_batch
 from fgdiag.rules.gates import Gates
 from fgdiag.rules.series import SeriesStore, finite
@@ -297,13 +297,18 @@ class RuleEngine:
         return self._judge(clock_batch(self, batch, list(map(itemgetter(0), rows))))
 
     def observe_columns(
-        self, steps: list[int], names: tuple[str, ...], cols: Sequence[list[float]]
+        self,
+        steps: list[int],
+        names: tuple[str, ...],
+        cols: Sequence[list[float]],
+        extra: Sequence[Extra] = (),
     ) -> list[Finding]:
-        """`observe_rows` for rows given as columns: each holds every one of `names` (a run of Trainer
-        steps); a row's dict is built only when a check observes it."""
+        """`observe_rows` for rows given as columns (a run of Trainer or fork steps): each holds every one of
+        `names`, the `extra` rows more (`Batch.from_columns`); a row's dict is built only when a check
+        observes it."""
         if not steps:
             return []
-        return self._judge(clock_batch(self, Batch.from_columns(steps, names, cols), steps))
+        return self._judge(clock_batch(self, Batch.from_columns(steps, names, cols, extra), steps))
 
     def _judge(self, batch: Batch) -> list[Finding]:
         """Each check settles what it can of the batch from columns (`quick`), then observes the rest a row

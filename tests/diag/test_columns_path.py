@@ -1,19 +1,21 @@
-"""Runs of Trainer steps go from the reader to the row store and the rules as columns (no dict per row,
-`LogSink.put_columns`): storing and judging them as columns must keep exactly what the rows would give. The
-rules find the same findings, in the same order, whatever the batches; the store keeps the same rows, latest
-values and counts; a whole session gives the same summary with the bulk readers on or off."""
+"""Runs of Trainer and fork steps go from the reader to the row store and the rules as columns (no dict per
+row: a `ColumnRun`, whose `extra` rows hold more names, as the fork's [DIAG] steps do): storing and judging
+them as columns must keep exactly what the rows would give. The rules find the same findings, in the same
+order, whatever the batches; the store keeps the same rows, latest values and counts; a whole session gives
+the same summary with the bulk readers on or off."""
 
 from __future__ import annotations
 
 import json
 import math
 import random
+import re
 from itertools import groupby
 
 import pytest
 from judge_corpus import FAULTS, INFO, stream
 from test_judge_batches import judged, one_by_one
-from test_logs_bulk import trainer_log
+from test_logs_bulk import fork_log, trainer_log
 
 from fgdiag import events as ev
 from fgdiag.logs import store as store_module
@@ -24,17 +26,44 @@ from fgdiag.session import LogSession
 from fgdiag.targets import get_profile
 
 
-def as_columns(rows: list) -> tuple[list[int], tuple[str, ...], list[list]]:
-    names = tuple(rows[0][1])
-    return [s for s, _ in rows], names, [[r[k] for _, r in rows] for k in names]
+def as_columns(rows: list) -> tuple:
+    """A `ColumnRun`'s fields for rows that all hold the names of the shortest row (the others: `extra`)."""
+    layouts = [tuple(r) for _, r in rows]
+    names = min(layouts, key=len)
+    assert all(set(names) <= set(layout) for layout in layouts)
+    extra = []
+    for layout in dict.fromkeys(layouts):
+        if layout != names:
+            idx = [i for i, other in enumerate(layouts) if other == layout]
+            extra.append((idx, layout, [[rows[i][1][k] for i in idx] for k in layout]))
+    return [s for s, _ in rows], names, [[r[k] for _, r in rows] for k in names], tuple(extra)
 
 
-def by_columns(rows: list, sizes: list[int]) -> tuple:
-    """Runs of rows that hold the same names judged as columns, in batches of `sizes`."""
+def shared_runs(rows: list) -> list[list]:
+    """Rows cut into runs where one row's names are held by every row (what `as_columns` takes)."""
+    runs: list[list] = []
+    sets: list[frozenset] = []
+    for step, row in rows:
+        keys = frozenset(row)
+        least = min([*sets, keys], key=len)
+        if runs and all(least <= other for other in [*sets, keys]):
+            runs[-1].append((step, row))
+            sets.append(keys)
+        else:
+            runs.append([(step, row)])
+            sets = [keys]
+    return runs
+
+
+def by_columns(rows: list, sizes: list[int], *, mixed: bool = False) -> tuple:
+    """Runs of rows that hold the same names (`mixed`: the names of one of them) judged as columns, in
+    batches of `sizes`."""
     engine = RuleEngine(INFO, get_profile("ucf"))
     found: list = []
-    for _, run in groupby(rows, key=lambda sr: tuple(sr[1])):
-        run = list(run)
+    runs = (
+        shared_runs(rows) if mixed else [list(run) for _, run in groupby(rows, key=lambda sr: tuple(sr[1]))]
+    )
+    for run in runs:
         i = 0
         while i < len(run):
             n = sizes[len(found) % len(sizes)]
@@ -57,9 +86,35 @@ def test_rules_judge_columns_as_they_judge_rows(fault, resumed):
     rng = random.Random(fault)
     for sizes in ([len(rows)], [1, 5], [rng.randint(1, 60) for _ in range(20)]):
         assert by_columns(rows, sizes) == reference, sizes
+        assert by_columns(rows, sizes, mixed=True) == reference, sizes
+
+
+def with_diag_rows(rows: list) -> list:
+    """As the fork logs them: the logits' and the regions' statistics only on every 4th row, those rows'
+    metrics in an order of their own (the [DIAG] steps); the faults that show in them must still show."""
+    out = []
+    for i, (step, row) in enumerate(rows):
+        diag = {k: v for k, v in row.items() if k.startswith(("logits_", "cos_std", "regions/"))}
+        row = {k: v for k, v in row.items() if k not in diag}
+        if i % 4 == 3:
+            row = {**diag, **row, "memory_bank/size": 128.0}
+        out.append((step, row))
+    return out
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_rules_judge_extra_rows_as_they_judge_rows(fault):
+    rows = with_diag_rows(stream(fault))
+    reference = one_by_one(rows)
+    assert FAULTS[fault][1] <= {code for code, *_ in reference[0]}
+    rng = random.Random(fault)
+    for sizes in ([len(rows)], [17, 40], [rng.randint(1, 60) for _ in range(20)]):
+        assert by_columns(rows, sizes, mixed=True) == reference, sizes
 
 
 def store_rows(case: str) -> list[tuple[int, dict]]:
+    """Rows of four metrics; "extra": every 16th holds two more (one a key loss), "extra nan": one of
+    those is NaN."""
     rng = random.Random(case)
     names = (ev.LOSS, ev.GRAD_NORM, "learning_rate", "epoch")
     rows = []
@@ -69,11 +124,14 @@ def store_rows(case: str) -> list[tuple[int, dict]]:
             row[ev.LOSS] = math.nan  # such rows are kept as dicts (values come back exactly)
         if case == "int" and s % 89 == 5:
             row[ev.GRAD_NORM] = 3
+        if case.startswith("extra") and s % 16 == 5:
+            more = math.nan if case == "extra nan" and s % 160 == 5 else round(rng.random(), 2)
+            row = {"logits_max/region": more, **row, ev.head_metric(ev.HEAD_LOSS, "region"): 1 + rng.random()}
         rows.append((s, row))
     return rows
 
 
-@pytest.mark.parametrize("case", ["clean", "nan", "int", "full"])
+@pytest.mark.parametrize("case", ["clean", "nan", "int", "full", "extra", "extra nan"])
 def test_store_keeps_columns_as_it_keeps_rows(case, monkeypatch):
     if case == "full":
         monkeypatch.setattr(store_module, "MAX_LAYOUTS", 1)  # no layout left: every row kept as a dict
@@ -84,7 +142,7 @@ def test_store_keeps_columns_as_it_keeps_rows(case, monkeypatch):
     while i < len(rows):
         part = rows[i : i + rng.choice([1, 7, 50, 400])]
         plain.add_rows([(s, dict(r)) for s, r in part])
-        assert cols.add_columns(*as_columns(part))
+        assert all(cols.add_columns(*as_columns(run)) for run in shared_runs(part))
         i += len(part)
     assert plain.thinned > 2000
     assert repr((cols.rows, cols.latest, cols.count, cols.thinned)) == repr(
@@ -123,12 +181,48 @@ def test_a_trainer_log_read_as_columns_gives_the_line_paths_summary(monkeypatch)
     judged_as_columns: list[int] = []
     observe_columns = RuleEngine.observe_columns
 
-    def spy(engine, steps, names, cols):  # type: ignore[no-untyped-def]
+    def spy(engine, steps, names, cols, extra=()):  # type: ignore[no-untyped-def]
         judged_as_columns.append(len(steps))
-        return observe_columns(engine, steps, names, cols)
+        return observe_columns(engine, steps, names, cols, extra)
 
     monkeypatch.setattr(RuleEngine, "observe_columns", spy)
     for chunk in (1 << 20, 5000, 777):
         judged_as_columns.clear()
         assert summary(data, fast=True, chunk=chunk) == slow, chunk
         assert sum(judged_as_columns) > (1000 if chunk > 5000 else 100), chunk
+
+
+def rare_deviations(text: str) -> str:
+    """A step in 300 logs region 0.0 (no valid region in its micro-batches: no region loss), one no LR."""
+    at = r"(\[Step \d*(?:150|450|750)\]\[Batch \d+\] AvgLoss: \S+ \| Global: \S+ \| Region: )\S+"
+    text, n = re.subn(at, r"\g<1>0.000000", text)
+    text, m = re.subn(r"(\[Step 1234\]\[Batch \d+\] .*?)\| LR: \S+ ", r"\1", text)
+    assert (n, m) == (9, 1)
+    return text
+
+
+@pytest.mark.parametrize("kind", ["fork", "steady fork", "rare", "odd fork"])
+def test_a_fork_log_read_as_columns_gives_the_line_paths_summary(kind, monkeypatch):
+    """The fork's steps reach the store and the rules as columns, [DIAG] steps as `extra` rows; "rare": a
+    few steps without a region loss or an LR go as dicts between columns; "odd": deviations every few
+    steps (region 0.0, a missing line, consecutive [DIAG] blocks, another head's scale line ...) send most
+    steps through dict rows and the line path."""
+    text = fork_log(3000, odd=kind == "odd fork", steady=kind == "steady fork")
+    text = rare_deviations(text) if kind == "rare" else text
+    data = text.replace("Region: 4.", "Region: 2.5").encode()  # the region loss near ln 12 for a while
+    slow = summary(data, fast=False, chunk=1 << 20)
+    judged: list[tuple[int, int]] = []  # (rows, of which extra) per columns batch
+    observe_columns = RuleEngine.observe_columns
+
+    def spy(engine, steps, names, cols, extra=()):  # type: ignore[no-untyped-def]
+        judged.append((len(steps), sum(len(idx) for idx, _, _ in extra)))
+        return observe_columns(engine, steps, names, cols, extra)
+
+    monkeypatch.setattr(RuleEngine, "observe_columns", spy)
+    for chunk in (1 << 20, 5000, 777):
+        judged.clear()
+        assert summary(data, fast=True, chunk=chunk) == slow, chunk
+        if chunk == 1 << 20 and kind != "odd fork":
+            rows, extra = map(sum, zip(*judged, strict=True))
+            assert rows > 2700 and len(judged) >= (7 if kind == "rare" else 2), judged
+            assert extra > rows / 20, judged  # the [DIAG] steps (one in 16) go with the others
