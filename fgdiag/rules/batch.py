@@ -195,6 +195,14 @@ class Batch:
         self._columns[name] = hit
         return hit
 
+    def values_at(self, name: str, rows: list[int]) -> list[float | None]:
+        """`name`'s value on each of `rows` (rising row indices; None where a row lacks it), read from its
+        column: the column itself when it covers exactly those rows."""
+        idx, vals = self.column(name)
+        if idx is rows or idx == rows:
+            return vals
+        return list(map(dict(zip(idx, vals, strict=True)).get, rows))
+
     def every(self) -> list[int]:
         """The indices of all the batch's rows (one list, shared: callers do not change it)."""
         if self._every is None:

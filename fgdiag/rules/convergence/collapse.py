@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from itertools import compress, repeat
-from operator import ge, is_not, itemgetter, methodcaller, mul, sub
+from operator import ge, is_not, itemgetter, mul, sub
 from typing import Any
 
 from fgdiag import events as ev
@@ -117,11 +117,6 @@ LOSS_NAMES = {
 INF = math.inf
 
 
-def _get(name: str) -> methodcaller:
-    """`m.get(name)` as a C-level callable (for `map` over rows)."""
-    return methodcaller("get", name)
-
-
 def scale_of(head: str, m: Row) -> float | None:
     """exp(scale) of a head in a row (from the raw scale when only that is logged; absurd raw values give
     None rather than an overflow)."""
@@ -219,37 +214,39 @@ class CollapseFromLogits(Check):
         steps, start, windows = batch.steps, batch.start, batch.windows
         if not batch.rises or e.is_open("FGD603/logits/"):
             return None
-        dicts = list(map(itemgetter(1), map(batch.rows.__getitem__, rows)))
         due: list[tuple[int, int, str, bool]] = []  # (row, head's rank, head, window full) of heavy points
         new: dict[str, list[tuple[int, str, str, float]]] = {}
         for rank, head in enumerate(ev.HEADS):
             pts = self.points[head]
-            at = list(
-                compress(range(len(rows)), map(is_not, map(_get(LOGIT_NAMES[head][0]), dicts), repeat(None)))
-            )
+            at, column = batch.column(LOGIT_NAMES[head][0])  # the rows routed here that hold it (`reads`)
+            lo: list[Any] = column
+            if None in lo:
+                held = list(map(is_not, lo, repeat(None)))
+                at, lo = list(compress(at, held)), list(compress(lo, held))
             if head == "region" and at:
-                zero = list(map(_get(ev.REGIONS_ZERO_NORM), map(dicts.__getitem__, at)))
-                at = [j for j, z in zip(at, zero, strict=True) if not (z or 0.0) > 0]
+                zero = batch.values_at(ev.REGIONS_ZERO_NORM, at)
+                if any(zero):
+                    held = [not (z or 0.0) > 0 for z in zero]
+                    at, lo = list(compress(at, held)), list(compress(lo, held))
             if not at:
                 continue
-            ms = list(map(dicts.__getitem__, at))
-            lo, hi, scale = (list(map(_get(n), ms)) for n in (*LOGIT_NAMES[head][:2], SCALE_NAMES[head][0]))
+            hi: list[Any] = batch.values_at(LOGIT_NAMES[head][1], at)
+            scale: list[Any] = batch.values_at(SCALE_NAMES[head][0], at)
             if (
                 not (all_finite(lo) and all_finite(hi) and all_finite(scale) and min(scale) > 0)
                 or any(map(ge, lo, map(mul, repeat(HIGH_COSINE), scale)))
                 or not all(map(ge, map(sub, hi, lo), map(mul, repeat(NARROW), scale)))
                 or any(map(itemgetter(1), pts[-max(windows) :]))
-                or (pts and pts[-1][0] >= steps[rows[at[0]]])
+                or (pts and pts[-1][0] >= steps[at[0]])
             ):
                 return None  # a point that may be collapsed, or lacks its scale: row by row
-            losses = list(map(_get(LOSS_NAMES[head][1]), ms))
+            losses: list[Any] = batch.values_at(LOSS_NAMES[head][1], at)
             if not all_finite(losses):
                 losses = [v if v is not None and -INF < v < INF else math.nan for v in losses]
-            at_steps = [steps[rows[j]] for j in at]
+            at_steps = list(map(steps.__getitem__, at))
             new[head] = list(zip(at_steps, repeat(""), repeat(""), losses, strict=False))
             heavy, n0 = batch.heavy, len(pts)
-            for k, j in enumerate(at):
-                i = rows[j]
+            for k, i in enumerate(at):
                 if heavy[i]:
                     end, w = n0 + k + 1, windows[i]
                     first = None if end < w else pts[end - w][0] if end - w < n0 else at_steps[end - w - n0]
