@@ -128,3 +128,56 @@ def test_judge_batches_same_summary_whatever_the_chunks(tmp_path, name):
     assert summary_of(path, [97]) == whole
     if len(LOGS[name]) < 200_000:
         assert summary_of(path, [1]) == whole
+
+
+def at_clamp_stream(head_loss: bool) -> list:
+    """3,000 steps logged each at the clamp with a flat loss (FGD102 opens); the scale below the clamp for 40
+    steps (the episode clears only as the share of points at the clamp falls under 95 % after it), a drop of
+    the loss that clears it, flat again (it reopens), below the clamp for 100 steps (it clears), then back:
+    long batches whose saturation episodes stay open or clear (`ScaleAtClamp._replayed`) and some that open
+    one (row by row)."""
+    rows = []
+    for step in range(1, 3001):
+        loss = 2.8 if step < 1500 else 2.3 if step > 1700 else 2.8 - 0.5 * (step - 1500) / 200
+        loss += 0.01 * math.sin(step)
+        raw = 4.0 if 2300 <= step < 2400 or 900 <= step < 940 else math.log(100)
+        row = {ev.LOSS: loss + 1.0, ev.head_metric(ev.LOGIT_SCALE, "region"): raw}
+        if head_loss:
+            row[REGION] = loss
+        rows.append((step, row))
+    return rows
+
+
+@pytest.mark.parametrize("head_loss", [True, False])
+def test_saturation_episodes_replayed_from_columns_as_row_by_row(head_loss, monkeypatch):
+    from fgdiag.rules.scales.clamp import ScaleAtClamp
+
+    info = {"planned_steps": 3000, "logit_scale_max": math.log(100)}
+    rows = at_clamp_stream(head_loss)
+
+    def judge(sizes: list[int] | None) -> tuple:
+        engine = RuleEngine(info, get_profile("ucf"))
+        found: list = []
+        i = 0
+        while i < len(rows):
+            n = sizes[len(found) % len(sizes)] if sizes else 1
+            found += (
+                engine.observe_rows([(s, dict(r)) for s, r in rows[i : i + n]])
+                if sizes
+                else engine.observe(*rows[i])
+            )
+            i += n
+        return judged(engine, found)
+
+    reference = judge(None)
+    assert [code for code, *_ in reference[0]].count("FGD102") >= 4  # opened, reopened three times
+    replayed: list[bool] = []
+    replay = ScaleAtClamp._replayed
+    monkeypatch.setattr(
+        ScaleAtClamp, "_replayed", lambda self, b, d: replayed.append(r := replay(self, b, d)) or r
+    )
+    rng = random.Random(3)
+    for sizes in ([len(rows)], [250], [1, 2, 3], [rng.randint(1, 400) for _ in range(20)]):
+        replayed.clear()
+        assert judge(sizes) == reference, sizes
+        assert not 4 <= sizes[0] < len(rows) or replayed.count(True) >= 2, sizes  # not the first batch

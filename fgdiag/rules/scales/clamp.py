@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+from itertools import accumulate
 from typing import Any
 
 from fgdiag import events as ev
 from fgdiag.diagnostic import Finding, Severity
 from fgdiag.facts.run import RunFacts
 from fgdiag.facts.values import as_float
-from fgdiag.rules.batch import Batch, finite_values
+from fgdiag.rules.batch import Batch, all_finite, finite_values
 from fgdiag.rules.engine import Check, Row
 from fgdiag.rules.registry import get, register, runtime_check, static_check
 from fgdiag.rules.scales.names import CLAMP_TOLERANCE, RAW, RAW_EXP, SCALE_READS
@@ -111,7 +112,9 @@ class ScaleAtClamp(Check):
             e.judge("FGD102")
         heavy, steps, start = batch.heavy, batch.steps, batch.start
         due = [i for i in rows if heavy[i] and steps[i] > start]
-        return [] if due and self._learned(batch, due) else due
+        if not due or self._learned(batch, due) or self._replayed(batch, due):
+            return []
+        return due
 
     def _learned(self, batch: Batch, due: list[int]) -> bool:
         """Every head's loss stays below 80 % of its value at the trend start over every look-back window
@@ -138,6 +141,52 @@ class ScaleAtClamp(Check):
             # a mean of values <= top is <= top up to rounding: the margin covers it
             if not seen or max(seen) * (1 + 1e-6) >= (1.0 - self.LEARNED_DROP) * start:
                 return False
+        return True
+
+    def _replayed(self, batch: Batch, due: list[int]) -> bool:
+        """`_saturated` for each due row settled from the columns when the batch is plain (every row holds
+        each head's raw scale and loss, finite, and the series before it reach back a full span), its gate
+        calls replayed; False (nothing changed) otherwise or when one would start an episode: row by row."""
+        e = self.engine
+        names, planned, clamp = batch.names(), e.planned(), e.clamp()
+        span = min(self.SATURATED_STEPS, planned * 0.5) if planned else self.SATURATED_STEPS
+        spans = [max(batch.windows[i], math.ceil(span / max(batch.intervals[i], 1.0))) for i in due]
+        reach, at_clamp, every = max(spans), clamp - self.CLAMP_TOL, batch.every()
+        ops: list[tuple[str, bool]] = []
+        for head in ev.HEADS:
+            if RAW[head] not in names and RAW_EXP[head] not in names:
+                continue
+            loss_name = ev.head_metric(ev.HEAD_LOSS, head)
+            if loss_name not in names and not e.tail(loss_name, 1)[0]:
+                loss_name = ev.LOSS  # no loss of the head's own, before or in the batch: the total's
+            start = self.start_loss.get((head, batch.start))
+            (raw_at, raw), (loss_at, loss) = batch.column(RAW[head]), batch.column(loss_name)
+            if start is None or raw_at != every or loss_at != every or not all_finite(raw + loss):
+                return False
+            old_raw, old_loss = e.tail(RAW[head], reach)[1], e.tail(loss_name, reach)[1]
+            if len(old_raw) < reach or len(old_loss) < reach or not all_finite(old_loss):
+                return False
+            pts: list[Any] = old_raw + raw  # the series as each row sees them, up to it
+            lvals: list[Any] = old_loss + loss
+            held = list(accumulate(map(at_clamp.__le__, pts), initial=0))  # points at the clamp, cumulative
+            for i, w in zip(due, spans, strict=True):
+                end = reach + i + 1
+                if pts[end - 1] < at_clamp or w < 4:  # below the clamp, or a span too short to be flat
+                    ops.append((f"FGD102/saturated/{head}", False))
+                    continue
+                half = w // 2
+                first = sum(lvals[end - w : end - w + half]) / half
+                second = sum(lvals[end - w + half : end]) / (w - half)
+                flat = (
+                    first > self.FLAT_FLOOR
+                    and (first - second) < self.FLAT_REL * first
+                    and second > (1.0 - self.LEARNED_DROP) * start
+                )
+                saturated = flat and held[end] - held[end - w] >= self.SATURATED_SHARE * w
+                ops.append((f"FGD102/saturated/{head}", saturated))
+        if e.gates_fire(ops):
+            return False
+        e.apply_gates(ops)
         return True
 
     def _saturated(self, step: int, head: str, clamp: float) -> None:
