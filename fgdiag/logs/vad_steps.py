@@ -13,6 +13,7 @@ made explicit); once the per-line path has read one, the ones that follow are ap
 row `VadParser` would give (the [MB-FORWARD] line opens the group with its counts, the scale line joins it,
 the batch line closes it at step s + 1 after the bar moved there; a [DIAG] block first closes the counts'
 group into the open step, as its header line does, and its own group goes through `VadParser.commit`).
+The rows are held as columns (`PendingSteps`) and reach the store and the rules as such.
 Whatever deviates (another bar, a step that does not follow the bar, a line that does not parse, an open
 group) takes the per-line path; a test reads logs both ways and compares rows, events and counters.
 """

@@ -45,22 +45,17 @@ class LazyRows(Sequence[tuple[int, Row]]):
     def _row(self, i: int) -> tuple[int, Row]:
         hit = self._built.get(i)
         if hit is None:
-            names, cols = self.names, self.cols
+            names, cols, j = self.names, self.cols, i  # the row's names, their columns, its place in them
             if self.extra:
                 if self._where is None:
                     self._where = {
-                        r: (g, j) for g, (idx, _, _) in enumerate(self.extra) for j, r in enumerate(idx)
+                        r: (g, k) for g, (idx, _, _) in enumerate(self.extra) for k, r in enumerate(idx)
                     }
                 at = self._where.get(i)
                 if at is not None:
                     _, names, cols = self.extra[at[0]]
-                    i, j = at[1], i
-                    hit = self._built[j] = (
-                        self.steps[j],
-                        dict(zip(names, [c[i] for c in cols], strict=True)),
-                    )
-                    return hit
-            hit = self._built[i] = (self.steps[i], dict(zip(names, [c[i] for c in cols], strict=True)))
+                    j = at[1]
+            hit = self._built[i] = (self.steps[i], dict(zip(names, [c[j] for c in cols], strict=True)))
         return hit
 
     def __getitem__(self, i):  # an int or a slice, as a list's
