@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import deque
+from collections.abc import Iterator, MutableMapping
 from itertools import compress
 from operator import itemgetter
 from typing import Any
@@ -31,6 +32,7 @@ class PendingSteps:
         self.names: tuple[str, ...] = ()
         self.cols: list[list[float]] = []
         self.dicts: dict[int, Row] = {}
+        self.index: dict[str, int] = {}  # name -> its column
 
     def __len__(self) -> int:
         return len(self.steps)
@@ -38,7 +40,7 @@ class PendingSteps:
     def add_columns(self, steps: list[int], names: tuple[str, ...], cols: list[list[float]]) -> bool:
         """Plain rows as columns; False (nothing added) when they hold other names than the rows before."""
         if not self.names:
-            self.names, self.cols = names, [[0.0] * len(self.steps) for _ in names]
+            self._name(names)
         elif names != self.names:
             return False
         self.steps += steps
@@ -46,11 +48,16 @@ class PendingSteps:
             mine += col
         return True
 
+    def _name(self, names: tuple[str, ...]) -> None:
+        """The plain rows' names (the rows so far hold placeholders in the new columns)."""
+        self.names, self.cols = names, [[0.0] * len(self.steps) for _ in names]
+        self.index = {name: j for j, name in enumerate(names)}
+
     def add_row(self, step: int, row: Row, plain: bool = False) -> None:
         """A row as a dict; `plain`: it holds what plain rows hold (its names become the columns' when
         there are none yet)."""
         if plain and not self.names:
-            self.names, self.cols = tuple(row), [[0.0] * len(self.steps) for _ in row]
+            self._name(tuple(row))
         self.dicts[len(self.steps)] = row
         self.steps.append(step)
         for col in self.cols:
@@ -65,6 +72,12 @@ class PendingSteps:
         if row is None:
             row = self.dicts[pos] = dict(zip(self.names, [col[pos] for col in self.cols], strict=True))
         return row
+
+    def cells(self, pos: int) -> MutableMapping[str, float]:
+        """The row at `pos` to read and change in place: its dict, or a plain row's cells in the columns
+        (it stays plain: no dict is made)."""
+        row = self.dicts.get(pos)
+        return row if row is not None else Cells(self, pos)
 
     def cut(self, pos: int) -> None:
         """Drop the rows from `pos` on (the per-line path reads them again)."""
@@ -104,6 +117,33 @@ class PendingSteps:
         self.cols = [col[k:] for col in cols]
         self.dicts = {p - k: row for p, row in dicts.items() if p >= k}
         return out, last_step, last
+
+
+class Cells(MutableMapping[str, float]):
+    """A plain pending row's values, read and written in the columns (names as the columns' names only)."""
+
+    __slots__ = ("_at", "_cols", "_pos")
+
+    def __init__(self, pending: PendingSteps, pos: int) -> None:
+        self._at, self._cols, self._pos = pending.index, pending.cols, pos
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._at
+
+    def __getitem__(self, name: str) -> float:
+        return self._cols[self._at[name]][self._pos]
+
+    def __setitem__(self, name: str, value: float) -> None:
+        self._cols[self._at[name]][self._pos] = value  # a name the columns lack raises KeyError
+
+    def __delitem__(self, name: str) -> None:
+        raise TypeError("a plain row holds every column's name")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._at)
+
+    def __len__(self) -> int:
+        return len(self._at)
 
 
 def _extra(names: tuple[str, ...], here: list[int], rows: list[Row]) -> tuple[Extra, ...]:

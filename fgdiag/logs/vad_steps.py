@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import operator
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from itertools import compress, repeat
 from typing import Any
 
@@ -323,7 +323,7 @@ class VadSteps:
             return None
         self._enabled = enabled
         shift = 0
-        if not at or not self._merge(self._rows.row(at - 1), queued, valid, c, lc, enabled):
+        if not at or not self._merge(self._rows.cells(at - 1), queued, valid, c, lc, enabled):
             if at:
                 self._flush(at)
                 shift = at
@@ -420,7 +420,12 @@ class VadSteps:
 
     @staticmethod
     def _merge(
-        row: dict[str, float], queued: float, valid: float, c: float | None, lc: float | None, enabled: bool
+        row: MutableMapping[str, float],
+        queued: float,
+        valid: float,
+        c: float | None,
+        lc: float | None,
+        enabled: bool,
     ) -> bool:
         """Close the counts' group into `row` (built here, each value added once) as the [DIAG] header line
         does: the averaged values become means of two, the kept ones are replaced. False (nothing done) when
