@@ -196,6 +196,8 @@ class Batch:
         idx, vals = self.column(name)
         if idx is rows or idx == rows:
             return vals
+        if idx is self._every:  # every row holds it
+            return list(map(vals.__getitem__, rows))
         return list(map(dict(zip(idx, vals, strict=True)).get, rows))
 
     def every(self) -> list[int]:
