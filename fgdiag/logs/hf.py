@@ -40,17 +40,19 @@ HF_KEYS = {
     "epoch": ev.EPOCH,
 }
 TRAIN_END_KEYS = ("train_runtime", "train_loss", "train_samples_per_second", "train_steps_per_second")
+EVAL_PREFIX = "eval_"  # the Trainer's evaluation metrics (`metric_key_prefix`)
 
 
 class DictLine:
     """What one dict line held: metrics for a logging step, or the end-of-training summary."""
 
-    __slots__ = ("end", "metrics", "skipped")
+    __slots__ = ("end", "evaluation", "metrics", "skipped")
 
     def __init__(self) -> None:
         self.metrics: dict[str, float | None] = {}
         self.end: dict[str, float] | None = None
         self.skipped: list[str] = []
+        self.evaluation = False  # an evaluation's dict (`eval_*` keys): it belongs to the step just logged
 
 
 def _scan_pairs(body: str) -> list[tuple[str, str]] | None:
@@ -94,6 +96,8 @@ def _assign(out: DictLine, key: str, value: float | None) -> None:
             out.end[key] = value
     else:
         out.skipped.append(key)
+        if key.startswith(EVAL_PREFIX):
+            out.evaluation = True
 
 
 def parse_dict_line(text: str) -> DictLine | None:
@@ -116,14 +120,20 @@ def parse_dict_line(text: str) -> DictLine | None:
             if isinstance(raw, (int, float)) or raw is None:
                 _assign(out, str(key), None if raw is None else float(raw))
     _drop_end_epoch(out)
-    if not out.metrics and out.end is None:
+    if not out.metrics and out.end is None and not out.evaluation:
         return None
     return out
 
 
 def _drop_end_epoch(line: DictLine) -> None:
-    """The end-of-training line repeats `epoch`; it is not a logging step."""
-    if line.end is not None and ev.LOSS not in line.metrics and ev.GRAD_NORM not in line.metrics:
+    """The end-of-training line and an evaluation's line repeat `epoch`: neither is a logging step (the
+    Trainer evaluates at the step it has just logged; counted as a step, each evaluation would shift every
+    later step by one)."""
+    if (
+        (line.end is not None or line.evaluation)
+        and ev.LOSS not in line.metrics
+        and ev.GRAD_NORM not in line.metrics
+    ):
         line.metrics = {}
 
 
@@ -205,10 +215,9 @@ class Layout:
         line = DictLine()
         for i, (key, _) in enumerate(pairs):
             _assign(line, key, float(i))  # where each key goes, by its position
+        _drop_end_epoch(line)  # the end-of-training and evaluation lines' `epoch`: not a logging step
         self.metrics = [(name, int(i)) for name, i in line.metrics.items() if i is not None]
         self.end = [(key, int(i)) for key, i in (line.end or {}).items()]
-        if self.end and not any(name in (ev.LOSS, ev.GRAD_NORM) for name, _ in self.metrics):
-            self.metrics = []  # the end-of-training line repeats `epoch`: not a logging step
         in_order = [i for _, i in self.metrics] == list(range(len(pairs)))  # the common line: all metrics
         self.names = [n for n, _ in self.metrics] if in_order else None
 
@@ -243,7 +252,8 @@ class HfParser:
         for layout in self.layouts:
             parsed = layout.read(text)
             if parsed is not None:
-                self.recent = layout
+                if layout.metrics:  # a logging step's layout (an evaluation's line between two leaves it)
+                    self.recent = layout
                 return parsed
         parsed = parse_dict_line(text)
         if parsed is not None and len(self.layouts) < MAX_LAYOUTS and text[:2] in ("{'", '{"'):
@@ -253,7 +263,8 @@ class HfParser:
                 again = layout.read(text.strip())
                 if again is not None and again.metrics == parsed.metrics and again.end == parsed.end:
                     self.layouts.append(layout)  # it reads this line exactly as the general scan did
-                    self.recent = layout
+                    if layout.metrics:
+                        self.recent = layout
         return parsed
 
     def dict_line(self, text: str) -> bool:

@@ -42,9 +42,10 @@ def trainer_log(steps: int, *, odd: bool, seed: int = 0) -> str:
             ns = [ns[2], ns[0], ns[1]]  # redraws out of order
         out.append("\r" + "\r".join(bar(n, total) for n in ns))
         loss = 2.5 - i / steps + rng.gauss(0, 0.05)
+        lr = "nan" if odd and i % 71 == 19 else f"{5e-5 * (1 - i / steps):.4e}"  # a NaN in a unit
         out.append(
-            f"{{'loss': {loss:.4f}, 'grad_norm': {rng.uniform(0.5, 3):.4f}, 'learning_rate': "
-            f"{5e-5 * (1 - i / steps):.4e}, 'epoch': {i / steps:.2f}}}"
+            f"{{'loss': {loss:.4f}, 'grad_norm': {rng.uniform(0.5, 3):.4f}, 'learning_rate': {lr}, "
+            f"'epoch': {i / steps:.2f}}}"
         )
         out += [WARNING, ""]
         if odd and i % 41 == 7:
@@ -55,7 +56,7 @@ def trainer_log(steps: int, *, odd: bool, seed: int = 0) -> str:
             out.append(f"grad_norm: {rng.uniform(0.5, 3):.3f}")  # a generic metric line between units
         if odd and i % 67 == 17:
             out.append(f"[fgdiag] step {step + 1} loss={loss:.4f}")
-        if odd and i % 71 == 19:
+        if odd and i == steps - 40:  # a second dict without a bar move: a step of its own, the bar lags after
             out.append(f"{{'loss': {loss:.4f}, 'learning_rate': nan, 'epoch': {i / steps:.2f}}}")
     out.append("{'train_runtime': 40.2, 'train_samples_per_second': 1.9, 'train_loss': 2.1, 'epoch': 1.0}")
     return "\n".join(out) + "\n"
@@ -95,8 +96,10 @@ def same_both_ways(data: bytes, seed: object, small: tuple[int, ...], spread: in
 
 
 def test_hf_runs_take_the_bulk_of_a_canonical_log():
-    """The bulk path is what reads a canonical log (not the per-line path with the same result)."""
+    """The bulk path is what reads a canonical log (not the per-line path with the same result), and the
+    stretches between the deviations of an odd one (so the odd logs' comparisons test it too)."""
     assert bulk_rows(trainer_log(3000, odd=False).encode()) > 2500
+    assert bulk_rows(trainer_log(3000, odd=True).encode()) > 1000
 
 
 def bulk_rows(data: bytes) -> int:

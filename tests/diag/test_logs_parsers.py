@@ -41,6 +41,35 @@ def test_logs_hf_trainer_steps_from_bar_or_count(tmp_path, bars):
         assert read.run_info["planned_steps"] == 40
 
 
+@pytest.mark.parametrize("bars", ["cr", "lines", "none"])
+def test_logs_hf_evaluation_lines_are_no_logging_steps(tmp_path, bars):
+    """The Trainer evaluates at the step it has just logged and prints the evaluation's dict after that
+    step's: it is no step of its own (counted as one, every later step moved by one, and the bulk reader
+    stopped at the first evaluation)."""
+    original = hf_trainer_log(steps=40, logging_steps=10, bars=bars)
+    lines = original.split("\n")
+    at = next(i for i, line in enumerate(lines) if "'epoch': 0.50" in line)
+    lines.insert(
+        at + 1, "{'eval_loss': 1.9, 'eval_runtime': 1.5, 'eval_samples_per_second': 3.2, 'epoch': 0.5}"
+    )
+    kw = {"logging_steps": 10} if bars == "none" else {}
+    counted = read_log(write(tmp_path, "\n".join(lines)), **kw)
+    base = read_log(write(tmp_path, original, "base.log"), **kw)
+    assert counted.steps == [10, 20, 30, 40]
+    assert (counted.rows, counted.unparsed, counted.lines) == (base.rows, base.unparsed, base.lines + 1)
+    text = hf_trainer_log(steps=400, logging_steps=1, bars=bars)
+    text = text.replace(
+        "'epoch': 0.50}", "'epoch': 0.50}\n{'eval_loss': 1.9, 'eval_runtime': 1.5, 'epoch': 0.5}"
+    )
+    fast, slow = LogReader(), LogReader(fast=False)
+    for reader in (fast, slow):
+        reader.feed(text.encode())
+        reader.flush(final=True)
+    rows = fast.drain()[0]
+    assert rows == slow.drain()[0]
+    assert [s for s, _ in rows] == list(range(1, 401)) if bars != "none" else len(rows) == 400
+
+
 def test_logs_hf_logging_steps_option_counts_lines(tmp_path):
     read = read_log(
         write(tmp_path, hf_trainer_log(steps=40, logging_steps=10, bars="none")), logging_steps=10
