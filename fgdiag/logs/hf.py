@@ -119,13 +119,13 @@ def parse_dict_line(text: str) -> DictLine | None:
         for key, raw in data.items():
             if isinstance(raw, (int, float)) or raw is None:
                 _assign(out, str(key), None if raw is None else float(raw))
-    _drop_end_epoch(out)
+    _drop_repeated_epoch(out)
     if not out.metrics and out.end is None and not out.evaluation:
         return None
     return out
 
 
-def _drop_end_epoch(line: DictLine) -> None:
+def _drop_repeated_epoch(line: DictLine) -> None:
     """The end-of-training line and an evaluation's line repeat `epoch`: neither is a logging step (the
     Trainer evaluates at the step it has just logged; counted as a step, each evaluation would shift every
     later step by one)."""
@@ -182,7 +182,7 @@ def read_trainer_state(
                 except NotANumber:
                     continue
                 _assign(line, str(key), value)
-        _drop_end_epoch(line)
+        _drop_repeated_epoch(line)
         if line.end is not None:
             end = line.end
         if line.metrics:
@@ -215,7 +215,7 @@ class Layout:
         line = DictLine()
         for i, (key, _) in enumerate(pairs):
             _assign(line, key, float(i))  # where each key goes, by its position
-        _drop_end_epoch(line)  # the end-of-training and evaluation lines' `epoch`: not a logging step
+        _drop_repeated_epoch(line)  # the end-of-training and evaluation lines' `epoch`: not a logging step
         self.metrics = [(name, int(i)) for name, i in line.metrics.items() if i is not None]
         self.end = [(key, int(i)) for key, i in (line.end or {}).items()]
         in_order = [i for _, i in self.metrics] == list(range(len(pairs)))  # the common line: all metrics

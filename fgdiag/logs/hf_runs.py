@@ -26,6 +26,7 @@ from typing import Any, overload
 
 from fgdiag.logs.hf import VALUE, HfParser, Layout
 from fgdiag.logs.sink import LogSink
+from fgdiag.logs.values import floats
 
 REDRAWS = 4  # redraws on one line the unit regex accepts (more: the per-line path)
 # one redraw of the training bar (a subset of what `hf.BARS_LINE_RE` accepts), the total fixed per pattern
@@ -177,13 +178,10 @@ class HfRuns:
         """The dict values of `split`'s units, a list per name; None when one is not what the layout's
         regex accepts. Bytes values were read loosely (only digits and `.eE+-`): one that float() takes is
         a number `hf.VALUE` accepts (float() adds only `_`, spaces, letters)."""
-        out = []
         try:
-            for col in cols[REDRAWS : REDRAWS + len(self._names)]:
-                out.append(list(map(float, col)))
+            return [floats(col) for col in cols[REDRAWS : REDRAWS + len(self._names)]]
         except ValueError:
             return None
-        return out
 
     def _put(self, lasts: list[int], floats: list[list[float]]) -> None:
         """The rows of units whose last redraws are `lasts` and whose values are `floats` (a column per

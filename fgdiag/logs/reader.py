@@ -198,7 +198,7 @@ class LogReader:
     def drain_ordered(self, columns: bool = False) -> list[tuple[str, Any]]:
         """("row", (step, metrics)) and ("event", record) in the order the log produced them, so a rule sees
         an event (the bank switching on) between the rows before and after it; `columns`: runs of Trainer
-        steps stay ("columns", (steps, names, cols)) records."""
+        and fork steps stay ("columns", ColumnRun) records."""
         out = self.sink.drain()
         return out if columns else expand(out)
 

@@ -5,7 +5,7 @@ one list per metric, so no dict is made per step (the rows go to the store and t
 `ColumnRun`). The others (a step with a [DIAG] block, one read unit by unit, a plain step whose row another
 line changed) are dicts at their positions; when they hold every column's metric (a [DIAG] step does) they
 travel in the same record as its `extra` rows, otherwise as dicts between two records. Below: how the units'
-texts become those columns (`floats`, `rate_of`, `per_step`).
+texts become those columns (`rate_of`, `per_step`).
 """
 
 from __future__ import annotations
@@ -165,14 +165,6 @@ def rate_of(text: str | None) -> float | None:
         return None if text is None else float(text)
     except ValueError:
         return None
-
-
-def floats(column: tuple[Any, ...]) -> list[Any]:
-    """float() of each text; a column of one text (a steady loss, the learning rate between two changes) is
-    converted once."""
-    if column.count(column[0]) == len(column):
-        return [float(column[0])] * len(column)
-    return list(map(float, column))
 
 
 def per_step(scales: list[Any], counts: list[Any], n: int) -> tuple[Any, ...] | None:

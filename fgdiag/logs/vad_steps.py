@@ -25,7 +25,7 @@ import operator
 import re
 from collections.abc import Callable, Iterator, MutableMapping
 from itertools import compress, repeat
-from typing import Any
+from typing import Any, cast
 
 from fgdiag import events as ev
 from fgdiag.logs import vad
@@ -52,7 +52,8 @@ from fgdiag.logs.vad_lines import (
     parse_logits,
     region_candidates,
 )
-from fgdiag.logs.vad_pending import PendingSteps, floats, per_step, rate_of
+from fgdiag.logs.vad_pending import PendingSteps, per_step, rate_of
+from fgdiag.logs.values import floats
 from fgdiag.wire import parse_logit_scale
 
 _S = r"(\S+)"
@@ -166,7 +167,7 @@ class VadSteps:
         except ValueError:
             return None
         try:
-            rates: list[float | None] = floats(cols[17])
+            rates = cast("list[float | None]", floats(cols[17]))
         except (TypeError, ValueError):
             rates = [rate_of(x) for x in cols[17]]
         return bars, scales, counts, losses, rates, cols[1]

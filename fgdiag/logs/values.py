@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from typing import Any
 
 _WRAPPED = re.compile(r"^(?:[A-Za-z_][\w.]*)?\(\s*([-+]?(?:[0-9.]+(?:[eE][-+]?[0-9]+)?|nan|inf\w*))")
 _BOOLS = {"True": 1.0, "true": 1.0, "False": 0.0, "false": 0.0}
@@ -39,3 +41,11 @@ def to_float(text: str) -> float | None:
             except ValueError:
                 pass
     raise NotANumber(text[:40])
+
+
+def floats(column: Sequence[Any]) -> list[float]:
+    """float() of each text of a column (str or bytes: a bulk reader's captures); a column of one text (a
+    steady loss, the learning rate between two changes) is converted once. Raises ValueError as float()."""
+    if column.count(column[0]) == len(column):
+        return [float(column[0])] * len(column)
+    return list(map(float, column))

@@ -238,9 +238,8 @@ class GradientScale(Check):
         self.low = math.inf
         self.high = 0.0
         self.last_step: int | None = None
-        self.top = (
-            -math.inf
-        )  # the highest step counted: a step logged again, also by a resumed run, counts once
+        # the highest step counted: a step logged again, also by a resumed run, counts once
+        self.top = -math.inf
 
     def observe(self, step: int, m: Row) -> None:
         gn = m.get(ev.GRAD_NORM)

@@ -116,16 +116,30 @@ class ScaleAtClamp(Check):
             return []
         return due
 
+    def _points(self, window: int, interval: float) -> int:
+        """B2's look-back in logging points as of a row: 500 steps (half of a shorter run), at least its
+        window."""
+        planned = self.engine.planned()
+        span = min(self.SATURATED_STEPS, planned * 0.5) if planned else self.SATURATED_STEPS
+        return max(window, math.ceil(span / max(interval, 1.0)))
+
+    def _flat(self, first: float, second: float, start: float) -> bool:
+        """The loss's halves over the span: flat, not converged (above the floor, never 20 % below its value
+        at the trend start)."""
+        return (
+            first > self.FLAT_FLOOR
+            and (first - second) < self.FLAT_REL * first
+            and second > (1.0 - self.LEARNED_DROP) * start
+        )
+
     def _learned(self, batch: Batch, due: list[int]) -> bool:
         """Every head's loss stays below 80 % of its value at the trend start over every look-back window
         of the due rows (the loss has learned: no window is flat), and no saturation episode is open: each
         due row's `_saturated` would only record a clear point on a closed gate, i.e. do nothing."""
         e = self.engine
         names = batch.names()
-        planned = e.planned()
-        span = min(self.SATURATED_STEPS, planned * 0.5) if planned else self.SATURATED_STEPS
         windows, intervals = batch.windows, batch.intervals
-        reach = max(max(windows[i], math.ceil(span / max(intervals[i], 1.0))) for i in due)
+        reach = max(self._points(windows[i], intervals[i]) for i in due)
         for head in ev.HEADS:
             if RAW[head] not in names and RAW_EXP[head] not in names:
                 continue
@@ -148,9 +162,8 @@ class ScaleAtClamp(Check):
         each head's raw scale and loss, finite, and the series before it reach back a full span), its gate
         calls replayed; False (nothing changed) otherwise or when one would start an episode: row by row."""
         e = self.engine
-        names, planned, clamp = batch.names(), e.planned(), e.clamp()
-        span = min(self.SATURATED_STEPS, planned * 0.5) if planned else self.SATURATED_STEPS
-        spans = [max(batch.windows[i], math.ceil(span / max(batch.intervals[i], 1.0))) for i in due]
+        names, clamp = batch.names(), e.clamp()
+        spans = [self._points(batch.windows[i], batch.intervals[i]) for i in due]
         reach, at_clamp, every = max(spans), clamp - self.CLAMP_TOL, batch.every()
         ops: list[tuple[str, bool]] = []
         for head in ev.HEADS:
@@ -177,12 +190,9 @@ class ScaleAtClamp(Check):
                 half = w // 2
                 first = sum(lvals[end - w : end - w + half]) / half
                 second = sum(lvals[end - w + half : end]) / (w - half)
-                flat = (
-                    first > self.FLAT_FLOOR
-                    and (first - second) < self.FLAT_REL * first
-                    and second > (1.0 - self.LEARNED_DROP) * start
+                saturated = (
+                    self._flat(first, second, start) and held[end] - held[end - w] >= self.SATURATED_SHARE * w
                 )
-                saturated = flat and held[end] - held[end - w] >= self.SATURATED_SHARE * w
                 ops.append((f"FGD102/saturated/{head}", saturated))
         if e.gates_fire(ops):
             return False
@@ -193,9 +203,7 @@ class ScaleAtClamp(Check):
         """B2: judged over a long span (500 steps, or half of a shorter run): over a few dozen steps a noisy
         loss at the clamp looks flat in every healthy run."""
         e = self.engine
-        planned = e.planned()
-        span = min(self.SATURATED_STEPS, planned * 0.5) if planned else self.SATURATED_STEPS
-        w = max(e.window, math.ceil(span / max(e.interval(), 1.0)))
+        w = self._points(e.window, e.interval())
         pts = e.tail(RAW[head], w)[1]
         if len(pts) < w:
             pts = [math.log(v) for v in e.tail(RAW_EXP[head], w)[1] if v > 0]
@@ -227,12 +235,7 @@ class ScaleAtClamp(Check):
             if sums is None:
                 sums = (sum(lvals[:half]), sum(lvals[half:]))
             first, second = sums[0] / half, sums[1] / (len(lvals) - half)
-            # flat, not converged: still above the floor and never 20 % below its value at the trend start
-            flat = (
-                first > self.FLAT_FLOOR
-                and (first - second) < self.FLAT_REL * first
-                and second > (1.0 - self.LEARNED_DROP) * start
-            )
+            flat = self._flat(first, second, start)
         # counted only when the loss is flat (the rarer condition): a pass over the span costs the most here
         saturated = (
             flat and len(pts) >= w and sum(map(at_clamp.__le__, pts)) >= self.SATURATED_SHARE * len(pts)
